@@ -1,0 +1,76 @@
+"""The comparison table every view shares (terminal, Markdown, HTML)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+
+def reference_record(records: list[dict[str, Any]], reference_id: str | None) -> dict[str, Any] | None:
+    ok = [r for r in records if r.get("status") == "ok"]
+    for r in ok:
+        if reference_id and r["cell_id"] == reference_id:
+            return r
+    return ok[0] if ok and reference_id is None else None
+
+
+def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None) -> pd.DataFrame:
+    """One row per cell: throughput, step time spread, input stall, speed vs the reference.
+
+    `vs_ref` is throughput / the reference's throughput: 0.5 means half as fast.
+    """
+    ref = reference_record(records, reference_id)
+    ref_tp = ref["throughput_img_s"] if ref else None
+    rows = []
+    for r in records:
+        st = r.get("step_time_s") or {}
+        dw = r.get("data_wait_s") or {}
+        tp = r.get("throughput_img_s")
+        rows.append(
+            {
+                "cell": r.get("label") or r["cell_id"],
+                "id": r["cell_id"],
+                "status": r["status"],
+                "img/s": tp,
+                "step_ms": st.get("median") * 1e3 if st.get("median") is not None else None,
+                "p10_ms": st.get("p10") * 1e3 if st.get("p10") is not None else None,
+                "p90_ms": st.get("p90") * 1e3 if st.get("p90") is not None else None,
+                "cv": st.get("cv"),
+                "data_wait": dw.get("fraction"),
+                "params_M": r["params_count"] / 1e6 if r.get("params_count") else None,
+                "vs_ref": tp / ref_tp if tp and ref_tp else None,
+                "is_ref": bool(ref) and r["cell_id"] == ref["cell_id"],
+                "error": r.get("error"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "" if v is None or pd.isna(v) else format(v, fmt)
+
+
+def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
+    """Formatted strings, so every view shows the same digits."""
+    out = []
+    for row in df.to_dict("records"):
+        ok = row["status"] == "ok"
+        out.append(
+            {
+                "cell": row["cell"] + (" (ref)" if row["is_ref"] else ""),
+                "id": row["id"],
+                "status": row["status"],
+                "img/s": _num(row["img/s"], ".2f"),
+                "step ms median [p10-p90]": (
+                    f"{row['step_ms']:.1f} [{row['p10_ms']:.1f}-{row['p90_ms']:.1f}]" if ok else ""
+                ),
+                "cv": _num(row["cv"], ".1%"),
+                "data wait": _num(row["data_wait"], ".1%"),
+                "params M": _num(row["params_M"], ".2f"),
+                "vs ref": (_num(row["vs_ref"], ".2f") + "x") if ok and row["vs_ref"] is not None
+                and not pd.isna(row["vs_ref"]) else "",
+                "error": "" if ok else str(row["error"] or ""),
+            }
+        )
+    return out

@@ -1,0 +1,286 @@
+"""Run cells: one process per cell, a timeout, and a record whatever happens.
+
+A fresh process per cell keeps one cell's OOM, crash, hang or allocator state
+from touching the next. Starting Python and importing torch + SMP costs ~5 s,
+so cells are forked from a fork server that imported them once (~0.2 s per
+cell after the first). CUDA is never initialised in the server itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from benchbench.errors import BenchbenchError
+from benchbench.results import base_record, clean_nans
+from benchbench.suite import Cell, Suite
+
+PRELOAD = ["torch", "segmentation_models_pytorch", "benchbench.runner"]
+KILL_GRACE_S = 5.0
+
+
+@dataclass
+class RunOptions:
+    isolation: str = "process"  # process | inline (inline: for debugging; no timeout)
+
+
+# ---------------------------------------------------------------- in the cell's process
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    msg = str(exc)
+    return "out of memory" in msg.lower() or "DefaultCPUAllocator: can't allocate memory" in msg
+
+
+def _error_message(exc: BaseException) -> str:
+    if isinstance(exc, BenchbenchError):
+        return str(exc)
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {os.path.basename(tb[-1].filename)}:{tb[-1].lineno} in {tb[-1].name})" if tb else ""
+    return f"{type(exc).__name__}: {first}{where}"[:2000]
+
+
+def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
+    """Build, warm up and time one cell; never raises — failures become the record's status."""
+    import torch
+
+    from benchbench.measure.timer import summarize, timed_loop
+    from benchbench.workload.data import Source
+    from benchbench.workload.models import build_model, count_params
+    from benchbench.workload.step import TrainStep
+
+    params = payload["params"]
+    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"], params)
+    rec["env"] = payload.get("env")
+    rec["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t_start = time.perf_counter()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    source = None
+    try:
+        if params.get("threads"):
+            torch.set_num_threads(params["threads"])
+        torch.manual_seed(params["seed"])
+        device = torch.device(params["device"])
+        model = build_model(params)
+        rec["params_count"] = count_params(model)
+        step = TrainStep(model, params, device)
+        source = Source(params, device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        rec["build_s"] = time.perf_counter() - t_start
+        timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
+        stats = summarize(timing.step_s)
+        rec["step_time_s"] = stats
+        total = sum(timing.step_s)
+        rec["data_wait_s"] = {
+            **{k: v for k, v in summarize(timing.data_wait_s).items() if k in ("median", "p90", "max", "samples")},
+            "fraction": sum(timing.data_wait_s) / total if total > 0 else None,
+        }
+        rec["warmup"] = {"steps": len(timing.warmup_s), "steady": timing.steady, "samples": timing.warmup_s}
+        rec["throughput_img_s"] = params["batch_size"] / stats["median"] if stats["median"] else None
+        mem: dict[str, Any] = {
+            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "rss_growth_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0,
+        }
+        if device.type == "cuda":
+            mem["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated(device)
+            mem["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
+        rec["memory"] = mem
+        rec["status"] = "ok"
+    except BaseException as exc:  # noqa: BLE001 - every failure is data about the cell
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        rec["status"] = "oom" if _is_oom(exc) else "error"
+        rec["error"] = _error_message(exc)
+    finally:
+        del source
+    rec["wall_s"] = time.perf_counter() - t_start
+    return clean_nans(rec)
+
+
+def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
+    # Own process group: a timeout kills the cell *and* its DataLoader workers,
+    # and a Ctrl-C in the terminal reaches only the parent, which decides.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    if payload.get("cwd"):
+        os.chdir(payload["cwd"])
+    rec = execute_cell(payload)
+    conn.send(rec)
+    conn.close()
+    os._exit(0)  # skip atexit/finalizers of a possibly-wedged runtime: the record is sent
+
+
+# ---------------------------------------------------------------- in the parent
+
+
+_CTX: Any = None
+
+
+def _context() -> Any:
+    global _CTX
+    if _CTX is None:
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        _CTX = mp.get_context(method)
+        if method == "forkserver":
+            _CTX.set_forkserver_preload(PRELOAD)
+    return _CTX
+
+
+def _kill_group(proc: Any) -> None:
+    for target in ("group", "proc"):
+        try:
+            if target == "group":
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start children without re-running the caller's __main__ (a script, pytest, the CLI).
+
+    multiprocessing re-imports the parent's main module in every child; the
+    cell's code lives in importable modules, so the child needs none of it,
+    and a script without an `if __name__ == "__main__"` guard would recurse.
+    """
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run a cell in its own process; a hang becomes `timeout`, a death becomes `error`."""
+    ctx = _context()
+    recv_conn, send_conn = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_entry, args=(send_conn, payload), daemon=False)
+    t0 = time.perf_counter()
+    with _main_hidden():
+        proc.start()
+    send_conn.close()
+    record: dict[str, Any] | None = None
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if recv_conn.poll(0.1):
+                try:
+                    record = recv_conn.recv()
+                except (EOFError, OSError):
+                    record = None
+                break
+            if not proc.is_alive():
+                if recv_conn.poll(0.1):
+                    continue
+                break
+            if time.monotonic() > deadline:
+                _kill_group(proc)
+                proc.join(KILL_GRACE_S)
+                return _failure(payload, "timeout", f"cell exceeded timeout_s={timeout_s:g} s and was killed",
+                                time.perf_counter() - t0)
+        proc.join(KILL_GRACE_S)
+        if proc.is_alive():
+            _kill_group(proc)
+            proc.join(KILL_GRACE_S)
+    except BaseException:
+        _kill_group(proc)  # Ctrl-C / SIGTERM: never leave an orphan cell behind
+        proc.join(KILL_GRACE_S)
+        raise
+    finally:
+        recv_conn.close()
+        # DataLoader workers of a cell that died can outlive it; reap the group.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+    if record is not None:
+        return record
+    code = proc.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        why = f"cell process was killed by signal {name}" + (" (likely out of memory)" if name == "SIGKILL" else "")
+    else:
+        why = f"cell process exited with code {code} before reporting a result"
+    return _failure(payload, "error", why, time.perf_counter() - t0)
+
+
+def _failure(payload: dict[str, Any], status: str, message: str, wall_s: float) -> dict[str, Any]:
+    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"], payload["params"])
+    rec.update(status=status, error=message, env=payload.get("env"), wall_s=wall_s,
+               started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return rec
+
+
+def make_payload(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "suite": suite.name,
+        "run_id": run_id,
+        "cell_id": cell.id,
+        "label": cell.label,
+        "params": cell.params,
+        "env": env,
+        "cwd": os.getcwd(),
+    }
+
+
+def run_cell(payload: dict[str, Any], options: RunOptions) -> dict[str, Any]:
+    if options.isolation == "inline":
+        return execute_cell(payload)
+    return run_isolated(payload, float(payload["params"]["timeout_s"]))
+
+
+def preflight(suite: Suite) -> None:
+    """Validate every cell before the first one runs (see workload.models.preflight)."""
+    from benchbench.workload.data import check_data
+    from benchbench.workload.models import preflight as model_preflight
+
+    checked: dict[str, BenchbenchError | None] = {}
+    for cell in suite.cells:
+        p = cell.params
+        key = repr((p["arch"], p["encoder"], p["decoder_channels"], p["resolution"], p["batch_size"],
+                    p["classes"], p["in_channels"]))
+        if key not in checked:
+            try:
+                model_preflight(p)
+                checked[key] = None
+            except BenchbenchError as exc:
+                checked[key] = exc
+        err = checked[key]
+        if err is not None:
+            raise BenchbenchError(f"cell {cell.id} ({cell.label}): {err}")
+        check_data(p)
+
+
+def iter_run(
+    suite: Suite, run_id: str, env: dict[str, Any], options: RunOptions | None = None,
+    cells: list[Cell] | None = None,
+) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    options = options or RunOptions()
+    for cell in cells if cells is not None else suite.cells:
+        yield cell, run_cell(make_payload(suite, cell, run_id, env), options)
