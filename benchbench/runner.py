@@ -123,9 +123,15 @@ def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
         pass
     if payload.get("cwd"):
         os.chdir(payload["cwd"])
+    # A forkserver child inherits the forkserver start method; DataLoader workers
+    # must start the way they would in the user's own script (the platform default).
+    mp.set_start_method(None, force=True)
     rec = execute_cell(payload)
-    conn.send(rec)
-    conn.close()
+    try:
+        conn.send(rec)
+        conn.close()
+    except (BrokenPipeError, OSError):
+        os._exit(1)  # the parent is gone (killed): nobody to report to
     os._exit(0)  # skip atexit/finalizers of a possibly-wedged runtime: the record is sent
 
 
@@ -217,6 +223,8 @@ def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         except (ProcessLookupError, PermissionError, OSError):
             pass
     if record is not None:
+        # Start-up and tear-down of the cell's process, on top of the cell's own wall time.
+        record["process_wall_s"] = time.perf_counter() - t0
         return record
     code = proc.exitcode
     if code is not None and code < 0:

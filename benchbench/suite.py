@@ -345,20 +345,33 @@ def build_suite(
             raise BenchbenchError(f"unknown profile '{pname}'{did_you_mean(str(pname), DEVICES)}: profiles are cpu and cuda")
     # Validate every profile, not only the chosen one: a broken cuda profile
     # must fail on the CPU laptop where the suite is written.
-    canon_profiles: dict[str, tuple[dict[str, Any], dict[str, list[Any]]]] = {}
+    canon_profiles: dict[str, dict[str, Any]] = {}
     for pname, prof in profiles.items():
         prof = prof or {}
         if not isinstance(prof, dict):
             raise BenchbenchError(f"profiles.{pname} must be a mapping")
-        pm = _canon_matrix(prof.get("matrix"), f"profiles.{pname}.matrix")
-        pf = _canon_dict({k: v for k, v in prof.items() if k != "matrix"}, f"profiles.{pname}")
-        canon_profiles[pname] = (pf, pm)
+        for key in prof:
+            if key in ("name", "description", "profiles", "reference"):
+                raise BenchbenchError(f"profiles.{pname}.{key}: '{key}' cannot be set per profile")
+        where = f"profiles.{pname}"
+        canon_profiles[pname] = {
+            "matrix": _canon_matrix(prof.get("matrix"), f"{where}.matrix"),
+            "include": _canon_list(prof["include"], f"{where}.include") if "include" in prof else None,
+            "exclude": _canon_list(prof["exclude"], f"{where}.exclude") if "exclude" in prof else None,
+            "fixed": _canon_dict({k: v for k, v in prof.items() if k not in SUITE_KEYS}, where),
+        }
 
     dev = resolve_device(device, fixed.get("device", "auto"))
     if dev in canon_profiles:
-        pf, pm = canon_profiles[dev]
-        fixed.update(pf)
-        matrix.update(pm)
+        # A profile merges axis by axis into the matrix, replaces include/exclude
+        # lists it names, and overrides fixed settings.
+        prof = canon_profiles[dev]
+        fixed.update(prof["fixed"])
+        matrix.update(prof["matrix"])
+        if prof["include"] is not None:
+            include = prof["include"]
+        if prof["exclude"] is not None:
+            exclude = prof["exclude"]
     fixed["device"] = dev
 
     combos = expand(matrix, exclude, include)

@@ -1,0 +1,73 @@
+"""Custom model factories for tests: `arch: factories:NAME` in a suite."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self, classes: int, in_channels: int = 3) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(in_channels, 8, 3, padding=1), nn.ReLU())
+        self.decoder = nn.Conv2d(8, 8, 3, padding=1)
+        self.segmentation_head = nn.Conv2d(8, classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.segmentation_head(self.decoder(self.encoder(x)))
+
+
+def tiny(**params):
+    return Tiny(params["classes"], params.get("in_channels", 3))
+
+
+class _Crash(Tiny):
+    def forward(self, x):
+        os._exit(7)  # stands in for a segfault: no exception, no result
+
+
+class _Kill(Tiny):
+    def forward(self, x):
+        os.kill(os.getpid(), 9)
+
+
+class _Hang(Tiny):
+    def forward(self, x):
+        time.sleep(3600)
+
+
+class _Raise(Tiny):
+    def forward(self, x):
+        raise RuntimeError("boom in forward")
+
+
+class _Oom(Tiny):
+    def forward(self, x):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+def crash(**params):
+    return _Crash(params["classes"])
+
+
+def kill(**params):
+    return _Kill(params["classes"])
+
+
+def hang(**params):
+    return _Hang(params["classes"])
+
+
+def raises(**params):
+    return _Raise(params["classes"])
+
+
+def oom(**params):
+    return _Oom(params["classes"])
+
+
+def not_a_model(**params):
+    return 42

@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import write_suite
+
+from benchbench.results import SCHEMA
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+FAULTS = """
+name: faults
+matrix:
+  arch: ["factories:tiny", "factories:crash", "factories:kill", "factories:hang", "factories:raises",
+         "factories:oom", "factories:not_a_model"]
+timeout_s: 20
+include:
+  - {arch: "factories:hang", timeout_s: 3}
+resolution: 32
+batch_size: 2
+warmup: 1
+steps: 2
+device: cpu
+"""
+
+
+def test_faulty_cells_are_recorded_and_the_suite_goes_on(tmp_path: Path, cli, monkeypatch) -> None:
+    monkeypatch.chdir(Path(__file__).parent)  # factories.py importable from the cwd, as for users
+    suite = write_suite(tmp_path / "faults.yaml", FAULTS)
+    out = tmp_path / "r.jsonl"
+    code, stdout, stderr = cli("run", suite, "--output", out, "--reports-dir", tmp_path / "rep")
+    assert code == 1, stderr
+    recs = {r["params"]["arch"].split(":")[1]: r for r in read_jsonl(out)}
+    assert recs["tiny"]["status"] == "ok"
+    assert recs["crash"]["status"] == "error" and "exited with code 7" in recs["crash"]["error"]
+    assert recs["kill"]["status"] == "error" and "SIGKILL" in recs["kill"]["error"]
+    assert recs["hang"]["status"] == "timeout" and "timeout_s=3" in recs["hang"]["error"]
+    assert recs["raises"]["status"] == "error" and "boom in forward" in recs["raises"]["error"]
+    assert recs["oom"]["status"] == "oom"
+    assert recs["not_a_model"]["status"] == "error" and "not a torch.nn.Module" in recs["not_a_model"]["error"]
+    assert "did not finish ok" in stderr
+    code, _, _ = cli("run", suite, "--output", tmp_path / "r2.jsonl", "--reports-dir", tmp_path / "rep",
+                     "--filter", "arch=factories:raises", "--allow-failures")
+    assert code == 0
+
+
+def test_run_end_to_end_writes_records_and_report(tmp_path: Path, cli) -> None:
+    suite = write_suite(
+        tmp_path / "e2e.yaml",
+        """
+name: e2e
+matrix:
+  arch: [Unet, Segformer]
+  data: [synthetic, {kind: synthetic-disk, image_size: [48, 64], count: 4}]
+encoder: resnet18
+resolution: 32
+batch_size: 2
+classes: 4
+warmup: 2
+steps: 3
+device: cpu
+""",
+    )
+    code, stdout, stderr = cli("run", suite, "--results-dir", tmp_path / "res", "--reports-dir", tmp_path / "rep")
+    assert code == 0, stderr
+    [path] = list((tmp_path / "res" / "e2e").glob("*.jsonl"))
+    recs = read_jsonl(path)
+    assert len(recs) == 4
+    for r in recs:
+        assert r["schema"] == SCHEMA and r["status"] == "ok" and r["error"] is None
+        assert len(r["step_time_s"]["samples"]) == 3
+        assert r["step_time_s"]["p10"] <= r["step_time_s"]["median"] <= r["step_time_s"]["p90"]
+        assert r["throughput_img_s"] == pytest.approx(2 / r["step_time_s"]["median"])
+        assert 0 <= r["data_wait_s"]["fraction"] < 1
+        assert r["params_count"] > 0 and r["env"]["torch"]
+        assert r["run_id"] == path.stem
+    disk = [r for r in recs if r["params"]["data"]["kind"] == "synthetic-disk"]
+    assert all(r["data_wait_s"]["median"] > 0 for r in disk)
+    [md] = list((tmp_path / "rep" / "e2e").glob("*.md"))
+    text = md.read_text()
+    assert "Unet" in text and "Segformer" in text and "## Environment" in text and "1.00x" in text
+    assert "img/s" in stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "args", "message"),
+    [
+        (None, (), "suite file not found"),
+        ("matrix: [unclosed", (), "not valid YAML"),
+        ("- a\n- b\n", (), "must contain a mapping"),
+        ("matrx: {arch: [Unet]}\n", (), "did you mean 'matrix'"),
+        ("matrix: {batch_size: [2, two]}\n", (), r"matrix.batch_size\[1\]"),
+        ("matrix: {arch: [Segformr]}\nresolution: 64\n", (), "did you mean 'Segformer'"),
+        ("matrix: {encoder: [resnet181]}\nresolution: 64\n", (), "unknown encoder"),
+        ("matrix: {batch_size: []}\n", (), "empty"),
+        ("arch: Segformer\nresolution: 50\n", (), "cannot train"),
+        ("arch: DeepLabV3Plus\nbatch_size: 1\nresolution: 64\n", (), "batch_size >= 2"),
+        ("data: {folder: /nonexistent/camvid}\nresolution: 64\n", (), "data folder not found"),
+        ("resolution: 64\n", ("--device", "tpu"), "unknown device"),
+        ("resolution: 64\n", ("--filter", "nokey=1"), "unknown setting 'nokey'"),
+    ],
+)
+def test_bad_input_exits_2_without_traceback(tmp_path: Path, cli, content, args, message) -> None:
+    suite = tmp_path / "s.yaml"
+    if content is not None:
+        suite.write_text(content)
+    code, stdout, stderr = cli("run", suite, "--results-dir", tmp_path / "res", *args)
+    assert code == 2
+    assert "Traceback" not in stdout + stderr
+    import re
+
+    assert re.search(message, " ".join((stdout + stderr).split())), stdout + stderr
+    assert not (tmp_path / "res").exists()  # validated before the first cell
+
+
+def test_list_and_env(tmp_path: Path, cli) -> None:
+    suite = write_suite(tmp_path / "l.yaml", "matrix: {arch: [Unet, FPN], resolution: [64, 128]}\n")
+    code, out, _ = cli("list", suite, "--device", "cpu", "--json")
+    cells = json.loads(out)
+    assert code == 0 and len(cells) == 4 and len({c["id"] for c in cells}) == 4
+    code, out, _ = cli("list", suite, "--device", "cpu")
+    assert code == 0 and "FPN res=128" in out
+    code, out, _ = cli("env", "--device", "cpu")
+    env = json.loads(out)
+    assert code == 0 and env["torch"] and env["fingerprint"]

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import pytest
+
+from benchbench.errors import BenchbenchError
+from benchbench.suite import build_suite, cell_id, expand, load_suite
+
+
+def test_github_actions_include_exclude_semantics() -> None:
+    # The example from GitHub's documentation of matrix include.
+    matrix = {"fruit": ["apple", "pear"], "animal": ["cat", "dog"]}
+    include = [
+        {"color": "green"},
+        {"color": "pink", "animal": "cat"},
+        {"fruit": "apple", "shape": "circle"},
+        {"fruit": "banana"},
+        {"fruit": "banana", "animal": "cat"},
+    ]
+    got = expand(matrix, [], include)
+    assert got == [
+        {"fruit": "apple", "animal": "cat", "color": "pink", "shape": "circle"},
+        {"fruit": "apple", "animal": "dog", "color": "green", "shape": "circle"},
+        {"fruit": "pear", "animal": "cat", "color": "pink"},
+        {"fruit": "pear", "animal": "dog", "color": "green"},
+        {"fruit": "banana"},
+        {"fruit": "banana", "animal": "cat"},
+    ]
+
+
+def test_exclude_partial_match_then_include() -> None:
+    got = expand({"a": [1, 2], "b": [3, 4]}, [{"a": 1, "b": 4}], [{"a": 9}])
+    assert got == [{"a": 1, "b": 3}, {"a": 2, "b": 3}, {"a": 2, "b": 4}, {"a": 9}]
+
+
+def test_suite_expansion_profiles_and_reference() -> None:
+    doc = {
+        "name": "s",
+        "matrix": {"arch": ["Unet", "Segformer"], "batch_size": [2, 8]},
+        "exclude": [{"arch": "Segformer", "batch_size": 8}],
+        "include": [{"arch": "Segformer", "decoder_channels": 64}],
+        "reference": {"arch": "Segformer"},
+        "resolution": 256,
+        "profiles": {"cpu": {"resolution": 64, "matrix": {"batch_size": [2]}}, "cuda": {"batch_size": 999}},
+    }
+    suite = build_suite(doc, device="cpu")
+    labels = [c.label for c in suite.cells]
+    assert len(suite.cells) == 2
+    assert all(c.params["resolution"] == [64, 64] for c in suite.cells)
+    assert suite.cells[1].params["decoder_channels"] == 64
+    assert suite.reference.params["arch"] == "Segformer"
+    assert labels == ["Unet dc=default", "Segformer dc=64"]
+
+
+def test_cell_ids_are_stable_and_canonical() -> None:
+    a = build_suite({"arch": "Unet", "resolution": 64, "amp": None}, device="cpu").cells[0]
+    b = build_suite({"resolution": [64, 64], "amp": "none", "arch": "Unet", "steps": 99}, device="cpu").cells[0]
+    assert a.id == b.id  # same parameters, spelled differently; steps do not change identity
+    c = build_suite({"arch": "Unet", "resolution": 64, "batch_size": 5}, device="cpu").cells[0]
+    assert c.id != a.id
+    # A pinned value: ids must not change across versions or machines silently.
+    assert a.id == cell_id(a.params)
+    assert len(a.id) == 12
+
+
+def test_filter_selects_cells() -> None:
+    doc = {"matrix": {"arch": ["Unet", "FPN"], "resolution": [64, 128]}}
+    suite = build_suite(doc, device="cpu", filters=["arch=FPN", "resolution=64"])
+    assert [c.label for c in suite.cells] == ["FPN res=64"]
+    with pytest.raises(BenchbenchError, match="no cell matches"):
+        build_suite(doc, device="cpu", filters=["arch=PAN"])
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"matrx": {"arch": ["Unet"]}}, "did you mean 'matrix'"),
+        ({"matrix": {"bach_size": [1]}}, "did you mean 'batch_size'"),
+        ({"matrix": {"amp": ["none", "fp8"]}}, r"matrix.amp\[1\]"),
+        ({"matrix": {"batch_size": []}}, "empty list"),
+        ({"matrix": {"batch_size": 4}}, "must be a list"),
+        ({"include": [{"arch": "Unet"}, {"amp": 3}]}, r"include\[1\].amp"),
+        ({"data": {"folder": "x", "splitt": "val"}}, "splitt"),
+        ({"resolution": "big"}, "suite.resolution"),
+        ({"profiles": {"gpu": {}}}, "did you mean 'cpu'"),
+        ({"matrix": {"arch": ["Unet"]}, "exclude": [{"arch": "Unet"}]}, "empty"),
+        ({"reference": "nope"}, "names no cell"),
+    ],
+)
+def test_bad_suites_are_clear_errors(doc: dict, message: str) -> None:
+    with pytest.raises(BenchbenchError, match=message):
+        build_suite(doc, device="cpu")
+
+
+def test_shipped_suites_load(tmp_path) -> None:
+    from pathlib import Path
+
+    for path in sorted(Path(__file__).resolve().parents[1].glob("suites/*.yaml")):
+        for dev in ("cpu",):
+            suite = load_suite(path, device=dev)
+            assert suite.cells, path
