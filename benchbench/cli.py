@@ -111,11 +111,15 @@ def run(
     results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/<run-id>.jsonl goes.")] = Path("results"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports/<suite>/<run-id>.md goes.")] = Path("reports"),
     allow_failures: Annotated[bool, typer.Option(help="Exit 0 even when some cells failed.")] = False,
+    explain: Annotated[
+        bool, typer.Option(help="FLOPs, memory and profiler passes after each cell's timed steps.")
+    ] = True,
+    trace: Annotated[Optional[Path], typer.Option(help="Write each cell's profiler trace (Chrome JSON) here.")] = None,
 ) -> None:
     """Run every cell of a suite, append one JSON line per cell, print and write a comparison."""
     from benchbench import results as res
     from benchbench.measure.env import environment
-    from benchbench.runner import RunOptions, iter_run, preflight
+    from benchbench.runner import RunOptions, calibrate_peak, iter_run, preflight
 
     if isolation not in ("process", "inline"):
         raise BenchbenchError(f"--isolation must be process or inline, got {isolation!r}")
@@ -136,7 +140,10 @@ def run(
         out_path = output
     store = res.ResultStore(out_path)
     todo = [c for c in suite.cells if c.id not in done]
-    env_info = environment(suite.device)
+    env_info = dict(environment(suite.device))
+    if explain and todo:
+        with console.status("calibrating the device's peak matmul rate"):
+            env_info["peak_flops"] = calibrate_peak(suite, isolation)
     console.print(
         f"[bold]{suite.name}[/]: {len(suite.cells)} cells on {suite.device}"
         + (f", {len(suite.cells) - len(todo)} already ok (resumed)" if done else "")
@@ -158,7 +165,8 @@ def run(
             transient=False,
         ) as progress:
             task = progress.add_task("starting", total=len(todo))
-            runner = iter_run(suite, run_id, env_info, RunOptions(isolation=isolation), cells=todo)
+            runner = iter_run(suite, run_id, env_info, RunOptions(isolation=isolation, explain=explain,
+                                                                 trace_dir=str(trace) if trace else None), cells=todo)
             for i, cell in enumerate(todo):
                 progress.update(task, description=f"cell {i + 1}/{len(todo)} {cell.label}")
                 _, rec = next(runner)
@@ -174,11 +182,9 @@ def run(
     latest = _latest_per_cell(all_records)
     if latest:
         _print_table(latest, suite.reference.id)
-        from benchbench.report.markdown import render_markdown, write_markdown
-
-        md_path = Path(reports_dir) / suite.slug / f"{run_id}.md"
-        write_markdown(md_path, render_markdown(latest, suite.reference.id, title=suite.name))
-        console.print(f"results: {out_path}\nreport:  {md_path}", highlight=False)
+        paths = write_reports(latest, Path(reports_dir) / suite.slug / run_id, ["md", "html"],
+                              suite.reference.id, suite.name, suite.varied)
+        console.print(f"results: {out_path}\nreports: " + ", ".join(map(str, paths)), highlight=False)
     console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
     if interrupted:
         err_console.print(
@@ -191,6 +197,61 @@ def run(
     if failed and not allow_failures:
         err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)
         raise typer.Exit(1)
+
+
+def write_reports(records: list[dict[str, Any]], stem: Path, formats: list[str], reference_id: str | None,
+                  title: str, varied: list[str] | None = None,
+                  pairs: list[tuple[str, str]] | None = None) -> list[Path]:
+    from benchbench.analysis.findings import find_all
+    from benchbench.report.markdown import render_markdown, write_markdown
+
+    findings = find_all(records, pairs=pairs)
+    paths = []
+    if "md" in formats:
+        paths.append(write_markdown(stem.with_suffix(".md"), render_markdown(records, reference_id, title, findings)))
+    if "html" in formats:
+        from benchbench.report.html import render_html, write_html
+
+        paths.append(write_html(stem.with_suffix(".html"), render_html(records, findings, reference_id, title, varied)))
+    return paths
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results JSONL files or directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the reports.")] = Path("reports"),
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: md, html.")] = "md,html",
+    reference: Annotated[Optional[str], typer.Option(help="Cell id (prefix) or label of the reference.")] = None,
+    pair: Annotated[
+        Optional[list[str]], typer.Option("--pair", help="Explain the difference of two cells: A,B (ids or labels).")
+    ] = None,
+) -> None:
+    """Write Markdown and HTML reports (tables, findings, plots) from results files."""
+    from benchbench import results as res
+    from benchbench.suite import slugify
+
+    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("md", "html")]
+    if bad or not formats:
+        raise BenchbenchError(f"--format takes md and/or html, got {format!r}")
+    pairs = []
+    for p in pair or []:
+        a, sep, b = p.partition(",")
+        if not sep or not a or not b:
+            raise BenchbenchError(f"--pair expects A,B (two cell ids or labels), got {p!r}")
+        pairs.append((a.strip(), b.strip()))
+    records = _latest_per_cell(res.read_records(results))
+    ref_id = None
+    if reference:
+        match = [r for r in records if r["cell_id"].startswith(reference) or r.get("label") == reference]
+        if not match:
+            raise BenchbenchError(f"--reference {reference!r} matches no cell in the results")
+        ref_id = match[0]["cell_id"]
+    suite = str(records[0].get("suite") or "results")
+    run_ids = sorted({str(r.get("run_id")) for r in records})
+    stem = output / slugify(suite) / slugify(run_ids[-1] if len(run_ids) == 1 else f"{run_ids[0]}-merged")
+    paths = write_reports(records, stem, formats, ref_id, suite, None, pairs or None)
+    console.print("reports: " + ", ".join(map(str, paths)), highlight=False)
 
 
 def _resume_path(resume: str, results_dir: Path, slug: str) -> Path:

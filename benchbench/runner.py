@@ -32,6 +32,8 @@ KILL_GRACE_S = 5.0
 @dataclass
 class RunOptions:
     isolation: str = "process"  # process | inline (inline: for debugging; no timeout)
+    explain: bool = True  # FLOPs, memory and profiler passes after the timed steps
+    trace_dir: str | None = None
 
 
 # ---------------------------------------------------------------- in the cell's process
@@ -103,6 +105,10 @@ def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
             mem["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved(device)
         rec["memory"] = mem
         rec["status"] = "ok"
+        if payload.get("explain"):
+            # After the timed steps, never during them: instrumentation cannot
+            # disturb the throughput it would explain.
+            rec.update(_explain(payload, params, model, step, source, device, rec, rss0))
     except BaseException as exc:  # noqa: BLE001 - every failure is data about the cell
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -112,6 +118,50 @@ def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
         del source
     rec["wall_s"] = time.perf_counter() - t_start
     return clean_nans(rec)
+
+
+def _explain(payload: dict[str, Any], params: dict[str, Any], model: Any, step: Any, source: Any,
+             device: Any, rec: dict[str, Any], rss0: int) -> dict[str, Any]:
+    """FLOPs, memory and profiler passes; each failure is recorded, not fatal."""
+    from benchbench.measure.flops import count_flops
+    from benchbench.measure.memory import memory_pass
+    from benchbench.measure.profile import profile_pass
+
+    out: dict[str, Any] = {"explain_errors": {}}
+    batches = iter(source)
+    try:
+        flops = count_flops(model, params, step.loss_fn, device)
+        median = rec["step_time_s"]["median"]
+        train = flops.get("train_step_per_image")
+        if train and median:
+            achieved = 2 * train * params["batch_size"] / median  # hardware convention: 2 flops per MAC
+            flops["achieved_flops_per_s"] = achieved
+            peak = ((payload.get("env") or {}).get("peak_flops") or {}).get(
+                {"none": "fp32"}.get(params["amp"], params["amp"]), {}
+            ).get("flops_per_s")
+            flops["peak_flops_per_s"] = peak
+            flops["utilization"] = achieved / peak if peak else None
+        out["flops"] = flops
+    except Exception as exc:  # noqa: BLE001
+        out["explain_errors"]["flops"] = _error_message(exc)
+    try:
+        out["memory"] = {**rec["memory"], **memory_pass(step, batches, source.to_device, device, rss0)}
+    except Exception as exc:  # noqa: BLE001
+        out["explain_errors"]["memory"] = _error_message(exc)
+    try:
+        trace = None
+        if payload.get("trace_dir"):
+            os.makedirs(payload["trace_dir"], exist_ok=True)
+            trace = os.path.join(payload["trace_dir"], f"{payload['cell_id']}.json")
+        out["breakdown"] = profile_pass(step, batches, source.to_device, device, steps=payload.get("profile_steps", 3),
+                                        trace_path=trace)
+        if trace:
+            out["breakdown"]["trace"] = trace
+    except Exception as exc:  # noqa: BLE001
+        out["explain_errors"]["breakdown"] = _error_message(exc)
+    if not out["explain_errors"]:
+        del out["explain_errors"]
+    return out
 
 
 def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
@@ -126,7 +176,12 @@ def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
     # A forkserver child inherits the forkserver start method; DataLoader workers
     # must start the way they would in the user's own script (the platform default).
     mp.set_start_method(None, force=True)
-    rec = execute_cell(payload)
+    if payload.get("kind") == "calibrate":
+        from benchbench.measure.calibrate import calibrate
+
+        rec = calibrate(payload["device"], payload["dtypes"])
+    else:
+        rec = execute_cell(payload)
     try:
         conn.send(rec)
         conn.close()
@@ -245,8 +300,13 @@ def _failure(payload: dict[str, Any], status: str, message: str, wall_s: float) 
     return rec
 
 
-def make_payload(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any]) -> dict[str, Any]:
+def make_payload(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any],
+                 options: RunOptions | None = None) -> dict[str, Any]:
+    options = options or RunOptions()
     return {
+        "kind": "cell",
+        "explain": options.explain,
+        "trace_dir": str(options.trace_dir) if options.trace_dir else None,
         "suite": suite.name,
         "run_id": run_id,
         "cell_id": cell.id,
@@ -261,6 +321,32 @@ def run_cell(payload: dict[str, Any], options: RunOptions) -> dict[str, Any]:
     if options.isolation == "inline":
         return execute_cell(payload)
     return run_isolated(payload, float(payload["params"]["timeout_s"]))
+
+
+def calibrate_peak(suite: Suite, isolation: str = "process") -> dict[str, Any]:
+    """The device's measured matmul peak per dtype the suite uses, in a process of its own."""
+    dtypes = sorted({{"none": "fp32"}.get(c.params["amp"], c.params["amp"]) for c in suite.cells})
+    payload = {"kind": "calibrate", "device": suite.device, "dtypes": dtypes, "cwd": os.getcwd()}
+    if isolation == "inline":
+        from benchbench.measure.calibrate import calibrate
+
+        return calibrate(suite.device, dtypes)
+    ctx = _context()
+    recv_conn, send_conn = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_entry, args=(send_conn, payload), daemon=False)
+    with _main_hidden():
+        proc.start()
+    send_conn.close()
+    try:
+        if recv_conn.poll(300):
+            return recv_conn.recv()
+        return {}
+    except (EOFError, OSError):
+        return {}
+    finally:
+        _kill_group(proc)
+        proc.join(KILL_GRACE_S)
+        recv_conn.close()
 
 
 def preflight(suite: Suite) -> None:
@@ -291,4 +377,4 @@ def iter_run(
 ) -> Iterator[tuple[Cell, dict[str, Any]]]:
     options = options or RunOptions()
     for cell in cells if cells is not None else suite.cells:
-        yield cell, run_cell(make_payload(suite, cell, run_id, env), options)
+        yield cell, run_cell(make_payload(suite, cell, run_id, env, options), options)

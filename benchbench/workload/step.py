@@ -61,6 +61,7 @@ class TrainStep:
             model = model.to(memory_format=torch.channels_last)
         model.train()
         self.model = model
+        self.compiled = bool(params.get("compile"))
         self.forward_fn: Callable[[torch.Tensor], torch.Tensor] = (
             torch.compile(model) if params.get("compile") else model
         )

@@ -1,0 +1,264 @@
+"""The profiler pass: where a step's time goes, by phase, by module and by operator.
+
+It runs after the timed steps, on the same model and data, so the profiler's
+own overhead never touches the throughput numbers. Backward time is attributed
+to the module whose forward created it through the autograd sequence number
+that the profiler records for both the forward op and its backward function:
+module backward hooks cannot do this for SMP decoders (list inputs) or for an
+encoder whose input needs no grad.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.autograd.profiler import record_function
+from torch.profiler import ProfilerActivity, profile
+
+PHASES = ("data_wait", "host_to_device", "forward", "loss", "backward", "optimizer")
+PHASE_PREFIX = "bb.phase:"
+MODULE_PREFIX = "bb.module:"
+STEP_NAME = "bb.step"
+BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
+
+
+def modules_of_interest(model: nn.Module) -> dict[str, nn.Module]:
+    """Top-level children (encoder, decoder, heads) and the decoder's children."""
+    out: dict[str, nn.Module] = {}
+    for name, child in model.named_children():
+        out[name] = child
+    decoder = getattr(model, "decoder", None)
+    if isinstance(decoder, nn.Module):
+        for name, child in decoder.named_children():
+            if isinstance(child, nn.ModuleList):
+                for i, sub in enumerate(child):
+                    out[f"decoder.{name}.{i}"] = sub
+            elif any(True for _ in child.parameters()) or list(child.children()):
+                out[f"decoder.{name}"] = child
+    return out
+
+
+class ModuleRanges:
+    """Forward pre/post hooks that open and close a profiler range per module."""
+
+    def __init__(self, modules: dict[str, nn.Module]) -> None:
+        self.handles: list[Any] = []
+        self.stack: dict[int, list[Any]] = defaultdict(list)
+        for name, mod in modules.items():
+            self.handles.append(mod.register_forward_pre_hook(self._pre(name)))
+            self.handles.append(mod.register_forward_hook(self._post(name), always_call=True))
+
+    def _pre(self, name: str) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: Any) -> None:
+            rf = record_function(MODULE_PREFIX + name)
+            rf.__enter__()
+            self.stack[id(mod)].append(rf)
+
+        return hook
+
+    def _post(self, name: str) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            if self.stack[id(mod)]:
+                self.stack[id(mod)].pop().__exit__(None, None, None)
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def _dur_us(e: Any) -> float:
+    return float(e.time_range.end - e.time_range.start)
+
+
+class _Intervals:
+    """Find the innermost labelled range that contains a time point (same thread)."""
+
+    def __init__(self, events: list[Any]) -> None:
+        self.by_thread: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
+        for e in events:
+            self.by_thread[e.thread].append((e.time_range.start, e.time_range.end, e.name))
+        self.starts = {}
+        for t, lst in self.by_thread.items():
+            lst.sort()
+            self.starts[t] = [s for s, _, _ in lst]
+
+    def innermost(self, thread: int, t: float) -> str | None:
+        lst = self.by_thread.get(thread)
+        if not lst:
+            return None
+        i = bisect.bisect_right(self.starts[thread], t)
+        best = None
+        best_len = float("inf")
+        for s, end, name in lst[max(0, i - 64) : i]:
+            if s <= t <= end and end - s < best_len:
+                best, best_len = name, end - s
+        return best
+
+
+def profile_pass(
+    step: Any,
+    batches: Iterator[Any],
+    to_device: Callable[[Any], Any],
+    device: torch.device,
+    steps: int = 3,
+    trace_path: str | None = None,
+) -> dict[str, Any]:
+    """Profile `steps` steps (after one untraced step) and break each down."""
+    cuda = device.type == "cuda"
+    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
+    model = step.model
+    ranges = None if getattr(step, "compiled", False) else ModuleRanges(modules_of_interest(model))
+
+    def phase(name: str) -> Any:
+        return record_function(PHASE_PREFIX + name)
+
+    def one() -> None:
+        with record_function(STEP_NAME):
+            with phase("data_wait"):
+                batch = next(batches)
+            with phase("host_to_device"):
+                x, y = to_device(batch)
+                sync()
+            step(x, y, phase=phase)
+            sync()
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    try:
+        one()  # untraced: lazy initialisation after the timed loop's last step
+        with profile(activities=activities, record_shapes=False, with_stack=False) as prof:
+            for _ in range(steps):
+                one()
+    finally:
+        if ranges:
+            ranges.remove()
+    if trace_path:
+        prof.export_chrome_trace(trace_path)
+    return breakdown(list(prof.events()), prof.key_averages(), steps, cuda)
+
+
+def breakdown(events: list[Any], averages: Any, steps: int, cuda: bool) -> dict[str, Any]:
+    us = 1e-6 / steps  # per-step seconds from summed microseconds
+    labelled = [e for e in events if e.name.startswith((PHASE_PREFIX, MODULE_PREFIX, STEP_NAME))]
+    intervals = _Intervals(labelled)
+    ops = [e for e in events if not e.name.startswith(("bb.", "ProfilerStep"))]
+
+    def device_time(e: Any) -> float:
+        return float(getattr(e, "self_device_time_total", 0.0) or 0.0)
+
+    step_us = sum(_dur_us(e) for e in events if e.name == STEP_NAME)
+    phases: dict[str, float] = {p: 0.0 for p in PHASES}
+    if not cuda:
+        for e in events:
+            if e.name.startswith(PHASE_PREFIX):
+                phases[e.name[len(PHASE_PREFIX) :]] = phases.get(e.name[len(PHASE_PREFIX) :], 0.0) + _dur_us(e)
+    else:
+        # On a GPU the host returns before kernels finish: charge each kernel's
+        # device time to the phase whose host range launched it.
+        phase_ranges = _Intervals([e for e in events if e.name.startswith(PHASE_PREFIX)])
+        for e in ops:
+            dt = device_time(e)
+            if dt <= 0:
+                continue
+            name = phase_ranges.innermost(e.thread, e.time_range.start) or _any_thread(phase_ranges, e)
+            key = name[len(PHASE_PREFIX) :] if name else "other"
+            phases[key] = phases.get(key, 0.0) + dt
+        # Data wait is host time by nature.
+        phases["data_wait"] = sum(_dur_us(e) for e in events if e.name == PHASE_PREFIX + "data_wait")
+
+    # Forward: the module range each op ran in gives (a) the op's module and
+    # (b) for its sequence number, the module its backward belongs to.
+    fwd_range: dict[str, float] = defaultdict(float)  # inclusive host time per module
+    fwd_dev: dict[str, float] = defaultdict(float)  # exclusive device time per module
+    for e in events:
+        if e.name.startswith(MODULE_PREFIX):
+            fwd_range[e.name[len(MODULE_PREFIX) :]] += _dur_us(e)
+    seq_module: dict[int, str] = {}
+    for e in ops:
+        if e.name.startswith(BACKWARD_PREFIX):
+            continue
+        label = intervals.innermost(e.thread, e.time_range.start)
+        if not (label and label.startswith(MODULE_PREFIX)):
+            continue
+        mod = label[len(MODULE_PREFIX) :]
+        seq = getattr(e, "sequence_nr", -1)
+        if seq is not None and seq >= 0:
+            seq_module.setdefault(seq, mod)
+        if cuda:
+            fwd_dev[mod] += device_time(e)
+    bwd_excl: dict[str, float] = defaultdict(float)
+    unattributed = 0.0
+    for e in events:
+        if not e.name.startswith(BACKWARD_PREFIX):
+            continue
+        dt = (device_time(e) + _child_device_time(e)) if cuda else _dur_us(e)
+        mod = seq_module.get(getattr(e, "sequence_nr", -1))
+        if mod is None:
+            unattributed += dt
+        else:
+            bwd_excl[mod] += dt
+
+    def inclusive(table: dict[str, float], name: str) -> float:
+        return sum(v for k, v in table.items() if k == name or k.startswith(name + "."))
+
+    # Both numbers are inclusive: decoder includes decoder.fuse_stage, and the
+    # top-level modules (no dot) add up to the forward and backward phases.
+    names = sorted(set(fwd_range) | set(bwd_excl) | set(fwd_dev), key=lambda n: (n.count("."), n))
+    modules: dict[str, dict[str, float]] = {}
+    for name in names:
+        fwd = inclusive(fwd_dev, name) if cuda else fwd_range.get(name, 0.0)
+        modules[name] = {"forward": fwd * us, "backward": inclusive(bwd_excl, name) * us}
+
+    total_self = 0.0
+    top_ops = []
+    rows = []
+    for avg in averages:
+        if avg.key.startswith(("bb.", "ProfilerStep")):
+            continue
+        self_t = float(avg.self_device_time_total if cuda else avg.self_cpu_time_total)
+        total_self += self_t
+        rows.append((self_t, avg.key, int(avg.count)))
+    rows.sort(reverse=True)
+    for self_t, key, calls in rows[:15]:
+        top_ops.append({
+            "name": key,
+            "self_time_s": self_t * us,
+            "calls": calls // steps,
+            "share": self_t / step_us if step_us and not cuda else (self_t / total_self if total_self else 0.0),
+        })
+    loader_us = sum(_dur_us(e) for e in events if "DataLoader" in e.name and "__next__" in e.name)
+    step_s = step_us * us
+    phase_s = {k: v * us for k, v in phases.items()}
+    return {
+        "time_basis": "device kernel time (data wait: host)" if cuda else "host wall time",
+        "profiled_steps": steps,
+        "step_s": step_s,
+        "phases": phase_s,
+        "phases_sum_s": sum(phase_s.values()),
+        "modules": modules,
+        "backward_unattributed_s": unattributed * us,
+        "top_ops": top_ops,
+        "op_self_total_s": total_self * us,
+        "dataloader_next_s": loader_us * us,
+    }
+
+
+def _child_device_time(e: Any) -> float:
+    total = 0.0
+    for c in getattr(e, "cpu_children", []) or []:
+        total += float(getattr(c, "self_device_time_total", 0.0) or 0.0) + _child_device_time(c)
+    return total
+
+
+def _any_thread(iv: _Intervals, e: Any) -> str | None:
+    for t in iv.by_thread:
+        name = iv.innermost(t, e.time_range.start)
+        if name:
+            return name
+    return None

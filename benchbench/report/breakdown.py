@@ -1,0 +1,33 @@
+"""Per-cell breakdown rows (phases, modules, operators), formatted once for every report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _f(v: Any, fmt: str = ".4f") -> str:
+    return "" if v is None else format(v, fmt)
+
+
+def cell_breakdowns(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in records:
+        bd = r.get("breakdown")
+        if r.get("status") != "ok" or not bd:
+            continue
+        step = bd.get("step_s") or 0
+        phases = [{"name": k, "s": _f(v), "share": _f(v / step if step else None, ".1%")}
+                  for k, v in bd["phases"].items()]
+        phases.append({"name": "sum of phases / profiled step", "s": f"{bd['phases_sum_s']:.4f} / {step:.4f}",
+                       "share": _f(bd["phases_sum_s"] / step if step else None, ".1%")})
+        fl = (r.get("flops") or {}).get("by_module") or {}
+        acts = (r.get("memory") or {}).get("activations_by_module") or {}
+        modules = [{"name": name, "fwd": _f(t["forward"]), "bwd": _f(t["backward"]),
+                    "gmac": _f(fl[name] / 1e9 if name in fl else None, ".3f"),
+                    "act": _f(acts[name] / 2**20 if name in acts else None, ".1f")}
+                   for name, t in bd["modules"].items()]
+        ops = [{"name": o["name"], "s": _f(o["self_time_s"]), "calls": o["calls"], "share": _f(o["share"], ".1%")}
+               for o in bd.get("top_ops", [])[:10]]
+        out.append({"label": r.get("label") or r["cell_id"], "id": r["cell_id"], "phases": phases,
+                    "modules": modules, "ops": ops})
+    return out

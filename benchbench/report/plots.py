@@ -1,0 +1,144 @@
+"""Plots as inline SVG strings (the HTML report must work with no network)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from benchbench.measure.profile import PHASES  # noqa: E402
+
+plt.rcParams.update({"svg.fonttype": "none", "font.size": 9})
+
+
+def _safe(text: Any) -> str:
+    # '$' starts mathtext in matplotlib; a suite label must never be parsed as markup.
+    return str(text).replace("$", r"\$")
+
+
+def _svg(fig: Any) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == "ok" and r.get("throughput_img_s")]
+
+
+def relative_throughput(records: list[dict[str, Any]], ref_tp: float | None) -> str | None:
+    ok = _ok(records)
+    if not ok or not ref_tp:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(ok) + 1))
+    vals = [r["throughput_img_s"] / ref_tp for r in ok]
+    ax.barh([_safe(r["label"]) for r in ok], vals, color=["#4c78a8" if v >= 1 else "#e45756" for v in vals])
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("throughput relative to the reference cell (x)")
+    return _svg(fig)
+
+
+def along_axes(records: list[dict[str, Any]], axes: list[str]) -> list[tuple[str, str]]:
+    out = []
+    ok = _ok(records)
+    for axis in axes:
+        if axis in ("arch", "encoder", "data"):
+            continue
+        groups: dict[str, list[tuple[Any, float]]] = {}
+        for r in ok:
+            v = r["params"].get(axis)
+            x = v[0] * v[1] if axis == "resolution" else v
+            if not isinstance(x, (int, float)) or isinstance(x, bool):
+                continue
+            key = " ".join(str(r["params"].get(k)) for k in ("arch", "encoder") if True)
+            others = [f"{k}={r['params'][k]}" for k in axes if k not in (axis, "arch", "encoder")]
+            groups.setdefault(key + (" " + " ".join(others) if others else ""), []).append((x, r["throughput_img_s"]))
+        groups = {k: sorted(v) for k, v in groups.items() if len(v) >= 2}
+        if not groups:
+            continue
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for name, pts in list(groups.items())[:12]:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=_safe(name))
+        ax.set_xlabel("pixels per image" if axis == "resolution" else axis)
+        ax.set_ylabel("images / s")
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+        out.append((axis, _svg(fig)))
+    return out
+
+
+def stacked(records: list[dict[str, Any]], what: str) -> str | None:
+    ok = [r for r in _ok(records) if r.get("breakdown")]
+    if not ok:
+        return None
+    labels = [_safe(r["label"]) for r in ok]
+    if what == "phase":
+        keys = list(PHASES)
+        series = {k: [r["breakdown"]["phases"].get(k, 0.0) for r in ok] for k in keys}
+    else:
+        keys = sorted({m for r in ok for m in r["breakdown"]["modules"] if "." not in m})
+        series = {
+            f"{m} {d}": [r["breakdown"]["modules"].get(m, {}).get(d, 0.0) for r in ok]
+            for m in keys for d in ("forward", "backward")
+        }
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(ok) + 1.5))
+    left = [0.0] * len(ok)
+    for name, vals in series.items():
+        if not any(vals):
+            continue
+        ax.barh(labels, vals, left=left, label=_safe(name))
+        left = [a + b for a, b in zip(left, vals)]
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per step (profiler pass)")
+    ax.legend(fontsize=7, loc="lower right")
+    return _svg(fig)
+
+
+def flops_vs_time(records: list[dict[str, Any]]) -> str | None:
+    ok = [r for r in _ok(records) if (r.get("flops") or {}).get("train_step_per_image")]
+    if len(ok) < 2:
+        return None
+    x = [r["flops"]["train_step_per_image"] * r["params"]["batch_size"] / 1e9 for r in ok]
+    y = [r["step_time_s"]["median"] for r in ok]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.scatter(x, y)
+    for xi, yi, r in zip(x, y, ok):
+        ax.annotate(_safe(r["label"]), (xi, yi), fontsize=6)
+    k = sum(a * b for a, b in zip(x, y)) / sum(a * a for a in x)  # least squares through the origin
+    ax.plot([0, max(x)], [0, k * max(x)], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("GMAC per training step")
+    ax.set_ylabel("median step time (s)")
+    ax.set_title("points above the line are slower than their FLOPs predict")
+    return _svg(fig)
+
+
+def memory_by_phase(records: list[dict[str, Any]]) -> str | None:
+    ok = [r for r in _ok(records) if (r.get("memory") or {}).get("activations_by_module")]
+    if not ok:
+        return None
+    labels = [_safe(r["label"]) for r in ok]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(ok) + 1.5))
+    cuda = any("peak_allocated_bytes" in v for r in ok for v in (r["memory"].get("by_phase") or {}).values())
+    if cuda:
+        for phase in ("forward", "backward", "optimizer"):
+            ax.barh(labels, [r["memory"]["by_phase"].get(phase, {}).get("peak_allocated_bytes", 0) / 2**20 for r in ok],
+                    alpha=0.5, label=f"{phase} peak")
+        ax.set_xlabel("allocator peak (MiB)")
+    else:
+        mods = sorted({m for r in ok for m in r["memory"]["activations_by_module"] if "." not in m and m != "total"})
+        left = [0.0] * len(ok)
+        for m in mods:
+            vals = [r["memory"]["activations_by_module"].get(m, 0) / 2**20 for r in ok]
+            ax.barh(labels, vals, left=left, label=_safe(m))
+            left = [a + b for a, b in zip(left, vals)]
+        ax.set_xlabel("activations saved for backward (MiB per step)")
+    ax.invert_yaxis()
+    ax.legend(fontsize=7)
+    return _svg(fig)
