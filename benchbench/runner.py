@@ -25,6 +25,10 @@ from benchbench.errors import BenchbenchError
 from benchbench.results import base_record, clean_nans
 from benchbench.suite import Cell, Suite
 
+# Kineto (the profiler's backend) logs every start/stop and, without a GPU, a
+# device-count error; cells inherit this from the fork server.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+
 PRELOAD = ["torch", "segmentation_models_pytorch", "benchbench.runner"]
 KILL_GRACE_S = 5.0
 

@@ -82,6 +82,17 @@ def _modules_share(r: dict[str, Any]) -> dict[str, float]:
     return {k: (v["forward"] + v["backward"]) / step for k, v in mods.items() if "." not in k and step}
 
 
+def _largest_child(r: dict[str, Any], module: str) -> tuple[str, float] | None:
+    bd = r.get("breakdown") or {}
+    step = bd.get("step_s") or 0
+    kids = {k: v["forward"] + v["backward"] for k, v in (bd.get("modules") or {}).items()
+            if k.startswith(module + ".") and k.count(".") == 1}
+    if not kids or not step:
+        return None
+    name, t = max(kids.items(), key=lambda kv: kv[1])
+    return name, t / step
+
+
 def _flop_share(r: dict[str, Any], module: str) -> float | None:
     fl = r.get("flops") or {}
     total = fl.get("forward_per_image")
@@ -153,7 +164,10 @@ def dominant_module(records: list[dict[str, Any]], t: Thresholds) -> list[Findin
             continue
         fshare = _flop_share(r, mod)
         flop_txt = f" and {fshare:.0%} of forward FLOPs" if fshare is not None else ""
-        sentence = f"{_label(r)}: {mod} takes {share:.0%} of step time{flop_txt}{_why_module(r, mod)}"
+        part_txt, part = "", _largest_child(r, mod)
+        if part:
+            part_txt = f" (largest part: {part[0]}, {part[1]:.0%} of step time)"
+        sentence = f"{_label(r)}: {mod} takes {share:.0%} of step time{flop_txt}{part_txt}{_why_module(r, mod)}"
         suggestion = None
         verified = None
         if mod == "decoder" and r["params"].get("decoder_channels"):
@@ -183,6 +197,10 @@ def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str
     else:
         for a, b in combinations(ok.values(), 2):
             d = _diff(a, b)
+            # decoder_channels means something different per architecture: an arch
+            # comparison at each one's own decoder width is still a one-axis change.
+            if "arch" in d:
+                d = [k for k in d if k != "decoder_channels"]
             if len(d) == 1 and d[0] != "batch_size":
                 candidates.append((a, b))
     out = []
@@ -206,7 +224,10 @@ def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str
         os_, of = _op_times(slow), _op_times(fast)
         op_deltas = sorted(((os_.get(n, 0.0) - of.get(n, 0.0), n) for n in set(os_) | set(of)), reverse=True)[:3]
         op_txt = ", ".join(f"{n} +{d:.3f} s" for d, n in op_deltas if d > 0)
-        sentence = (f"{_label(slow)} is {ratio:.1f}x slower per image than {_label(fast)}: "
+        pc = ""
+        if slow.get("params_count") and fast.get("params_count"):
+            pc = f" (at {slow['params_count'] / 1e6:.1f} M vs {fast['params_count'] / 1e6:.1f} M parameters)"
+        sentence = (f"{_label(slow)} is {ratio:.1f}x slower per image than {_label(fast)}{pc}: "
                     f"{delta:+.3f} s/step" + (f", {parts[0]}" if parts else "")
                     + (f"; top op deltas: {op_txt}" if op_txt else ""))
         out.append(Finding("pairwise_delta", [slow["cell_id"], fast["cell_id"]], sentence,
@@ -251,6 +272,38 @@ def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                            f"{g[0]['params']['arch']}/{g[0]['params']['encoder']}: over batch sizes {bs}, {txt} "
                            f"({', '.join(f'{x:.1f}' for x in tps)} img/s)",
                            {"axis": "batch_size", "batch_sizes": bs, "throughput": tps, "plateau": plateau}))
+    return out
+
+
+def channel_scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    """How step time, memory and the decoder's FLOPs change with decoder_channels."""
+    out = []
+    for g in _groups(records, "decoder_channels"):
+        g = [r for r in g if r["params"].get("decoder_channels")]
+        if len(g) < 2:
+            continue
+        g = sorted(g, key=lambda r: -r["params"]["decoder_channels"])
+        cs = [r["params"]["decoder_channels"] for r in g]
+        steps = [_step(r) for r in g]
+        acts = [((r.get("memory") or {}).get("activations_by_module") or {}).get("total") for r in g]
+        saves = [f"{(b - a) / a:+.0%}" for a, b in zip(steps, steps[1:])]
+        sentence = (f"{g[0]['params']['arch']}/{g[0]['params']['encoder']}: decoder_channels "
+                    f"{' -> '.join(map(str, cs))} measured step time {' -> '.join(f'{x * 1e3:.0f}' for x in steps)} ms "
+                    f"({', '.join(saves)})")
+        if all(a for a in acts):
+            sentence += f", activations {' -> '.join(f'{a / 2**20:.1f}' for a in acts)} MiB"
+        evidence: dict[str, Any] = {"decoder_channels": cs, "step_s": steps, "activation_bytes": acts}
+        fuse = [((r.get("flops") or {}).get("by_module") or {}) for r in g]
+        key = next((k for k in ("decoder.fuse_stage", "decoder") if all(f.get(k) for f in fuse)), None)
+        if key and len(set(cs)) >= 2:
+            k, _ = np.polyfit(np.log(cs), np.log([f[key] for f in fuse]), 1)
+            kt, _ = np.polyfit(np.log(cs), np.log(steps), 1)
+            evidence.update({"flop_exponent": float(k), "time_exponent": float(kt), "flop_module": key})
+            sentence += (f"; {key} FLOPs grow as C^{k:.2f}"
+                         + (" (the square of the channel count)" if 1.8 <= k <= 2.2 else "")
+                         + f", step time as C^{kt:.2f}")
+        out.append(Finding("channel_scaling", [r["cell_id"] for r in g], sentence, evidence,
+                           f"decoder_channels {cs[0]} -> {cs[-1]}: {steps[0] / steps[-1]:.1f}x faster per step"))
     return out
 
 
@@ -309,6 +362,18 @@ def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
 
 
 def layout(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    out = _layout_per_cell(records, t)
+    if len(out) <= 3:
+        return out
+    shares = [f.evidence["layout_share"] for f in out]
+    verified = next((f.verified_by for f in out if f.verified_by), None)
+    return [Finding("layout_conversions", [c for f in out for c in f.cells],
+                    f"copies and layout conversions take {min(shares):.0%}-{max(shares):.0%} of operator time "
+                    f"in {len(out)} cells", {"layout_share_min": min(shares), "layout_share_max": max(shares)},
+                    out[0].suggestion if verified else "try channels_last", verified)]
+
+
+def _layout_per_cell(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     out = []
     for r in _ok(records):
         bd = r.get("breakdown") or {}
@@ -353,7 +418,7 @@ def amp_compile(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
 def find_all(records: list[dict[str, Any]], t: Thresholds = THRESHOLDS,
              pairs: list[tuple[str, str]] | None = None) -> list[Finding]:
     out: list[Finding] = []
-    for fn in (dominant_module, input_bound, utilization, layout, amp_compile, scaling):
+    for fn in (dominant_module, channel_scaling, input_bound, utilization, layout, amp_compile, scaling):
         out.extend(fn(records, t))
     out.extend(pairwise(records, t, pairs))
     return [f for f in out if all(not (isinstance(v, float) and math.isnan(v)) for v in f.evidence.values())]

@@ -1,0 +1,111 @@
+"""Each finding kind fires on a constructed case with evidence and stays silent without it."""
+
+from __future__ import annotations
+
+import copy
+
+from benchbench.analysis.findings import THRESHOLDS, find_all
+
+
+def rec(cid: str, step: float, **params) -> dict:
+    base = {"arch": "Segformer", "encoder": "mit_b0", "decoder_channels": 256, "resolution": [256, 256],
+            "batch_size": 4, "amp": "none", "num_workers": 0, "pin_memory": None, "channels_last": False,
+            "compile": False, "optimizer": "adamw", "loss": "cross-entropy", "data": {"kind": "synthetic"},
+            "prefetch_factor": None, "persistent_workers": True, "device": "cpu"}
+    base.update(params)
+    return {
+        "cell_id": cid, "label": cid, "status": "ok", "params": base, "throughput_img_s": base["batch_size"] / step,
+        "step_time_s": {"median": step}, "data_wait_s": {"median": 0.0, "fraction": 0.0}, "env": {"cpu_count": 2},
+    }
+
+
+def with_breakdown(r: dict, enc: float, dec: float, fuse: float, ops: list | None = None) -> dict:
+    r = copy.deepcopy(r)
+    step = r["step_time_s"]["median"]
+    r["breakdown"] = {
+        "step_s": step, "op_self_total_s": step,
+        "phases": {"forward": step / 3, "backward": 2 * step / 3},
+        "modules": {"encoder": {"forward": enc / 3, "backward": 2 * enc / 3},
+                    "decoder": {"forward": dec / 3, "backward": 2 * dec / 3},
+                    "decoder.fuse_stage": {"forward": fuse / 3, "backward": 2 * fuse / 3}},
+        "top_ops": ops or [{"name": "aten::convolution_backward", "self_time_s": step * 0.6, "calls": 10, "share": 0.6}],
+    }
+    c = r["params"]["decoder_channels"]
+    r["flops"] = {"forward_per_image": 1e9 + 4 * c * c * 1e3,
+                  "by_module": {"encoder": 1e9, "decoder": 4 * c * c * 1e3, "decoder.fuse_stage": 4 * c * c * 1e3}}
+    r["memory"] = {"activations_by_module": {"total": c * 1e5}}
+    return r
+
+
+def kinds(findings) -> set[str]:
+    return {f.kind for f in findings}
+
+
+def test_segformer_case() -> None:
+    big = with_breakdown(rec("c512", 2.0, decoder_channels=512), enc=0.3, dec=1.6, fuse=1.4)
+    mid = with_breakdown(rec("c256", 0.8, decoder_channels=256), enc=0.3, dec=0.45, fuse=0.35)
+    small = with_breakdown(rec("c128", 0.45, decoder_channels=128), enc=0.3, dec=0.12, fuse=0.08)
+    fs = find_all([big, mid, small])
+    dom = [f for f in fs if f.kind == "dominant_module" and f.cells == ["c512"]]
+    assert dom and "decoder takes 80% of step time" in dom[0].sentence
+    assert "decoder.fuse_stage" in dom[0].sentence and "1/4 input resolution" in dom[0].sentence
+    assert dom[0].verified_by["cell_id"] == "c128" and "measured" in dom[0].suggestion
+    [scal] = [f for f in fs if f.kind == "channel_scaling"]
+    assert "512 -> 256 -> 128" in scal.sentence and scal.evidence["flop_exponent"] == __import__("pytest").approx(2.0)
+    pair = [f for f in fs if f.kind == "pairwise_delta" and f.cells == ["c512", "c256"]]
+    assert pair and "2.5x slower" in pair[0].sentence and "decoder" in pair[0].sentence
+
+
+def test_silent_without_evidence() -> None:
+    a = with_breakdown(rec("a", 1.0), enc=0.45, dec=0.45, fuse=0.2)
+    b = with_breakdown(rec("b", 1.05, optimizer="sgd"), enc=0.45, dec=0.45, fuse=0.2)
+    fs = find_all([a, b])
+    assert not kinds(fs) & {"dominant_module", "pairwise_delta", "input_bound", "low_utilization",
+                            "layout_conversions", "channel_scaling"}
+
+
+def test_input_bound_with_measured_fix() -> None:
+    slow = rec("w0", 1.0, data={"kind": "synthetic-disk"})
+    slow["data_wait_s"] = {"median": 0.4, "fraction": 0.4}
+    fast = rec("w2", 0.6, data={"kind": "synthetic-disk"}, num_workers=2)
+    fast["data_wait_s"] = {"median": 0.01, "fraction": 0.02}
+    [f] = [f for f in find_all([slow, fast]) if f.kind == "input_bound"]
+    assert "40%" in f.sentence and f.verified_by["axis"] == "num_workers"
+    assert not [f for f in find_all([fast]) if f.kind == "input_bound"]
+
+
+def test_workers_that_do_not_help() -> None:
+    a = rec("w0", 1.0)
+    b = rec("w1", 1.3, num_workers=1)
+    [f] = [f for f in find_all([a, b]) if f.kind == "input_bound"]
+    assert "not input-bound" in f.sentence
+
+
+def test_low_utilization_and_layout() -> None:
+    ops = [{"name": "aten::upsample_bilinear2d_backward", "self_time_s": 0.3, "calls": 1, "share": 0.3},
+           {"name": "aten::copy_", "self_time_s": 0.2, "calls": 1, "share": 0.2},
+           {"name": "aten::convolution_backward", "self_time_s": 0.5, "calls": 1, "share": 0.5}]
+    r = with_breakdown(rec("u", 1.0), enc=0.5, dec=0.4, fuse=0.1, ops=ops)
+    r["flops"].update(achieved_flops_per_s=1e9, utilization=0.05)
+    fs = find_all([r])
+    assert {"low_utilization", "layout_conversions"} <= kinds(fs)
+    r["flops"]["utilization"] = 0.9
+    r["breakdown"]["top_ops"] = ops[2:]
+    assert not {"low_utilization", "layout_conversions"} & kinds(find_all([r]))
+
+
+def test_amp_effect_and_scaling() -> None:
+    a = rec("fp32", 1.0)
+    b = rec("bf16", 0.98, amp="bf16")
+    [f] = [f for f in find_all([a, b]) if f.kind == "amp_effect"]
+    assert "CPU" in f.sentence
+    res = [rec(f"r{r}", 0.1 * (r / 64) ** 2.6, resolution=[r, r]) for r in (64, 128, 256)]
+    [s] = [f for f in find_all(res) if f.kind == "scaling"]
+    assert s.evidence["exponent"] > 1.15 and "super-linear" in s.sentence
+    bs = [rec(f"b{b}", b / t, batch_size=b) for b, t in ((2, 10.0), (4, 18.0), (8, 19.0))]
+    [p] = [f for f in find_all(bs) if f.kind == "scaling"]
+    assert p.evidence["plateau"] == 8
+
+
+def test_thresholds_live_in_one_place() -> None:
+    assert 0 < THRESHOLDS.input_bound_share < 1 and THRESHOLDS.pair_min_ratio > 1
