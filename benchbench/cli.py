@@ -115,6 +115,8 @@ def run(
         bool, typer.Option(help="FLOPs, memory and profiler passes after each cell's timed steps.")
     ] = True,
     trace: Annotated[Optional[Path], typer.Option(help="Write each cell's profiler trace (Chrome JSON) here.")] = None,
+    repeat: Annotated[int, typer.Option(help="Run every cell N times, each in a fresh process (noise calibration).")] = 1,
+    shard: Annotated[Optional[str], typer.Option(help="Run shard K/N of the cells (deterministic, cost-balanced).")] = None,
 ) -> None:
     """Run every cell of a suite, append one JSON line per cell, print and write a comparison."""
     from benchbench import results as res
@@ -123,15 +125,26 @@ def run(
 
     if isolation not in ("process", "inline"):
         raise BenchbenchError(f"--isolation must be process or inline, got {isolation!r}")
+    if repeat < 1:
+        raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
     suite = _suite(suite_path, device, filter)
+    if shard:
+        from benchbench.suite import shard_cells
+
+        suite.cells = shard_cells(suite.cells, shard)
+        if not suite.cells:
+            console.print(f"shard {shard} has no cells (the suite has fewer cells than shards)")
+            return
     with console.status(f"validating {len(suite.cells)} cells (building each model on the meta device)"):
         preflight(suite)
 
-    done: set[str] = set()
+    done_count: dict[str, int] = {}
     if resume:
         out_path = _resume_path(resume, results_dir, suite.slug)
         prior = res.read_records([out_path], warn=True)
-        done = {r["cell_id"] for r in prior if r["status"] == "ok"}
+        for r in prior:
+            if r["status"] == "ok":
+                done_count[r["cell_id"]] = done_count.get(r["cell_id"], 0) + 1
         run_id = prior[-1]["run_id"]
     else:
         run_id = res.new_run_id()
@@ -139,7 +152,10 @@ def run(
     if output and resume:
         out_path = output
     store = res.ResultStore(out_path)
-    todo = [c for c in suite.cells if c.id not in done]
+    # Repeats go round by round (all cells, then all cells again) so that drift
+    # of the machine during the run spreads over every cell alike.
+    todo = [c for rep in range(repeat) for c in suite.cells if done_count.get(c.id, 0) <= rep]
+    done = {c for c, n in done_count.items() if n >= repeat}
     env_info = dict(environment(suite.device))
     if explain and todo:
         with console.status("calibrating the device's peak matmul rate"):
@@ -170,6 +186,9 @@ def run(
             for i, cell in enumerate(todo):
                 progress.update(task, description=f"cell {i + 1}/{len(todo)} {cell.label}")
                 _, rec = next(runner)
+                rec["repeat"] = done_count.get(cell.id, 0)
+                if rec["status"] == "ok":
+                    done_count[cell.id] = rec["repeat"] + 1
                 store.append(rec)
                 records.append(rec)
                 progress.advance(task)
@@ -179,7 +198,7 @@ def run(
         signal.signal(signal.SIGTERM, old_term)
 
     all_records = res.read_records([out_path], warn=False) if out_path.exists() else []
-    latest = _latest_per_cell(all_records)
+    latest = res.merge_repeats(all_records)
     if latest:
         _print_table(latest, suite.reference.id)
         paths = write_reports(latest, Path(reports_dir) / suite.slug / run_id, ["md", "html"],
@@ -240,7 +259,7 @@ def report(
         if not sep or not a or not b:
             raise BenchbenchError(f"--pair expects A,B (two cell ids or labels), got {p!r}")
         pairs.append((a.strip(), b.strip()))
-    records = _latest_per_cell(res.read_records(results))
+    records = res.merge_repeats(res.read_records(results))
     ref_id = None
     if reference:
         match = [r for r in records if r["cell_id"].startswith(reference) or r.get("label") == reference]
@@ -266,15 +285,6 @@ def _resume_path(resume: str, results_dir: Path, slug: str) -> Path:
     return runs[-1]
 
 
-def _latest_per_cell(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A resumed file can hold a failed and a later ok record of one cell: keep the last."""
-    by_id: dict[str, dict[str, Any]] = {}
-    for r in records:
-        by_id.pop(r["cell_id"], None)
-        by_id[r["cell_id"]] = r
-    return list(by_id.values())
-
-
 def _print_table(records: list[dict[str, Any]], reference_id: str | None) -> None:
     from benchbench.analysis.summary import display_rows, summary_frame
 
@@ -287,6 +297,139 @@ def _print_table(records: list[dict[str, Any]], reference_id: str | None) -> Non
     for r in rows:
         table.add_row(*[r[c] for c in cols], style=None if r["status"] == "ok" else "red")
     console.print(table)
+
+
+def _records(paths: list[Path]) -> list[dict[str, Any]]:
+    from benchbench import results as res
+
+    return res.read_records(paths)
+
+
+@app.command()
+def compare(
+    paths: Annotated[list[Path], typer.Argument(metavar="[BASELINE] CANDIDATE",
+                                                help="Baseline and candidate results (files or directories).")],
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Use the stored baseline NAME.")] = None,
+    threshold: Annotated[float, typer.Option(help="Minimum effect that counts (0.05 = 5%).")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="Significance level of the Mann-Whitney U test.")] = 0.01,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the verdicts as JSON here.")] = None,
+    allow_env_mismatch: Annotated[bool, typer.Option(help="Compare results from different environments.")] = False,
+    baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
+) -> None:
+    """Judge a candidate against a baseline: slower / faster / unchanged / noisy / new / missing / failed."""
+    from benchbench import baselines as bl
+    from benchbench.analysis import compare as cmp
+    from benchbench.results import read_records
+
+    if baseline:
+        if len(paths) != 1:
+            raise BenchbenchError("with --baseline NAME give exactly one CANDIDATE results path")
+        cand = read_records(paths)
+        base = read_records([bl.find(baseline, cand, baselines_dir)])
+    else:
+        if len(paths) != 2:
+            raise BenchbenchError("give BASELINE and CANDIDATE results paths (or --baseline NAME and CANDIDATE)")
+        base, cand = read_records([paths[0]]), read_records([paths[1]])
+    if not 0 < alpha < 1:
+        raise BenchbenchError(f"--alpha must be between 0 and 1, got {alpha}")
+    verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch)
+    table = Table(title=f"compare (threshold {threshold:.0%}, alpha {alpha:g})")
+    for col in ("verdict", "cell", "ratio", "95% CI", "p", "why"):
+        table.add_column(col, overflow="fold")
+    colors = {"slower": "red", "failed": "red", "faster": "green", "noisy": "yellow"}
+    for v in verdicts:
+        table.add_row(v.verdict, v.label, "" if v.ratio is None else f"{v.ratio:.3f}",
+                      "" if v.ci_low is None else f"{v.ci_low:.3f}-{v.ci_high:.3f}",
+                      "" if v.p_value is None else f"{v.p_value:.2g}", cmp.why_text(v) or v.reason,
+                      style=colors.get(v.verdict))
+    console.print(table)
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(cmp.render_markdown(verdicts, threshold), encoding="utf-8")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"threshold": threshold, "alpha": alpha,
+                                        "verdicts": [v.to_dict() for v in verdicts]}, indent=2), encoding="utf-8")
+    regs = cmp.regressions(verdicts)
+    if regs:
+        err_console.print(f"regression: {len(regs)} cell(s) slower or failed", highlight=False)
+        raise typer.Exit(1)
+
+
+baseline_app = typer.Typer(help="Store and list baselines (keyed by environment fingerprint).", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results files or directories.")],
+    name: Annotated[str, typer.Option("--name", help="Baseline name, e.g. main or segformer-nightly.")],
+    baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
+) -> None:
+    """Store results as baseline NAME for their environment."""
+    from benchbench import baselines as bl
+
+    path = bl.save(_records(results), name, baselines_dir)
+    console.print(f"baseline saved: {path}", highlight=False)
+
+
+@baseline_app.command("list")
+def baseline_list(
+    baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
+) -> None:
+    """Show stored baselines and the environments they cover."""
+    for folder in sorted(p for p in Path(baselines_dir).glob("*") if p.is_dir()):
+        envs = sorted(f.name.split(".")[0] for f in folder.glob("*.jsonl"))
+        console.print(f"{folder.name}: {', '.join(envs)}", highlight=False)
+
+
+@app.command()
+def export(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results files or directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    format: Annotated[str, typer.Option("--format", help="pytest-benchmark")] = "pytest-benchmark",
+) -> None:
+    """Convert results to another tool's format (pytest-benchmark JSON)."""
+    from benchbench.results import to_pytest_benchmark
+
+    if format != "pytest-benchmark":
+        raise BenchbenchError(f"unknown export format {format!r}: supported: pytest-benchmark")
+    doc = to_pytest_benchmark(_records(results))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    console.print(f"{len(doc['benchmarks'])} benchmarks -> {output}", highlight=False)
+
+
+@app.command()
+def merge(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Shard results files or directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Merged JSONL file.")],
+    allow_env_mismatch: Annotated[bool, typer.Option(help="Merge results from different environments.")] = False,
+) -> None:
+    """Combine shard results into one file (refusing mixed environments unless told)."""
+    from benchbench.results import ResultStore
+
+    records = _records(results)
+    fps = {(r.get("env") or {}).get("fingerprint") for r in records}
+    if len(fps) > 1 and not allow_env_mismatch:
+        raise BenchbenchError(
+            f"these results come from {len(fps)} different environments ({', '.join(sorted(map(str, fps)))}); "
+            "their timings are not comparable. Pass --allow-env-mismatch to merge anyway."
+        )
+    if output.exists():
+        raise BenchbenchError(f"{output} exists; merge never overwrites results (choose another --output)")
+    seen: set[str] = set()
+    store = ResultStore(output)
+    n = 0
+    for r in records:
+        key = json.dumps([r.get("run_id"), r["cell_id"], r.get("started_at"), r.get("repeat")])
+        if key in seen:
+            continue
+        seen.add(key)
+        store.append(r)
+        n += 1
+    console.print(f"{n} records from {len(results)} inputs -> {output}", highlight=False)
 
 
 def main() -> None:

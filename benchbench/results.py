@@ -128,3 +128,96 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[st
     if not out:
         raise BenchbenchError("no benchbench result records in " + ", ".join(str(f) for f in files))
     return out
+
+
+def merge_repeats(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per cell: the last one, with the samples of all its ok repeats pooled.
+
+    `run --repeat N` and `--resume` can leave several records of a cell; reports
+    show one row per cell, and the spread between runs is kept in `repeats`.
+    """
+    from benchbench.measure.timer import summarize
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault(r["cell_id"], []).append(r)
+    out = []
+    for recs in groups.values():
+        ok = [r for r in recs if r.get("status") == "ok" and (r.get("step_time_s") or {}).get("samples")]
+        if len(ok) <= 1:
+            out.append(ok[0] if ok else recs[-1])
+            continue
+        merged = dict(ok[-1])
+        samples = [s for r in ok for s in r["step_time_s"]["samples"]]
+        merged["step_time_s"] = summarize(samples)
+        merged["throughput_img_s"] = merged["params"]["batch_size"] / merged["step_time_s"]["median"]
+        medians = [r["step_time_s"]["median"] for r in ok]
+        mean = sum(medians) / len(medians)
+        var = sum((m - mean) ** 2 for m in medians) / (len(medians) - 1)
+        merged["repeats"] = {"n": len(ok), "run_medians_s": medians,
+                             "between_run_cv": (var**0.5) / mean if mean else None}
+        waits = [r["data_wait_s"] for r in ok if r.get("data_wait_s")]
+        if waits:
+            merged["data_wait_s"] = dict(waits[-1], fraction=sum(w["fraction"] or 0 for w in waits) / len(waits))
+        out.append(clean_nans(merged))
+    return out
+
+
+def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """pytest-benchmark's JSON (storage format), one benchmark per cell, step samples as rounds."""
+    import platform
+
+    from benchbench.measure.timer import summarize
+
+    env = next((r.get("env") for r in records if r.get("env")), {}) or {}
+    benches = []
+    for r in merge_repeats(records):
+        if r.get("status") != "ok":
+            continue
+        data = r["step_time_s"]["samples"]
+        s = summarize(data)
+        import numpy as np
+
+        a = np.asarray(data)
+        q1, q3 = (float(x) for x in np.percentile(a, [25, 75]))
+        iqr = q3 - q1
+        std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+        lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
+        name = f"{r.get('suite')}::{r.get('label') or r['cell_id']}"
+        benches.append({
+            "group": r.get("suite"),
+            "name": name,
+            "fullname": f"{name}[{r['cell_id']}]",
+            "params": {"cell_id": r["cell_id"]},
+            "param": r["cell_id"],
+            "extra_info": {"throughput_img_s": r.get("throughput_img_s"), "batch_size": r["params"]["batch_size"],
+                           "data_wait_fraction": (r.get("data_wait_s") or {}).get("fraction"),
+                           "params": r["params"]},
+            "options": {"disable_gc": False, "timer": "perf_counter (device-synchronized)", "min_rounds": len(data),
+                        "max_time": 0, "min_time": 0, "warmup": True},
+            "stats": {
+                "min": s["min"], "max": s["max"], "mean": s["mean"], "stddev": std, "rounds": len(data),
+                "median": s["median"], "iqr": iqr, "q1": q1, "q3": q3,
+                "iqr_outliers": int(((a < lo) | (a > hi)).sum()),
+                "stddev_outliers": int((np.abs(a - s["mean"]) > std).sum()),
+                "outliers": f"{int((np.abs(a - s['mean']) > std).sum())};{int(((a < lo) | (a > hi)).sum())}",
+                "ld15iqr": float(a[a >= lo].min()), "hd15iqr": float(a[a <= hi].max()),
+                "ops": 1.0 / s["mean"], "total": float(a.sum()), "data": data, "iterations": 1,
+            },
+        })
+    try:
+        from importlib.metadata import version
+
+        pbv = version("pytest-benchmark")
+    except Exception:  # noqa: BLE001 - the export does not need pytest-benchmark installed
+        pbv = "5.1.0"
+    return {
+        "machine_info": {"node": platform.node(), "processor": env.get("cpu"), "machine": platform.machine(),
+                         "python_version": env.get("python"), "release": platform.release(), "system": platform.system(),
+                         "cpu": {"brand_raw": env.get("cpu")}, "gpu": env.get("gpu"),
+                         "benchbench_fingerprint": env.get("fingerprint")},
+        "commit_info": {"id": env.get("git_commit"), "dirty": str(env.get("git_commit", "")).endswith("-dirty")},
+        "benchmarks": benches,
+        "datetime": next((r.get("started_at") for r in records if r.get("started_at")), None),
+        "version": pbv,
+    }

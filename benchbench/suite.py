@@ -515,3 +515,29 @@ def pick_reference(ref: Any, cells: list[Cell]) -> Cell:
         # Under a filter the reference may be gone: fall back to the first cell.
         return cells[0]
     raise BenchbenchError(f"reference must be a cell id or a mapping of settings, got {ref!r}")
+
+
+def expected_cost(params: dict[str, Any]) -> float:
+    """A rough relative cost for balancing shards: pixels x batch x steps (x decoder width)."""
+    h, w = params["resolution"]
+    width = (params.get("decoder_channels") or 128) / 128
+    return h * w * params["batch_size"] * (params["steps"] + params["warmup"]) * (0.5 + width)
+
+
+def shard_cells(cells: list[Cell], spec: str) -> list[Cell]:
+    """Deterministic K/N split, greedy by expected cost (longest first), ties by cell id."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec or "")
+    if not m:
+        raise BenchbenchError(f"--shard expects K/N such as 1/4, got {spec!r}")
+    k, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or not 1 <= k <= n:
+        raise BenchbenchError(f"--shard {spec}: K must be between 1 and N")
+    loads = [0.0] * n
+    mine: list[Cell] = []
+    for c in sorted(cells, key=lambda c: (-expected_cost(c.params), c.id)):
+        i = min(range(n), key=lambda j: (loads[j], j))
+        loads[i] += expected_cost(c.params)
+        if i == k - 1:
+            mine.append(c)
+    order = {c.id: i for i, c in enumerate(cells)}
+    return sorted(mine, key=lambda c: order[c.id])

@@ -1,0 +1,65 @@
+"""Stored baselines, keyed by environment fingerprint.
+
+`results/baselines/<name>/<fingerprint>.jsonl` holds the records; a nightly
+compare picks the file whose fingerprint matches the candidate's machine, so
+an H100 night is never judged against an A100 baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchbench.errors import BenchbenchError
+from benchbench.measure.env import describe
+from benchbench.suite import slugify
+
+DEFAULT_ROOT = Path("results") / "baselines"
+
+
+def _fingerprint(records: list[dict[str, Any]]) -> str:
+    fps = {(r.get("env") or {}).get("fingerprint") for r in records}
+    fps.discard(None)
+    if len(fps) != 1:
+        raise BenchbenchError(
+            f"a baseline must come from one environment; these results have {len(fps)} fingerprints "
+            "(merge only results from one machine type)"
+        )
+    return str(fps.pop())
+
+
+def save(records: list[dict[str, Any]], name: str, root: Path = DEFAULT_ROOT) -> Path:
+    safe = slugify(name)
+    fp = _fingerprint(records)
+    path = Path(root) / safe / f"{fp}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
+    tmp.write_text("".join(json.dumps(r) + "\n" for r in clean), encoding="utf-8")
+    tmp.replace(path)
+    env = next((r.get("env") for r in records if r.get("env")), {}) or {}
+    (path.parent / f"{fp}.env.json").write_text(json.dumps(env, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def find(name: str, candidate: list[dict[str, Any]], root: Path = DEFAULT_ROOT) -> Path:
+    folder = Path(root) / slugify(name)
+    if not folder.is_dir():
+        raise BenchbenchError(f"no baseline named {name!r} in {root} (create one with: benchbench baseline save)")
+    fp = _fingerprint(candidate)
+    path = folder / f"{fp}.jsonl"
+    if path.is_file():
+        return path
+    available = []
+    for env_file in sorted(folder.glob("*.env.json")):
+        try:
+            env = json.loads(env_file.read_text())
+            available.append(f"{env_file.name.split('.')[0]} ({describe(env)})")
+        except (OSError, ValueError):
+            continue
+    raise BenchbenchError(
+        f"baseline {name!r} has no entry for the candidate's environment {fp}; available: "
+        + (", ".join(available) or "none")
+        + ". Save one from this machine with: benchbench baseline save RESULTS --name " + name
+    )
