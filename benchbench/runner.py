@@ -64,6 +64,35 @@ def _error_message(exc: BaseException) -> str:
 
 def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
     """Build, warm up and time one cell; never raises — failures become the record's status."""
+    params = dict(payload["params"])
+    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"], payload["params"])
+    rec["env"] = payload.get("env")
+    rec["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    t_start = time.perf_counter()
+    if params.get("memory_limit_mb"):
+        _limit_memory(params["memory_limit_mb"])
+    attempts = []
+    while True:
+        if params.get("world_size", 1) > 1:
+            _measure_distributed(payload, params, rec)
+        else:
+            _measure(payload, params, rec)
+        if rec["status"] != "oom" or params.get("on_oom") != "halve-batch" or params["batch_size"] <= 1:
+            break
+        attempts.append({"batch_size": params["batch_size"], "status": "oom", "error": rec["error"]})
+        params["batch_size"] //= 2
+        rec.update(status="error", error=None)
+    if attempts:
+        # The cell id keeps the requested batch; what really ran is recorded.
+        rec["oom_backoff"] = {"attempts": attempts, "batch_size_ran": params["batch_size"]
+                              if rec["status"] == "ok" else None}
+        if rec["status"] == "ok":
+            rec["throughput_img_s"] = params["batch_size"] / rec["step_time_s"]["median"]
+    rec["wall_s"] = time.perf_counter() - t_start
+    return clean_nans(rec)
+
+
+def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]) -> None:
     import torch
 
     from benchbench.measure.timer import summarize, timed_loop
@@ -71,10 +100,6 @@ def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
     from benchbench.workload.models import build_model, count_params
     from benchbench.workload.step import TrainStep
 
-    params = payload["params"]
-    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"], params)
-    rec["env"] = payload.get("env")
-    rec["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t_start = time.perf_counter()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     source = None
@@ -120,8 +145,118 @@ def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
         rec["error"] = _error_message(exc)
     finally:
         del source
-    rec["wall_s"] = time.perf_counter() - t_start
-    return clean_nans(rec)
+        if params["device"] == "cuda":
+            torch.cuda.empty_cache()  # an OOM back-off retry starts from a clean cache
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _rank_main(rank: int, world: int, port: int, params: dict[str, Any], queue: Any) -> None:
+    """One DistributedDataParallel rank: the same step, gradients all-reduced every step."""
+    out: dict[str, Any] = {"rank": rank, "status": "error"}
+    try:
+        import torch
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        from benchbench.measure.timer import timed_loop
+        from benchbench.workload.data import Source
+        from benchbench.workload.models import build_model, count_params
+        from benchbench.workload.step import TrainStep
+
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        cuda = params["device"] == "cuda"
+        if cuda:
+            torch.cuda.set_device(rank)
+        # Ranks share the machine's cores on CPU: split the threads between them.
+        torch.set_num_threads(params.get("threads") or max(1, (os.cpu_count() or 1) // world))
+        dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
+        device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+        torch.manual_seed(params["seed"])
+        model = build_model(params)
+        out["params_count"] = count_params(model)
+        step = TrainStep(model, {**params, "compile": False}, device)
+        step.model = DistributedDataParallel(step.model, device_ids=[rank] if cuda else None)
+        step.forward_fn = step.model
+        source = Source({**params, "seed": params["seed"] + rank}, device)
+        timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
+        dist.barrier()
+        out.update(status="ok", step_s=timing.step_s, data_wait_s=timing.data_wait_s, warmup_s=timing.warmup_s,
+                   steady=timing.steady)
+        dist.destroy_process_group()
+    except BaseException as exc:  # noqa: BLE001
+        out["error"] = _error_message(exc)
+        out["status"] = "oom" if _is_oom(exc) else "error"
+    queue.put(out)
+
+
+def _measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]) -> None:
+    """world_size ranks on this machine; a step takes as long as its slowest rank."""
+    from benchbench.measure.timer import summarize
+
+    world = params["world_size"]
+    if params["device"] == "cuda":
+        import torch
+
+        if torch.cuda.device_count() < world:
+            rec.update(status="error", error=f"world_size={world} needs {world} GPUs; "
+                                               f"this machine has {torch.cuda.device_count()}")
+            return
+    ctx = mp.get_context("spawn" if params["device"] == "cuda" else "fork")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_rank_main, args=(r, world, port, params, queue)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results = []
+    try:
+        for _ in range(world):
+            results.append(queue.get(timeout=float(params["timeout_s"])))
+    except Exception:  # noqa: BLE001 - a rank died without reporting
+        pass
+    for p in procs:
+        p.join(KILL_GRACE_S)
+        if p.is_alive():
+            p.kill()
+    results.sort(key=lambda r: r["rank"])
+    bad = [r for r in results if r["status"] != "ok"]
+    if len(results) < world or bad:
+        first = bad[0] if bad else {"status": "error", "error": f"{world - len(results)} rank(s) died without a result"}
+        rec.update(status=first["status"], error=f"rank {first.get('rank', '?')}: {first.get('error')}")
+        return
+    per_step = [max(vals) for vals in zip(*(r["step_s"] for r in results))]
+    stats = summarize(per_step)
+    rec["step_time_s"] = stats
+    waits = [max(vals) for vals in zip(*(r["data_wait_s"] for r in results))]
+    rec["data_wait_s"] = {"median": summarize(waits)["median"], "samples": waits,
+                          "fraction": sum(waits) / sum(per_step) if sum(per_step) else None}
+    rec["warmup"] = {"steps": len(results[0]["warmup_s"]), "steady": all(r["steady"] for r in results),
+                     "samples": results[0]["warmup_s"]}
+    rec["params_count"] = results[0]["params_count"]
+    medians = [float(summarize(r["step_s"])["median"]) for r in results]
+    rec["ranks"] = {"world_size": world, "backend": "nccl" if params["device"] == "cuda" else "gloo",
+                    "median_step_s": medians, "slowest_rank": int(max(range(world), key=lambda i: medians[i])),
+                    "step_s": [r["step_s"] for r in results]}
+    # Global batch: every rank trains batch_size images per step.
+    rec["throughput_img_s"] = params["batch_size"] * world / stats["median"]
+    rec["status"] = "ok"
+
+
+def _limit_memory(extra_mb: int) -> None:
+    """Cap address space at the current size plus extra_mb: a CPU stand-in for a GPU's memory."""
+    try:
+        with open("/proc/self/status") as f:
+            vm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+    except (OSError, StopIteration):
+        return
+    limit = vm + extra_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
 
 
 def _explain(payload: dict[str, Any], params: dict[str, Any], model: Any, step: Any, source: Any,

@@ -13,6 +13,7 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -23,7 +24,7 @@ from benchbench.errors import BenchbenchError, did_you_mean
 
 # Settings that change how long a cell is measured, not what it measures; they
 # are left out of the cell id so that a longer run stays comparable.
-NON_IDENTITY_KEYS = frozenset({"timeout_s", "warmup", "steps", "repeat"})
+NON_IDENTITY_KEYS = frozenset({"timeout_s", "warmup", "steps", "repeat", "on_oom", "memory_limit_mb"})
 SUITE_KEYS = ("name", "description", "matrix", "include", "exclude", "profiles", "reference")
 DEVICES = ("cpu", "cuda")
 
@@ -124,6 +125,9 @@ class CellParams(BaseModel):
     seed: int = 0
     timeout_s: Annotated[float, Field(gt=0)] = 600.0
     threads: PositiveInt | None = None
+    memory_limit_mb: PositiveInt | None = None  # CPU: cap the cell's extra address space (RLIMIT_AS)
+    on_oom: Literal["fail", "halve-batch"] = "fail"
+    world_size: Annotated[int, Field(ge=1, le=64)] = 1
 
 
 PARAM_KEYS = tuple(CellParams.model_fields)
@@ -164,10 +168,20 @@ def slugify(name: str) -> str:
 
 
 def cell_id(params: dict[str, Any]) -> str:
-    """Same parameters, same id, on any machine: a hash of canonical JSON."""
-    ident = {k: v for k, v in params.items() if k not in NON_IDENTITY_KEYS}
+    """Same parameters, same id, on any machine: a hash of canonical JSON.
+
+    Settings left at their default are omitted, so adding a new setting to
+    benchbench does not change the id of any existing cell.
+    """
+    defaults = _defaults()
+    ident = {k: v for k, v in params.items() if k not in NON_IDENTITY_KEYS and defaults.get(k, object()) != v}
     blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def _defaults() -> dict[str, Any]:
+    return CellParams().model_dump(mode="json")
 
 
 # ---------------------------------------------------------------- validation

@@ -71,3 +71,34 @@ def oom(**params):
 
 def not_a_model(**params):
     return 42
+
+
+class _OomAbove4(Tiny):
+    def forward(self, x):
+        if x.shape[0] > 4:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (batch > 4)")
+        return super().forward(x)
+
+
+def oom_above4(**params):
+    return _OomAbove4(params["classes"])
+
+
+class _Alloc(Tiny):
+    def forward(self, x):
+        big = torch.ones(256 * 2**20 // 4 * 8)  # 2 GiB of float32
+        return super().forward(x) + big[:1].sum()
+
+
+def alloc_2g(**params):
+    return _Alloc(params["classes"])
+
+
+class _Sleepy(Tiny):
+    def forward(self, x):
+        time.sleep(1.0)
+        return super().forward(x)
+
+
+def sleepy(**params):
+    return _Sleepy(params["classes"])

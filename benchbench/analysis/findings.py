@@ -32,7 +32,8 @@ THRESHOLDS = Thresholds()
 MATMUL_OPS = ("conv", "mm", "addmm", "bmm", "linear", "matmul", "scaled_dot_product", "_convolution", "mkldnn")
 LAYOUT_OPS = ("copy_", "contiguous", "_to_copy", "clone", "to_dense", "permute", "transpose", "reorder", "as_strided")
 AXES = ("arch", "encoder", "decoder_channels", "resolution", "batch_size", "amp", "num_workers", "pin_memory",
-        "channels_last", "compile", "optimizer", "loss", "data", "prefetch_factor", "persistent_workers")
+        "channels_last", "compile", "optimizer", "loss", "data", "prefetch_factor", "persistent_workers", "world_size",
+        "seed")
 
 
 @dataclass
@@ -272,6 +273,20 @@ def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                            f"{g[0]['params']['arch']}/{g[0]['params']['encoder']}: over batch sizes {bs}, {txt} "
                            f"({', '.join(f'{x:.1f}' for x in tps)} img/s)",
                            {"axis": "batch_size", "batch_sizes": bs, "throughput": tps, "plateau": plateau}))
+    for g in _groups(records, "world_size"):
+        g = sorted(g, key=lambda r: r["params"]["world_size"])
+        one = next((r for r in g if r["params"]["world_size"] == 1), None)
+        if not one:
+            continue
+        for r in g[1:]:
+            ws = r["params"]["world_size"]
+            eff = r["throughput_img_s"] / (ws * one["throughput_img_s"])
+            slow = (r.get("ranks") or {}).get("slowest_rank")
+            out.append(Finding("scaling", [r["cell_id"], one["cell_id"]],
+                               f"{_label(r)}: {ws} ranks give {r['throughput_img_s'] / one['throughput_img_s']:.2f}x "
+                               f"the throughput of one, a scaling efficiency of {eff:.0%}"
+                               + (f" (slowest rank: {slow})" if slow is not None else ""),
+                               {"axis": "world_size", "efficiency": eff, "world_size": ws}))
     return out
 
 

@@ -1,0 +1,72 @@
+"""Batch-size search by measurement: every probe is a real, isolated cell run.
+
+Doubling from a start batch, each probe trains warm-up + a few timed steps and
+reports its peak memory *after* those steps (memory grows during the first
+steps; a one-step probe under-estimates it). The answer is always a batch that
+was actually probed: no extrapolation beyond the probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from benchbench.runner import RunOptions, make_payload, run_cell
+from benchbench.suite import Cell, Suite, cell_id
+
+
+@dataclass
+class TuneResult:
+    cell: Cell
+    probes: list[dict[str, Any]]
+    largest_fit: int | None  # largest probed batch within the memory margin (None: no limit seen)
+    plateau: int | None  # smallest probed batch after which throughput grew < gain
+    best_throughput: int | None
+    stopped_because: str
+
+
+def tune_batch(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any], *, start: int = 1, max_batch: int = 256,
+               margin: float = 0.9, gain: float = 0.05, steps: int = 5, warmup: int = 3,
+               on_probe: Callable[[dict[str, Any]], None] | None = None,
+               options: RunOptions | None = None) -> TuneResult:
+    total = env.get("gpu_memory_bytes")
+    probes: list[dict[str, Any]] = []
+    bs = start
+    stopped = f"reached --max-batch {max_batch}"
+    while bs <= max_batch:
+        params = {**cell.params, "batch_size": bs, "steps": steps, "warmup": warmup, "on_oom": "fail"}
+        probe_cell = Cell(id=cell_id(params), label=f"{cell.label} bs={bs}", params=params)
+        rec = run_cell(make_payload(suite, probe_cell, run_id, env, RunOptions(explain=False)),
+                       options or RunOptions())
+        rec["probe_of"] = cell.id
+        probes.append(rec)
+        if on_probe:
+            on_probe(rec)
+        if rec["status"] == "oom":
+            stopped = f"out of memory at batch {bs}"
+            break
+        if rec["status"] != "ok":
+            stopped = f"{rec['status']} at batch {bs}: {rec.get('error')}"
+            break
+        peak = (rec.get("memory") or {}).get("cuda_peak_reserved_bytes")
+        if total and peak and peak > margin * total:
+            stopped = f"batch {bs} uses {peak / total:.0%} of device memory (margin {margin:.0%})"
+            break
+        ok = [p for p in probes if p["status"] == "ok"]
+        if len(ok) >= 3 and ok[-1]["throughput_img_s"] < ok[-2]["throughput_img_s"] * (1 + gain) \
+                and ok[-2]["throughput_img_s"] < ok[-3]["throughput_img_s"] * (1 + gain):
+            stopped = "throughput stopped growing for two doublings"
+            break
+        bs *= 2
+    ok = [p for p in probes if p["status"] == "ok"]
+    fits = [p for p in ok if not total or ((p.get("memory") or {}).get("cuda_peak_reserved_bytes") or 0)
+            <= margin * total]
+    largest = max((p["params"]["batch_size"] for p in fits), default=None) if (total or len(ok) < len(probes)) else None
+    plateau = None
+    for a, b in zip(ok, ok[1:]):
+        if b["throughput_img_s"] < a["throughput_img_s"] * (1 + gain):
+            plateau = a["params"]["batch_size"]
+            break
+    best = max(ok, key=lambda p: p["throughput_img_s"])["params"]["batch_size"] if ok else None
+    return TuneResult(cell, probes, largest, plateau, best, stopped)
