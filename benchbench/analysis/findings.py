@@ -243,7 +243,7 @@ def _groups(records: list[dict[str, Any]], axis: str) -> list[list[dict[str, Any
     for r in _ok(records):
         key = repr([(k, r["params"].get(k)) for k in AXES if k != axis])
         groups.setdefault(key, []).append(r)
-    return [g for g in groups.values() if len({repr(r["params"][axis]) for r in g}) >= 2]
+    return [g for g in groups.values() if len({repr(r["params"].get(axis)) for r in g}) >= 2]
 
 
 def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
@@ -274,8 +274,8 @@ def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                            f"({', '.join(f'{x:.1f}' for x in tps)} img/s)",
                            {"axis": "batch_size", "batch_sizes": bs, "throughput": tps, "plateau": plateau}))
     for g in _groups(records, "world_size"):
-        g = sorted(g, key=lambda r: r["params"]["world_size"])
-        one = next((r for r in g if r["params"]["world_size"] == 1), None)
+        g = sorted(g, key=lambda r: r["params"].get("world_size") or 1)
+        one = next((r for r in g if (r["params"].get("world_size") or 1) == 1), None)
         if not one:
             continue
         for r in g[1:]:
