@@ -63,13 +63,10 @@ def bench(args: argparse.Namespace, tmp: Path, rnd: int) -> tuple[float, list[di
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--arch", default="Unet")
-    ap.add_argument("--encoder", default="resnet18")
-    ap.add_argument("--resolution", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--steps", type=int, default=20)
+    sys.path.insert(0, str(HERE))
+    from plain_loop import parser
+
+    ap = parser()
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
 

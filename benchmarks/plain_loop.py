@@ -16,7 +16,8 @@ import segmentation_models_pytorch as smp
 import torch
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The configuration shared with benchmarks/overhead.py."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--arch", default="Unet")
     ap.add_argument("--encoder", default="resnet18")
@@ -25,7 +26,11 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=12)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--steps", type=int, default=20)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
 
     torch.manual_seed(0)
     model = getattr(smp, args.arch)(encoder_name=args.encoder, encoder_weights=None, classes=args.classes)

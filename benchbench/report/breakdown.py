@@ -18,6 +18,11 @@ def cell_breakdowns(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         step = bd.get("step_s") or 0
         phases = [{"name": k, "s": _f(v), "share": _f(v / step if step else None, ".1%")}
                   for k, v in bd["phases"].items()]
+        if bd.get("dataloader_next_s"):
+            # Cross-check of the runner's data wait with the profiler's own DataLoader events.
+            timed = (r.get("data_wait_s") or {}).get("median")
+            phases.append({"name": "DataLoader.__next__ (profiler) / data wait (timed median)",
+                           "s": f"{bd['dataloader_next_s']:.4f} / {_f(timed)}", "share": ""})
         phases.append({"name": "sum of phases / profiled step", "s": f"{bd['phases_sum_s']:.4f} / {step:.4f}",
                        "share": _f(bd["phases_sum_s"] / step if step else None, ".1%")})
         fl = (r.get("flops") or {}).get("by_module") or {}

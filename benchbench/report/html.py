@@ -7,6 +7,7 @@ from typing import Any
 
 import jinja2
 
+from benchbench.report.files import write_atomic
 from benchbench.analysis.findings import Finding
 from benchbench.analysis.summary import display_rows, reference_record, summary_frame
 from benchbench.measure.env import describe
@@ -66,9 +67,4 @@ def _varied(records: list[dict[str, Any]]) -> list[str]:
 
 
 def write_html(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, text)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchbench.report.files import write_atomic
 from benchbench.analysis.summary import display_rows, summary_frame
 
 
@@ -81,9 +82,4 @@ def render_markdown(records: list[dict[str, Any]], reference_id: str | None = No
 
 
 def write_markdown(path: str | Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, text)
