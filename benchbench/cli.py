@@ -198,7 +198,8 @@ def run(
         signal.signal(signal.SIGTERM, old_term)
 
     all_records = res.read_records([out_path], warn=False) if out_path.exists() else []
-    latest = res.merge_repeats(all_records)
+    # An --output file may hold earlier runs too: the table and report show this run.
+    latest = res.merge_repeats([r for r in all_records if r.get("run_id") == run_id])
     if latest:
         _print_table(latest, suite.reference.id)
         paths = write_reports(latest, Path(reports_dir) / suite.slug / run_id, ["md", "html"],

@@ -11,6 +11,8 @@ encoder whose input needs no grad.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -132,7 +134,7 @@ def profile_pass(
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     try:
         one()  # untraced: lazy initialisation after the timed loop's last step
-        with profile(activities=activities, record_shapes=False, with_stack=False) as prof:
+        with _quiet_kineto(), profile(activities=activities, record_shapes=False, with_stack=False) as prof:
             for _ in range(steps):
                 one()
     finally:
@@ -141,6 +143,36 @@ def profile_pass(
     if trace_path:
         prof.export_chrome_trace(trace_path)
     return breakdown(list(prof.events()), prof.key_averages(), steps, cuda)
+
+
+KINETO_NOISE = ("USDT:", "SyncActivityProfilerHandler", "gpuGetDeviceCount", "Completed Stage:")
+
+
+@contextlib.contextmanager
+def _quiet_kineto() -> Iterator[None]:
+    """Kineto logs every profiler start/stop (and, without a GPU, a device-count error) from C++
+    straight to fd 2; keep everything else it writes there."""
+    import sys
+    import tempfile
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode(errors="replace").splitlines()
+                    if line.strip() and not any(n in line for n in KINETO_NOISE)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
 
 
 def breakdown(events: list[Any], averages: Any, steps: int, cuda: bool) -> dict[str, Any]:
