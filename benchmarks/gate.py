@@ -61,29 +61,44 @@ def main() -> None:
                 store.append(rec)
         return path
 
-    def median_step(path: Path) -> float:
-        recs = read_records([path])
-        return statistics.median(s for r in recs for s in r["step_time_s"]["samples"])
-
-    # Calibrate the extra compute: time n x n Linear fwd+bwd until it costs target x base step.
+    # Calibrate the extra compute side by side in one process (process noise here is
+    # 8-12%): blocks of steps with and without the extra Linear, alternately, on the
+    # cell's own model, until the median ratio reaches the target.
     import torch
 
-    base_step = median_step(one_run("calibrate"))
-    lin = torch.nn.Linear(1, 1)
-    n = 64
-    while True:
-        lin = torch.nn.Linear(n, n, bias=False)
-        x = torch.randn(n, n)
+    from benchbench.workload.data import Source
+    from benchbench.workload.step import TrainStep
+    from gate_model import WithExtra, build
+
+    params = suite.cells[0].params
+    src = Source(params, torch.device("cpu"))
+    x, y = next(iter(src))
+
+    def block(step: TrainStep, k: int = 8) -> float:
         ts = []
-        for _ in range(7):
+        for _ in range(k):
             t0 = time.perf_counter()
-            lin(x).mean().backward()
+            step(x, y)
             ts.append(time.perf_counter() - t0)
-        if statistics.median(ts) >= args.target * base_step or n > 8192:
+        return statistics.median(ts)
+
+    base_model = build(**params)
+    base_step = TrainStep(base_model, params, torch.device("cpu"))
+    block(base_step)
+    n, ratio = 256, 1.0
+    for _ in range(12):
+        slow = TrainStep(WithExtra(base_model.base, n), params, torch.device("cpu"))
+        block(slow)
+        ratios = []
+        for _ in range(3):
+            b, s_ = block(base_step), block(slow)
+            ratios.append(s_ / b)
+        ratio = statistics.median(ratios)
+        if abs(ratio - (1 + args.target)) < 0.015:
             break
-        n = int(n * 1.15) + 1
-    print(f"base step {base_step * 1e3:.1f} ms; extra Linear {n}x{n} "
-          f"({statistics.median(ts) * 1e3:.1f} ms alone)", flush=True)
+        # the extra Linear's cost grows as n^3
+        n = max(16, int(n * ((args.target / max(ratio - 1, 0.005)) ** (1 / 3))))
+    print(f"extra Linear {n}x{n}: side-by-side step ratio {ratio:.3f}", flush=True)
 
     base_runs, slow_runs = [], []
     for i in range(2 * args.pairs):
