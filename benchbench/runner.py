@@ -373,8 +373,20 @@ def _main_hidden() -> Iterator[None]:
             sys.modules["__main__"] = saved
 
 
-def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-    """Run a cell in its own process; a hang becomes `timeout`, a death becomes `error`."""
+@dataclass
+class ChildOutcome:
+    result: Any  # what the child sent, or None
+    timed_out: bool
+    exitcode: int | None
+    elapsed_s: float
+
+
+def _run_child(payload: dict[str, Any], timeout_s: float) -> ChildOutcome:
+    """Start `_child_entry(payload)` in its own process group and wait for its one message.
+
+    Past the timeout, and on Ctrl-C / SIGTERM, the whole group (the child and
+    any DataLoader workers or DDP ranks) is killed: nothing is left orphaned.
+    """
     ctx = _context()
     recv_conn, send_conn = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_entry, args=(send_conn, payload), daemon=False)
@@ -382,25 +394,25 @@ def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     with _main_hidden():
         proc.start()
     send_conn.close()
-    record: dict[str, Any] | None = None
+    result: Any = None
+    timed_out = False
     try:
         deadline = time.monotonic() + timeout_s
         while True:
             if recv_conn.poll(0.1):
                 try:
-                    record = recv_conn.recv()
+                    result = recv_conn.recv()
                 except (EOFError, OSError):
-                    record = None
+                    result = None
                 break
             if not proc.is_alive():
                 if recv_conn.poll(0.1):
                     continue
                 break
             if time.monotonic() > deadline:
+                timed_out = True
                 _kill_group(proc)
-                proc.join(KILL_GRACE_S)
-                return _failure(payload, "timeout", f"cell exceeded timeout_s={timeout_s:g} s and was killed",
-                                time.perf_counter() - t0)
+                break
         proc.join(KILL_GRACE_S)
         if proc.is_alive():
             _kill_group(proc)
@@ -416,11 +428,19 @@ def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError, OSError):
             pass
-    if record is not None:
+    return ChildOutcome(result, timed_out, proc.exitcode, time.perf_counter() - t0)
+
+
+def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run a cell in its own process; a hang becomes `timeout`, a death becomes `error`."""
+    out = _run_child(payload, timeout_s)
+    if out.timed_out:
+        return _failure(payload, "timeout", f"cell exceeded timeout_s={timeout_s:g} s and was killed", out.elapsed_s)
+    if out.result is not None:
         # Start-up and tear-down of the cell's process, on top of the cell's own wall time.
-        record["process_wall_s"] = time.perf_counter() - t0
-        return record
-    code = proc.exitcode
+        out.result["process_wall_s"] = out.elapsed_s
+        return out.result
+    code = out.exitcode
     if code is not None and code < 0:
         try:
             name = signal.Signals(-code).name
@@ -429,7 +449,7 @@ def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         why = f"cell process was killed by signal {name}" + (" (likely out of memory)" if name == "SIGKILL" else "")
     else:
         why = f"cell process exited with code {code} before reporting a result"
-    return _failure(payload, "error", why, time.perf_counter() - t0)
+    return _failure(payload, "error", why, out.elapsed_s)
 
 
 def _failure(payload: dict[str, Any], status: str, message: str, wall_s: float) -> dict[str, Any]:
@@ -470,22 +490,8 @@ def calibrate_peak(suite: Suite, isolation: str = "process") -> dict[str, Any]:
         from benchbench.measure.calibrate import calibrate
 
         return calibrate(suite.device, dtypes)
-    ctx = _context()
-    recv_conn, send_conn = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child_entry, args=(send_conn, payload), daemon=False)
-    with _main_hidden():
-        proc.start()
-    send_conn.close()
-    try:
-        if recv_conn.poll(300):
-            return recv_conn.recv()
-        return {}
-    except (EOFError, OSError):
-        return {}
-    finally:
-        _kill_group(proc)
-        proc.join(KILL_GRACE_S)
-        recv_conn.close()
+    result = _run_child(payload, 300.0).result
+    return result if isinstance(result, dict) else {}
 
 
 def preflight(suite: Suite) -> None:

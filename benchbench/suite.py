@@ -199,9 +199,9 @@ def _fmt_loc(prefix: str, loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _explain(prefix: str, err: ValidationError) -> str:
+def _explain(prefix: str, errors: list[dict[str, Any]]) -> str:
     lines = []
-    for e in err.errors():
+    for e in errors:
         loc = _fmt_loc(prefix, tuple(e["loc"]))
         if e["type"] == "extra_forbidden":
             key = str(e["loc"][-1])
@@ -228,23 +228,13 @@ def _canon_value(key: str, value: Any, where: str) -> Any:
     return model.model_dump(mode="json")[key]
 
 
-def _strip(err: ValidationError, key: str) -> ValidationError:
-    """Drop the leading field name from error locations (the caller's path has it)."""
-
-    class _E:
-        def __init__(self, errs: list[dict[str, Any]]) -> None:
-            self._errs = errs
-
-        def errors(self) -> list[dict[str, Any]]:
-            return self._errs
-
-    errs = []
+def _strip(err: ValidationError, key: str) -> list[dict[str, Any]]:
+    """Errors without the leading field name in their location (the caller's path has it)."""
+    out = []
     for e in err.errors():
-        e = dict(e)
         loc = tuple(e["loc"])
-        e["loc"] = loc[1:] if loc and loc[0] == key else loc
-        errs.append(e)
-    return _E(errs)  # type: ignore[return-value]
+        out.append({**e, "loc": loc[1:] if loc and loc[0] == key else loc})
+    return out
 
 
 def _canon_dict(raw: Any, where: str) -> dict[str, Any]:
@@ -398,7 +388,7 @@ def build_suite(
         try:
             params = CellParams.model_validate(merged).model_dump(mode="json")
         except ValidationError as err:
-            raise BenchbenchError(f"cell {i + 1}: {_explain('', err)}") from None
+            raise BenchbenchError(f"cell {i + 1}: {_explain('', err.errors())}") from None
         cid = cell_id(params)
         if cid not in seen:  # include can recreate an existing combination
             seen.add(cid)
