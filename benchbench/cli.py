@@ -162,7 +162,7 @@ def run(
             env_info["peak_flops"] = calibrate_peak(suite, isolation)
     console.print(
         f"[bold]{suite.name}[/]: {len(suite.cells)} cells on {suite.device}"
-        + (f", {len(suite.cells) - len(todo)} already ok (resumed)" if done else "")
+        + (f", {len(done)} already ok (resumed)" if done else "")
         + f" -> {out_path}",
         highlight=False,
     )

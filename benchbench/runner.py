@@ -84,10 +84,9 @@ def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
         rec.update(status="error", error=None)
     if attempts:
         # The cell id keeps the requested batch; what really ran is recorded.
+        # (Throughput was already computed by the last attempt from the batch it ran.)
         rec["oom_backoff"] = {"attempts": attempts, "batch_size_ran": params["batch_size"]
                               if rec["status"] == "ok" else None}
-        if rec["status"] == "ok":
-            rec["throughput_img_s"] = params["batch_size"] / rec["step_time_s"]["median"]
     rec["wall_s"] = time.perf_counter() - t_start
     return clean_nans(rec)
 
@@ -95,7 +94,7 @@ def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
 def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]) -> None:
     import torch
 
-    from benchbench.measure.timer import summarize, timed_loop
+    from benchbench.measure.timer import timed_loop
     from benchbench.workload.data import Source
     from benchbench.workload.models import build_model, count_params
     from benchbench.workload.step import TrainStep
@@ -116,15 +115,8 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
             torch.cuda.reset_peak_memory_stats(device)
         rec["build_s"] = time.perf_counter() - t_start
         timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
-        stats = summarize(timing.step_s)
-        rec["step_time_s"] = stats
-        total = sum(timing.step_s)
-        rec["data_wait_s"] = {
-            **{k: v for k, v in summarize(timing.data_wait_s).items() if k in ("median", "p90", "max", "samples")},
-            "fraction": sum(timing.data_wait_s) / total if total > 0 else None,
-        }
-        rec["warmup"] = {"steps": len(timing.warmup_s), "steady": timing.steady, "samples": timing.warmup_s}
-        rec["throughput_img_s"] = params["batch_size"] / stats["median"] if stats["median"] else None
+        rec.update(_timing_fields(timing.step_s, timing.data_wait_s, timing.warmup_s, timing.steady,
+                                  params["batch_size"]))
         mem: dict[str, Any] = {
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_growth_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0,
@@ -147,6 +139,24 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
         del source
         if params["device"] == "cuda":
             torch.cuda.empty_cache()  # an OOM back-off retry starts from a clean cache
+
+
+def _timing_fields(step_s: list[float], wait_s: list[float], warmup_s: list[float], steady: bool,
+                   images_per_step: int) -> dict[str, Any]:
+    """The record's timing fields, the same for one process and for DDP ranks."""
+    from benchbench.measure.timer import summarize
+
+    stats = summarize(step_s)
+    total = sum(step_s)
+    return {
+        "step_time_s": stats,
+        "data_wait_s": {
+            **{k: v for k, v in summarize(wait_s).items() if k in ("median", "p90", "max", "samples")},
+            "fraction": sum(wait_s) / total if total > 0 else None,
+        },
+        "warmup": {"steps": len(warmup_s), "steady": steady, "samples": warmup_s},
+        "throughput_img_s": images_per_step / stats["median"] if stats["median"] else None,
+    }
 
 
 def _free_port() -> int:
@@ -231,20 +241,15 @@ def _measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: d
         rec.update(status=first["status"], error=f"rank {first.get('rank', '?')}: {first.get('error')}")
         return
     per_step = [max(vals) for vals in zip(*(r["step_s"] for r in results))]
-    stats = summarize(per_step)
-    rec["step_time_s"] = stats
     waits = [max(vals) for vals in zip(*(r["data_wait_s"] for r in results))]
-    rec["data_wait_s"] = {"median": summarize(waits)["median"], "samples": waits,
-                          "fraction": sum(waits) / sum(per_step) if sum(per_step) else None}
-    rec["warmup"] = {"steps": len(results[0]["warmup_s"]), "steady": all(r["steady"] for r in results),
-                     "samples": results[0]["warmup_s"]}
+    # Global batch: every rank trains batch_size images per step.
+    rec.update(_timing_fields(per_step, waits, results[0]["warmup_s"], all(r["steady"] for r in results),
+                              params["batch_size"] * world))
     rec["params_count"] = results[0]["params_count"]
     medians = [float(summarize(r["step_s"])["median"]) for r in results]
     rec["ranks"] = {"world_size": world, "backend": "nccl" if params["device"] == "cuda" else "gloo",
                     "median_step_s": medians, "slowest_rank": int(max(range(world), key=lambda i: medians[i])),
                     "step_s": [r["step_s"] for r in results]}
-    # Global batch: every rank trains batch_size images per step.
-    rec["throughput_img_s"] = params["batch_size"] * world / stats["median"]
     rec["status"] = "ok"
 
 

@@ -21,26 +21,10 @@ CONVENTION = "MAC: one multiply-add counted once (fvcore's convention; FlopCount
 
 
 def _split_counts(by_module: dict[str, int], model: nn.Module) -> dict[str, int]:
-    """Top-level modules and the decoder's children: where a user looks first."""
-    keep: dict[str, int] = {}
-    top = [name for name, _ in model.named_children()]
-    for name in top:
-        if name in by_module:
-            keep[name] = int(by_module[name])
-    decoder = getattr(model, "decoder", None)
-    if isinstance(decoder, nn.Module):
-        for name, _ in decoder.named_children():
-            key = f"decoder.{name}"
-            if by_module.get(key):
-                keep[key] = int(by_module[key])
-        # Segformer keeps its per-stage MLPs in a ModuleList: one level further.
-        for name, child in decoder.named_children():
-            if isinstance(child, nn.ModuleList):
-                for i, _ in enumerate(child):
-                    key = f"decoder.{name}.{i}"
-                    if by_module.get(key):
-                        keep[key] = int(by_module[key])
-    return keep
+    """FLOPs for the same modules the time breakdown reports, so the two line up."""
+    from benchbench.measure.profile import modules_of_interest
+
+    return {name: int(by_module[name]) for name in modules_of_interest(model) if by_module.get(name)}
 
 
 def fvcore_forward(model: nn.Module, x: torch.Tensor) -> dict[str, Any]:
