@@ -434,11 +434,11 @@ def expand(
     original = set(axes)
     for inc in include or []:
         hit = False
-        for c in combos[:]:
-            if all(c.get(k) == v for k, v in inc.items() if k in original and k in c):
-                if all(k in c for k in inc if k in original) or not original:
-                    c.update(inc)
-                    hit = True
+        for c in combos:
+            # A combination added by an earlier include may lack an original key: then it cannot match.
+            if all(k in c and c[k] == v for k, v in inc.items() if k in original):
+                c.update(inc)
+                hit = True
         if not hit:
             combos.append(dict(inc))
     if not combos and not axes and not include:
