@@ -115,8 +115,7 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
             torch.cuda.reset_peak_memory_stats(device)
         rec["build_s"] = time.perf_counter() - t_start
         timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
-        rec.update(_timing_fields(timing.step_s, timing.data_wait_s, timing.warmup_s, timing.steady,
-                                  params["batch_size"]))
+        rec.update(_timing_fields(timing, params["batch_size"]))
         mem: dict[str, Any] = {
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_growth_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0,
@@ -141,13 +140,28 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
             torch.cuda.empty_cache()  # an OOM back-off retry starts from a clean cache
 
 
-def _timing_fields(step_s: list[float], wait_s: list[float], warmup_s: list[float], steady: bool,
-                   images_per_step: int) -> dict[str, Any]:
-    """The record's timing fields, the same for one process and for DDP ranks."""
+def _timing_fields(timing: Any, images_per_step: int) -> dict[str, Any]:
+    """The record's timing fields, the same for one process and for DDP ranks.
+
+    On CUDA, throughput is images over the timed block's wall time (one sync at
+    its end), as a plain training loop would see it; on a CPU it is images over
+    the median step, as before.
+    """
     from benchbench.measure.timer import summarize
 
+    step_s, wait_s, warmup_s, steady = timing.step_s, timing.data_wait_s, timing.warmup_s, timing.steady
     stats = summarize(step_s)
     total = sum(step_s)
+    throughput = images_per_step / stats["median"] if stats["median"] else None
+    clock: dict[str, Any] = {"clock": timing.clock, "block_wall_s": timing.block_wall_s}
+    if timing.clock == "cuda-events":
+        if timing.block_wall_s:
+            throughput = images_per_step * len(step_s) / timing.block_wall_s
+        enq = summarize(timing.enqueue_s)
+        clock["host_enqueue_s"] = {k: enq[k] for k in ("median", "p10", "p90", "samples")}
+        clock["throughput_basis"] = "images / timed block wall time"
+    else:
+        clock["throughput_basis"] = "images / median step"
     return {
         "step_time_s": stats,
         "data_wait_s": {
@@ -155,7 +169,8 @@ def _timing_fields(step_s: list[float], wait_s: list[float], warmup_s: list[floa
             "fraction": sum(wait_s) / total if total > 0 else None,
         },
         "warmup": {"steps": len(warmup_s), "steady": steady, "samples": warmup_s},
-        "throughput_img_s": images_per_step / stats["median"] if stats["median"] else None,
+        "throughput_img_s": throughput,
+        "timing": clock,
     }
 
 
@@ -197,8 +212,7 @@ def _rank_main(rank: int, world: int, port: int, params: dict[str, Any], queue: 
         source = Source({**params, "seed": params["seed"] + rank}, device)
         timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
         dist.barrier()
-        out.update(status="ok", step_s=timing.step_s, data_wait_s=timing.data_wait_s, warmup_s=timing.warmup_s,
-                   steady=timing.steady)
+        out.update(status="ok", timing=timing)
         dist.destroy_process_group()
     except BaseException as exc:  # noqa: BLE001
         out["error"] = _error_message(exc)
@@ -240,16 +254,23 @@ def _measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: d
         first = bad[0] if bad else {"status": "error", "error": f"{world - len(results)} rank(s) died without a result"}
         rec.update(status=first["status"], error=f"rank {first.get('rank', '?')}: {first.get('error')}")
         return
-    per_step = [max(vals) for vals in zip(*(r["step_s"] for r in results))]
-    waits = [max(vals) for vals in zip(*(r["data_wait_s"] for r in results))]
+    from benchbench.measure.timer import LoopTiming
+
+    timings = [r["timing"] for r in results]
+    slowest = LoopTiming(
+        step_s=[max(vals) for vals in zip(*(t.step_s for t in timings))],
+        data_wait_s=[max(vals) for vals in zip(*(t.data_wait_s for t in timings))],
+        warmup_s=timings[0].warmup_s, steady=all(t.steady for t in timings), clock=timings[0].clock,
+        enqueue_s=[max(vals) for vals in zip(*(t.enqueue_s for t in timings))],
+        block_wall_s=max((t.block_wall_s or 0.0) for t in timings) or None,
+    )
     # Global batch: every rank trains batch_size images per step.
-    rec.update(_timing_fields(per_step, waits, results[0]["warmup_s"], all(r["steady"] for r in results),
-                              params["batch_size"] * world))
+    rec.update(_timing_fields(slowest, params["batch_size"] * world))
     rec["params_count"] = results[0]["params_count"]
-    medians = [float(summarize(r["step_s"])["median"]) for r in results]
+    medians = [float(summarize(t.step_s)["median"]) for t in timings]
     rec["ranks"] = {"world_size": world, "backend": "nccl" if params["device"] == "cuda" else "gloo",
                     "median_step_s": medians, "slowest_rank": int(max(range(world), key=lambda i: medians[i])),
-                    "step_s": [r["step_s"] for r in results]}
+                    "step_s": [t.step_s for t in timings]}
     rec["status"] = "ok"
 
 
@@ -298,7 +319,8 @@ def _explain(payload: dict[str, Any], params: dict[str, Any], model: Any, step: 
             os.makedirs(payload["trace_dir"], exist_ok=True)
             trace = os.path.join(payload["trace_dir"], f"{payload['cell_id']}.json")
         out["breakdown"] = profile_pass(step, batches, source.to_device, device, steps=payload.get("profile_steps", 3),
-                                        trace_path=trace)
+                                        trace_path=trace, step_time_s=rec["step_time_s"]["median"],
+                                        data_wait_s=(rec.get("data_wait_s") or {}).get("median"))
         if trace:
             out["breakdown"]["trace"] = trace
     except Exception as exc:  # noqa: BLE001

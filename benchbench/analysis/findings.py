@@ -8,65 +8,30 @@ when there is one, so a suggestion is a measurement, not an opinion.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from typing import Any
 
 import numpy as np
 
+from benchbench.analysis import gpu_findings as gpu
+from benchbench.analysis.gpu_findings import data_wait, timeline_delta
+from benchbench.analysis.records import (
+    AXES,
+    THRESHOLDS,
+    Finding,
+    Thresholds,
+    diff_axes,
+    label,
+    ok,
+    per_image,
+    step_s,
+    verifier,
+)
+from benchbench.timeline.names import short_op
 
-@dataclass(frozen=True)
-class Thresholds:
-    dominant_module_share: float = 0.5  # a module taking >= half the step
-    pair_min_ratio: float = 1.3  # pairwise deltas reported when one cell is >= 1.3x slower
-    input_bound_share: float = 0.10  # data wait >= 10% of the step
-    low_utilization: float = 0.30  # achieved / calibrated peak below 30%
-    layout_share: float = 0.05  # copy / layout ops >= 5% of op time
-    small_speedup: float = 1.10  # AMP / compile speedups below 1.1x get a reason
-    batch_plateau_gain: float = 0.10  # < 10% more throughput for the next batch size
-    max_pairs: int = 12  # cap on pairwise findings per report
-
-
-THRESHOLDS = Thresholds()
 
 MATMUL_OPS = ("conv", "mm", "addmm", "bmm", "linear", "matmul", "scaled_dot_product", "_convolution", "mkldnn")
 LAYOUT_OPS = ("copy_", "contiguous", "_to_copy", "clone", "to_dense", "permute", "transpose", "reorder", "as_strided")
-AXES = ("arch", "encoder", "decoder_channels", "resolution", "batch_size", "amp", "num_workers", "pin_memory",
-        "channels_last", "compile", "optimizer", "loss", "data", "prefetch_factor", "persistent_workers", "world_size",
-        "seed")
-
-
-@dataclass
-class Finding:
-    kind: str
-    cells: list[str]
-    sentence: str
-    evidence: dict[str, Any]
-    suggestion: str | None = None
-    verified_by: dict[str, Any] | None = field(default=None)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "ok" and r.get("step_time_s")]
-
-
-def _label(r: dict[str, Any]) -> str:
-    return r.get("label") or r["cell_id"]
-
-
-def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return [k for k in AXES if a["params"].get(k) != b["params"].get(k)]
-
-
-def _step(r: dict[str, Any]) -> float:
-    return float(r["step_time_s"]["median"])
-
-
-def _per_image(r: dict[str, Any]) -> float:
-    return _step(r) / r["params"]["batch_size"]
 
 
 def _is_matmul(name: str) -> bool:
@@ -132,31 +97,9 @@ def _segformer_stages(r: dict[str, Any]) -> int:
     return 4 if str(r["params"].get("encoder", "")).startswith("mit_") else 5
 
 
-def _verifier(records: list[dict[str, Any]], r: dict[str, Any], axis: str, better: str) -> dict[str, Any] | None:
-    """A cell that differs from r only in `axis` and is faster: the measured effect of the advice."""
-    best = None
-    for o in _ok(records):
-        if o is r or _diff(r, o) != [axis]:
-            continue
-        if better == "lower" and not _lt(o["params"][axis], r["params"][axis]):
-            continue
-        speed = _per_image(r) / _per_image(o)
-        if speed > 1 and (best is None or speed > best["speedup"]):
-            best = {"cell_id": o["cell_id"], "label": _label(o), "axis": axis,
-                    "from": r["params"][axis], "to": o["params"][axis], "speedup": speed}
-    return best
-
-
-def _lt(a: Any, b: Any) -> bool:
-    try:
-        return a is not None and b is not None and a < b
-    except TypeError:
-        return False
-
-
 def dominant_module(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     out = []
-    for r in _ok(records):
+    for r in ok(records):
         shares = _modules_share(r)
         if not shares:
             continue
@@ -167,12 +110,13 @@ def dominant_module(records: list[dict[str, Any]], t: Thresholds) -> list[Findin
         flop_txt = f" and {fshare:.0%} of forward FLOPs" if fshare is not None else ""
         part_txt, part = "", _largest_child(r, mod)
         if part:
-            part_txt = f" (largest part: {part[0]}, {part[1]:.0%} of step time)"
-        sentence = f"{_label(r)}: {mod} takes {share:.0%} of step time{flop_txt}{part_txt}{_why_module(r, mod)}"
+            part_txt = f" (largest part: {part[0]}, {part[1]:.0%})"
+        basis = "GPU busy time" if (r.get("breakdown") or {}).get("gpu") else "step time"
+        sentence = f"{label(r)}: {mod} takes {share:.0%} of {basis}{flop_txt}{part_txt}{_why_module(r, mod)}"
         suggestion = None
         verified = None
         if mod == "decoder" and r["params"].get("decoder_channels"):
-            verified = _verifier(records, r, "decoder_channels", "lower")
+            verified = verifier(records, r, "decoder_channels", "lower")
             suggestion = "reduce decoder_channels"
             if verified:
                 suggestion += (f" (decoder_channels {verified['from']} -> {verified['to']} measured: "
@@ -187,17 +131,17 @@ def _op_times(r: dict[str, Any]) -> dict[str, float]:
 
 
 def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str, str]] | None = None) -> list[Finding]:
-    ok = {r["cell_id"]: r for r in _ok(records)}
+    by_id = {r["cell_id"]: r for r in ok(records)}
     candidates: list[tuple[dict[str, Any], dict[str, Any]]] = []
     if pairs:
         for a, b in pairs:
-            ra = next((r for k, r in ok.items() if k.startswith(a) or _label(r) == a), None)
-            rb = next((r for k, r in ok.items() if k.startswith(b) or _label(r) == b), None)
+            ra = next((r for k, r in by_id.items() if k.startswith(a) or label(r) == a), None)
+            rb = next((r for k, r in by_id.items() if k.startswith(b) or label(r) == b), None)
             if ra and rb:
                 candidates.append((ra, rb))
     else:
-        for a, b in combinations(ok.values(), 2):
-            d = _diff(a, b)
+        for a, b in combinations(by_id.values(), 2):
+            d = diff_axes(a, b)
             # decoder_channels means something different per architecture: an arch
             # comparison at each one's own decoder width is still a one-axis change.
             if "arch" in d:
@@ -206,11 +150,11 @@ def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str
                 candidates.append((a, b))
     out = []
     for a, b in candidates:
-        slow, fast = (a, b) if _per_image(a) >= _per_image(b) else (b, a)
-        ratio = _per_image(slow) / _per_image(fast)
+        slow, fast = (a, b) if per_image(a) >= per_image(b) else (b, a)
+        ratio = per_image(slow) / per_image(fast)
         if ratio < t.pair_min_ratio and not pairs:
             continue
-        delta = _step(slow) - _step(fast)
+        delta = step_s(slow) - step_s(fast)
         parts = []
         ms, mf = (slow.get("breakdown") or {}).get("modules") or {}, (fast.get("breakdown") or {}).get("modules") or {}
         mod_deltas = {}
@@ -219,28 +163,36 @@ def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str
                 continue
             d = (ms[k]["forward"] + ms[k]["backward"]) - sum(mf.get(k, {}).get(x, 0.0) for x in ("forward", "backward"))
             mod_deltas[k] = d
-        if mod_deltas and delta > 0:
+        gpu = timeline_delta(slow, fast)
+        if gpu:
+            parts.append(gpu[0])
+        elif mod_deltas and delta > 0:
             k, d = max(mod_deltas.items(), key=lambda kv: kv[1])
-            parts.append(f"of which {k} +{d:.3f} s ({d / delta:.0%})")
+            txt = f"of which {k} +{d:.3f} s ({d / delta:.0%})"
+            if d > delta:  # a share above 100%: something else got faster; say what
+                k2, d2 = min(mod_deltas.items(), key=lambda kv: kv[1])
+                txt += f", while {k2} {d2:+.3f} s" if d2 < 0 else ", the rest from time outside the modules"
+            parts.append(txt)
         os_, of = _op_times(slow), _op_times(fast)
         op_deltas = sorted(((os_.get(n, 0.0) - of.get(n, 0.0), n) for n in set(os_) | set(of)), reverse=True)[:3]
-        op_txt = ", ".join(f"{n} +{d:.3f} s" for d, n in op_deltas if d > 0)
+        op_txt = ", ".join(f"{short_op(n)} +{d * 1e3:.1f} ms" for d, n in op_deltas if d > 0)
         pc = ""
         if slow.get("params_count") and fast.get("params_count"):
             pc = f" (at {slow['params_count'] / 1e6:.1f} M vs {fast['params_count'] / 1e6:.1f} M parameters)"
-        sentence = (f"{_label(slow)} is {ratio:.1f}x slower per image than {_label(fast)}{pc}: "
+        sentence = (f"{label(slow)} is {ratio:.1f}x slower per image than {label(fast)}{pc}: "
                     f"{delta:+.3f} s/step" + (f", {parts[0]}" if parts else "")
                     + (f"; top op deltas: {op_txt}" if op_txt else ""))
         out.append(Finding("pairwise_delta", [slow["cell_id"], fast["cell_id"]], sentence,
-                           {"ratio": ratio, "delta_s": delta, "differs_in": _diff(slow, fast),
-                            "module_deltas_s": mod_deltas, "op_deltas_s": {n: d for d, n in op_deltas}}))
+                           {"ratio": ratio, "delta_s": delta, "differs_in": diff_axes(slow, fast),
+                            "module_deltas_s": mod_deltas, "op_deltas_s": {short_op(n): d for d, n in op_deltas},
+                            **({"gpu": gpu[1]} if gpu else {})}))
     out.sort(key=lambda f: -f.evidence["ratio"])
     return out if pairs else out[: t.max_pairs]
 
 
 def _groups(records: list[dict[str, Any]], axis: str) -> list[list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = {}
-    for r in _ok(records):
+    for r in ok(records):
         key = repr([(k, r["params"].get(k)) for k in AXES if k != axis])
         groups.setdefault(key, []).append(r)
     return [g for g in groups.values() if len({repr(r["params"].get(axis)) for r in g}) >= 2]
@@ -250,7 +202,7 @@ def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     out = []
     for g in _groups(records, "resolution"):
         px = np.array([r["params"]["resolution"][0] * r["params"]["resolution"][1] for r in g], dtype=float)
-        st = np.array([_step(r) for r in g])
+        st = np.array([step_s(r) for r in g])
         k, _ = np.polyfit(np.log(px), np.log(st), 1)
         arch = g[0]["params"]["arch"]
         kind = "super-linear (attention or memory traffic dominates)" if k > 1.15 else (
@@ -283,7 +235,7 @@ def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
             eff = r["throughput_img_s"] / (ws * one["throughput_img_s"])
             slow = (r.get("ranks") or {}).get("slowest_rank")
             out.append(Finding("scaling", [r["cell_id"], one["cell_id"]],
-                               f"{_label(r)}: {ws} ranks give {r['throughput_img_s'] / one['throughput_img_s']:.2f}x "
+                               f"{label(r)}: {ws} ranks give {r['throughput_img_s'] / one['throughput_img_s']:.2f}x "
                                f"the throughput of one, a scaling efficiency of {eff:.0%}"
                                + (f" (slowest rank: {slow})" if slow is not None else ""),
                                {"axis": "world_size", "efficiency": eff, "world_size": ws}))
@@ -299,7 +251,7 @@ def channel_scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Findin
             continue
         g = sorted(g, key=lambda r: -r["params"]["decoder_channels"])
         cs = [r["params"]["decoder_channels"] for r in g]
-        steps = [_step(r) for r in g]
+        steps = [step_s(r) for r in g]
         acts = [((r.get("memory") or {}).get("activations_by_module") or {}).get("total") for r in g]
         saves = [f"{(b - a) / a:+.0%}" for a, b in zip(steps, steps[1:])]
         sentence = (f"{g[0]['params']['arch']}/{g[0]['params']['encoder']}: decoder_channels "
@@ -323,33 +275,16 @@ def channel_scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Findin
 
 
 def input_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
-    out = []
-    for r in _ok(records):
-        frac = (r.get("data_wait_s") or {}).get("fraction") or 0.0
-        if frac < t.input_bound_share:
-            continue
-        verified = None
-        for axis in ("num_workers", "pin_memory", "data", "resolution", "prefetch_factor"):
-            v = _verifier(records, r, axis, "any")
-            if v and (verified is None or v["speedup"] > verified["speedup"]):
-                verified = v
-        suggestion = "more DataLoader workers, cached/pre-decoded data or smaller source images"
-        if verified:
-            suggestion = (f"{verified['axis']} {verified['from']} -> {verified['to']} measured: "
-                          f"{verified['speedup']:.2f}x faster per image")
-        out.append(Finding("input_bound", [r["cell_id"]],
-                           f"{_label(r)}: {frac:.0%} of each step waits for the input pipeline "
-                           f"(median {r['data_wait_s']['median'] * 1e3:.1f} ms)",
-                           {"data_wait_fraction": frac}, suggestion, verified))
+    out = data_wait(records, t)
     # Workers that change nothing: the job was not input-bound.
     for g in _groups(records, "num_workers"):
         g = sorted(g, key=lambda r: r["params"]["num_workers"])
         base = g[0]
         for r in g[1:]:
-            speed = _per_image(base) / _per_image(r)
+            speed = per_image(base) / per_image(r)
             if speed < 1.0 and (base.get("data_wait_s") or {}).get("fraction", 0) < t.input_bound_share:
                 out.append(Finding("input_bound", [r["cell_id"], base["cell_id"]],
-                                   f"{_label(r)} is {1 / speed:.2f}x slower than {_label(base)}: the step was not "
+                                   f"{label(r)} is {1 / speed:.2f}x slower than {label(base)}: the step was not "
                                    f"input-bound, and worker processes compete with compute threads "
                                    f"for {((r.get('env') or {}).get('cpu_count') or '?')} CPU cores",
                                    {"speedup": speed}, f"keep num_workers={base['params']['num_workers']}"))
@@ -359,7 +294,7 @@ def input_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
 
 def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     out = []
-    for r in _ok(records):
+    for r in ok(records):
         fl = r.get("flops") or {}
         util = fl.get("utilization")
         if util is None or util >= t.low_utilization:
@@ -369,7 +304,7 @@ def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
         nonmm = sum(o["self_time_s"] for o in ops if not _is_matmul(o["name"]))
         share = nonmm / total
         out.append(Finding("low_utilization", [r["cell_id"]],
-                           f"{_label(r)} runs at {fl['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s, {util:.0%} of the "
+                           f"{label(r)} runs at {fl['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s, {util:.0%} of the "
                            f"measured peak; at least {share:.0%} of operator time is in non-matmul operators "
                            "(upsampling, concatenation, normalization, elementwise, copies): memory-bound work",
                            {"utilization": util, "non_matmul_share": share}))
@@ -390,16 +325,16 @@ def layout(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
 
 def _layout_per_cell(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     out = []
-    for r in _ok(records):
+    for r in ok(records):
         bd = r.get("breakdown") or {}
         ops = bd.get("top_ops") or []
         total = bd.get("op_self_total_s") or 0
         lay = sum(o["self_time_s"] for o in ops if any(k in o["name"] for k in LAYOUT_OPS))
         if not total or lay / total < t.layout_share:
             continue
-        verified = _verifier(records, r, "channels_last", "any")
+        verified = verifier(records, r, "channels_last", "any")
         out.append(Finding("layout_conversions", [r["cell_id"]],
-                           f"{_label(r)}: {lay / total:.0%} of operator time is copies and layout conversions",
+                           f"{label(r)}: {lay / total:.0%} of operator time is copies and layout conversions",
                            {"layout_share": lay / total}, (
                                f"channels_last {verified['from']} -> {verified['to']} measured: "
                                f"{verified['speedup']:.2f}x" if verified else "try channels_last"), verified))
@@ -407,33 +342,36 @@ def _layout_per_cell(records: list[dict[str, Any]], t: Thresholds) -> list[Findi
 
 
 def amp_compile(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    """On a CPU; a GPU's AMP / compile effects are explained from its timeline (gpu_findings)."""
     out = []
-    ok = _ok(records)
-    for a, b in combinations(ok, 2):
-        d = _diff(a, b)
-        if len(d) != 1 or d[0] not in ("amp", "compile"):
+    for a, b in combinations(ok(records), 2):
+        d = diff_axes(a, b)
+        if len(d) != 1 or d[0] not in ("amp", "compile") or a["params"].get("device") == "cuda":
             continue
         axis = d[0]
         base, var = (a, b) if a["params"][axis] in ("none", False) else (b, a)
         if base["params"][axis] not in ("none", False):
             continue
-        speed = _per_image(base) / _per_image(var)
+        speed = per_image(base) / per_image(var)
         why = ""
         if speed < t.small_speedup:
-            if var["params"]["device"] == "cpu":
-                why = "; on a CPU, reduced precision and compilation gain little unless the CPU has bf16 matrix units"
-            else:
-                why = "; time is dominated by operators that autocast keeps in fp32 or that are memory-bound"
+            why = "; on a CPU, reduced precision and compilation gain little unless the CPU has bf16 matrix units"
         out.append(Finding(f"{axis}_effect", [var["cell_id"], base["cell_id"]],
-                           f"{axis}={var['params'][axis]} vs {base['params'][axis]} on {_label(base)}: "
+                           f"{axis}={var['params'][axis]} vs {base['params'][axis]} on {label(base)}: "
                            f"{speed:.2f}x{why}", {"speedup": speed, "axis": axis}))
     return out
+
+
+def rules() -> tuple[Any, ...]:
+    """Every record-level rule, in report order: a new rule is a function plus a line here."""
+    return (dominant_module, channel_scaling, gpu.launch_bound, gpu.host_sync, input_bound, utilization, layout,
+            amp_compile, gpu.amp_compile_gpu, scaling)
 
 
 def find_all(records: list[dict[str, Any]], t: Thresholds = THRESHOLDS,
              pairs: list[tuple[str, str]] | None = None) -> list[Finding]:
     out: list[Finding] = []
-    for fn in (dominant_module, channel_scaling, input_bound, utilization, layout, amp_compile, scaling):
+    for fn in rules():
         out.extend(fn(records, t))
     out.extend(pairwise(records, t, pairs))
     return [f for f in out if all(not (isinstance(v, float) and math.isnan(v)) for v in f.evidence.values())]

@@ -111,10 +111,19 @@ def profile_pass(
     device: torch.device,
     steps: int = 3,
     trace_path: str | None = None,
+    step_time_s: float | None = None,
+    data_wait_s: float | None = None,
 ) -> dict[str, Any]:
-    """Profile `steps` steps (after one untraced step) and break each down."""
+    """Profile `steps` steps (after one untraced step) and break each down.
+
+    No host sync inside a profiled step: the steps run back to back as in the
+    timed loop, with `prof.step()` between them so the trace carries the
+    `ProfilerStep#N` markers that TensorBoard, HTA and Perfetto expect. On CUDA
+    the breakdown is read from the GPU's own timeline (the exported trace):
+    device work counted once, by the phase and module that launched it, and
+    idle time judged against the timed step (`step_time_s`), not the profiled one.
+    """
     cuda = device.type == "cuda"
-    sync = (lambda: torch.cuda.synchronize(device)) if cuda else (lambda: None)
     model = step.model
     ranges = None if getattr(step, "compiled", False) else ModuleRanges(modules_of_interest(model))
 
@@ -127,22 +136,71 @@ def profile_pass(
                 batch = next(batches)
             with phase("host_to_device"):
                 x, y = to_device(batch)
-                sync()
             step(x, y, phase=phase)
-            sync()
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    if cuda and trace_path is None:
+        import tempfile
+
+        tmpdir = tempfile.TemporaryDirectory(prefix="bb-trace-")
+        export = os.path.join(tmpdir.name, "trace.json")
+    else:
+        tmpdir = None
+        export = trace_path
     try:
         one()  # untraced: lazy initialisation after the timed loop's last step
+        if cuda:
+            torch.cuda.synchronize(device)  # outside the profiled steps
         with _quiet_kineto(), profile(activities=activities, record_shapes=False, with_stack=False) as prof:
             for _ in range(steps):
                 one()
+                prof.step()
+            if cuda:
+                torch.cuda.synchronize(device)  # after the last step: its kernels belong in the trace
+        if export:
+            prof.export_chrome_trace(export)
+        if cuda:
+            return gpu_breakdown(export, steps, step_time_s, data_wait_s)
+        return breakdown(list(prof.events()), prof.key_averages(), steps, cuda)
     finally:
         if ranges:
             ranges.remove()
-    if trace_path:
-        prof.export_chrome_trace(trace_path)
-    return breakdown(list(prof.events()), prof.key_averages(), steps, cuda)
+        if tmpdir is not None:
+            tmpdir.cleanup()
+
+
+def gpu_breakdown(trace: str | None, steps: int, step_time_s: float | None,
+                  data_wait_s: float | None) -> dict[str, Any]:
+    """The record's breakdown on CUDA, from the GPU timeline of the exported trace."""
+    from benchbench.timeline.gpu import summarize_gpu
+    from benchbench.timeline.reader import read_timeline
+
+    assert trace is not None
+    g = summarize_gpu(read_timeline(trace), step_time_s, data_wait_s, "timed loop median")
+    return breakdown_from_gpu(g.to_dict(), steps)
+
+
+def breakdown_from_gpu(gpu: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The breakdown fields that every consumer reads, in GPU time (each kernel once)."""
+    phases = {p: gpu["gpu_phases_s"].get(p, 0.0) for p in PHASES if p != "data_wait"}
+    phases["other"] = gpu["gpu_phases_s"].get("other", 0.0)
+    phases["data_wait"] = (gpu.get("idle_breakdown_s") or {}).get("data_wait", gpu["profiled_gaps_s"].get("data_wait", 0.0))
+    busy = gpu["gpu_busy_s"]
+    return {
+        "time_basis": "GPU busy time (device work by the phase / module that launched it, each kernel once)",
+        "profiled_steps": steps,
+        "step_s": busy,
+        "phases": phases,
+        "phases_sum_s": sum(v for k, v in phases.items() if k != "data_wait"),
+        "modules": gpu["gpu_modules_s"],
+        "backward_unattributed_s": max(0.0, phases.get("backward", 0.0) - sum(
+            v["backward"] for k, v in gpu["gpu_modules_s"].items() if "." not in k)),
+        "top_ops": [{"name": o["name"], "self_time_s": o["gpu_s"], "calls": None, "share": o["share"]}
+                    for o in gpu["top_ops"]],
+        "op_self_total_s": busy,
+        "dataloader_next_s": None,
+        "gpu": gpu,
+    }
 
 
 KINETO_NOISE = ("USDT:", "SyncActivityProfilerHandler", "gpuGetDeviceCount", "Completed Stage:")
@@ -175,42 +233,29 @@ def _quiet_kineto() -> Iterator[None]:
                 sys.stderr.write("\n".join(kept) + "\n")
 
 
-def breakdown(events: list[Any], averages: Any, steps: int, cuda: bool) -> dict[str, Any]:
+def breakdown(events: list[Any], averages: Any, steps: int, cuda: bool = False) -> dict[str, Any]:
+    """Host wall time by phase, module and operator: the CPU device's own clock.
+
+    (On CUDA the host ranges say when work was enqueued, not when it ran; the
+    GPU breakdown comes from the trace's device events instead: gpu_breakdown.)
+    """
     us = 1e-6 / steps  # per-step seconds from summed microseconds
     labelled = [e for e in events if e.name.startswith((PHASE_PREFIX, MODULE_PREFIX, STEP_NAME))]
     intervals = _Intervals(labelled)
     ops = [e for e in events if not e.name.startswith(("bb.", "ProfilerStep"))]
-
-    def device_time(e: Any) -> float:
-        return float(getattr(e, "self_device_time_total", 0.0) or 0.0)
-
     step_us = sum(_dur_us(e) for e in events if e.name == STEP_NAME)
     phases: dict[str, float] = {p: 0.0 for p in PHASES}
-    if not cuda:
-        for e in events:
-            if e.name.startswith(PHASE_PREFIX):
-                phases[e.name[len(PHASE_PREFIX) :]] = phases.get(e.name[len(PHASE_PREFIX) :], 0.0) + _dur_us(e)
-    else:
-        # On a GPU the host returns before kernels finish: charge each kernel's
-        # device time to the phase whose host range launched it.
-        phase_ranges = _Intervals([e for e in events if e.name.startswith(PHASE_PREFIX)])
-        for e in ops:
-            dt = device_time(e)
-            if dt <= 0:
-                continue
-            name = phase_ranges.innermost(e.thread, e.time_range.start) or _any_thread(phase_ranges, e)
-            key = name[len(PHASE_PREFIX) :] if name else "other"
-            phases[key] = phases.get(key, 0.0) + dt
-        # Data wait is host time by nature.
-        phases["data_wait"] = sum(_dur_us(e) for e in events if e.name == PHASE_PREFIX + "data_wait")
+    for e in events:
+        if e.name.startswith(PHASE_PREFIX):
+            key = e.name[len(PHASE_PREFIX):]
+            phases[key] = phases.get(key, 0.0) + _dur_us(e)
 
     # Forward: the module range each op ran in gives (a) the op's module and
     # (b) for its sequence number, the module its backward belongs to.
     fwd_range: dict[str, float] = defaultdict(float)  # inclusive host time per module
-    fwd_dev: dict[str, float] = defaultdict(float)  # exclusive device time per module
     for e in events:
         if e.name.startswith(MODULE_PREFIX):
-            fwd_range[e.name[len(MODULE_PREFIX) :]] += _dur_us(e)
+            fwd_range[e.name[len(MODULE_PREFIX):]] += _dur_us(e)
     seq_module: dict[int, str] = {}
     for e in ops:
         if e.name.startswith(BACKWARD_PREFIX):
@@ -218,59 +263,43 @@ def breakdown(events: list[Any], averages: Any, steps: int, cuda: bool) -> dict[
         label = intervals.innermost(e.thread, e.time_range.start)
         if not (label and label.startswith(MODULE_PREFIX)):
             continue
-        mod = label[len(MODULE_PREFIX) :]
         seq = getattr(e, "sequence_nr", -1)
         if seq is not None and seq >= 0:
-            seq_module.setdefault(seq, mod)
-        if cuda:
-            fwd_dev[mod] += device_time(e)
+            seq_module.setdefault(seq, label[len(MODULE_PREFIX):])
     bwd_excl: dict[str, float] = defaultdict(float)
     unattributed = 0.0
     for e in events:
         if not e.name.startswith(BACKWARD_PREFIX):
             continue
-        dt = (device_time(e) + _child_device_time(e)) if cuda else _dur_us(e)
         mod = seq_module.get(getattr(e, "sequence_nr", -1))
         if mod is None:
-            unattributed += dt
+            unattributed += _dur_us(e)
         else:
-            bwd_excl[mod] += dt
+            bwd_excl[mod] += _dur_us(e)
 
     def inclusive(table: dict[str, float], name: str) -> float:
         return sum(v for k, v in table.items() if k == name or k.startswith(name + "."))
 
     # Both numbers are inclusive: decoder includes decoder.fuse_stage, and the
     # top-level modules (no dot) add up to the forward and backward phases.
-    names = sorted(set(fwd_range) | set(bwd_excl) | set(fwd_dev), key=lambda n: (n.count("."), n))
-    modules: dict[str, dict[str, float]] = {}
-    for name in names:
-        fwd = inclusive(fwd_dev, name) if cuda else fwd_range.get(name, 0.0)
-        modules[name] = {"forward": fwd * us, "backward": inclusive(bwd_excl, name) * us}
-
-    total_self = 0.0
-    top_ops = []
+    names = sorted(set(fwd_range) | set(bwd_excl), key=lambda n: (n.count("."), n))
+    modules = {name: {"forward": fwd_range.get(name, 0.0) * us, "backward": inclusive(bwd_excl, name) * us}
+               for name in names}
     rows = []
     for avg in averages:
         if avg.key.startswith(("bb.", "ProfilerStep")):
             continue
-        self_t = float(avg.self_device_time_total if cuda else avg.self_cpu_time_total)
-        total_self += self_t
-        rows.append((self_t, avg.key, int(avg.count)))
+        rows.append((float(avg.self_cpu_time_total), avg.key, int(avg.count)))
     rows.sort(reverse=True)
-    for self_t, key, calls in rows[:15]:
-        top_ops.append({
-            "name": key,
-            "self_time_s": self_t * us,
-            "calls": calls // steps,
-            "share": self_t / step_us if step_us and not cuda else (self_t / total_self if total_self else 0.0),
-        })
+    total_self = sum(r[0] for r in rows)
+    top_ops = [{"name": key, "self_time_s": self_t * us, "calls": calls // steps,
+                "share": self_t / step_us if step_us else 0.0} for self_t, key, calls in rows[:15]]
     loader_us = sum(_dur_us(e) for e in events if "DataLoader" in e.name and "__next__" in e.name)
-    step_s = step_us * us
     phase_s = {k: v * us for k, v in phases.items()}
     return {
-        "time_basis": "device kernel time (data wait: host)" if cuda else "host wall time",
+        "time_basis": "host wall time",
         "profiled_steps": steps,
-        "step_s": step_s,
+        "step_s": step_us * us,
         "phases": phase_s,
         "phases_sum_s": sum(phase_s.values()),
         "modules": modules,
@@ -279,18 +308,3 @@ def breakdown(events: list[Any], averages: Any, steps: int, cuda: bool) -> dict[
         "op_self_total_s": total_self * us,
         "dataloader_next_s": loader_us * us,
     }
-
-
-def _child_device_time(e: Any) -> float:
-    total = 0.0
-    for c in getattr(e, "cpu_children", []) or []:
-        total += float(getattr(c, "self_device_time_total", 0.0) or 0.0) + _child_device_time(c)
-    return total
-
-
-def _any_thread(iv: _Intervals, e: Any) -> str | None:
-    for t in iv.by_thread:
-        name = iv.innermost(t, e.time_range.start)
-        if name:
-            return name
-    return None

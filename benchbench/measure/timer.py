@@ -2,6 +2,15 @@
 
 Modelled on torch.utils.benchmark's Measurement: a small object that holds the
 raw samples and derives its statistics, so nothing is averaged away early.
+
+On a CPU the host clock is the device clock: each step is timed with
+perf_counter. On CUDA the host only enqueues work, and a host sync after every
+step would leave the GPU idle while the host launches the next step's first
+kernels (measured on an H100: Unet mit_b0 83.7 ms per step with a sync per step,
+73.7 ms without; 12% of throughput lost to the measurement). So the CUDA loop
+records a CUDA event at every step boundary on the stream, synchronizes once at
+the end of the block, and takes per-step times from the events; throughput
+comes from the block's wall time, as a plain training loop experiences it.
 """
 
 from __future__ import annotations
@@ -62,6 +71,11 @@ class LoopTiming:
     data_wait_s: list[float] = field(default_factory=list)
     warmup_s: list[float] = field(default_factory=list)
     steady: bool = False
+    clock: str = "perf_counter"
+    #: host time to enqueue each step (batch to device + step call returning), CUDA only:
+    #: about the step time means the host, not the GPU, sets the pace.
+    enqueue_s: list[float] = field(default_factory=list)
+    block_wall_s: float | None = None  # timed block, first step start to last step done
 
 
 def timed_loop(
@@ -79,6 +93,8 @@ def timed_loop(
     the optimizer step, so time blocked on the DataLoader is part of it and is
     also reported on its own (data wait).
     """
+    if device.type == "cuda":
+        return _timed_loop_cuda(batches, to_device, step, device, warmup, steps, on_step)
     sync = synchronizer(device)
     clock = time.perf_counter
     out = LoopTiming()
@@ -106,4 +122,62 @@ def timed_loop(
         out.data_wait_s.append(t1 - t0)
         if on_step:
             on_step("timed", i)
+    out.block_wall_s = sum(out.step_s)
+    return out
+
+
+def _timed_loop_cuda(
+    batches: Iterator[Any],
+    to_device: Callable[[Any], Any],
+    step: Callable[..., Any],
+    device: torch.device,
+    warmup: int,
+    steps: int,
+    on_step: Callable[[str, int], None] | None = None,
+) -> LoopTiming:
+    """CUDA events at step boundaries, one host sync per block, never one per step.
+
+    Step i's time is the GPU's time from boundary i to boundary i+1, which
+    includes any time the GPU waited for the host (data wait, slow launches):
+    what training experiences. Warm-up runs in blocks of STEADY_WINDOW steps,
+    synchronizing only between blocks, and stops when the event times are steady.
+    """
+    clock = time.perf_counter
+    stream = torch.cuda.current_stream(device)
+    out = LoopTiming(clock="cuda-events")
+
+    def block(n: int, phase: str, first: int) -> tuple[list[float], list[float], list[float], float]:
+        events = [torch.cuda.Event(enable_timing=True) for _ in range(n + 1)]
+        waits, enq = [], []
+        torch.cuda.synchronize(device)
+        t_start = clock()
+        events[0].record(stream)
+        for i in range(n):
+            t0 = clock()
+            batch = next(batches)
+            t1 = clock()
+            x, y = to_device(batch)
+            step(x, y)
+            events[i + 1].record(stream)
+            enq.append(clock() - t1)
+            waits.append(t1 - t0)
+            if on_step:
+                on_step(phase, first + i)
+        events[-1].synchronize()
+        wall = clock() - t_start
+        times = [a.elapsed_time(b) * 1e-3 for a, b in zip(events, events[1:])]
+        return times, waits, enq, wall
+
+    done = 0
+    while done < warmup:
+        n = min(STEADY_WINDOW, warmup - done)
+        times, _, _, _ = block(n, "warmup", done)
+        out.warmup_s.extend(times)
+        done += n
+        # The first block holds lazy initialisation; steadiness is judged after it.
+        if done > STEADY_WINDOW and is_steady(out.warmup_s):
+            out.steady = True
+            break
+    if steps:
+        out.step_s, out.data_wait_s, out.enqueue_s, out.block_wall_s = block(steps, "timed", 0)
     return out

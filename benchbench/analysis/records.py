@@ -1,0 +1,95 @@
+"""What every analysis reads from a result record, written once.
+
+Work per step is the batch that really ran (after any OOM back-off) times the
+number of ranks: the same definition for findings, merge, compare and history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    dominant_module_share: float = 0.5  # a module taking >= half the step
+    pair_min_ratio: float = 1.3  # pairwise deltas reported when one cell is >= 1.3x slower
+    input_bound_share: float = 0.10  # data wait >= 10% of the step
+    low_utilization: float = 0.30  # achieved / calibrated peak below 30%
+    layout_share: float = 0.05  # copy / layout ops >= 5% of op time
+    small_speedup: float = 1.10  # AMP / compile speedups below 1.1x get a reason
+    batch_plateau_gain: float = 0.10  # < 10% more throughput for the next batch size
+    launch_idle_share: float = 0.10  # GPU idle >= 10% of the timed step waiting for launches
+    max_pairs: int = 12  # cap on pairwise findings per report
+
+
+THRESHOLDS = Thresholds()
+
+AXES = ("arch", "encoder", "decoder_channels", "resolution", "batch_size", "amp", "num_workers", "pin_memory",
+        "channels_last", "compile", "optimizer", "loss", "data", "prefetch_factor", "persistent_workers", "world_size",
+        "seed")
+
+
+@dataclass
+class Finding:
+    kind: str
+    cells: list[str]
+    sentence: str
+    evidence: dict[str, Any]
+    suggestion: str | None = None
+    verified_by: dict[str, Any] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("status") == "ok" and r.get("step_time_s")]
+
+
+def label(r: dict[str, Any]) -> str:
+    return r.get("label") or r["cell_id"]
+
+
+def diff_axes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [k for k in AXES if a["params"].get(k) != b["params"].get(k)]
+
+
+def step_s(r: dict[str, Any]) -> float:
+    return float(r["step_time_s"]["median"])
+
+
+def batch_ran(r: dict[str, Any]) -> int:
+    """The batch the timed steps used: after an OOM back-off, not the one asked for."""
+    ran = (r.get("oom_backoff") or {}).get("batch_size_ran")
+    return int(ran or r["params"]["batch_size"])
+
+
+def images_per_step(r: dict[str, Any]) -> int:
+    return batch_ran(r) * int(r["params"].get("world_size") or 1)
+
+
+def per_image(r: dict[str, Any]) -> float:
+    return step_s(r) / images_per_step(r)
+
+
+def _lt(a: Any, b: Any) -> bool:
+    try:
+        return a is not None and b is not None and a < b
+    except TypeError:
+        return False
+
+
+def verifier(records: list[dict[str, Any]], r: dict[str, Any], axis: str, better: str) -> dict[str, Any] | None:
+    """A cell that differs from r only in `axis` and is faster: the measured effect of the advice."""
+    best = None
+    for o in ok(records):
+        if o is r or diff_axes(r, o) != [axis]:
+            continue
+        if better == "lower" and not _lt(o["params"][axis], r["params"][axis]):
+            continue
+        speed = per_image(r) / per_image(o)
+        if speed > 1 and (best is None or speed > best["speedup"]):
+            best = {"cell_id": o["cell_id"], "label": label(o), "axis": axis,
+                    "from": r["params"][axis], "to": o["params"][axis], "speedup": speed}
+    return best

@@ -1,0 +1,98 @@
+"""`explain-trace`: the GPU timeline and its findings for any torch.profiler trace.
+
+A benchbench trace (`run --trace`) or a user's own (`prof.step()` markers give
+the steps) answers "why is my training loop slow?" without writing a suite.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchbench.analysis.gpu_findings import launch_bound_text, sync_text
+from benchbench.analysis.records import THRESHOLDS, Finding, Thresholds
+from benchbench.errors import BenchbenchError
+from benchbench.timeline.gpu import summarize_gpu
+from benchbench.timeline.reader import read_timeline
+
+
+def pick_record(records: list[dict[str, Any]], trace: Path) -> dict[str, Any]:
+    """The record a trace belongs to: benchbench names traces by cell id."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("step_time_s")]
+    hits = [r for r in ok if r["cell_id"] in trace.name]
+    if len(hits) >= 1:
+        return hits[-1]
+    if len(ok) == 1:
+        return ok[0]
+    raise BenchbenchError(f"cannot tell which of {len(ok)} records {trace.name} belongs to: its name holds no "
+                          "cell id; give a results file with that one cell, or --step-time")
+
+
+def trace_findings(g: dict[str, Any], name: str, enqueue_s: float | None = None,
+                   t: Thresholds = THRESHOLDS) -> list[Finding]:
+    out = []
+    step = g.get("step_time_s")
+    launch_idle = (g.get("idle_breakdown_s") or {}).get("launch")
+    if step and launch_idle is not None and launch_idle / step >= t.launch_idle_share:
+        out.append(Finding("launch_bound", [name], f"{name}: {launch_bound_text(g, enqueue_s)}",
+                           {"gpu_idle_launch_s": launch_idle, "step_s": step, "gpu_busy_s": g["gpu_busy_s"],
+                            "launches_per_step": g["launches_per_step"]},
+                           "torch.compile (fewer, fused kernels), CUDA graphs, or a larger batch (more work per launch)"))
+    txt = sync_text(g)
+    if txt:
+        out.append(Finding("host_sync", [name], f"{name}: {txt}", {"host_syncs": g["host_syncs"]},
+                           "keep values on the device (a fused optimizer for GradScaler; log losses every N steps)"))
+    busy = g["gpu_busy_s"]
+    mods = {k: v["forward"] + v["backward"] for k, v in (g.get("gpu_modules_s") or {}).items() if "." not in k}
+    if mods and busy:
+        k, v = max(mods.items(), key=lambda kv: kv[1])
+        if v / busy >= t.dominant_module_share:
+            out.append(Finding("dominant_module", [name], f"{name}: {k} takes {v / busy:.0%} of GPU busy time "
+                               f"({v * 1e3:.1f} of {busy * 1e3:.1f} ms per step)", {"module": k, "share": v / busy}))
+    if g.get("top_kernels"):
+        top = g["top_kernels"][:3]
+        out.append(Finding("top_kernels", [name], f"{name}: the largest GPU time per step goes to "
+                           + ", ".join(f"{x['name']} {x['gpu_s'] * 1e3:.1f} ms ({x['share']:.0%})" for x in top),
+                           {"top_kernels": top}))
+    return out
+
+
+def explain_trace(path: Path, step_time_s: float | None = None,
+                  records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    tl = read_timeline(path)
+    if not tl.has_gpu:
+        raise BenchbenchError(f"{path} holds no device work (kernels, memcpy, memset): profile with "
+                              "activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA] on a GPU")
+    record = pick_record(records, path) if records else None
+    source = "--step-time" if step_time_s else None
+    data_wait = enqueue = None
+    if record is not None:
+        if step_time_s is None:
+            step_time_s, source = record["step_time_s"]["median"], f"record {record['cell_id']} (timed median)"
+        data_wait = (record.get("data_wait_s") or {}).get("median")
+        enqueue = (((record.get("timing") or {}).get("host_enqueue_s")) or {}).get("median")
+    if step_time_s is not None and step_time_s <= 0:
+        raise BenchbenchError(f"--step-time must be positive seconds, got {step_time_s}")
+    g = summarize_gpu(tl, step_time_s, data_wait, source).to_dict()
+    name = (record or {}).get("label") or path.name
+    notes = []
+    if not step_time_s:
+        notes.append("no step time given: GPU idle is unknown (the profiled step is stretched by the profiler); "
+                     "pass --step-time SECONDS or --record RESULTS.jsonl")
+    if g["harness_syncs_excluded"]:
+        notes.append("excluded benchbench's own torch.cuda.synchronize() calls around the step (older profile pass): "
+                     + ", ".join(f"{k} x{v}" for k, v in g["harness_syncs_excluded"].items()))
+    if tl.step_source == "whole trace":
+        notes.append("no bb.step or ProfilerStep#N ranges: the whole trace is treated as one step "
+                     "(call prof.step() once per training step)")
+    findings = trace_findings(g, name, enqueue)
+    if record is not None:
+        from benchbench.analysis.gpu_findings import data_wait
+
+        findings += data_wait([record], THRESHOLDS)
+    return {
+        "trace": str(path), **g,
+        "findings": [f.to_dict() for f in findings],
+        "notes": notes,
+        "device": ((tl.meta.get("deviceProperties") or [{}])[0]).get("name"),
+    }

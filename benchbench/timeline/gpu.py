@@ -1,0 +1,268 @@
+"""Per-step GPU figures from a timeline: work, busy time, phases, modules, syncs, idle.
+
+Definitions (the same as the ground truth in the H100 fixtures' README, plus the
+driver-API launches it left out):
+
+- a step's device work is every kernel / memcpy / memset whose launching call
+  (matched by correlation id) happened inside the step's host range, on any host
+  thread: backward kernels are launched from autograd's engine thread;
+- GPU busy is the union of those device intervals, so overlapping streams are
+  never counted twice; phase and module times are sums of durations of the
+  work launched from that phase / module (on one stream they add up to busy);
+- a phase is the `bb.phase:*` range in which the launch happened. A user's trace
+  without phases is split by what the profiler does record: work launched from
+  autograd's thread is backward, inside `Optimizer.step` / `zero_grad` is
+  optimizer, launched on the step's thread before the first backward launch is
+  forward (loss included), the rest is other;
+- idle is judged against the *timed* step (from the record, or `--step-time`),
+  never against the profiled step, which the profiler's host overhead stretches
+  1.5-1.8x on a launch-bound model.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from statistics import median
+from typing import Any
+
+from benchbench.timeline.names import short_name
+from benchbench.timeline.reader import ApiCall, DeviceOp, HostRange, Timeline
+
+GPU_PHASES = ("host_to_device", "forward", "loss", "backward", "optimizer", "other")
+#: syncs that benchbench's own profile pass added before it stopped doing so:
+#: `torch.cuda.synchronize()` from the harness, outside any aten op, after the
+#: host-to-device copy or after the step. They are reported, not charged to the model.
+HARNESS_SYNC_PHASES = ("host_to_device", None)
+
+
+@dataclass
+class StepGPU:
+    index: int
+    host_s: float  # the profiled step's host range (profiler overhead included)
+    launches: int
+    kernels: int
+    memcpy: int
+    memset: int
+    busy_s: float
+    span_s: float  # first device start to last device end of the step's work
+    phases_s: dict[str, float]
+    modules_s: dict[str, dict[str, float]]
+    syncs: list[dict[str, Any]]
+    gaps_s: dict[str, float]  # idle gaps inside the profiled step, by cause
+    kernels_by_name_s: dict[str, float] = field(default_factory=dict)
+    ops_s: dict[str, float] = field(default_factory=dict)
+    launch_api_s: float = 0.0  # host time spent inside launch calls
+
+
+def _union(intervals: list[tuple[float, float]]) -> tuple[float, list[tuple[float, float]]]:
+    merged: list[list[float]] = []
+    for s, e in sorted(intervals):
+        if merged and s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    return sum(e - s for s, e in merged), [(s, e) for s, e in merged]
+
+
+def _phase_of(tl: Timeline, c: ApiCall, first_backward: float | None) -> str:
+    if tl.phases:
+        p = tl.phase_at(c.ts)
+        if p is None:
+            return "other"
+        return p if p in GPU_PHASES else "other"
+    if c.optimizer:
+        return "optimizer"
+    if c.backward_seq is not None or c.on_autograd_thread:
+        return "backward"
+    if first_backward is None or c.ts < first_backward:
+        return "forward"
+    return "other"
+
+
+def _is_harness_sync(tl: Timeline, c: ApiCall, phase: str | None) -> bool:
+    return tl.step_source == "bb.step" and c.op is None and phase in HARNESS_SYNC_PHASES
+
+
+def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[str]) -> StepGPU:
+    calls = [c for c in tl.calls if step.ts <= c.ts <= step.end]
+    launches = [c for c in calls if c.device_ops]
+    first_bwd = min((c.ts for c in launches if c.backward_seq is not None or c.on_autograd_thread), default=None)
+    work: list[tuple[DeviceOp, ApiCall, str]] = []
+    for c in launches:
+        ph = _phase_of(tl, c, first_bwd)
+        for d in c.device_ops:
+            work.append((d, c, ph))
+    busy, merged = _union([(d.ts, d.end) for d, _, _ in work])
+    phases: dict[str, float] = {p: 0.0 for p in GPU_PHASES}
+    modules: dict[str, dict[str, float]] = defaultdict(lambda: {"forward": 0.0, "backward": 0.0})
+    by_kernel: dict[str, float] = defaultdict(float)
+    by_op: dict[str, float] = defaultdict(float)
+    for d, c, ph in work:
+        phases[ph] += d.dur
+        if c.backward_seq is not None:
+            mod = tl.seq_module.get(c.backward_seq)
+            if mod:
+                modules[mod]["backward"] += d.dur
+        elif c.module and ph == "forward":
+            modules[c.module]["forward"] += d.dur
+        by_kernel[short_name(d.name) if d.kind == "kernel" else d.name] += d.dur
+        by_op[c.op or "(no aten op)"] += d.dur
+    syncs = []
+    for c in calls:
+        if not c.is_sync:
+            continue
+        ph = tl.phase_at(c.ts) if tl.phases else _phase_of(tl, c, first_bwd)
+        if _is_harness_sync(tl, c, ph):
+            excluded[c.name] += 1
+            continue
+        syncs.append({"call": c.name, "op": c.op or "torch.cuda.synchronize()", "phase": ph or "other",
+                      "wait_s": (c.end - c.ts) * 1e-6, "ts": c.ts, "end": c.end})
+    gaps = _classify_gaps(tl, step, merged, syncs)
+    for s in syncs:
+        s.pop("ts"), s.pop("end")
+    span = (max(d.end for d, _, _ in work) - min(d.ts for d, _, _ in work)) if work else 0.0
+    return StepGPU(
+        index=index, host_s=(step.end - step.ts) * 1e-6, launches=len(launches),
+        kernels=sum(1 for d, _, _ in work if d.kind == "kernel"),
+        memcpy=sum(1 for d, _, _ in work if d.kind == "memcpy"),
+        memset=sum(1 for d, _, _ in work if d.kind == "memset"),
+        busy_s=busy * 1e-6, span_s=span * 1e-6, phases_s={k: v * 1e-6 for k, v in phases.items()},
+        modules_s={k: {x: y * 1e-6 for x, y in v.items()} for k, v in modules.items()}, syncs=syncs,
+        gaps_s=gaps, kernels_by_name_s={k: v * 1e-6 for k, v in by_kernel.items()},
+        ops_s={k: v * 1e-6 for k, v in by_op.items()},
+        launch_api_s=sum(c.end - c.ts for c in launches) * 1e-6,
+    )
+
+
+def _classify_gaps(tl: Timeline, step: HostRange, merged: list[tuple[float, float]],
+                   syncs: list[dict[str, Any]]) -> dict[str, float]:
+    """Where the GPU sat idle inside the profiled step, and why (as HTA splits idle time).
+
+    A gap that starts while the host is blocked in a sync (or within 50 us of
+    one returning) is the sync's; a gap inside the data-wait phase is the input
+    pipeline's; any other gap is the host not launching fast enough.
+    """
+    out = {"launch": 0.0, "sync": 0.0, "data_wait": 0.0}
+    if not merged:
+        return out
+    data = [h for h in tl.phases if h.name.endswith("data_wait") and step.ts <= h.ts <= step.end]
+    edges = [(step.ts, merged[0][0])] + [(a[1], b[0]) for a, b in zip(merged, merged[1:])]
+    for s, e in edges:
+        if e <= s:
+            continue
+        in_data = sum(max(0.0, min(e, d.end) - max(s, d.ts)) for d in data)
+        if in_data:
+            out["data_wait"] += in_data * 1e-6
+        rest = (e - s) - in_data
+        if rest <= 0:
+            continue
+        if any(x["ts"] - 1 <= s <= x["end"] + 50 for x in syncs):
+            out["sync"] += rest * 1e-6
+        else:
+            out["launch"] += rest * 1e-6
+    return out
+
+
+@dataclass
+class GpuSummary:
+    """Medians over the profiled steps; what records and `explain-trace --json` carry."""
+
+    steps: int
+    step_source: str
+    launches_per_step: float
+    kernels_per_step: float
+    gpu_busy_s: float
+    gpu_span_s: float
+    gpu_phases_s: dict[str, float]
+    gpu_modules_s: dict[str, dict[str, float]]
+    host_syncs: list[dict[str, Any]]
+    profiled_step_s: float
+    launch_api_s: float
+    top_kernels: list[dict[str, Any]]
+    top_ops: list[dict[str, Any]]
+    profiled_gaps_s: dict[str, float]
+    harness_syncs_excluded: dict[str, int]
+    unmatched_device_ops: int
+    step_time_s: float | None = None
+    step_time_source: str | None = None
+    gpu_idle_s: float | None = None
+    gpu_idle_fraction: float | None = None
+    idle_breakdown_s: dict[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize_gpu(tl: Timeline, step_time_s: float | None = None, data_wait_s: float | None = None,
+                  step_time_source: str | None = None, top: int = 10) -> GpuSummary:
+    """Per-step figures (median over steps), idle against the timed step when one is known."""
+    excluded: Counter[str] = Counter()
+    per = [analyze_step(tl, i, s, excluded) for i, s in enumerate(tl.steps)]
+    n = max(len(per), 1)
+
+    def med(get: Any) -> float:
+        vals = [get(p) for p in per]
+        return float(median(vals)) if vals else 0.0
+
+    def mean_dict(get: Any) -> dict[str, float]:
+        acc: dict[str, float] = defaultdict(float)
+        for p in per:
+            for k, v in get(p).items():
+                acc[k] += v / n
+        return dict(acc)
+
+    # Inclusive: `decoder` holds `decoder.fuse_stage`; top-level modules add up to forward + backward.
+    mods: dict[str, dict[str, float]] = defaultdict(lambda: {"forward": 0.0, "backward": 0.0})
+    for p in per:
+        for k, v in p.modules_s.items():
+            parts = k.split(".")
+            for i in range(1, len(parts) + 1):
+                for x in ("forward", "backward"):
+                    mods[".".join(parts[:i])][x] += v[x] / n
+    sync_counts: Counter[tuple[str, str, str]] = Counter()
+    sync_wait: dict[tuple[str, str, str], float] = defaultdict(float)
+    for p in per:
+        for s in p.syncs:
+            key = (s["op"], s["phase"], s["call"])
+            sync_counts[key] += 1
+            sync_wait[key] += s["wait_s"]
+    syncs = [{"op": k[0], "phase": k[1], "call": k[2], "per_step": c / n, "wait_s_per_step": sync_wait[k] / n}
+             for k, c in sync_counts.most_common()]
+    kern = mean_dict(lambda p: p.kernels_by_name_s)
+    ops = mean_dict(lambda p: p.ops_s)
+    busy = med(lambda p: p.busy_s)
+    out = GpuSummary(
+        steps=len(per), step_source=tl.step_source,
+        launches_per_step=med(lambda p: p.launches), kernels_per_step=med(lambda p: p.kernels),
+        gpu_busy_s=busy, gpu_span_s=med(lambda p: p.span_s), gpu_phases_s=mean_dict(lambda p: p.phases_s),
+        gpu_modules_s={k: dict(v) for k, v in sorted(mods.items())}, host_syncs=syncs,
+        profiled_step_s=med(lambda p: p.host_s), launch_api_s=med(lambda p: p.launch_api_s),
+        top_kernels=[{"name": k, "gpu_s": v, "share": v / busy if busy else None}
+                     for k, v in sorted(kern.items(), key=lambda kv: -kv[1])[:top]],
+        top_ops=[{"name": k, "gpu_s": v, "share": v / busy if busy else None}
+                 for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:top]],
+        profiled_gaps_s=mean_dict(lambda p: p.gaps_s), harness_syncs_excluded=dict(excluded),
+        unmatched_device_ops=tl.unmatched_device_ops,
+    )
+    if step_time_s:
+        apply_step_time(out, step_time_s, data_wait_s, step_time_source or "given")
+    return out
+
+
+def apply_step_time(s: GpuSummary, step_time_s: float, data_wait_s: float | None, source: str) -> None:
+    """Idle = timed step - GPU busy, split by the causes seen in the trace.
+
+    Data wait is a host measurement (the record's, when known; else the trace's
+    data-wait gaps); the rest of the idle time is split between host syncs and
+    launching in the proportions the profiled step's gaps show.
+    """
+    idle = max(step_time_s - s.gpu_busy_s, 0.0)
+    s.step_time_s, s.step_time_source = step_time_s, source
+    s.gpu_idle_s, s.gpu_idle_fraction = idle, idle / step_time_s
+    g = s.profiled_gaps_s
+    data = min(idle, data_wait_s if data_wait_s is not None else g.get("data_wait", 0.0))
+    rest = idle - data
+    other = g.get("launch", 0.0) + g.get("sync", 0.0)
+    sync = rest * g.get("sync", 0.0) / other if other else 0.0
+    s.idle_breakdown_s = {"launch": rest - sync, "sync": sync, "data_wait": data}

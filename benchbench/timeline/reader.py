@@ -1,0 +1,244 @@
+"""Read a kineto / Chrome-trace JSON file (what `torch.profiler` exports) into a timeline.
+
+The trace is parsed once; every analysis reads the `Timeline`. What the file holds
+(see torch's kineto output, and Holistic Trace Analysis which reads the same files):
+
+- `cpu_op` / `user_annotation`: host ranges (aten ops, `record_function` ranges such
+  as benchbench's `bb.step` / `bb.phase:*` / `bb.module:*`, or `ProfilerStep#N`);
+- `cuda_runtime` / `cuda_driver`: host API calls. A call that enqueues device work
+  shares `args.correlation` with that work. Kernels launched through the driver API
+  (`cuLaunchKernelEx`: cuBLASLt's nvjet GEMMs, cuDNN's engines, Triton) are real
+  work too: they are matched the same way;
+- `kernel` / `gpu_memcpy` / `gpu_memset`: device work on a stream.
+
+Device time is counted from the device events alone, each once: an aten op's
+"device time" in the profiler's tables already contains its kernels.
+"""
+
+from __future__ import annotations
+
+import bisect
+import gzip
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchbench.errors import BenchbenchError
+
+PHASE_PREFIX = "bb.phase:"
+MODULE_PREFIX = "bb.module:"
+STEP_NAME = "bb.step"
+PROFILER_STEP = "ProfilerStep#"
+BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
+OPTIMIZER_PREFIXES = ("Optimizer.step#", "Optimizer.zero_grad#")
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
+              "cuStreamSynchronize", "cuCtxSynchronize", "cuEventSynchronize", "cuMemcpyDtoH_v2")
+DEVICE_CATS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset"}
+HOST_API_CATS = ("cuda_runtime", "cuda_driver")
+
+
+@dataclass
+class HostRange:
+    name: str
+    tid: int
+    ts: float  # microseconds
+    end: float
+    seq: int | None = None  # autograd sequence number (forward op, or the backward node it created)
+    annotation: bool = False  # a record_function range rather than an aten op
+
+
+@dataclass
+class DeviceOp:
+    kind: str  # kernel | memcpy | memset
+    name: str
+    ts: float
+    end: float
+    stream: int
+    correlation: int
+
+    @property
+    def dur(self) -> float:
+        return self.end - self.ts
+
+
+@dataclass
+class ApiCall:
+    """A host call into the CUDA runtime or driver, with what was open on its thread when it ran."""
+
+    name: str
+    tid: int
+    ts: float
+    end: float
+    correlation: int | None
+    op: str | None = None  # innermost aten op (the one that caused the launch or the sync)
+    module: str | None = None  # innermost bb.module range (forward)
+    backward_seq: int | None = None  # sequence number of the autograd node running it (backward)
+    optimizer: bool = False  # inside Optimizer.step / zero_grad
+    on_autograd_thread: bool = False
+    device_ops: list[DeviceOp] = field(default_factory=list)
+
+    @property
+    def is_sync(self) -> bool:
+        if self.name in SYNC_CALLS:
+            return True
+        # A device-to-host copy blocks the host until the stream has drained (e.g. `.item()`).
+        return self.name.startswith("cudaMemcpy") and any("DtoH" in d.name for d in self.device_ops)
+
+
+@dataclass
+class Timeline:
+    """Everything the GPU analyses need, each event once."""
+
+    host: list[HostRange]
+    calls: list[ApiCall]  # runtime/driver calls that enqueue device work or synchronise
+    device: list[DeviceOp]
+    steps: list[HostRange]
+    step_source: str  # "bb.step" | "ProfilerStep" | "whole trace"
+    phases: list[HostRange]
+    seq_module: dict[int, str]
+    meta: dict[str, Any]
+    main_tid: int | None = None
+    unmatched_device_ops: int = 0
+
+    @property
+    def has_gpu(self) -> bool:
+        return bool(self.device)
+
+    def phase_at(self, ts: float) -> str | None:
+        """The bb.phase range (any thread) that contains host time ts."""
+        i = bisect.bisect_right(self._phase_starts, ts) - 1
+        if i >= 0 and self.phases[i].ts <= ts <= self.phases[i].end:
+            return self.phases[i].name[len(PHASE_PREFIX):]
+        return None
+
+    def __post_init__(self) -> None:
+        self.phases.sort(key=lambda r: r.ts)
+        self._phase_starts = [p.ts for p in self.phases]
+
+
+def load_trace(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise BenchbenchError(f"trace file not found: {p}")
+    try:
+        opener = gzip.open if p.suffix == ".gz" else open
+        with opener(p, "rt", encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as exc:
+        raise BenchbenchError(f"{p} is not a readable JSON trace (torch.profiler's export_chrome_trace): {exc}") from None
+    if isinstance(doc, list):
+        doc = {"traceEvents": doc}
+    if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
+        raise BenchbenchError(f"{p} has no traceEvents: not a Chrome / kineto trace")
+    return doc
+
+
+def read_timeline(path: str | Path, apis: tuple[str, ...] = HOST_API_CATS) -> Timeline:
+    return build_timeline(load_trace(path), apis)
+
+
+def _num(x: Any, default: float = 0.0) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return default
+
+
+def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -> Timeline:
+    """`apis=("cuda_runtime",)` ignores driver-API launches (to reproduce tools that do)."""
+    host: list[HostRange] = []
+    api: list[ApiCall] = []
+    device: list[DeviceOp] = []
+    for e in doc["traceEvents"]:
+        if not isinstance(e, dict) or e.get("ph") != "X":
+            continue
+        cat = e.get("cat")
+        args = e.get("args") or {}
+        ts = _num(e.get("ts"))
+        end = ts + _num(e.get("dur"))
+        name = str(e.get("name", ""))
+        if cat in ("cpu_op", "user_annotation"):
+            seq = args.get("Sequence number")
+            host.append(HostRange(name, int(_num(e.get("tid"))), ts, end,
+                                  int(seq) if isinstance(seq, (int, float)) else None, cat == "user_annotation"))
+        elif cat in apis:
+            corr = args.get("correlation")
+            api.append(ApiCall(name, int(_num(e.get("tid"))), ts, end, int(corr) if corr is not None else None))
+        elif cat in DEVICE_CATS:
+            corr = args.get("correlation")
+            device.append(DeviceOp(DEVICE_CATS[cat], name, ts, end, int(_num(args.get("stream"), -1)),
+                                   int(corr) if corr is not None else -1))
+    by_corr = {c.correlation: c for c in api if c.correlation is not None}
+    unmatched = 0
+    for d in device:
+        c = by_corr.get(d.correlation)
+        if c is None:
+            unmatched += 1
+        else:
+            c.device_ops.append(d)
+    calls = [c for c in api if c.device_ops or c.is_sync]
+
+    steps = [h for h in host if h.name == STEP_NAME]
+    source = "bb.step"
+    if not steps:
+        steps = [h for h in host if h.name.startswith(PROFILER_STEP)]
+        source = "ProfilerStep"
+    steps.sort(key=lambda h: h.ts)
+    main_tid = steps[0].tid if steps else None
+    if not steps and (host or device):
+        lo = min([h.ts for h in host] + [c.ts for c in calls] or [0.0])
+        hi = max([h.end for h in host] + [c.end for c in calls] or [0.0])
+        steps = [HostRange("whole trace", -1, lo, hi)]
+        source = "whole trace"
+    phases = [h for h in host if h.name.startswith(PHASE_PREFIX)]
+    seq_module = _annotate_calls(host, calls, main_tid)
+    meta = {k: v for k, v in doc.items() if k != "traceEvents"}
+    return Timeline(host, sorted(calls, key=lambda c: c.ts), sorted(device, key=lambda d: d.ts), steps, source,
+                    phases, seq_module, meta, main_tid, unmatched)
+
+
+def _annotate_calls(host: list[HostRange], calls: list[ApiCall], main_tid: int | None) -> dict[int, str]:
+    """One walk per thread over its nested ranges: each call learns its op, module, backward node.
+
+    Also maps each forward op's sequence number to the module range it ran in,
+    so that the backward work of that op can be charged to the same module.
+    """
+    threads: dict[int, list[tuple[float, int, Any]]] = defaultdict(list)
+    for h in host:
+        threads[h.tid].append((h.ts, 0, h))
+    for c in calls:
+        threads[c.tid].append((c.ts, 1, c))
+    seq_module: dict[int, str] = {}
+    for tid, items in threads.items():
+        # Ranges before calls at the same time; outer (longer) ranges before inner ones.
+        items.sort(key=lambda it: (it[0], it[1], -(it[2].end - it[2].ts)))
+        stack: list[HostRange] = []
+        for _ts, kind, obj in items:
+            while stack and stack[-1].end < obj.ts:
+                stack.pop()
+            if kind == 0:
+                stack.append(obj)
+                if obj.seq is not None and not obj.annotation and not obj.name.startswith(BACKWARD_PREFIX):
+                    mod = _innermost(stack[:-1], lambda h: h.name.startswith(MODULE_PREFIX))
+                    if mod is not None:
+                        seq_module.setdefault(obj.seq, mod.name[len(MODULE_PREFIX):])
+                continue
+            c: ApiCall = obj
+            op = _innermost(stack, lambda h: not h.annotation and not h.name.startswith(BACKWARD_PREFIX))
+            c.op = op.name if op else None
+            mod = _innermost(stack, lambda h: h.name.startswith(MODULE_PREFIX))
+            c.module = mod.name[len(MODULE_PREFIX):] if mod else None
+            node = _innermost(stack, lambda h: h.name.startswith(BACKWARD_PREFIX))
+            c.backward_seq = node.seq if node else None
+            c.on_autograd_thread = node is not None or (main_tid is not None and tid != main_tid)
+            c.optimizer = any(h.name.startswith(OPTIMIZER_PREFIXES) for h in stack)
+    return seq_module
+
+
+def _innermost(stack: list[HostRange], pred: Any) -> HostRange | None:
+    for h in reversed(stack):
+        if pred(h):
+            return h
+    return None
