@@ -116,6 +116,7 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
         rec["build_s"] = time.perf_counter() - t_start
         timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
         rec.update(_timing_fields(timing, params["batch_size"]))
+        rec["data_wait_s"]["steps_per_epoch"] = source.steps_per_epoch
         mem: dict[str, Any] = {
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_growth_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0,

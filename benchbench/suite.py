@@ -113,7 +113,9 @@ class CellParams(BaseModel):
     prefetch_factor: PositiveInt | None = None
     channels_last: bool = False
     compile: bool = False
-    optimizer: Literal["adamw", "sgd", "adam", "rmsprop"] = "adamw"
+    # `-fused`: one multi-tensor kernel per step, and GradScaler keeps its inf check on the device
+    # (no host sync per step with amp=fp16).
+    optimizer: Literal["adamw", "sgd", "adam", "rmsprop", "adamw-fused", "adam-fused"] = "adamw"
     lr: Annotated[float, Field(gt=0)] = 1e-3
     loss: Literal["cross-entropy", "dice", "focal"] = "cross-entropy"
     data: DataSpec = SyntheticData()

@@ -128,3 +128,26 @@ def test_list_and_env(tmp_path: Path, cli) -> None:
     code, out, _ = cli("env", "--device", "cpu")
     env = json.loads(out)
     assert code == 0 and env["torch"] and env["fingerprint"]
+
+
+def test_cpu_record_carries_clock_epoch_and_fused_optimizer(tmp_path: Path, cli) -> None:
+    suite = write_suite(tmp_path / "s.yaml", """
+name: clock
+arch: Unet
+encoder: resnet18
+resolution: 32
+batch_size: 2
+optimizer: adamw-fused
+data: {kind: synthetic-disk, image_size: [40, 48], count: 6}
+warmup: 1
+steps: 4
+device: cpu
+""")
+    out = tmp_path / "r.jsonl"
+    code, _, err = cli("run", suite, "--output", out, "--reports-dir", tmp_path / "rep", "--no-explain")
+    assert code == 0, err
+    [r] = read_jsonl(out)
+    assert r["status"] == "ok" and r["params"]["optimizer"] == "adamw-fused"
+    assert r["timing"]["clock"] == "perf_counter" and r["timing"]["throughput_basis"] == "images / median step"
+    assert r["timing"]["block_wall_s"] == pytest.approx(sum(r["step_time_s"]["samples"]))
+    assert r["data_wait_s"]["steps_per_epoch"] == 3  # 6 images, batch 2

@@ -180,7 +180,7 @@ def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str
         if slow.get("params_count") and fast.get("params_count"):
             pc = f" (at {slow['params_count'] / 1e6:.1f} M vs {fast['params_count'] / 1e6:.1f} M parameters)"
         sentence = (f"{label(slow)} is {ratio:.1f}x slower per image than {label(fast)}{pc}: "
-                    f"{delta:+.3f} s/step" + (f", {parts[0]}" if parts else "")
+                    + (parts[0] if gpu else f"{delta:+.3f} s/step" + (f", {parts[0]}" if parts else ""))
                     + (f"; top op deltas: {op_txt}" if op_txt else ""))
         out.append(Finding("pairwise_delta", [slow["cell_id"], fast["cell_id"]], sentence,
                            {"ratio": ratio, "delta_s": delta, "differs_in": diff_axes(slow, fast),
@@ -303,11 +303,15 @@ def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
         total = (r.get("breakdown") or {}).get("op_self_total_s") or sum(o["self_time_s"] for o in ops) or 1.0
         nonmm = sum(o["self_time_s"] for o in ops if not _is_matmul(o["name"]))
         share = nonmm / total
+        g = (r.get("breakdown") or {}).get("gpu") or {}
+        idle = g.get("gpu_idle_fraction")
+        idle_txt = (f"; and the GPU is idle {idle:.0%} of the timed step, so part of the gap is the host, "
+                    "not the kernels" if idle is not None and idle >= t.launch_idle_share else "")
         out.append(Finding("low_utilization", [r["cell_id"]],
                            f"{label(r)} runs at {fl['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s, {util:.0%} of the "
                            f"measured peak; at least {share:.0%} of operator time is in non-matmul operators "
-                           "(upsampling, concatenation, normalization, elementwise, copies): memory-bound work",
-                           {"utilization": util, "non_matmul_share": share}))
+                           f"(upsampling, concatenation, normalization, elementwise, copies): memory-bound work{idle_txt}",
+                           {"utilization": util, "non_matmul_share": share, "gpu_idle_fraction": idle}))
     return out
 
 

@@ -27,6 +27,7 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
         st = r.get("step_time_s") or {}
         dw = r.get("data_wait_s") or {}
         tp = r.get("throughput_img_s")
+        gpu = (r.get("breakdown") or {}).get("gpu") or {}
         rows.append(
             {
                 "cell": r.get("label") or r["cell_id"],
@@ -38,6 +39,8 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
                 "p90_ms": st.get("p90") * 1e3 if st.get("p90") is not None else None,
                 "cv": st.get("cv"),
                 "data_wait": dw.get("fraction"),
+                "gpu_busy_ms": gpu["gpu_busy_s"] * 1e3 if gpu.get("gpu_busy_s") is not None else None,
+                "gpu_idle": gpu.get("gpu_idle_fraction"),
                 "params_M": r["params_count"] / 1e6 if r.get("params_count") else None,
                 "vs_ref": tp / ref_tp if tp and ref_tp else None,
                 "is_ref": bool(ref) and r["cell_id"] == ref["cell_id"],
@@ -67,10 +70,17 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
                 ),
                 "cv": _num(row["cv"], ".1%"),
                 "data wait": _num(row["data_wait"], ".1%"),
+                "GPU busy ms": _num(row["gpu_busy_ms"], ".1f"),
+                "GPU idle": _num(row["gpu_idle"], ".0%"),
                 "params M": _num(row["params_M"], ".2f"),
                 "vs ref": (_num(row["vs_ref"], ".2f") + "x") if ok and row["vs_ref"] is not None
                 and not pd.isna(row["vs_ref"]) else "",
                 "error": "" if ok else str(row["error"] or ""),
             }
         )
+    # GPU columns only where some cell has a GPU timeline (CPU reports stay as they were).
+    for col in ("GPU busy ms", "GPU idle"):
+        if all(not r[col] for r in out):
+            for r in out:
+                del r[col]
     return out

@@ -12,7 +12,7 @@ from typing import Any
 from benchbench.analysis.gpu_findings import launch_bound_text, sync_text
 from benchbench.analysis.records import THRESHOLDS, Finding, Thresholds
 from benchbench.errors import BenchbenchError
-from benchbench.timeline.gpu import summarize_gpu
+from benchbench.timeline.gpu import as_breakdown, summarize_gpu
 from benchbench.timeline.reader import read_timeline
 
 
@@ -26,6 +26,15 @@ def pick_record(records: list[dict[str, Any]], trace: Path) -> dict[str, Any]:
         return ok[0]
     raise BenchbenchError(f"cannot tell which of {len(ok)} records {trace.name} belongs to: its name holds no "
                           "cell id; give a results file with that one cell, or --step-time")
+
+
+def with_trace(record: dict[str, Any], trace: Path) -> dict[str, Any]:
+    """The record with its breakdown rebuilt from its trace's GPU timeline (for records made before
+    benchbench read the timeline itself, or traces taken apart from the run)."""
+    tl = read_timeline(trace)
+    g = summarize_gpu(tl, record["step_time_s"]["median"], (record.get("data_wait_s") or {}).get("median"),
+                      "timed loop median")
+    return {**record, "breakdown": as_breakdown(g.to_dict(), g.steps)}
 
 
 def trace_findings(g: dict[str, Any], name: str, enqueue_s: float | None = None,

@@ -172,35 +172,12 @@ def profile_pass(
 def gpu_breakdown(trace: str | None, steps: int, step_time_s: float | None,
                   data_wait_s: float | None) -> dict[str, Any]:
     """The record's breakdown on CUDA, from the GPU timeline of the exported trace."""
-    from benchbench.timeline.gpu import summarize_gpu
+    from benchbench.timeline.gpu import as_breakdown, summarize_gpu
     from benchbench.timeline.reader import read_timeline
 
     assert trace is not None
     g = summarize_gpu(read_timeline(trace), step_time_s, data_wait_s, "timed loop median")
-    return breakdown_from_gpu(g.to_dict(), steps)
-
-
-def breakdown_from_gpu(gpu: dict[str, Any], steps: int) -> dict[str, Any]:
-    """The breakdown fields that every consumer reads, in GPU time (each kernel once)."""
-    phases = {p: gpu["gpu_phases_s"].get(p, 0.0) for p in PHASES if p != "data_wait"}
-    phases["other"] = gpu["gpu_phases_s"].get("other", 0.0)
-    phases["data_wait"] = (gpu.get("idle_breakdown_s") or {}).get("data_wait", gpu["profiled_gaps_s"].get("data_wait", 0.0))
-    busy = gpu["gpu_busy_s"]
-    return {
-        "time_basis": "GPU busy time (device work by the phase / module that launched it, each kernel once)",
-        "profiled_steps": steps,
-        "step_s": busy,
-        "phases": phases,
-        "phases_sum_s": sum(v for k, v in phases.items() if k != "data_wait"),
-        "modules": gpu["gpu_modules_s"],
-        "backward_unattributed_s": max(0.0, phases.get("backward", 0.0) - sum(
-            v["backward"] for k, v in gpu["gpu_modules_s"].items() if "." not in k)),
-        "top_ops": [{"name": o["name"], "self_time_s": o["gpu_s"], "calls": None, "share": o["share"]}
-                    for o in gpu["top_ops"]],
-        "op_self_total_s": busy,
-        "dataloader_next_s": None,
-        "gpu": gpu,
-    }
+    return as_breakdown(g.to_dict(), steps)
 
 
 KINETO_NOISE = ("USDT:", "SyncActivityProfilerHandler", "gpuGetDeviceCount", "Completed Stage:")

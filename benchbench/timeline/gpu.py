@@ -266,3 +266,25 @@ def apply_step_time(s: GpuSummary, step_time_s: float, data_wait_s: float | None
     other = g.get("launch", 0.0) + g.get("sync", 0.0)
     sync = rest * g.get("sync", 0.0) / other if other else 0.0
     s.idle_breakdown_s = {"launch": rest - sync, "sync": sync, "data_wait": data}
+
+
+def as_breakdown(gpu: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The breakdown fields that every consumer reads, in GPU time (each kernel once)."""
+    phases = {p: gpu["gpu_phases_s"].get(p, 0.0) for p in GPU_PHASES}
+    phases["data_wait"] = (gpu.get("idle_breakdown_s") or {}).get("data_wait", gpu["profiled_gaps_s"].get("data_wait", 0.0))
+    busy = gpu["gpu_busy_s"]
+    return {
+        "time_basis": "GPU busy time (device work by the phase / module that launched it, each kernel once)",
+        "profiled_steps": steps,
+        "step_s": busy,
+        "phases": phases,
+        "phases_sum_s": sum(v for k, v in phases.items() if k != "data_wait"),
+        "modules": gpu["gpu_modules_s"],
+        "backward_unattributed_s": max(0.0, phases.get("backward", 0.0) - sum(
+            v["backward"] for k, v in gpu["gpu_modules_s"].items() if "." not in k)),
+        "top_ops": [{"name": o["name"], "self_time_s": o["gpu_s"], "calls": None, "share": o["share"]}
+                    for o in gpu["top_ops"]],
+        "op_self_total_s": busy,
+        "dataloader_next_s": None,
+        "gpu": gpu,
+    }

@@ -217,6 +217,11 @@ class Source:
             **kwargs,
         )
 
+    @property
+    def steps_per_epoch(self) -> int | None:
+        """Steps between epoch boundaries, where a DataLoader's prefetch queue drains."""
+        return len(self.loader) if self.loader is not None else None
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._fixed is not None:
             while True:

@@ -36,10 +36,10 @@ def make_loss(name: str) -> nn.Module:
 
 def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+    if name in ("adamw", "adamw-fused"):
+        return torch.optim.AdamW(params, lr=lr, fused=name.endswith("-fused") or None)
+    if name in ("adam", "adam-fused"):
+        return torch.optim.Adam(params, lr=lr, fused=name.endswith("-fused") or None)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
     if name == "rmsprop":

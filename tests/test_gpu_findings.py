@@ -1,0 +1,126 @@
+"""GPU findings on real H100 records and traces: each one comes out of the fixture it belongs to."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchbench.analysis.findings import find_all
+from benchbench.analysis.trace import with_trace
+from benchbench.cli import app
+from benchbench.results import read_records
+
+H100 = Path(__file__).parent / "fixtures" / "h100"
+C64 = H100 / "trace-segformer-c64-9183703d22aa.json.gz"
+C512 = H100 / "trace-segformer-c512-f0b0d46df99f.json.gz"
+UNET = H100 / "trace-unet-disk-workers4-3be7596980d6.json.gz"
+
+
+@pytest.fixture(scope="module")
+def segformer() -> list[dict]:
+    recs = {r["cell_id"]: r for r in read_records([H100 / "traced-segformer.jsonl"])}
+    return [with_trace(recs["9183703d22aa"], C64), with_trace(recs["f0b0d46df99f"], C512)]
+
+
+def texts(findings: list) -> list[str]:
+    return [f.sentence + " " + (f.suggestion or "") for f in findings]
+
+
+def test_launch_bound_segformer_c64(segformer: list[dict]) -> None:
+    fs = find_all(segformer)
+    lb = [f for f in fs if f.kind == "launch_bound"]
+    assert [f.cells for f in lb] == [["9183703d22aa"]]  # C=512 keeps its GPU busy: only 4% idle
+    f = lb[0]
+    assert "1417 launches per step" in f.sentence and "idle 27%" in f.sentence
+    assert f.evidence["gpu_idle_launch_s"] == pytest.approx(0.0115, abs=0.0005)
+    assert "torch.compile" in f.suggestion
+
+
+def test_gpu_pairwise_delta_splits_busy_and_idle(segformer: list[dict]) -> None:
+    [p] = [f for f in find_all(segformer, pairs=[("f0b0d46df99f", "9183703d22aa")]) if f.kind == "pairwise_delta"]
+    g = p.evidence["gpu"]
+    assert g["delta_busy_s"] == pytest.approx(0.0178, abs=0.0005)
+    assert g["delta_idle_s"] < 0  # the extra decoder work filled idle time
+    assert g["delta_step_s"] == pytest.approx(g["delta_busy_s"] + g["delta_idle_s"], abs=1e-6)
+    assert "GPU busy +17.8 ms (decoder +17.5" in p.sentence and "GPU idle -9.4 ms (11.5 -> 2.1 ms)" in p.sentence
+    assert "filled time the faster cell's GPU spent idle" in p.sentence
+
+
+def test_dominant_module_reads_gpu_time(segformer: list[dict]) -> None:
+    fs = [f for f in find_all(segformer) if f.kind == "dominant_module"]
+    assert fs and all("of GPU busy time" in f.sentence for f in fs)
+
+
+def test_epoch_boundary_stall_for_the_four_worker_cell() -> None:
+    recs = read_records([H100 / "input_pipeline.jsonl"])
+    fs = find_all(recs)
+    eb = [f for f in fs if f.kind == "input_epoch_boundary"]
+    workers = {r["cell_id"]: r["params"]["num_workers"] for r in recs}
+    assert {workers[f.cells[0]] for f in eb} == {4, 8}
+    f = next(f for f in eb if workers[f.cells[0]] == 4 and "amp=none" in f.sentence)
+    assert "every 8th step, the first of each epoch (64 images / batch 8)" in f.sentence
+    assert f.evidence["period"] == 8 and f.evidence["spikes"] == 6
+    assert "not more workers" in f.suggestion
+    # Without workers the wait is steady, and the measured fix is cited.
+    steady = [f for f in fs if f.kind == "input_bound" and "workers=0 data=synthetic-disk" in f.sentence]
+    assert steady and "every step waits" in steady[0].sentence
+    assert steady[0].verified_by and steady[0].verified_by["axis"] == "num_workers"
+
+
+def test_amp_findings_on_a_gpu_are_not_generic() -> None:
+    recs = read_records([H100 / "amp_layout_compile.jsonl"])
+    amp = [f for f in find_all(recs) if f.kind in ("amp_effect", "compile_effect")]
+    assert amp
+    for f in amp:
+        assert "autocast keeps in fp32" not in f.sentence
+        assert " ms" in f.sentence  # measured numbers, not a sentence that fits any model
+    fp16 = [f for f in amp if "amp=fp16" in f.sentence]
+    assert fp16 and all("GradScaler" in f.sentence for f in fp16 if f.evidence["speedup"] < 1)
+
+
+def test_no_name_longer_than_80_characters(segformer: list[dict]) -> None:
+    recs = segformer + read_records([H100 / "segformer_channels.jsonl", H100 / "amp_layout_compile.jsonl"])
+    for f in find_all(recs, pairs=[("f0b0d46df99f", "9183703d22aa")]):
+        for op in (f.evidence.get("op_deltas_s") or {}):
+            assert len(op) <= 80
+    for r in segformer:
+        for k in r["breakdown"]["gpu"]["top_kernels"]:
+            assert len(k["name"]) <= 80
+
+
+def test_explain_trace_json_has_the_documented_keys() -> None:
+    res = CliRunner().invoke(app, ["explain-trace", str(C64), "--step-time", "0.0423", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    for key in ("steps", "launches_per_step", "kernels_per_step", "gpu_busy_s", "gpu_phases_s", "gpu_idle_fraction",
+                "host_syncs", "findings"):
+        assert key in doc
+    assert set(doc["gpu_phases_s"]) == {"forward", "backward", "loss", "optimizer", "host_to_device", "other"}
+    assert doc["launches_per_step"] == 1417 and doc["gpu_idle_fraction"] == pytest.approx(0.27, abs=0.01)
+    assert any(f["kind"] == "launch_bound" for f in doc["findings"])
+
+
+def test_explain_trace_with_record_finds_the_epoch_boundary() -> None:
+    res = CliRunner().invoke(app, ["explain-trace", str(UNET), "--record", str(H100 / "traced-input-workers4.jsonl"),
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["step_time_source"].startswith("record 3be7596980d6")
+    assert {f["kind"] for f in doc["findings"]} >= {"launch_bound", "input_epoch_boundary"}
+
+
+def test_explain_trace_text_and_bad_input(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["explain-trace", str(C512)])
+    assert res.exit_code == 0 and "--step-time" in res.output  # idle unknown without the real step time
+    bad = tmp_path / "x.json"
+    bad.write_text("nope")
+    from benchbench.cli import main
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "benchbench", "explain-trace", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 2 and "not a readable JSON trace" in out.stderr and "Traceback" not in out.stderr
+    assert main  # the entry point that turns errors into exit 2
