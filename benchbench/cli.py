@@ -16,6 +16,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -353,16 +354,25 @@ def compare(
     paths: Annotated[list[Path], typer.Argument(metavar="[BASELINE] CANDIDATE",
                                                 help="Baseline and candidate results (files or directories).")],
     baseline: Annotated[Optional[str], typer.Option("--baseline", help="Use the stored baseline NAME.")] = None,
-    threshold: Annotated[float, typer.Option(help="Minimum effect that counts (0.05 = 5%).")] = 0.05,
-    alpha: Annotated[float, typer.Option(help="Significance level of the Mann-Whitney U test.")] = 0.01,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Minimum effect that counts (0.05 = 5%); overrides the cells' gate_threshold. Default: each cell's "
+             "gate_threshold, else 5%.")] = None,
+    alpha: Annotated[float, typer.Option(help="1 - the interval's confidence (0.05: a 95% interval).")] = 0.05,
+    run_cv: Annotated[Optional[float], typer.Option(
+        "--run-cv", help="This machine's known run-to-run CV of a cell's median (0.01 = 1%): lets one run a side "
+                         "be judged.")] = None,
     markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the verdicts as JSON here.")] = None,
     allow_env_mismatch: Annotated[bool, typer.Option(help="Compare results from different environments.")] = False,
     baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
 ) -> None:
-    """Judge a candidate against a baseline: slower / faster / unchanged / noisy / new / missing / failed."""
+    """Judge a candidate against a baseline, run by run: slower / faster / unchanged / noisy / ...
+
+    Exit 1 when a cell is slower or failed. Give each side several runs (`run --repeat 3`).
+    """
     from benchbench import baselines as bl
     from benchbench.analysis import compare as cmp
+    from benchbench.report.compare import render_markdown, rows
     from benchbench.results import read_records
 
     if baseline:
@@ -374,25 +384,21 @@ def compare(
         if len(paths) != 2:
             raise BenchbenchError("give BASELINE and CANDIDATE results paths (or --baseline NAME and CANDIDATE)")
         base, cand = read_records([paths[0]]), read_records([paths[1]])
-    if not 0 < alpha < 1:
-        raise BenchbenchError(f"--alpha must be between 0 and 1, got {alpha}")
-    verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch)
-    table = Table(title=f"compare (threshold {threshold:.0%}, alpha {alpha:g})")
-    for col in ("verdict", "cell", "ratio", "95% CI", "p", "why"):
+    verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv)
+    table = Table(title=f"compare ({1 - alpha:.0%} intervals over runs)")
+    cols = ("verdict", "cell", "change", "95% CI", "threshold", "MDE", "runs", "reason")
+    for col in cols:
         table.add_column(col, overflow="fold")
-    colors = {"slower": "red", "failed": "red", "faster": "green", "noisy": "yellow"}
-    for v in verdicts:
-        table.add_row(v.verdict, v.label, "" if v.ratio is None else f"{v.ratio:.3f}",
-                      "" if v.ci_low is None else f"{v.ci_low:.3f}-{v.ci_high:.3f}",
-                      "" if v.p_value is None else f"{v.p_value:.2g}", cmp.why_text(v) or v.reason,
-                      style=colors.get(v.verdict))
+    colors = {"slower": "red", "failed": "red", "faster": "green", "noisy": "yellow", "incomparable": "yellow"}
+    for r in rows(verdicts):
+        table.add_row(*(escape(str(r[c])) for c in cols), style=colors.get(r["verdict"]))
     console.print(table)
     if markdown:
         markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(cmp.render_markdown(verdicts, threshold), encoding="utf-8")
+        markdown.write_text(render_markdown(verdicts), encoding="utf-8")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"threshold": threshold, "alpha": alpha,
+        json_out.write_text(json.dumps({"threshold": threshold, "alpha": alpha, "run_cv": run_cv,
                                         "verdicts": [v.to_dict() for v in verdicts]}, indent=2), encoding="utf-8")
     regs = cmp.regressions(verdicts)
     if regs:

@@ -24,7 +24,11 @@ from benchbench.errors import BenchbenchError, did_you_mean
 
 # Settings that change how long a cell is measured, not what it measures; they
 # are left out of the cell id so that a longer run stays comparable.
-NON_IDENTITY_KEYS = frozenset({"timeout_s", "warmup", "steps", "repeat", "on_oom", "memory_limit_mb"})
+# How a cell is run or judged, not what it measures: left out of the cell id, so a
+# longer run or a tighter gate compares with earlier nights. They cannot be matrix
+# axes (two cells with one id), which build_suite refuses.
+NON_IDENTITY_KEYS = frozenset({"timeout_s", "warmup", "steps", "repeat", "on_oom", "memory_limit_mb",
+                               "gate_threshold"})
 SUITE_KEYS = ("name", "description", "matrix", "include", "exclude", "profiles", "reference")
 DEVICES = ("cpu", "cuda")
 
@@ -130,6 +134,8 @@ class CellParams(BaseModel):
     memory_limit_mb: PositiveInt | None = None  # CPU: cap the cell's extra address space (RLIMIT_AS)
     on_oom: Literal["fail", "halve-batch"] = "fail"
     world_size: Annotated[int, Field(ge=1, le=64)] = 1
+    # The regression gate's minimum effect for this cell (0.02 = 2%); None: compare's --threshold.
+    gate_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
 
 
 PARAM_KEYS = tuple(CellParams.model_fields)
@@ -384,7 +390,7 @@ def build_suite(
     if not combos:
         raise BenchbenchError("the matrix is empty after exclude/include: no cells to run")
     resolved: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    seen: dict[str, dict[str, Any]] = {}
     for i, combo in enumerate(combos):
         merged = {**fixed, **combo, "device": dev}
         try:
@@ -392,9 +398,17 @@ def build_suite(
         except ValidationError as err:
             raise BenchbenchError(f"cell {i + 1}: {_explain('', err.errors())}") from None
         cid = cell_id(params)
-        if cid not in seen:  # include can recreate an existing combination
-            seen.add(cid)
-            resolved.append(params)
+        if cid in seen:
+            if seen[cid] != params:  # differs only in settings that are not part of the id
+                diff = sorted(k for k in params if params[k] != seen[cid].get(k))
+                raise BenchbenchError(
+                    f"cells {len(resolved)} and {i + 1} differ only in {', '.join(diff)}, which "
+                    f"{'is' if len(diff) == 1 else 'are'} not part of a cell's identity (how it is run or judged, "
+                    f"not what it measures): they would be one cell. Set {', '.join(diff)} once (top level, a "
+                    "profile, or an include entry), not as a matrix axis")
+            continue  # include can recreate an existing combination
+        seen[cid] = params
+        resolved.append(params)
     varied = [
         k for k in PARAM_KEYS if len({json.dumps(p[k], sort_keys=True) for p in resolved}) > 1 and k not in NON_IDENTITY_KEYS
     ]

@@ -1,19 +1,23 @@
 """Measure the regression gate on this machine with real runs.
 
-- false alarms: A/A comparisons, same code, separate runs (target: none in 20);
-- detection: a candidate really ~10% slower (extra compute sized by calibration;
-  the true slowdown is measured from all runs pooled), target >= 19 of 20.
+1. false alarms: A/A comparisons, same code, separate runs (target: none in 20).
+   Each A/A verdict also reports the gate's minimum detectable effect (MDE) at
+   this machine's spread: the median over the pairs is "the MDE the gate reports".
+2. detection: a candidate slowed by 1.5x that MDE (extra compute sized side by
+   side in one process; the slowdown really reached across fresh processes is
+   measured from all runs), target >= 19 of 20 detected as `slower`.
 
-Each "run" is what nightly CI does: every cell run --repeat times in fresh
-processes; compare then uses the between-run spread.
+Each "run" is what nightly CI does: the cell run --repeat times in fresh
+processes; compare uses the spread between runs.
 
-    python benchmarks/gate.py --pairs 20 --repeat 3
+    python benchmarks/gate.py --pairs 20 --repeat 3 --out benchmarks/results/gate-cpu-DATE.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -28,7 +32,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--target", type=float, default=0.10, help="slowdown to inject")
+    ap.add_argument("--target", type=float, default=None,
+                    help="slowdown to inject (default: 1.5x the MDE the A/A comparisons report)")
+    ap.add_argument("--mde-multiple", type=float, default=1.5)
+    ap.add_argument("--out", default=None)
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threshold", type=float, default=0.05)
@@ -38,10 +45,12 @@ def main() -> None:
     gate_file = tmp / "extra.txt"
     gate_file.write_text("0")
     os.environ["BENCHBENCH_GATE_FILE"] = str(gate_file)  # before the fork server starts
+    if args.out:
+        args.out = str(Path(args.out).resolve())
     os.chdir(HERE)
     sys.path.insert(0, str(HERE))
 
-    from benchbench.analysis.compare import compare
+    from benchbench.analysis.compare import ALPHA, compare
     from benchbench.measure.env import environment
     from benchbench.results import ResultStore, read_records
     from benchbench.runner import RunOptions, iter_run
@@ -60,6 +69,21 @@ def main() -> None:
                 rec["repeat"] = rep
                 store.append(rec)
         return path
+
+    def verdict(a: Path, b: Path) -> dict:
+        [v] = compare(read_records([a]), read_records([b]), threshold=args.threshold)
+        return v.to_dict()
+
+    base_runs = []
+    for i in range(2 * args.pairs):
+        gate_file.write_text("0")
+        base_runs.append(one_run(f"base{i}"))
+        print(f"A/A run {i + 1}/{2 * args.pairs} done", flush=True)
+    aa = [verdict(base_runs[2 * i], base_runs[2 * i + 1]) for i in range(args.pairs)]
+    mde = statistics.median(v["mde"] for v in aa if v.get("mde") is not None)
+    target = args.target if args.target is not None else args.mde_multiple * mde
+    print(f"A/A: MDE reported {mde:.1%} (median); injecting {target:.1%}", flush=True)
+    args.target = target
 
     # Calibrate the extra compute side by side in one process (process noise here is
     # 8-12%): blocks of steps with and without the extra Linear, alternately, on the
@@ -94,42 +118,46 @@ def main() -> None:
             b, s_ = block(base_step), block(slow)
             ratios.append(s_ / b)
         ratio = statistics.median(ratios)
-        if abs(ratio - (1 + args.target)) < 0.015:
+        if abs(ratio - (1 + args.target)) < max(0.015, 0.05 * args.target):
             break
         # the extra Linear's cost grows as n^3
         n = max(16, int(n * ((args.target / max(ratio - 1, 0.005)) ** (1 / 3))))
     print(f"extra Linear {n}x{n}: side-by-side step ratio {ratio:.3f}", flush=True)
 
-    base_runs, slow_runs = [], []
-    for i in range(2 * args.pairs):
-        gate_file.write_text("0")
-        base_runs.append(one_run(f"base{i}"))
-        if i < args.pairs:
-            gate_file.write_text(str(n))
-            slow_runs.append(one_run(f"slow{i}"))
-        print(f"run {i + 1}/{2 * args.pairs} done", flush=True)
+    slow_runs = []
+    for i in range(args.pairs):
+        gate_file.write_text(str(n))
+        slow_runs.append(one_run(f"slow{i}"))
+        print(f"slow run {i + 1}/{args.pairs} done", flush=True)
+    gate_file.write_text("0")
 
-    def verdict(a: Path, b: Path) -> dict:
-        [v] = compare(read_records([a]), read_records([b]), threshold=args.threshold)
-        return v.to_dict()
-
-    aa = [verdict(base_runs[2 * i], base_runs[2 * i + 1]) for i in range(args.pairs)]
     det = [verdict(base_runs[i], slow_runs[i]) for i in range(args.pairs)]
-    pooled_base = statistics.median(s for p in base_runs for r in read_records([p]) for s in r["step_time_s"]["samples"])
-    pooled_slow = statistics.median(s for p in slow_runs for r in read_records([p]) for s in r["step_time_s"]["samples"])
+
+    def geo(paths: list[Path]) -> float:
+        meds = [statistics.median(r["step_time_s"]["samples"]) for p in paths for r in read_records([p])]
+        return math.exp(statistics.fmean(math.log(m) for m in meds))
+
+    run_meds = [statistics.median(r["step_time_s"]["samples"]) for p in base_runs for r in read_records([p])]
     summary = {
-        "pairs": args.pairs, "repeat": args.repeat, "threshold": args.threshold,
-        "true_slowdown_measured": pooled_slow / pooled_base - 1,
+        "pairs": args.pairs, "repeat": args.repeat, "threshold": args.threshold, "alpha": ALPHA,
+        "mde_reported_median": mde, "mde_reported_range": [min(v["mde"] for v in aa), max(v["mde"] for v in aa)],
+        "injected_target": target, "side_by_side_ratio": ratio,
+        "true_slowdown_measured": geo(slow_runs) / geo(base_runs) - 1,
+        "run_to_run_cv_all_base_runs": statistics.stdev(math.log(m) for m in run_meds),
         "aa_verdicts": {k: sum(v["verdict"] == k for v in aa) for k in {v["verdict"] for v in aa}},
         "aa_false_alarms": sum(v["verdict"] in ("slower", "faster") for v in aa),
         "aa_ratios": [round(v["ratio"], 4) for v in aa],
+        "aa_mdes": [round(v["mde"], 4) for v in aa],
         "detection_verdicts": {k: sum(v["verdict"] == k for v in det) for k in {v["verdict"] for v in det}},
         "detected": sum(v["verdict"] == "slower" for v in det),
         "detection_ratios": [round(v["ratio"], 4) for v in det],
         "env": {k: env[k] for k in ("cpu", "threads", "torch")},
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    print(json.dumps(summary, indent=2))
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

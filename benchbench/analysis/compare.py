@@ -1,31 +1,51 @@
-"""Noise-aware regression verdicts between a baseline and a candidate.
+"""Regression verdicts between a baseline and a candidate, run by run.
 
-A change counts only when it is both large (|ratio - 1| >= threshold, default
-5%) and statistically clear: the 95% bootstrap confidence interval of the
-ratio of median step times excludes 1, and a two-sided Mann-Whitney U test
-rejects "same distribution" at alpha. When each side has several runs
-(`benchbench run --repeat N`), the bootstrap resamples runs first and steps
-within runs second (a hierarchical bootstrap), so process-to-process variation,
-which is what nightly CI sees, widens the interval instead of raising false
-alarms. The false-alarm and detection rates measured on real runs are in the
-README (benchmarks/gate.py).
+The unit is the run (one process: `benchbench run --repeat N` makes N of them).
+Steps inside one process are not independent samples of "this code on this
+machine": allocation, clocks and neighbours move them together, so identical
+runs differ by far more than their steps' spread suggests (here 8-12% on a
+shared CPU, ~0.1% on an H100). Each run is summarised by its median step
+time, and the decision is a confidence interval for the ratio of the sides'
+(geometric) mean run medians:
+
+    log ratio = mean(log m_cand) - mean(log m_base)
+    se        = s_pooled * sqrt(1/n_base + 1/n_cand)       (s: sd of log run medians)
+    interval  = exp(log ratio +- t(1 - alpha/2, n_base + n_cand - 2) * se)     (alpha 0.01: 99%)
+
+A t interval has power at 3 runs a side (df = 4), where an exact rank test on
+run medians cannot reach p < 0.10. With one run a side the spread between runs
+is unknown: the gate says `noisy` (insufficient runs) unless told the machine's
+run-to-run CV (`known_run_cv`), which then gives a z interval.
+
+Verdicts follow the interval, never the point estimate alone:
+- slower / faster: the whole interval lies beyond +-threshold;
+- unchanged: the whole interval lies within +-threshold;
+- noisy: neither, with the bound that is in the way and why (too few runs,
+  spread too large, or an effect right at the threshold).
+
+The minimum detectable effect (MDE) of each comparison is the slowdown that
+this rule flags with 80% probability at this spread and these numbers of runs:
+exp(log(1 + threshold) + ncp * se) - 1, ncp from the noncentral t (Interval.mde).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
+from scipy import optimize, stats
 
+from benchbench.analysis.records import images_per_step
 from benchbench.errors import BenchbenchError
 from benchbench.measure.env import FINGERPRINT_KEYS, env_diff
 
-VERDICTS = ("slower", "faster", "unchanged", "noisy", "new", "missing", "failed")
-MIN_SAMPLES = 5
-BOOTSTRAP = 2000
+VERDICTS = ("slower", "faster", "unchanged", "noisy", "new", "missing", "failed", "incomparable")
+ALPHA = 0.01  # two-sided: a 99% interval (false alarms measured in benchmarks/gate.py)
+POWER = 0.80  # for the minimum detectable effect
+DEFAULT_THRESHOLD = 0.05
 
 
 @dataclass
@@ -33,14 +53,15 @@ class CellVerdict:
     cell_id: str
     label: str
     verdict: str
-    ratio: float | None = None  # candidate median step time / baseline median step time
+    ratio: float | None = None  # candidate / baseline, geometric mean of run medians
     ci_low: float | None = None
     ci_high: float | None = None
-    p_value: float | None = None
+    threshold: float | None = None
+    mde: float | None = None  # minimum detectable slowdown (0.07 = 7%) at this spread and these runs
+    run_cv: float | None = None  # pooled run-to-run CV of the median step time
+    method: str | None = None
     baseline_median_s: float | None = None
     candidate_median_s: float | None = None
-    n_baseline: int = 0
-    n_candidate: int = 0
     runs_baseline: int = 0
     runs_candidate: int = 0
     reason: str = ""
@@ -50,74 +71,115 @@ class CellVerdict:
         return asdict(self)
 
 
-def _groups(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in records:
-        out[r["cell_id"]].append(r)
-    return out
+@dataclass
+class Interval:
+    ratio: float
+    low: float
+    high: float
+    se: float  # of the log ratio
+    df: float  # inf for a z interval
+    run_cv: float | None
+    method: str
+
+    def mde(self, threshold: float, alpha: float = ALPHA, power: float = POWER) -> float:
+        """The slowdown whose interval clears +threshold with probability `power`.
+
+        With an estimated spread (t interval) the power comes from the noncentral t
+        distribution, which carries the uncertainty of the spread estimate itself;
+        the normal approximation (t_crit + t_power) overstates power at df = 4.
+        """
+        if math.isinf(self.df):
+            q = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+            se = self.se
+        else:
+            crit = float(stats.t.ppf(1 - alpha / 2, self.df))
+            q = float(optimize.brentq(lambda ncp: stats.nct.sf(crit, self.df, ncp) - power, 0.0, 200.0))
+            # A sample sd from few runs is usually below the true one (its median is 0.92 sigma at
+            # df 4): scale it so the MDE is right for the typical comparison, not optimistic.
+            se = self.se / math.sqrt(stats.chi2.ppf(0.5, self.df) / self.df)
+        return math.exp(math.log1p(threshold) + q * se) - 1
 
 
-def _runs(recs: list[dict[str, Any]]) -> list[np.ndarray]:
-    return [np.asarray(r["step_time_s"]["samples"], dtype=float) for r in recs
+def run_medians(recs: list[dict[str, Any]]) -> list[float]:
+    return [float(np.median(r["step_time_s"]["samples"])) for r in recs
             if r.get("status") == "ok" and (r.get("step_time_s") or {}).get("samples")]
 
 
-def _median_of(runs: list[np.ndarray]) -> float:
-    return float(np.median(np.concatenate(runs)))
-
-
-def bootstrap_ratio(base: list[np.ndarray], cand: list[np.ndarray], n: int = BOOTSTRAP,
-                    seed: int = 0) -> tuple[float, float]:
-    """95% CI of median(cand)/median(base); hierarchical when there are several runs."""
-    rng = np.random.default_rng(seed)
-
-    def resample(runs: list[np.ndarray]) -> np.ndarray:
-        out = np.empty(n)
-        for i in range(n):
-            pick = [runs[j] for j in rng.integers(0, len(runs), len(runs))] if len(runs) > 1 else runs
-            pooled = np.concatenate([r[rng.integers(0, len(r), len(r))] for r in pick])
-            out[i] = np.median(pooled)
-        return out
-
-    ratios = resample(cand) / resample(base)
-    lo, hi = np.percentile(ratios, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
-def judge(base: list[np.ndarray], cand: list[np.ndarray], threshold: float = 0.05,
-          alpha: float = 0.01) -> dict[str, Any]:
-    nb, nc = sum(len(r) for r in base), sum(len(r) for r in cand)
-    if nb < MIN_SAMPLES or nc < MIN_SAMPLES:
-        return {"verdict": "noisy", "reason": f"too few samples ({nb} vs {nc}; need {MIN_SAMPLES} each)"}
-    mb, mc = _median_of(base), _median_of(cand)
-    ratio = mc / mb
-    lo, hi = bootstrap_ratio(base, cand)
-    # With several runs per side, test the run medians (the unit that varies
-    # between nights); with one run, the step samples.
-    if len(base) >= 3 and len(cand) >= 3:
-        xb, xc = [float(np.median(r)) for r in base], [float(np.median(r)) for r in cand]
+def interval(base: list[float], cand: list[float], alpha: float = ALPHA,
+             known_run_cv: float | None = None) -> Interval | None:
+    """CI of the ratio of geometric mean run medians; None when the spread cannot be known."""
+    lb, lc = np.log(base), np.log(cand)
+    nb, nc = len(lb), len(lc)
+    if nb == 0 or nc == 0:
+        return None
+    d = float(lc.mean() - lb.mean())
+    df = nb + nc - 2
+    if df >= 2 or (df == 1 and known_run_cv is None):
+        ss = float(((lb - lb.mean()) ** 2).sum() + ((lc - lc.mean()) ** 2).sum())
+        sp = math.sqrt(ss / df)
+        se = sp * math.sqrt(1 / nb + 1 / nc)
+        q = float(stats.t.ppf(1 - alpha / 2, df))
+        method = f"t interval on log run medians, {nb} vs {nc} runs (df {df})"
+        cv = math.expm1(sp)
+    elif known_run_cv is not None:
+        sp = math.log1p(known_run_cv)
+        se = sp * math.sqrt(1 / nb + 1 / nc)
+        q = float(stats.norm.ppf(1 - alpha / 2))
+        df = math.inf
+        method = f"z interval from the known run-to-run CV {known_run_cv:.2%}, {nb} vs {nc} runs"
+        cv = known_run_cv
     else:
-        xb, xc = np.concatenate(base), np.concatenate(cand)
-    p = float(mannwhitneyu(xc, xb, alternative="two-sided").pvalue)
-    out = {"ratio": ratio, "ci_low": lo, "ci_high": hi, "p_value": p, "baseline_median_s": mb,
-           "candidate_median_s": mc}
-    big_slow, big_fast = ratio >= 1 + threshold, ratio <= 1 / (1 + threshold)
-    if big_slow and lo > 1 and p < alpha:
-        return {**out, "verdict": "slower", "reason": f"{ratio - 1:+.1%} step time, CI excludes 1, p={p:.2g}"}
-    if big_fast and hi < 1 and p < alpha:
-        return {**out, "verdict": "faster", "reason": f"{ratio - 1:+.1%} step time, CI excludes 1, p={p:.2g}"}
-    # Unchanged only when the interval rules out a change of the threshold's size.
-    if lo > 1 / (1 + threshold) and hi < 1 + threshold:
-        return {**out, "verdict": "unchanged", "reason": f"CI [{lo:.3f}, {hi:.3f}] within +-{threshold:.0%}"}
-    if not (big_slow or big_fast) and (p >= alpha or (lo <= 1 <= hi)):
-        if hi - lo < 4 * threshold:
-            return {**out, "verdict": "unchanged", "reason": f"{ratio - 1:+.1%} is below the {threshold:.0%} threshold"}
-    return {**out, "verdict": "noisy",
-            "reason": f"CI [{lo:.3f}, {hi:.3f}] too wide to tell a {threshold:.0%} change (p={p:.2g})"}
+        return None
+    return Interval(math.exp(d), math.exp(d - q * se), math.exp(d + q * se), se, df, cv, method)
+
+
+def decide(iv: Interval | None, threshold: float, nb: int, nc: int, alpha: float = ALPHA) -> tuple[str, str]:
+    """The verdict and a reason that is true of the interval."""
+    up, down = 1 + threshold, 1 / (1 + threshold)
+    if iv is None:
+        return "noisy", (f"insufficient runs ({nb} vs {nc}): one run a side cannot tell a change from "
+                         "process-to-process variation; run with --repeat 3 (or give --run-cv for this machine)")
+    ci = f"{iv.ratio - 1:+.1%} [{iv.low - 1:+.1%}, {iv.high - 1:+.1%}]"
+    if iv.low > up:
+        return "slower", f"{ci}: the whole interval is above +{threshold:.0%}"
+    if iv.high < down:
+        return "faster", f"{ci}: the whole interval is below -{threshold:.0%}"
+    if iv.low >= down and iv.high <= up:
+        return "unchanged", f"{ci}: the whole interval is within +-{threshold:.0%}"
+    mde = iv.mde(threshold, alpha)
+    bound = (f"its upper bound is above +{threshold:.0%}" if iv.high > up else "")
+    if iv.low < down:
+        bound = (bound + " and " if bound else "") + f"its lower bound is below -{threshold:.0%}"
+    if iv.high - iv.low < threshold and (iv.low <= up <= iv.high or iv.low <= down <= iv.high):
+        cause = (f"the change is about the threshold itself, at this precision (interval {iv.high - iv.low:.1%} "
+                 "wide): more runs narrow it")
+    elif min(nb, nc) < 3:
+        cause = f"too few runs ({nb} vs {nc}): at this spread the gate sees only changes above {mde:.1%}"
+    else:
+        cause = (f"run-to-run spread too large (CV {iv.run_cv:.1%}): at {nb} vs {nc} runs the gate sees only "
+                 f"changes above {mde:.1%}")
+    return "noisy", f"{ci}: {bound}; {cause}"
+
+
+def judge(base: list[float], cand: list[float], threshold: float = DEFAULT_THRESHOLD, alpha: float = ALPHA,
+          known_run_cv: float | None = None) -> dict[str, Any]:
+    """Verdict fields for one cell from its run medians on each side."""
+    iv = interval(base, cand, alpha, known_run_cv)
+    verdict, reason = decide(iv, threshold, len(base), len(cand), alpha)
+    out: dict[str, Any] = {"verdict": verdict, "reason": reason, "threshold": threshold,
+                           "baseline_median_s": float(np.median(base)) if base else None,
+                           "candidate_median_s": float(np.median(cand)) if cand else None}
+    if iv is not None:
+        out.update(ratio=iv.ratio, ci_low=iv.low, ci_high=iv.high, mde=iv.mde(threshold, alpha), run_cv=iv.run_cv,
+                   method=iv.method)
+    return out
 
 
 def _why(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
     """Phase / module / operator deltas when both sides carry a breakdown, and env differences."""
+    from benchbench.analysis.gpu_findings import timeline_delta
+    from benchbench.timeline.names import short_op
+
     why: dict[str, Any] = {}
     bb, cb = base.get("breakdown"), cand.get("breakdown")
     if bb and cb:
@@ -127,10 +189,14 @@ def _why(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
             - (v["forward"] + v["backward"])
             for k, v in bb["modules"].items() if "." not in k
         }
-        bo = {o["name"]: o["self_time_s"] for o in bb.get("top_ops", [])}
-        co = {o["name"]: o["self_time_s"] for o in cb.get("top_ops", [])}
+        bo = {short_op(o["name"]): o["self_time_s"] for o in bb.get("top_ops", [])}
+        co = {short_op(o["name"]): o["self_time_s"] for o in cb.get("top_ops", [])}
         deltas = sorted(((co.get(n, 0.0) - bo.get(n, 0.0), n) for n in set(bo) | set(co)), reverse=True)
         why["top_op_deltas_s"] = {n: d for d, n in deltas[:5]}
+        if cand.get("step_time_s") and base.get("step_time_s"):
+            gpu = timeline_delta(cand, base)
+            if gpu:
+                why["gpu"] = gpu[1]
     diff = env_diff(base.get("env") or {}, cand.get("env") or {})
     if diff:
         why["env"] = {k: {"baseline": a, "candidate": b} for k, (a, b) in diff.items()}
@@ -152,37 +218,79 @@ def check_env(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], a
     )
 
 
-def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], threshold: float = 0.05,
-            alpha: float = 0.01, allow_env_mismatch: bool = False) -> list[CellVerdict]:
-    if not 0 < threshold < 1:
+def _work(recs: list[dict[str, Any]]) -> set[int]:
+    return {images_per_step(r) for r in recs if r.get("status") == "ok"}
+
+
+def _work_note(recs: list[dict[str, Any]]) -> str:
+    r = next((r for r in recs if r.get("oom_backoff")), None)
+    if r is None:
+        return f"ran {images_per_step(recs[0])} images per step"
+    return (f"ran batch {r['oom_backoff'].get('batch_size_ran')} after an OOM at batch {r['params']['batch_size']}"
+            + (f" x {r['params'].get('world_size')} ranks" if (r["params"].get("world_size") or 1) > 1 else ""))
+
+
+def cell_threshold(recs: list[dict[str, Any]], threshold: float | None) -> float:
+    """An explicit --threshold wins; else the cell's own gate_threshold (suite or cell); else 5%."""
+    if threshold is not None:
+        return threshold
+    own = next(((r.get("params") or {}).get("gate_threshold") for r in reversed(recs)
+                if (r.get("params") or {}).get("gate_threshold")), None)
+    return float(own) if own else DEFAULT_THRESHOLD
+
+
+def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], threshold: float | None = None,
+            alpha: float = ALPHA, allow_env_mismatch: bool = False,
+            known_run_cv: float | None = None) -> list[CellVerdict]:
+    if threshold is not None and not 0 < threshold < 1:
         raise BenchbenchError(f"--threshold must be between 0 and 1 (0.05 = 5%), got {threshold}")
+    if not 0 < alpha < 1:
+        raise BenchbenchError(f"--alpha must be between 0 and 1, got {alpha}")
+    if known_run_cv is not None and not 0 < known_run_cv < 1:
+        raise BenchbenchError(f"--run-cv must be between 0 and 1 (0.01 = 1%), got {known_run_cv}")
     check_env(baseline, candidate, allow_env_mismatch)
-    gb, gc = _groups(baseline), _groups(candidate)
+    gb: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    gc: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in baseline:
+        gb[r["cell_id"]].append(r)
+    for r in candidate:
+        gc[r["cell_id"]].append(r)
     out: list[CellVerdict] = []
     for cid in list(gb) + [c for c in gc if c not in gb]:
         b, c = gb.get(cid, []), gc.get(cid, [])
         label = (c or b)[0].get("label") or cid
+        thr = cell_threshold(c or b, threshold)
         if not c:
-            out.append(CellVerdict(cid, label, "missing", reason="cell not in the candidate"))
+            out.append(CellVerdict(cid, label, "missing", threshold=thr, reason="cell not in the candidate"))
             continue
-        if not [r for r in b if r.get("status") == "ok"]:
-            if not b:
-                out.append(CellVerdict(cid, label, "new", reason="cell not in the baseline"))
-            else:
-                out.append(CellVerdict(cid, label, "new", reason="no ok baseline record"))
+        ok_b = [r for r in b if r.get("status") == "ok"]
+        if not ok_b:
+            out.append(CellVerdict(cid, label, "new", threshold=thr,
+                                   reason="cell not in the baseline" if not b else "no ok baseline record"))
             continue
         bad = [r for r in c if r.get("status") != "ok"]
         if bad:
-            out.append(CellVerdict(cid, label, "failed", reason=f"{bad[0]['status']}: {bad[0].get('error')}",
+            out.append(CellVerdict(cid, label, "failed", threshold=thr,
+                                   reason=f"{bad[0]['status']}: {bad[0].get('error')}",
                                    runs_baseline=len(b), runs_candidate=len(c)))
             continue
-        rb, rc = _runs(b), _runs(c)
-        res = judge(rb, rc, threshold, alpha)
-        v = CellVerdict(cid, label, res.pop("verdict"), reason=res.pop("reason"),
-                        n_baseline=sum(len(x) for x in rb), n_candidate=sum(len(x) for x in rc),
-                        runs_baseline=len(rb), runs_candidate=len(rc), **res)
-        if v.verdict == "slower":
-            v.why = _why(b[-1], c[-1])
+        wb, wc = _work(ok_b), _work(c)
+        if wb != wc or len(wb) > 1:
+            # Step times at different work per step are not comparable; a candidate that had to
+            # back off where the baseline did not no longer fits: a (memory) regression.
+            lost = len(wc) == 1 and len(wb) == 1 and next(iter(wc)) < next(iter(wb)) and any(
+                r.get("oom_backoff") for r in c)
+            out.append(CellVerdict(cid, label, "failed" if lost else "incomparable", threshold=thr,
+                                   runs_baseline=len(ok_b), runs_candidate=len(c),
+                                   reason=f"not the same work: baseline {_work_note(ok_b)}, candidate "
+                                          f"{_work_note(c)}"))
+            continue
+        mb, mc = run_medians(ok_b), run_medians(c)
+        res = judge(mb, mc, thr, alpha, known_run_cv)
+        v = CellVerdict(cid, label, res.pop("verdict"), reason=res.pop("reason"), runs_baseline=len(mb),
+                        runs_candidate=len(mc), **res)
+        if v.verdict in ("slower", "faster", "noisy"):
+            v.why = _why(ok_b[-1], c[-1])
         out.append(v)
     return out
 
@@ -191,45 +299,4 @@ def regressions(verdicts: list[CellVerdict]) -> list[CellVerdict]:
     return [v for v in verdicts if v.verdict in ("slower", "failed")]
 
 
-def why_text(v: CellVerdict) -> str:
-    parts = []
-    mods = v.why.get("module_deltas_s") or {}
-    if mods:
-        k, d = max(mods.items(), key=lambda kv: kv[1])
-        parts.append(f"{k} {d * 1e3:+.1f} ms")
-    ops = v.why.get("top_op_deltas_s") or {}
-    if ops:
-        parts.append("ops " + ", ".join(f"{n} {d * 1e3:+.1f} ms" for n, d in list(ops.items())[:3] if d > 0))
-    env = v.why.get("env") or {}
-    if env:
-        parts.append("env " + ", ".join(f"{k} {x['baseline']}->{x['candidate']}" for k, x in env.items()))
-    return "; ".join(p for p in parts if p)
-
-
-def render_markdown(verdicts: list[CellVerdict], threshold: float, title: str = "benchbench compare") -> str:
-    counts = {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
-    head = "regression found" if regressions(verdicts) else "no regression"
-    lines = [f"## {title}: {head}", "",
-             " · ".join(f"{k}: {n}" for k, n in counts.items() if n), "",
-             f"A change counts when it is at least {threshold:.0%} and significant (95% bootstrap CI of the "
-             "median ratio excludes 1, Mann-Whitney U p < alpha). Ratio = candidate / baseline step time.", "",
-             "| verdict | cell | ratio | 95% CI | p | baseline ms | candidate ms | why |", "|---|---|---|---|---|---|---|---|"]
-    from benchbench.report.markdown import md_escape
-
-    order = {k: i for i, k in enumerate(("failed", "slower", "noisy", "faster", "new", "missing", "unchanged"))}
-    for v in sorted(verdicts, key=lambda v: (order[v.verdict], -(v.ratio or 0))):
-        lines.append(
-            f"| {v.verdict} | {md_escape(v.label)} | {_f(v.ratio, '.3f')} | "
-            f"{'' if v.ci_low is None else f'{v.ci_low:.3f}-{v.ci_high:.3f}'} | {_f(v.p_value, '.2g')} | "
-            f"{_f(v.baseline_median_s and v.baseline_median_s * 1e3, '.1f')} | "
-            f"{_f(v.candidate_median_s and v.candidate_median_s * 1e3, '.1f')} | "
-            f"{md_escape(why_text(v) or v.reason)} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _f(x: float | None, fmt: str) -> str:
-    return "" if x is None else format(x, fmt)
-
-
-__all__ = ["FINGERPRINT_KEYS", "compare", "regressions", "render_markdown", "CellVerdict", "judge"]
+__all__ = ["FINGERPRINT_KEYS", "compare", "regressions", "CellVerdict", "judge", "interval", "decide"]

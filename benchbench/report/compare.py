@@ -1,0 +1,66 @@
+"""Rendering of regression verdicts: Markdown for CI summaries, rows for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchbench.analysis.compare import VERDICTS, CellVerdict, regressions
+from benchbench.report.markdown import md_escape
+
+ORDER = {k: i for i, k in enumerate(("failed", "slower", "incomparable", "noisy", "faster", "new", "missing",
+                                     "unchanged"))}
+
+
+def why_text(v: CellVerdict) -> str:
+    """The evidence behind a change: GPU busy/idle, the largest module and operator deltas, env."""
+    parts = []
+    gpu = v.why.get("gpu") or {}
+    if gpu:
+        parts.append(f"GPU busy {gpu['delta_busy_s'] * 1e3:+.1f} ms, idle {gpu['delta_idle_s'] * 1e3:+.1f} ms")
+    mods = v.why.get("module_deltas_s") or {}
+    if mods:
+        k, d = max(mods.items(), key=lambda kv: abs(kv[1]))
+        parts.append(f"{k} {d * 1e3:+.1f} ms")
+    ops = v.why.get("top_op_deltas_s") or {}
+    pos = [f"{n} {d * 1e3:+.1f} ms" for n, d in list(ops.items())[:3] if d > 0]
+    if pos:
+        parts.append("ops " + ", ".join(pos))
+    env = v.why.get("env") or {}
+    if env:
+        parts.append("env " + ", ".join(f"{k} {x['baseline']}->{x['candidate']}" for k, x in env.items()))
+    return "; ".join(parts)
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{x - 1:+.1%}"
+
+
+def rows(verdicts: list[CellVerdict]) -> list[dict[str, Any]]:
+    out = []
+    for v in sorted(verdicts, key=lambda v: (ORDER.get(v.verdict, 9), -(v.ratio or 0))):
+        out.append({
+            "verdict": v.verdict, "cell": v.label, "change": _pct(v.ratio),
+            "95% CI": "" if v.ci_low is None else f"{_pct(v.ci_low)} .. {_pct(v.ci_high)}",
+            "threshold": "" if v.threshold is None else f"{v.threshold:.0%}",
+            "MDE": "" if v.mde is None else f"{v.mde:.1%}",
+            "runs": f"{v.runs_baseline} vs {v.runs_candidate}" if v.runs_baseline or v.runs_candidate else "",
+            "reason": v.reason + (f" — {why_text(v)}" if why_text(v) else ""),
+        })
+    return out
+
+
+def render_markdown(verdicts: list[CellVerdict], title: str = "benchbench compare") -> str:
+    counts = {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
+    head = "regression found" if regressions(verdicts) else "no regression"
+    lines = [f"## {title}: {head}", "",
+             " · ".join(f"{k}: {n}" for k, n in counts.items() if n), "",
+             "Change = candidate / baseline step time (geometric mean of run medians), with its 95% interval "
+             "over runs. A cell is `slower`/`faster` only when the whole interval is beyond its threshold, "
+             "`unchanged` only when it is within. MDE = the smallest slowdown this comparison detects with 80% "
+             "probability at its spread and number of runs.", "",
+             "| verdict | cell | change | 95% CI | threshold | MDE | runs | reason |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows(verdicts):
+        lines.append("| " + " | ".join(md_escape(r[k]) for k in ("verdict", "cell", "change", "95% CI", "threshold",
+                                                                 "MDE", "runs", "reason")) + " |")
+    return "\n".join(lines) + "\n"
