@@ -222,7 +222,7 @@ def run(
 
 def write_reports(records: list[dict[str, Any]], stem: Path, formats: list[str], reference_id: str | None,
                   title: str, varied: list[str] | None = None,
-                  pairs: list[tuple[str, str]] | None = None) -> list[Path]:
+                  pairs: list[tuple[str, str]] | None = None, history_db: Path | None = None) -> list[Path]:
     from benchbench.analysis.findings import find_all
     from benchbench.report.markdown import render_markdown, write_markdown
 
@@ -233,7 +233,17 @@ def write_reports(records: list[dict[str, Any]], stem: Path, formats: list[str],
     if "html" in formats:
         from benchbench.report.html import render_html, write_html
 
-        paths.append(write_html(stem.with_suffix(".html"), render_html(records, findings, reference_id, title, varied)))
+        section = None
+        if history_db:
+            from benchbench.history.check import check
+            from benchbench.report.history import history_section
+
+            cells = {r["cell_id"] for r in records}
+            found = [s for s in _history(history_db, str(records[0].get("suite")), None) if s.cell_id in cells]
+            if found:
+                section = history_section(found, check(found, 0.05, last=10**9))
+        paths.append(write_html(stem.with_suffix(".html"), render_html(records, findings, reference_id, title, varied,
+                                                                        section)))
     return paths
 
 
@@ -246,6 +256,8 @@ def report(
     pair: Annotated[
         Optional[list[str]], typer.Option("--pair", help="Explain the difference of two cells: A,B (ids or labels).")
     ] = None,
+    history: Annotated[Optional[Path], typer.Option("--history", help="A history store: adds each cell's trend "
+                                                    "over nights to the HTML report.")] = None,
 ) -> None:
     """Write Markdown and HTML reports (tables, findings, plots) from results files."""
     from benchbench import results as res
@@ -271,7 +283,7 @@ def report(
     suite = str(records[0].get("suite") or "results")
     run_ids = sorted({str(r.get("run_id")) for r in records})
     stem = output / slugify(suite) / slugify(run_ids[-1] if len(run_ids) == 1 else f"{run_ids[0]}-merged")
-    paths = write_reports(records, stem, formats, ref_id, suite, None, pairs or None)
+    paths = write_reports(records, stem, formats, ref_id, suite, None, pairs or None, history)
     console.print("reports: " + ", ".join(map(str, paths)), highlight=False)
 
 
@@ -452,6 +464,113 @@ def baseline_list(
     for folder in sorted(p for p in Path(baselines_dir).glob("*") if p.is_dir()):
         envs = sorted(f.name.split(".")[0] for f in folder.glob("*.jsonl"))
         console.print(f"{folder.name}: {', '.join(envs)}", highlight=False)
+
+
+history_app = typer.Typer(help="Every night in one store; trends and change points per cell.", no_args_is_help=True)
+app.add_typer(history_app, name="history")
+DbOpt = Annotated[Path, typer.Option("--db", help="The history store (SQLite).")]
+
+
+@history_app.command("add")
+def history_add(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results files or directories.")],
+    db: DbOpt = Path("results/history.db"),
+) -> None:
+    """Add results to the store (adding the same file twice adds nothing)."""
+    from benchbench.history.store import HistoryStore
+
+    store = HistoryStore(db)
+    total_added = total_seen = 0
+    for path in results:
+        added, seen = store.add(_records([path]), source=str(path))
+        total_added += added
+        total_seen += seen
+    console.print(f"{total_added} records added, {total_seen} already there -> {db} ({store.count()} in all)",
+                  highlight=False)
+    store.close()
+
+
+def _history(db: Path, suite: Optional[str], cell: Optional[str]) -> list[Any]:
+    from benchbench.history.store import HistoryStore, series
+
+    store = HistoryStore(db, create=False)
+    found = series(store.rows(suite, cell))
+    store.close()
+    if not found:
+        raise BenchbenchError(f"no ok records in {db}" + (f" for suite {suite!r}" if suite else "")
+                              + (f" and cell {cell!r}" if cell else ""))
+    return found
+
+
+@history_app.command("show")
+def history_show(
+    db: DbOpt = Path("results/history.db"),
+    suite: Annotated[Optional[str], typer.Option("--suite", help="Only this suite.")] = None,
+    cell: Annotated[Optional[str], typer.Option("--cell", help="Only this cell (id prefix or label).")] = None,
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write a trend plot: .png or .html.")] = None,
+    threshold: Annotated[float, typer.Option(help="Minimum change marked on the plot.")] = 0.05,
+) -> None:
+    """Each cell's nights (median step time, p10-p90 band), change points marked."""
+    from benchbench.history.check import check
+
+    all_series = _history(db, suite, cell)
+    found = check(all_series, threshold, last=10**9)
+    table = Table(title=f"history: {db}")
+    for col in ("suite", "cell", "env", "nights", "first", "last", "step ms (last)", "changes"):
+        table.add_column(col)
+    for s in all_series:
+        n = sum(1 for c in found if (c.cell_id, c.fingerprint) == (s.cell_id, s.fingerprint))
+        table.add_row(escape(s.suite), escape(s.label), (s.fingerprint or "?")[:8], str(len(s.nights)),
+                      s.nights[0].started_at, s.nights[-1].started_at, f"{s.nights[-1].median_s * 1e3:.2f}", str(n))
+    console.print(table)
+    if output:
+        if output.suffix.lower() not in (".png", ".html"):
+            raise BenchbenchError(f"-o must end in .png or .html, got {output.name}")
+        from benchbench.report.history import write_trend
+
+        write_trend(output, all_series, found)
+        console.print(f"trend plot -> {output}", highlight=False)
+
+
+@history_app.command("check")
+def history_check(
+    db: DbOpt = Path("results/history.db"),
+    last: Annotated[int, typer.Option("--last", help="Fail on a slowdown that starts within the last K nights.")] = 1,
+    threshold: Annotated[float, typer.Option(help="Minimum change (0.05 = 5%).")] = 0.05,
+    suite: Annotated[Optional[str], typer.Option("--suite", help="Only this suite.")] = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the change points as JSON here.")] = None,
+) -> None:
+    """Change points (E-divisive means) in every cell's series; exit 1 on a recent slowdown."""
+    from benchbench.history.check import change_text, check, failing
+
+    if not 0 < threshold < 1:
+        raise BenchbenchError(f"--threshold must be between 0 and 1, got {threshold}")
+    if last < 1:
+        raise BenchbenchError(f"--last must be at least 1, got {last}")
+    all_series = _history(db, suite, None)
+    found = check(all_series, threshold, last)
+    for c in found:
+        style = "red" if c.recent and c.direction == "slower" else ("yellow" if c.recent else None)
+        console.print(escape(("RECENT " if c.recent else "") + change_text(c)), style=style, highlight=False)
+    if not found:
+        console.print(f"no change of {threshold:.0%} or more in {len(all_series)} series", highlight=False)
+    if markdown:
+        from benchbench.report.markdown import md_escape
+
+        lines = [f"## benchbench history check: {'regression' if failing(found) else 'no recent regression'}", "",
+                 f"{len(all_series)} series, threshold {threshold:.0%}, last {last} night(s).", ""]
+        lines += [f"- {'**recent** ' if c.recent else ''}{md_escape(change_text(c))}" for c in found] or ["_No change._"]
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"threshold": threshold, "last": last,
+                                        "changes": [c.to_dict() for c in found]}, indent=2), encoding="utf-8")
+    if failing(found):
+        err_console.print(f"regression: {len(failing(found))} slowdown(s) in the last {last} night(s)",
+                          highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()

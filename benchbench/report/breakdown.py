@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchbench.timeline.names import short_op
+
 
 def _f(v: Any, fmt: str = ".4f") -> str:
     return "" if v is None else format(v, fmt)
@@ -23,7 +25,8 @@ def cell_breakdowns(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             timed = (r.get("data_wait_s") or {}).get("median")
             phases.append({"name": "DataLoader.__next__ (profiler) / data wait (timed median)",
                            "s": f"{bd['dataloader_next_s']:.4f} / {_f(timed)}", "share": ""})
-        phases.append({"name": "sum of phases / profiled step", "s": f"{bd['phases_sum_s']:.4f} / {step:.4f}",
+        basis = "GPU busy" if bd.get("gpu") else "profiled step"
+        phases.append({"name": f"sum of phases / {basis}", "s": f"{bd['phases_sum_s']:.4f} / {step:.4f}",
                        "share": _f(bd["phases_sum_s"] / step if step else None, ".1%")})
         fl = (r.get("flops") or {}).get("by_module") or {}
         acts = (r.get("memory") or {}).get("activations_by_module") or {}
@@ -31,7 +34,7 @@ def cell_breakdowns(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "gmac": _f(fl[name] / 1e9 if name in fl else None, ".3f"),
                     "act": _f(acts[name] / 2**20 if name in acts else None, ".1f")}
                    for name, t in bd["modules"].items()]
-        ops = [{"name": o["name"], "s": _f(o["self_time_s"]), "calls": o["calls"], "share": _f(o["share"], ".1%")}
+        ops = [{"name": short_op(o["name"]), "s": _f(o["self_time_s"]), "calls": o["calls"], "share": _f(o["share"], ".1%")}
                for o in bd.get("top_ops", [])[:10]]
         out.append({"label": r.get("label") or r["cell_id"], "id": r["cell_id"], "phases": phases,
                     "modules": modules, "ops": ops})

@@ -23,7 +23,8 @@ _ENV = jinja2.Environment(
 
 
 def render_html(records: list[dict[str, Any]], findings: list[Finding], reference_id: str | None = None,
-                title: str | None = None, varied: list[str] | None = None) -> str:
+                title: str | None = None, varied: list[str] | None = None, history: str | None = None) -> str:
+    """`history`: an HTML fragment from report.history.history_section (trusted: built and escaped there)."""
     rows = display_rows(summary_frame(records, reference_id))
     columns = [c for c in rows[0] if c != "error" or any(r["error"] for r in rows)] if rows else []
     ref = reference_record(records, reference_id)
@@ -56,6 +57,7 @@ def render_html(records: list[dict[str, Any]], findings: list[Finding], referenc
         plots=plot_list,
         breakdowns=cell_breakdowns(records),
         env={k: v for k, v in env.items() if v is not None and not isinstance(v, dict)},
+        history=history,
     )
 
 

@@ -1,0 +1,180 @@
+"""The history store: every record of every night, in one SQLite file.
+
+SQLite rather than DuckDB: it ships with Python (no 30 MB dependency on a CI
+runner), one file is easy to keep as a CI artifact or cache, and the queries
+here are a few hundred rows per cell. Each record is stored once, keyed by a
+hash of (run id, cell id, repeat, start time), so adding the same results file
+twice adds nothing.
+
+A *night* is one `benchbench run` (one run id), possibly with several runs per
+cell (`--repeat`). A *series* is a cell's nights in one environment
+(fingerprint): a driver upgrade starts a new series, not a regression.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchbench.analysis.records import images_per_step
+from benchbench.errors import BenchbenchError
+
+DEFAULT_DB = Path("results") / "history.db"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    key TEXT PRIMARY KEY,
+    run_id TEXT NOT NULL,
+    suite TEXT NOT NULL,
+    cell_id TEXT NOT NULL,
+    label TEXT,
+    fingerprint TEXT,
+    git_commit TEXT,
+    started_at TEXT,
+    repeat INTEGER,
+    status TEXT NOT NULL,
+    images_per_step INTEGER,
+    median_s REAL, p10_s REAL, p90_s REAL, iqr_s REAL, cv REAL, mean_s REAL, min_s REAL, max_s REAL, n INTEGER,
+    throughput_img_s REAL,
+    data_wait_fraction REAL,
+    gpu_busy_s REAL,
+    gpu_idle_fraction REAL,
+    env_json TEXT,
+    breakdown_json TEXT,
+    source TEXT
+);
+CREATE INDEX IF NOT EXISTS records_series ON records (suite, cell_id, fingerprint, started_at);
+"""
+
+
+def record_key(r: dict[str, Any]) -> str:
+    blob = json.dumps([r.get("run_id"), r["cell_id"], r.get("repeat"), r.get("started_at")], sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()
+
+
+class HistoryStore:
+    def __init__(self, path: str | Path = DEFAULT_DB, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise BenchbenchError(f"history store not found: {self.path} (create it with `benchbench history add`)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path)
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise BenchbenchError(f"{self.path} is not a benchbench history store: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def add(self, records: Iterable[dict[str, Any]], source: str = "") -> tuple[int, int]:
+        """Insert records not seen before; returns (added, already there)."""
+        added = seen = 0
+        with self.db:
+            for r in records:
+                st = r.get("step_time_s") or {}
+                env = r.get("env") or {}
+                gpu = (r.get("breakdown") or {}).get("gpu") or {}
+                bd = r.get("breakdown")
+                keep = None
+                if bd:  # what the why of a change needs, not the whole trace summary
+                    keep = {k: bd.get(k) for k in ("time_basis", "step_s", "phases", "modules", "top_ops")}
+                    if gpu:
+                        keep["gpu"] = {k: gpu.get(k) for k in ("gpu_busy_s", "gpu_idle_s", "gpu_phases_s",
+                                                                "gpu_modules_s", "gpu_idle_fraction")}
+                row = (
+                    record_key(r), r.get("run_id"), r.get("suite"), r["cell_id"], r.get("label"),
+                    env.get("fingerprint"), env.get("git_commit"), r.get("started_at"), r.get("repeat"),
+                    r.get("status"), images_per_step(r) if r.get("status") == "ok" else None,
+                    st.get("median"), st.get("p10"), st.get("p90"), st.get("iqr"), st.get("cv"), st.get("mean"),
+                    st.get("min"), st.get("max"), st.get("n"), r.get("throughput_img_s"),
+                    (r.get("data_wait_s") or {}).get("fraction"), gpu.get("gpu_busy_s"), gpu.get("gpu_idle_fraction"),
+                    json.dumps(env, sort_keys=True), json.dumps(keep) if keep else None, source,
+                )
+                cur = self.db.execute(f"INSERT OR IGNORE INTO records VALUES ({','.join('?' * len(row))})", row)
+                if cur.rowcount:
+                    added += 1
+                else:
+                    seen += 1
+        return added, seen
+
+    def rows(self, suite: str | None = None, cell: str | None = None) -> list[dict[str, Any]]:
+        q = "SELECT * FROM records WHERE status = 'ok' AND median_s IS NOT NULL"
+        args: list[Any] = []
+        if suite:
+            q += " AND suite = ?"
+            args.append(suite)
+        if cell:
+            q += " AND (cell_id LIKE ? OR label LIKE ?)"
+            args += [cell + "%", f"%{cell}%"]
+        q += " ORDER BY started_at, run_id, repeat"
+        cur = self.db.execute(q, args)
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0])
+
+
+@dataclass
+class Night:
+    """One run id of one cell: its runs summarised."""
+
+    run_id: str
+    started_at: str
+    git_commit: str | None
+    run_medians_s: list[float]
+    p10_s: float
+    p90_s: float
+    env: dict[str, Any]
+    breakdown: dict[str, Any] | None
+    images_per_step: int | None
+
+    @property
+    def median_s(self) -> float:
+        """Geometric mean of the run medians: the night's value (the unit compare uses too)."""
+        return float(math.exp(np.mean(np.log(self.run_medians_s))))
+
+
+@dataclass
+class Series:
+    suite: str
+    cell_id: str
+    label: str
+    fingerprint: str | None
+    nights: list[Night] = field(default_factory=list)
+
+    @property
+    def values(self) -> list[float]:
+        return [n.median_s for n in self.nights]
+
+
+def series(rows: list[dict[str, Any]]) -> list[Series]:
+    """Rows grouped into per-cell, per-environment series of nights, oldest first.
+
+    A night whose work per step differs from the series' (OOM back-off, another
+    world size) starts a series of its own too: different work is not a trend.
+    """
+    by_night: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        key = (r["suite"], r["cell_id"], r["fingerprint"], r["images_per_step"], r["run_id"])
+        by_night.setdefault(key, []).append(r)
+    out: dict[tuple[Any, ...], Series] = {}
+    for (suite, cid, fp, work, run_id), rs in by_night.items():
+        s = out.setdefault((suite, cid, fp, work), Series(suite, cid, rs[-1]["label"] or cid, fp))
+        bd = next((json.loads(r["breakdown_json"]) for r in reversed(rs) if r["breakdown_json"]), None)
+        s.nights.append(Night(
+            run_id=run_id, started_at=min(r["started_at"] or "" for r in rs), git_commit=rs[-1]["git_commit"],
+            run_medians_s=[r["median_s"] for r in rs], p10_s=float(np.median([r["p10_s"] for r in rs])),
+            p90_s=float(np.median([r["p90_s"] for r in rs])), env=json.loads(rs[-1]["env_json"] or "{}"),
+            breakdown=bd, images_per_step=work))
+    for s in out.values():
+        s.nights.sort(key=lambda n: (n.started_at, n.run_id))
+    return sorted(out.values(), key=lambda s: (s.suite, s.label, s.nights[0].started_at if s.nights else ""))

@@ -1,0 +1,127 @@
+"""History store and change points on a 20-night series built from real H100 records."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from benchbench.history.changepoint import changes, e_divisive
+from benchbench.history.store import HistoryStore, series
+from benchbench.results import read_records
+
+GATE = Path(__file__).parent / "fixtures" / "h100" / "gate-aa-5pct-9pct.jsonl"
+
+
+def nights(n: int = 20, step_at: int | None = None, factor: float = 1.08, fp_change_at: int | None = None,
+           commit_at: int | None = None) -> list[dict]:
+    """Night i: the three processes of one real A run (alternating the two A/A runs: their real spread),
+    step samples scaled by `factor` from night `step_at` on."""
+    recs = read_records([GATE])
+    run_ids = list(dict.fromkeys(r["run_id"] for r in recs))
+    a_runs = [[r for r in recs if r["run_id"] == rid] for rid in run_ids[:2]]
+    out = []
+    for i in range(n):
+        scale = factor if step_at is not None and i >= step_at - 1 else 1.0
+        for r in a_runs[i % 2]:
+            r = copy.deepcopy(r)
+            r["run_id"] = f"night{i + 1:02d}"
+            r["started_at"] = f"2026-11-{i + 1:02d}T02:17:{r.get('repeat', 0):02d}Z"
+            st = r["step_time_s"]
+            st["samples"] = [x * scale for x in st["samples"]]
+            for k in ("median", "p10", "p90", "mean", "min", "max", "iqr"):
+                st[k] = st[k] * scale
+            env = dict(r["env"])
+            env["git_commit"] = f"c{i + 1:02d}" if commit_at is None or i + 1 >= commit_at else "c00"
+            if fp_change_at is not None and i + 1 >= fp_change_at:
+                env["fingerprint"] = "newdriver"
+                env["gpu_driver"] = "590.00"
+            r["env"] = env
+            out.append(r)
+    return out
+
+
+def write(path: Path, recs: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return path
+
+
+def test_e_divisive_finds_a_step_and_nothing_in_noise() -> None:
+    flat = [1.0, 1.001, 0.999, 1.0, 1.002, 0.998] * 3
+    assert e_divisive(flat) == []
+    stepped = flat[:11] + [x * 1.08 for x in flat[11:]]
+    [(idx, p)] = e_divisive(stepped)
+    assert idx == 11 and p < 0.05
+    [c] = changes(stepped, 0.05)
+    assert c.ratio == pytest.approx(1.08, abs=0.002)
+    assert changes(stepped, 0.10) == []  # significant, but below the threshold
+
+
+def test_add_is_idempotent(tmp_path: Path, cli) -> None:
+    f = write(tmp_path / "n.jsonl", nights(4))
+    db = tmp_path / "h.db"
+    code, out, _ = cli("history", "add", f, "--db", db)
+    assert code == 0 and "12 records added, 0 already there" in out
+    code, out, _ = cli("history", "add", f, "--db", db)
+    assert code == 0 and "0 records added, 12 already there" in out
+    cols = {row[1] for row in sqlite3.connect(db).execute("PRAGMA table_info(records)")}
+    assert {"suite", "cell_id", "label", "fingerprint", "git_commit", "started_at", "median_s", "p10_s", "p90_s",
+            "cv", "iqr_s"} <= cols
+
+
+def test_step_at_night_12_is_found_at_night_12(tmp_path: Path, cli) -> None:
+    db = tmp_path / "h.db"
+    cli("history", "add", write(tmp_path / "n.jsonl", nights(20, step_at=12, commit_at=12)), "--db", db)
+    code, out, err = cli("history", "check", "--db", db, "--last", "10", "--json", tmp_path / "c.json")
+    assert code == 1 and "regression" in err
+    [c] = json.loads((tmp_path / "c.json").read_text())["changes"]
+    assert c["night_index"] + 1 == 12 and c["run_id"] == "night12" and c["git_commit"] == "c12"
+    assert c["previous_commit"] == "c00" and c["ratio"] == pytest.approx(1.08, abs=0.003)
+    assert c["direction"] == "slower" and c["recent"]
+    # not within the last 5 nights: reported, exit 0
+    code, out, _ = cli("history", "check", "--db", db, "--last", "5")
+    assert code == 0 and "night 12 of 20" in out
+
+
+def test_aa_series_finds_nothing(tmp_path: Path, cli) -> None:
+    db = tmp_path / "h.db"
+    cli("history", "add", write(tmp_path / "n.jsonl", nights(20)), "--db", db)
+    code, out, _ = cli("history", "check", "--db", db, "--last", "20", "--threshold", "0.02")
+    assert code == 0 and "no change" in out
+
+
+def test_fingerprint_change_starts_a_new_series(tmp_path: Path, cli) -> None:
+    """A driver upgrade with a 10% speed change is a new series, not a regression."""
+    recs = nights(20, step_at=13, factor=1.10, fp_change_at=13)
+    store = HistoryStore(tmp_path / "h.db")
+    store.add(recs)
+    ss = series(store.rows())
+    assert [len(s.nights) for s in ss] == [12, 8] and {s.fingerprint for s in ss} == {"newdriver", recs[0]["env"]["fingerprint"]}
+    code = __import__("subprocess").run(
+        [__import__("sys").executable, "-m", "benchbench", "history", "check", "--db", str(tmp_path / "h.db"),
+         "--last", "20"], capture_output=True, text=True)
+    assert code.returncode == 0, code.stdout + code.stderr
+
+
+def test_show_writes_a_trend_plot(tmp_path: Path, cli) -> None:
+    db = tmp_path / "h.db"
+    cli("history", "add", write(tmp_path / "n.jsonl", nights(20, step_at=12)), "--db", db)
+    code, out, err = cli("history", "show", "--db", db, "-o", tmp_path / "t.png")
+    assert code == 0, err
+    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, _ = cli("history", "show", "--db", db, "--cell", "faulty", "-o", tmp_path / "t.html")
+    page = (tmp_path / "t.html").read_text()
+    assert code == 0 and "<svg" in page and "+8.0% from night 12 of 20" in page
+
+
+def test_bad_history_input(tmp_path: Path, cli) -> None:
+    code, _, err = cli("history", "check", "--db", tmp_path / "none.db")
+    assert code == 2 and "not found" in err
+    (tmp_path / "junk.db").write_text("not sqlite at all " * 100)
+    code, _, err = cli("history", "add", GATE, "--db", tmp_path / "junk.db")
+    assert code == 2 and "not a benchbench history store" in err
+    code, _, err = cli("history", "show", "--db", tmp_path / "none.db", "-o", tmp_path / "x.pdf")
+    assert code == 2
