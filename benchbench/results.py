@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.errors import BenchbenchError
-
-SCHEMA = "benchbench.result/1"
-STATUSES = ("ok", "oom", "error", "timeout", "skipped")
-REQUIRED = ("schema", "suite", "run_id", "cell_id", "params", "status")
+from benchbench.measurement import REQUIRED, SCHEMA, STATUSES, base_record, clean_nans  # noqa: F401 - the record type
 
 
 def new_run_id() -> str:
@@ -29,29 +26,6 @@ def new_run_id() -> str:
 
 def default_path(results_dir: str | Path, suite_slug: str, run_id: str) -> Path:
     return Path(results_dir) / suite_slug / f"{run_id}.jsonl"
-
-
-def base_record(suite: str, run_id: str, cell_id: str, label: str, params: dict[str, Any]) -> dict[str, Any]:
-    """Every field consumers rely on, present (possibly null) whatever the status."""
-    return {
-        "schema": SCHEMA,
-        "suite": suite,
-        "run_id": run_id,
-        "cell_id": cell_id,
-        "label": label,
-        "params": params,
-        "status": "error",
-        "error": None,
-        "throughput_img_s": None,
-        "step_time_s": None,
-        "data_wait_s": None,
-        "warmup": None,
-        "params_count": None,
-        "memory": None,
-        "env": None,
-        "started_at": None,
-        "wall_s": None,
-    }
 
 
 class ResultStore:
@@ -79,17 +53,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def clean_nans(obj: Any) -> Any:
-    """JSON has no NaN; a statistic that does not exist is null."""
-    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
-        return None
-    if isinstance(obj, dict):
-        return {k: clean_nans(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [clean_nans(v) for v in obj]
-    return obj
 
 
 def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[str, Any]]:
@@ -136,7 +99,7 @@ def merge_repeats(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     `run --repeat N` and `--resume` can leave several records of a cell; reports
     show one row per cell, and the spread between runs is kept in `repeats`.
     """
-    from benchbench.measure.timer import summarize
+    from benchbench.measurement import merge
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -147,19 +110,7 @@ def merge_repeats(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(ok) <= 1:
             out.append(ok[0] if ok else recs[-1])
             continue
-        merged = dict(ok[-1])
-        samples = [s for r in ok for s in r["step_time_s"]["samples"]]
-        merged["step_time_s"] = summarize(samples)
-        merged["throughput_img_s"] = merged["params"]["batch_size"] / merged["step_time_s"]["median"]
-        medians = [r["step_time_s"]["median"] for r in ok]
-        mean = sum(medians) / len(medians)
-        var = sum((m - mean) ** 2 for m in medians) / (len(medians) - 1)
-        merged["repeats"] = {"n": len(ok), "run_medians_s": medians,
-                             "between_run_cv": (var**0.5) / mean if mean else None}
-        waits = [r["data_wait_s"] for r in ok if r.get("data_wait_s")]
-        if waits:
-            merged["data_wait_s"] = dict(waits[-1], fraction=sum(w["fraction"] or 0 for w in waits) / len(waits))
-        out.append(clean_nans(merged))
+        out.append(clean_nans(merge(ok)))
     return out
 
 
@@ -167,15 +118,16 @@ def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
     """pytest-benchmark's JSON (storage format), one benchmark per cell, step samples as rounds."""
     import platform
 
-    from benchbench.measure.timer import summarize
+    from benchbench.measurement import Measurement
 
     env = next((r.get("env") for r in records if r.get("env")), {}) or {}
     benches = []
     for r in merge_repeats(records):
         if r.get("status") != "ok":
             continue
-        data = r["step_time_s"]["samples"]
-        s = summarize(data)
+        m = Measurement(r)
+        data = m.samples
+        s = m.stats
         import numpy as np
 
         a = np.asarray(data)
@@ -191,6 +143,7 @@ def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
             "params": {"cell_id": r["cell_id"]},
             "param": r["cell_id"],
             "extra_info": {"throughput_img_s": r.get("throughput_img_s"), "batch_size": r["params"]["batch_size"],
+                           "images_per_step": m.images_per_step,
                            "data_wait_fraction": (r.get("data_wait_s") or {}).get("fraction"),
                            "params": r["params"]},
             "options": {"disable_gc": False, "timer": "perf_counter (device-synchronized)", "min_rounds": len(data),
@@ -221,3 +174,30 @@ def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
         "datetime": next((r.get("started_at") for r in records if r.get("started_at")), None),
         "version": pbv,
     }
+
+
+def completed_runs(records: list[dict[str, Any]]) -> dict[str, int]:
+    """ok records per cell: how many of a cell's repeats are already done (for --resume)."""
+    done: dict[str, int] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            done[r["cell_id"]] = done.get(r["cell_id"], 0) + 1
+    return done
+
+
+def plan_runs(cells: list[Any], repeat: int, done: dict[str, int]) -> list[Any]:
+    """What is left to run, round by round (all cells, then all cells again), so that drift of
+    the machine during a run spreads over every cell alike."""
+    return [c for rep in range(repeat) for c in cells if done.get(c.id, 0) <= rep]
+
+
+def dedupe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each record once (shards and merges can carry the same record twice)."""
+    seen: set[str] = set()
+    out = []
+    for r in records:
+        key = json.dumps([r.get("run_id"), r["cell_id"], r.get("started_at"), r.get("repeat")])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out

@@ -22,7 +22,7 @@ class TuneResult:
     probes: list[dict[str, Any]]
     largest_fit: int | None  # largest probed batch within the memory margin (None: no limit seen)
     plateau: int | None  # smallest probed batch after which throughput grew < gain
-    best_throughput: int | None
+    best_throughput: int | None  # the fastest probed batch within the memory margin
     stopped_because: str
 
 
@@ -68,5 +68,6 @@ def tune_batch(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any], *, st
         if b["throughput_img_s"] < a["throughput_img_s"] * (1 + gain):
             plateau = a["params"]["batch_size"]
             break
-    best = max(ok, key=lambda p: p["throughput_img_s"])["params"]["batch_size"] if ok else None
+    # Never recommend a batch that broke the memory margin, however fast it ran.
+    best = max(fits, key=lambda p: p["throughput_img_s"])["params"]["batch_size"] if fits else None
     return TuneResult(cell, probes, largest, plateau, best, stopped)

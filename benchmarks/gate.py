@@ -4,8 +4,10 @@
    Each A/A verdict also reports the gate's minimum detectable effect (MDE) at
    this machine's spread: the median over the pairs is "the MDE the gate reports".
 2. detection: a candidate slowed by 1.5x that MDE (extra compute sized side by
-   side in one process; the slowdown really reached across fresh processes is
-   measured from all runs), target >= 19 of 20 detected as `slower`.
+   side in one process, then re-sized by pilot pairs of fresh processes until the
+   slowdown reached across processes is the target; the realized slowdown is
+   measured from all scored runs), target >= 19 of 20 detected as `slower`.
+   Base and slowed runs alternate, so machine drift falls on both sides alike.
 
 Each "run" is what nightly CI does: the cell run --repeat times in fresh
 processes; compare uses the spread between runs.
@@ -35,7 +37,10 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=None,
                     help="slowdown to inject (default: 1.5x the MDE the A/A comparisons report)")
     ap.add_argument("--mde-multiple", type=float, default=1.5)
+    ap.add_argument("--pilots", type=int, default=4, help="fresh-process pilot pairs to size the injection")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--base-dir", default=None,
+                    help="reuse the A/A runs (base0.jsonl ...) of an earlier, interrupted measurement")
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threshold", type=float, default=0.05)
@@ -47,6 +52,8 @@ def main() -> None:
     os.environ["BENCHBENCH_GATE_FILE"] = str(gate_file)  # before the fork server starts
     if args.out:
         args.out = str(Path(args.out).resolve())
+    if args.base_dir:
+        args.base_dir = str(Path(args.base_dir).resolve())
     os.chdir(HERE)
     sys.path.insert(0, str(HERE))
 
@@ -76,6 +83,9 @@ def main() -> None:
 
     base_runs = []
     for i in range(2 * args.pairs):
+        if args.base_dir and (Path(args.base_dir) / f"base{i}.jsonl").exists():
+            base_runs.append(Path(args.base_dir) / f"base{i}.jsonl")
+            continue
         gate_file.write_text("0")
         base_runs.append(one_run(f"base{i}"))
         print(f"A/A run {i + 1}/{2 * args.pairs} done", flush=True)
@@ -124,25 +134,47 @@ def main() -> None:
         n = max(16, int(n * ((args.target / max(ratio - 1, 0.005)) ** (1 / 3))))
     print(f"extra Linear {n}x{n}: side-by-side step ratio {ratio:.3f}", flush=True)
 
-    slow_runs = []
-    for i in range(args.pairs):
-        gate_file.write_text(str(n))
-        slow_runs.append(one_run(f"slow{i}"))
-        print(f"slow run {i + 1}/{args.pairs} done", flush=True)
-    gate_file.write_text("0")
-
-    det = [verdict(base_runs[i], slow_runs[i]) for i in range(args.pairs)]
-
     def geo(paths: list[Path]) -> float:
         meds = [statistics.median(r["step_time_s"]["samples"]) for p in paths for r in read_records([p])]
         return math.exp(statistics.fmean(math.log(m) for m in meds))
+
+    # The side-by-side ratio is not what fresh processes see (the extra Linear's share of a
+    # step differs there): pilot pairs of fresh runs rescale it until the slowdown reached
+    # across processes is the target. Pilot runs are not scored.
+    pilots = []
+    for k in range(args.pilots):
+        gate_file.write_text("0")
+        pb = one_run(f"pilot-base{k}")
+        gate_file.write_text(str(n))
+        ps = one_run(f"pilot-slow{k}")
+        realized = geo([ps]) / geo([pb]) - 1
+        pilots.append({"n": n, "realized": realized})
+        print(f"pilot {k + 1}: extra Linear {n}: across processes {realized:+.1%}", flush=True)
+        if abs(realized - args.target) < 0.15 * args.target:
+            break
+        n = max(16, int(n * ((args.target / max(realized, 0.01)) ** (1 / 3))))
+
+    # Detection: fresh base and slowed runs interleaved, so that drift of this shared machine
+    # during the experiment falls on both sides alike.
+    det_base, slow_runs = [], []
+    for i in range(args.pairs):
+        gate_file.write_text("0")
+        det_base.append(one_run(f"det-base{i}"))
+        gate_file.write_text(str(n))
+        slow_runs.append(one_run(f"slow{i}"))
+        print(f"detection pair {i + 1}/{args.pairs} done", flush=True)
+    gate_file.write_text("0")
+
+    det = [verdict(det_base[i], slow_runs[i]) for i in range(args.pairs)]
 
     run_meds = [statistics.median(r["step_time_s"]["samples"]) for p in base_runs for r in read_records([p])]
     summary = {
         "pairs": args.pairs, "repeat": args.repeat, "threshold": args.threshold, "alpha": ALPHA,
         "mde_reported_median": mde, "mde_reported_range": [min(v["mde"] for v in aa), max(v["mde"] for v in aa)],
         "injected_target": target, "side_by_side_ratio": ratio,
-        "true_slowdown_measured": geo(slow_runs) / geo(base_runs) - 1,
+        "extra_linear_n": n, "pilots": pilots,
+        "true_slowdown_measured": geo(slow_runs) / geo(det_base) - 1,
+        "detected_at_multiple_of_mde": (geo(slow_runs) / geo(det_base) - 1) / mde,
         "run_to_run_cv_all_base_runs": statistics.stdev(math.log(m) for m in run_meds),
         "aa_verdicts": {k: sum(v["verdict"] == k for v in aa) for k in {v["verdict"] for v in aa}},
         "aa_false_alarms": sum(v["verdict"] in ("slower", "faster") for v in aa),

@@ -102,3 +102,15 @@ class _Sleepy(Tiny):
 
 def sleepy(**params):
     return _Sleepy(params["classes"])
+
+
+class _Warns(Tiny):
+    def forward(self, x):
+        import warnings
+
+        warnings.warn("this API is deprecated (a library's FutureWarning)", FutureWarning, stacklevel=1)
+        return super().forward(x)
+
+
+def warns(**params):
+    return _Warns(params["classes"], params.get("in_channels", 3))

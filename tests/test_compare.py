@@ -210,3 +210,30 @@ def test_plugin_runs_a_cell_through_pytest_benchmark(benchbench_cell, benchmark)
     assert p["device"] == "cpu"
     assert benchmark.stats is not None and benchmark.stats.stats.rounds == 3
     assert benchmark.stats.stats.median > 0
+
+
+def test_night_to_night_spread_from_the_history_widens_the_interval(tmp_path: Path, cli) -> None:
+    """Runs of one night share its machine state; the cell's history says how much nights differ."""
+    from benchbench.analysis.gate_stats import night_cv
+
+    a, _, plus5, plus9 = gate_runs()
+    [narrow] = compare(a, plus5, threshold=0.02)
+    [wide] = compare(a, plus5, threshold=0.02, nights_cv={a[0]["cell_id"]: 0.03})
+    assert narrow.verdict == "slower" and wide.verdict == "noisy"
+    assert wide.ci_high - wide.ci_low > 3 * (narrow.ci_high - narrow.ci_low) and "night-to-night" in wide.method
+    assert night_cv([1.0, 1.0, 1.0]) is None  # too few nights to know
+    steady = [1.0, 1.001, 0.999, 1.0, 1.002, 0.998] * 3
+    stepped = steady[:9] + [x * 1.1 for x in steady[9:]]
+    assert night_cv(stepped) == pytest.approx(night_cv(steady), rel=0.5)  # robust to a change point
+    # through the CLI: 20 real A/A nights in the store; +9.2% is still `slower`
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_history import nights
+
+    db = tmp_path / "h.db"
+    assert cli("history", "add", write(tmp_path / "n.jsonl", nights(20)), "--db", db)[0] == 0
+    base, cand = write(tmp_path / "a.jsonl", a), write(tmp_path / "p9.jsonl", plus9)
+    code, out, _ = cli("compare", base, cand, "--history", db, "--json", tmp_path / "v.json")
+    [v] = json.loads((tmp_path / "v.json").read_text())["verdicts"]
+    assert code == 1 and v["verdict"] == "slower" and "night-to-night" in v["method"]

@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import write_suite
 
 from benchbench.runner import execute_cell
 from benchbench.suite import build_suite

@@ -141,3 +141,39 @@ def test_tune_batch_records_every_probe(tmp_path: Path, cli, monkeypatch) -> Non
     assert [p["params"]["batch_size"] for p in probes] == [1, 2, 4, 8]
     assert probes[-1]["status"] == "oom" and all(p["status"] == "ok" for p in probes[:-1])
     assert "out of memory at batch 8" in " ".join(out.split())
+
+
+def test_tune_batch_never_recommends_a_batch_that_broke_the_margin(monkeypatch) -> None:
+    """The H100 probes of tests/fixtures (tune-batch.txt): 256 ran fastest but used 99% of memory."""
+    from benchbench import tune
+    from benchbench.suite import build_suite
+
+    measured = {1: 16.4, 2: 36.1, 4: 66.8, 8: 143.1, 16: 273.4, 32: 464.8, 64: 544.2, 128: 576.7, 256: 588.1}
+    total = 80 * 2**30
+
+    def fake_run(payload, options):
+        bs = payload["params"]["batch_size"]
+        used = 0.99 if bs == 256 else 0.3 + 0.004 * bs
+        return {"status": "ok", "params": payload["params"], "throughput_img_s": measured[bs],
+                "memory": {"cuda_peak_reserved_bytes": used * total}}
+
+    monkeypatch.setattr(tune, "run_cell", fake_run)
+    suite = build_suite({"name": "t", "device": "cpu"})
+    res = tune.tune_batch(suite, suite.cells[0], "r", {"gpu_memory_bytes": total}, max_batch=256, gain=0.01)
+    assert res.largest_fit == 128 and res.best_throughput == 128
+    assert "batch 256 uses 99%" in res.stopped_because
+
+
+def test_merged_repeats_keep_the_work_per_step() -> None:
+    """Two identical repeats of a world_size 2 cell: 80 img/s, not 40 (batch x ranks per step)."""
+    from benchbench.results import merge_repeats
+
+    def rec(rep: int) -> dict:
+        return {"cell_id": "c", "status": "ok", "repeat": rep, "params": {"batch_size": 4, "world_size": 2},
+                "throughput_img_s": 80.0, "step_time_s": {"samples": [0.1] * 5, "median": 0.1}}
+
+    [m] = merge_repeats([rec(0), rec(1)])
+    assert m["throughput_img_s"] == pytest.approx(80.0) and m["repeats"]["n"] == 2
+    backed = [dict(rec(i), params={"batch_size": 8, "world_size": 1}, oom_backoff={"batch_size_ran": 4})
+              for i in range(2)]
+    assert merge_repeats(backed)[0]["throughput_img_s"] == pytest.approx(40.0)

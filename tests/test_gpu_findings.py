@@ -124,3 +124,41 @@ def test_explain_trace_text_and_bad_input(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "benchbench", "explain-trace", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2 and "not a readable JSON trace" in out.stderr and "Traceback" not in out.stderr
     assert main  # the entry point that turns errors into exit 2
+
+
+def test_a_host_sync_is_named_with_its_op_and_phase(tmp_path: Path) -> None:
+    """The C=64 trace's own post-step cudaDeviceSynchronize, re-parented under the aten op that `.item()`
+    runs (`aten::_local_scalar_dense`) inside the optimizer phase, as GradScaler.step's check would be:
+    it is then the model's sync, named, counted per step and explained."""
+    from benchbench.analysis.findings.gpu import host_sync
+    from benchbench.analysis.records import THRESHOLDS
+    from benchbench.timeline.reader import load_trace
+
+    doc = load_trace(C64)
+    ev = doc["traceEvents"]
+    steps = sorted((e for e in ev if e.get("name") == "bb.step"), key=lambda e: e["ts"])
+    added = []
+    for s in steps:
+        end = s["ts"] + s["dur"]
+        sync = max((e for e in ev if e.get("name") == "cudaDeviceSynchronize" and s["ts"] <= e["ts"] <= end),
+                   key=lambda e: e["ts"])
+        for name, cat in (("bb.phase:optimizer", "user_annotation"), ("aten::_local_scalar_dense", "cpu_op")):
+            added.append({"ph": "X", "cat": cat, "name": name, "pid": sync["pid"], "tid": sync["tid"],
+                          "ts": sync["ts"] - 1, "dur": sync["dur"] + 2, "args": {}})
+    path = tmp_path / "synced.json"
+    path.write_text(json.dumps({**doc, "traceEvents": ev + added}))
+    res = CliRunner().invoke(app, ["explain-trace", str(path), "--step-time", "0.0423", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["host_syncs"] == [{"op": "aten::_local_scalar_dense", "phase": "optimizer",
+                                  "call": "cudaDeviceSynchronize", "per_step": 1.0,
+                                  "wait_s_per_step": pytest.approx(out["host_syncs"][0]["wait_s_per_step"])}]
+    assert out["harness_syncs_excluded"] == {"cudaDeviceSynchronize": 2}  # the host-to-device ones stay excluded
+    [f] = [f for f in out["findings"] if f["kind"] == "host_sync"]
+    assert "1x cudaDeviceSynchronize from aten::_local_scalar_dense in optimizer" in f["sentence"]
+    assert "`.item()`" in f["sentence"]
+    # As a record of an fp16 cell with a plain AdamW: GradScaler, and the fused optimizer as the fix.
+    rec = with_trace({**read_records([H100 / "traced-segformer.jsonl"])[0]}, path)
+    rec["params"] = {**rec["params"], "amp": "fp16"}
+    [f] = host_sync([rec], THRESHOLDS)
+    assert "GradScaler.step" in f.sentence and "adamw-fused" in f.suggestion

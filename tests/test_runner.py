@@ -151,3 +151,20 @@ device: cpu
     assert r["timing"]["clock"] == "perf_counter" and r["timing"]["throughput_basis"] == "images / median step"
     assert r["timing"]["block_wall_s"] == pytest.approx(sum(r["step_time_s"]["samples"]))
     assert r["data_wait_s"]["steps_per_epoch"] == 3  # 6 images, batch 2
+
+
+def test_library_warnings_go_to_the_record_and_the_log(tmp_path: Path, cli, monkeypatch) -> None:
+    monkeypatch.chdir(Path(__file__).parent)
+    suite = write_suite(tmp_path / "w.yaml", "name: w\narch: factories:warns\nresolution: 32\nbatch_size: 2\n"
+                        "warmup: 1\nsteps: 2\ndevice: cpu\n")
+    out = tmp_path / "r.jsonl"
+    code, stdout, stderr = cli("run", suite, "--output", out, "--reports-dir", tmp_path / "rep", "--no-explain")
+    assert code == 0, stderr
+    assert "FutureWarning" not in stdout + stderr.replace("warning(s) recorded", "")
+    [r] = read_jsonl(out)
+    assert any("FutureWarning: this API is deprecated" in w for w in r["warnings"])
+    assert "FutureWarning" in out.with_suffix(".log").read_text()
+    assert "library warning(s) recorded" in stdout
+    code, stdout, _ = cli("run", suite, "--output", tmp_path / "r2.jsonl", "--reports-dir", tmp_path / "rep",
+                          "--no-explain", "--verbose")
+    assert code == 0 and "FutureWarning: this API is deprecated" in stdout

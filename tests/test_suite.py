@@ -98,3 +98,39 @@ def test_shipped_suites_load(tmp_path) -> None:
         for dev in ("cpu",):
             suite = load_suite(path, device=dev)
             assert suite.cells, path
+
+
+@pytest.mark.parametrize("doc", [
+    {"matrix": {}},
+    {"matrix": None},
+    {"profiles": {"cpu": {"matrix": {}}}},
+    {"matrix": {"on_oom": ["fail", "halve-batch"]}},
+    {"matrix": {"steps": [5, 10]}},
+    {"matrix": {"timeout_s": [60, 120]}},
+    {"matrix": {"memory_limit_mb": [100, 200]}},
+    {"matrix": {"gate_threshold": [0.02, 0.05]}},
+])
+def test_axes_never_collapse_silently(doc) -> None:
+    """An empty matrix, or axes that are not part of the cell id, are refused, not run as one cell."""
+    with pytest.raises(BenchbenchError) as err:
+        build_suite({**doc, "device": "cpu"}, device="cpu")
+    assert "empty" in str(err.value) or "not part of a cell's identity" in str(err.value)
+
+
+def test_run_settings_stay_settable_per_cell() -> None:
+    s = build_suite({"device": "cpu", "matrix": {"arch": ["Unet", "FPN"]},
+                     "include": [{"arch": "FPN", "gate_threshold": 0.02, "steps": 5}]}, device="cpu")
+    fpn = next(c for c in s.cells if c.params["arch"] == "FPN")
+    assert fpn.params["gate_threshold"] == 0.02 and fpn.params["steps"] == 5
+    assert build_suite({"device": "cpu", "matrix": {"arch": ["Unet", "FPN"]}}, device="cpu").cells[1].id == fpn.id
+
+
+def test_fpn_group_norm_error_names_the_setting() -> None:
+    from benchbench.workload.models import preflight
+
+    p = build_suite({"arch": "FPN", "encoder": "resnet18", "decoder_channels": 16, "resolution": 64,
+                     "batch_size": 2, "device": "cpu"}, device="cpu").cells[0].params
+    with pytest.raises(BenchbenchError) as err:
+        preflight(p)
+    msg = str(err.value)
+    assert "decoder_channels=16 does not work" in msg and "64, 128" in msg and "resolution" not in msg

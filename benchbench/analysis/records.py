@@ -1,13 +1,11 @@
-"""What every analysis reads from a result record, written once.
-
-Work per step is the batch that really ran (after any OOM back-off) times the
-number of ranks: the same definition for findings, merge, compare and history.
-"""
+"""What every analysis reads from a result record, written once (through `Measurement`)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from benchbench.measurement import Measurement
 
 
 @dataclass(frozen=True)
@@ -56,17 +54,11 @@ def diff_axes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 
 def step_s(r: dict[str, Any]) -> float:
-    return float(r["step_time_s"]["median"])
-
-
-def batch_ran(r: dict[str, Any]) -> int:
-    """The batch the timed steps used: after an OOM back-off, not the one asked for."""
-    ran = (r.get("oom_backoff") or {}).get("batch_size_ran")
-    return int(ran or r["params"]["batch_size"])
+    return Measurement(r).median
 
 
 def images_per_step(r: dict[str, Any]) -> int:
-    return batch_ran(r) * int(r["params"].get("world_size") or 1)
+    return Measurement(r).images_per_step
 
 
 def per_image(r: dict[str, Any]) -> float:
@@ -93,3 +85,11 @@ def verifier(records: list[dict[str, Any]], r: dict[str, Any], axis: str, better
             best = {"cell_id": o["cell_id"], "label": label(o), "axis": axis,
                     "from": r["params"][axis], "to": o["params"][axis], "speedup": speed}
     return best
+
+
+def groups_along(records: list[dict[str, Any]], axis: str) -> list[list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in ok(records):
+        key = repr([(k, r["params"].get(k)) for k in AXES if k != axis])
+        groups.setdefault(key, []).append(r)
+    return [g for g in groups.values() if len({repr(r["params"].get(axis)) for r in g}) >= 2]

@@ -6,6 +6,8 @@ from typing import Any
 
 import pandas as pd
 
+from benchbench.measurement import Measurement
+
 
 def reference_record(records: list[dict[str, Any]], reference_id: str | None) -> dict[str, Any] | None:
     ok = [r for r in records if r.get("status") == "ok"]
@@ -21,12 +23,12 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
     `vs_ref` is throughput / the reference's throughput: 0.5 means half as fast.
     """
     ref = reference_record(records, reference_id)
-    ref_tp = ref["throughput_img_s"] if ref else None
+    ref_tp = Measurement(ref).throughput if ref else None
     rows = []
     for r in records:
         st = r.get("step_time_s") or {}
         dw = r.get("data_wait_s") or {}
-        tp = r.get("throughput_img_s")
+        tp = Measurement(r).throughput if r.get("status") == "ok" else None
         gpu = (r.get("breakdown") or {}).get("gpu") or {}
         rows.append(
             {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchbench.analysis.gpu_findings import launch_bound_text, sync_text
+from benchbench.analysis.findings.gpu import launch_bound_text, sync_text
 from benchbench.analysis.records import THRESHOLDS, Finding, Thresholds
 from benchbench.errors import BenchbenchError
 from benchbench.timeline.gpu import as_breakdown, summarize_gpu
@@ -96,7 +96,7 @@ def explain_trace(path: Path, step_time_s: float | None = None,
                      "(call prof.step() once per training step)")
     findings = trace_findings(g, name, enqueue)
     if record is not None:
-        from benchbench.analysis.gpu_findings import data_wait
+        from benchbench.analysis.findings.inputs import data_wait
 
         findings += data_wait([record], THRESHOLDS)
     return {

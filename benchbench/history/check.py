@@ -94,21 +94,3 @@ def check(all_series: list[Series], threshold: float, last: int) -> list[Change]
 def failing(found: list[Change]) -> list[Change]:
     """Recent slowdowns: what fails a nightly check."""
     return [c for c in found if c.recent and c.direction == "slower"]
-
-
-def change_text(c: Change) -> str:
-    txt = (f"{c.label}: {c.ratio - 1:+.1%} from night {c.night_index + 1} of {c.nights} "
-           f"(run {c.run_id}, {c.started_at}, commit {c.previous_commit or '?'} -> {c.git_commit or '?'}): "
-           f"{c.before_s * 1e3:.2f} -> {c.after_s * 1e3:.2f} ms per step")
-    if c.env_changes:
-        txt += "; environment: " + ", ".join(f"{k} {v['before']} -> {v['after']}" for k, v in c.env_changes.items())
-    mods = c.why.get("module_deltas_s") or {}
-    if mods:
-        k, d = max(mods.items(), key=lambda kv: abs(kv[1]))
-        txt += f"; largest module delta {k} {d * 1e3:+.2f} ms"
-    ops = [f"{n} {d * 1e3:+.2f} ms" for n, d in (c.why.get("top_op_deltas_s") or {}).items() if d > 0][:3]
-    if ops:
-        txt += "; ops " + ", ".join(ops)
-    if "gpu_busy_delta_s" in c.why:
-        txt += f"; GPU busy {c.why['gpu_busy_delta_s'] * 1e3:+.2f} ms, idle {c.why['gpu_idle_delta_s'] * 1e3:+.2f} ms"
-    return txt

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from benchbench.analysis.records import images_per_step
 from benchbench.errors import BenchbenchError
+from benchbench.measurement import Measurement
 
 DEFAULT_DB = Path("results") / "history.db"
 SCHEMA = """
@@ -92,7 +92,7 @@ class HistoryStore:
                 row = (
                     record_key(r), r.get("run_id"), r.get("suite"), r["cell_id"], r.get("label"),
                     env.get("fingerprint"), env.get("git_commit"), r.get("started_at"), r.get("repeat"),
-                    r.get("status"), images_per_step(r) if r.get("status") == "ok" else None,
+                    r.get("status"), Measurement(r).images_per_step if r.get("status") == "ok" else None,
                     st.get("median"), st.get("p10"), st.get("p90"), st.get("iqr"), st.get("cv"), st.get("mean"),
                     st.get("min"), st.get("max"), st.get("n"), r.get("throughput_img_s"),
                     (r.get("data_wait_s") or {}).get("fraction"), gpu.get("gpu_busy_s"), gpu.get("gpu_idle_fraction"),
@@ -178,3 +178,16 @@ def series(rows: list[dict[str, Any]]) -> list[Series]:
     for s in out.values():
         s.nights.sort(key=lambda n: (n.started_at, n.run_id))
     return sorted(out.values(), key=lambda s: (s.suite, s.label, s.nights[0].started_at if s.nights else ""))
+
+
+def load_series(db: str | Path, suite: str | None = None, cell: str | None = None) -> list[Series]:
+    """The store's series (optionally one suite / cell); an empty answer is an input error."""
+    store = HistoryStore(db, create=False)
+    try:
+        found = series(store.rows(suite, cell))
+    finally:
+        store.close()
+    if not found:
+        raise BenchbenchError(f"no ok records in {db}" + (f" for suite {suite!r}" if suite else "")
+                              + (f" and cell {cell!r}" if cell else ""))
+    return found

@@ -15,7 +15,6 @@ comes from the block's wall time, as a plain training loop experiences it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from benchbench.measurement import summarize
+
+__all__ = ["LoopTiming", "is_steady", "summarize", "timed_loop"]
 
 STEADY_WINDOW = 3  # the last N warm-up steps ...
 STEADY_TOLERANCE = 0.05  # ... all within +-5% of their median: steady
@@ -33,28 +36,6 @@ def synchronizer(device: torch.device) -> Callable[[], None]:
     if device.type == "cuda":
         return lambda: torch.cuda.synchronize(device)
     return lambda: None
-
-
-def summarize(samples: list[float]) -> dict[str, Any]:
-    a = np.asarray(samples, dtype=np.float64)
-    if a.size == 0:
-        return {"median": None, "p10": None, "p90": None, "iqr": None, "cv": None, "mean": None,
-                "min": None, "max": None, "n": 0, "samples": []}
-    mean = float(a.mean())
-    q10, q25, q50, q75, q90 = np.percentile(a, [10, 25, 50, 75, 90])
-    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
-    return {
-        "median": float(q50),
-        "p10": float(q10),
-        "p90": float(q90),
-        "iqr": float(q75 - q25),
-        "cv": std / mean if mean > 0 else math.nan,
-        "mean": mean,
-        "min": float(a.min()),
-        "max": float(a.max()),
-        "n": int(a.size),
-        "samples": [float(s) for s in a],
-    }
 
 
 def is_steady(samples: list[float]) -> bool:

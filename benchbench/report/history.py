@@ -6,12 +6,30 @@ import html
 from pathlib import Path
 from typing import Any
 
-from benchbench.history.check import Change, change_text
+from benchbench.history.check import Change
 from benchbench.history.store import Series
 from benchbench.report.files import write_atomic
 from benchbench.report.plots import _safe, _svg, plt
 
 MAX_PANELS = 24
+
+
+def change_text(c: Change) -> str:
+    txt = (f"{c.label}: {c.ratio - 1:+.1%} from night {c.night_index + 1} of {c.nights} "
+           f"(run {c.run_id}, {c.started_at}, commit {c.previous_commit or '?'} -> {c.git_commit or '?'}): "
+           f"{c.before_s * 1e3:.2f} -> {c.after_s * 1e3:.2f} ms per step")
+    if c.env_changes:
+        txt += "; environment: " + ", ".join(f"{k} {v['before']} -> {v['after']}" for k, v in c.env_changes.items())
+    mods = c.why.get("module_deltas_s") or {}
+    if mods:
+        k, d = max(mods.items(), key=lambda kv: abs(kv[1]))
+        txt += f"; largest module delta {k} {d * 1e3:+.2f} ms"
+    ops = [f"{n} {d * 1e3:+.2f} ms" for n, d in (c.why.get("top_op_deltas_s") or {}).items() if d > 0][:3]
+    if ops:
+        txt += "; ops " + ", ".join(ops)
+    if "gpu_busy_delta_s" in c.why:
+        txt += f"; GPU busy {c.why['gpu_busy_delta_s'] * 1e3:+.2f} ms, idle {c.why['gpu_idle_delta_s'] * 1e3:+.2f} ms"
+    return txt
 
 
 def trend_figure(all_series: list[Series], found: list[Change]) -> Any:

@@ -7,13 +7,13 @@ from typing import Any
 
 import jinja2
 
-from benchbench.report.files import write_atomic
 from benchbench.analysis.findings import Finding
 from benchbench.analysis.summary import display_rows, reference_record, summary_frame
 from benchbench.measure.env import describe
 from benchbench.measure.flops import CONVENTION
 from benchbench.report import plots
 from benchbench.report.breakdown import cell_breakdowns
+from benchbench.report.files import write_atomic
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("benchbench.report", "templates"),

@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from benchbench.report.files import write_atomic
 from benchbench.analysis.summary import display_rows, summary_frame
+from benchbench.report.files import write_atomic
 
 
 def md_escape(text: Any) -> str:

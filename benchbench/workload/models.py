@@ -142,6 +142,25 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _meta_forward(params: dict[str, Any]) -> None:
+    h, w = params["resolution"]
+    try:
+        with torch.device("meta"):
+            model = build_model(params)
+    except Exception:  # noqa: BLE001 - some encoders (mit_b*) call .item() at build time
+        model = build_model(params).to("meta")
+    model.train()
+    model(torch.empty(params["batch_size"], params.get("in_channels", 3), h, w, device="meta"))
+
+
+def _works(params: dict[str, Any]) -> bool:
+    try:
+        _meta_forward(params)
+        return True
+    except Exception:  # noqa: BLE001 - any failure: this value does not work
+        return False
+
+
 def preflight(params: dict[str, Any]) -> None:
     """Fail before the first cell for what can be known without running it.
 
@@ -159,22 +178,24 @@ def preflight(params: dict[str, Any]) -> None:
     decoder_kwargs(name, params.get("decoder_channels"))
     h, w = params["resolution"]
     try:
-        try:
-            with torch.device("meta"):
-                model = build_model(params)
-        except Exception:  # noqa: BLE001 - some encoders (mit_b*) call .item() at build time
-            model = build_model(params).to("meta")
-        model.train()
-        x = torch.empty(params["batch_size"], params.get("in_channels", 3), h, w, device="meta")
-        model(x)
+        _meta_forward(params)
     except BenchbenchError:
         raise
     except Exception as exc:  # noqa: BLE001 - turn SMP's own checks into input errors
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ""
+        if "num_groups" in msg and params.get("decoder_channels"):
+            # The decoder's GroupNorm, not the input: name the setting and the values that work.
+            works = [c for c in (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+                     if _works({**params, "decoder_channels": c})]
+            raise BenchbenchError(
+                f"{name}/{params['encoder']}: decoder_channels={params['decoder_channels']} does not work: its "
+                f"decoder's GroupNorm cannot split the channels ({msg}). decoder_channels values that work for "
+                f"{name}: {', '.join(map(str, works)) or 'none of 16..1024'}."
+            ) from None
         if "per channel" in msg:
             hint = " BatchNorm after global pooling needs batch_size >= 2 in training."
-        elif "divisible" in msg.lower():
+        elif "divisible" in msg.lower() and ("height" in msg.lower() or "shape" in msg.lower()):
             hint = " Choose a resolution that is a multiple of the encoder's output stride."
         raise BenchbenchError(
             f"{name}/{params['encoder']} cannot train at batch_size={params['batch_size']} "

@@ -1,0 +1,76 @@
+"""Utilisation against the measured peak, and copies / layout conversions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchbench.analysis.records import (
+    Finding,
+    Thresholds,
+    label,
+    ok,
+    verifier,
+)
+
+MATMUL_OPS = ("conv", "mm", "addmm", "bmm", "linear", "matmul", "scaled_dot_product", "_convolution", "mkldnn")
+LAYOUT_OPS = ("copy_", "contiguous", "_to_copy", "clone", "to_dense", "permute", "transpose", "reorder", "as_strided")
+
+
+def _is_matmul(name: str) -> bool:
+    n = name.lower()
+    return any(k in n for k in MATMUL_OPS) and "backward" not in n or any(
+        k in n for k in ("convolutionbackward", "convolution_backward", "mm_backward", "addmmbackward")
+    )
+
+
+def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    out = []
+    for r in ok(records):
+        fl = r.get("flops") or {}
+        util = fl.get("utilization")
+        if util is None or util >= t.low_utilization:
+            continue
+        ops = (r.get("breakdown") or {}).get("top_ops") or []
+        total = (r.get("breakdown") or {}).get("op_self_total_s") or sum(o["self_time_s"] for o in ops) or 1.0
+        nonmm = sum(o["self_time_s"] for o in ops if not _is_matmul(o["name"]))
+        share = nonmm / total
+        g = (r.get("breakdown") or {}).get("gpu") or {}
+        idle = g.get("gpu_idle_fraction")
+        idle_txt = (f"; and the GPU is idle {idle:.0%} of the timed step, so part of the gap is the host, "
+                    "not the kernels" if idle is not None and idle >= t.launch_idle_share else "")
+        out.append(Finding("low_utilization", [r["cell_id"]],
+                           f"{label(r)} runs at {fl['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s, {util:.0%} of the "
+                           f"measured peak; at least {share:.0%} of operator time is in non-matmul operators "
+                           f"(upsampling, concatenation, normalization, elementwise, copies): memory-bound work{idle_txt}",
+                           {"utilization": util, "non_matmul_share": share, "gpu_idle_fraction": idle}))
+    return out
+
+
+def layout(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    out = _layout_per_cell(records, t)
+    if len(out) <= 3:
+        return out
+    shares = [f.evidence["layout_share"] for f in out]
+    verified = next((f.verified_by for f in out if f.verified_by), None)
+    return [Finding("layout_conversions", [c for f in out for c in f.cells],
+                    f"copies and layout conversions take {min(shares):.0%}-{max(shares):.0%} of operator time "
+                    f"in {len(out)} cells", {"layout_share_min": min(shares), "layout_share_max": max(shares)},
+                    out[0].suggestion if verified else "try channels_last", verified)]
+
+
+def _layout_per_cell(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    out = []
+    for r in ok(records):
+        bd = r.get("breakdown") or {}
+        ops = bd.get("top_ops") or []
+        total = bd.get("op_self_total_s") or 0
+        lay = sum(o["self_time_s"] for o in ops if any(k in o["name"] for k in LAYOUT_OPS))
+        if not total or lay / total < t.layout_share:
+            continue
+        verified = verifier(records, r, "channels_last", "any")
+        out.append(Finding("layout_conversions", [r["cell_id"]],
+                           f"{label(r)}: {lay / total:.0%} of operator time is copies and layout conversions",
+                           {"layout_share": lay / total}, (
+                               f"channels_last {verified['from']} -> {verified['to']} measured: "
+                               f"{verified['speedup']:.2f}x" if verified else "try channels_last"), verified))
+    return out

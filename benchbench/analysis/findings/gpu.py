@@ -1,0 +1,153 @@
+"""Findings read from the GPU's own timeline: launch-bound steps, host syncs, busy/idle deltas.
+
+Rules take the GPU summary dict (a record's `breakdown.gpu`, or a trace's), so `explain-trace`
+on a user's trace and the report on a suite's records say the same things the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchbench.analysis.records import (
+    Finding,
+    Thresholds,
+    label,
+    ok,
+    step_s,
+    verifier,
+)
+
+SYNC_CAUSES = {
+    "aten::_local_scalar_dense": "a tensor read on the host (`.item()`, `float(t)`, `if t:`)",
+    "aten::item": "a tensor read on the host (`.item()`)",
+    "aten::nonzero": "`nonzero` / boolean-mask indexing, whose output size the host must know",
+    "aten::masked_select": "boolean-mask indexing, whose output size the host must know",
+    "aten::unique": "`unique`, whose output size the host must know",
+    "aten::to": "a copy to the host (`.cpu()` / `.to('cpu')`)",
+    "aten::_to_copy": "a copy to the host (`.cpu()` / `.to('cpu')`)",
+    "aten::copy_": "a device-to-host copy",
+}
+
+
+def gpu_of(r: dict[str, Any]) -> dict[str, Any] | None:
+    return ((r.get("breakdown") or {}).get("gpu")) or None
+
+
+def _ms(x: float | None) -> str:
+    return "?" if x is None else f"{x * 1e3:.1f} ms"
+
+
+def enqueue_s(r: dict[str, Any]) -> float | None:
+    return (((r.get("timing") or {}).get("host_enqueue_s")) or {}).get("median")
+
+
+def launch_bound_text(g: dict[str, Any], enqueue: float | None = None) -> str | None:
+    """The evidence sentence of a launch-bound step, or None if the GPU is not idle waiting for launches."""
+    step, idle = g.get("step_time_s"), (g.get("idle_breakdown_s") or {}).get("launch")
+    if not step or idle is None:
+        return None
+    txt = (f"the GPU is idle {idle / step:.0%} of a {_ms(step)} step ({_ms(idle)}) waiting for the host to launch "
+           f"work: {g['launches_per_step']:.0f} launches per step ({g['kernels_per_step']:.0f} kernels) keep it busy "
+           f"only {_ms(g['gpu_busy_s'])}")
+    if enqueue:
+        txt += f"; the host needs {_ms(enqueue)} to enqueue a step ({enqueue / step:.0%} of the step time)"
+    return txt
+
+
+def launch_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    out = []
+    for r in ok(records):
+        g = gpu_of(r)
+        if not g or not g.get("step_time_s"):
+            continue
+        idle = (g.get("idle_breakdown_s") or {}).get("launch", 0.0)
+        if idle / g["step_time_s"] < t.launch_idle_share:
+            continue
+        enq = enqueue_s(r)
+        verified = None
+        for axis, better in (("compile", "any"), ("batch_size", "any")):
+            v = verifier(records, r, axis, better)
+            if v and (verified is None or v["speedup"] > verified["speedup"]):
+                verified = v
+        suggestion = "torch.compile (fewer, fused kernels), CUDA graphs, or a larger batch (more work per launch)"
+        if verified:
+            other = next(o for o in ok(records) if o["cell_id"] == verified["cell_id"])
+            og = gpu_of(other)
+            extra = ""
+            if og and og.get("gpu_idle_fraction") is not None:
+                extra = f", GPU idle {g['gpu_idle_fraction']:.0%} -> {og['gpu_idle_fraction']:.0%}"
+            suggestion = (f"{verified['axis']} {verified['from']} -> {verified['to']} measured: "
+                          f"{verified['speedup']:.2f}x faster per image{extra}")
+        out.append(Finding("launch_bound", [r["cell_id"]], f"{label(r)}: {launch_bound_text(g, enq)}",
+                           {"gpu_idle_launch_s": idle, "step_s": g["step_time_s"], "gpu_busy_s": g["gpu_busy_s"],
+                            "launches_per_step": g["launches_per_step"], "host_enqueue_s": enq},
+                           suggestion, verified))
+    return out
+
+
+def sync_text(g: dict[str, Any]) -> str | None:
+    syncs = g.get("host_syncs") or []
+    if not syncs:
+        return None
+    parts = []
+    for s in syncs[:3]:
+        cause = SYNC_CAUSES.get(s["op"], "")
+        parts.append(f"{s['per_step']:.0f}x {s['call']} from {s['op']} in {s['phase']}"
+                     + (f" ({cause})" if cause else "")
+                     + f", host blocked {_ms(s.get('wait_s_per_step'))} per step")
+    total = sum(s["per_step"] for s in syncs)
+    return f"{total:.0f} host sync(s) per step inside the training step: " + "; ".join(parts)
+
+
+def host_sync(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    out = []
+    for r in ok(records):
+        g = gpu_of(r)
+        txt = sync_text(g) if g else None
+        if not txt:
+            continue
+        assert g is not None
+        p = r["params"]
+        scaler = p.get("amp") == "fp16" and not str(p.get("optimizer", "")).endswith("-fused")
+        if scaler and any(s["phase"] == "optimizer" for s in g["host_syncs"]):
+            txt += ("; with amp=fp16 this is GradScaler.step checking for inf/NaN gradients, which it must read "
+                    "on the host unless the optimizer is fused")
+        verified = verifier(records, r, "optimizer", "any")
+        suggestion = ("a fused optimizer (optimizer: adamw-fused) keeps GradScaler's check on the device" if scaler
+                      else "keep the value on the device, or read it once every N steps")
+        if verified:
+            suggestion = (f"optimizer {verified['from']} -> {verified['to']} measured: {verified['speedup']:.2f}x "
+                          f"faster per image")
+        out.append(Finding("host_sync", [r["cell_id"]], f"{label(r)}: {txt}",
+                           {"host_syncs": g["host_syncs"]}, suggestion, verified))
+    return out
+
+
+def _busy_parts(g: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    mods = {k: v["forward"] + v["backward"] for k, v in (g.get("gpu_modules_s") or {}).items() if "." not in k}
+    return dict(g.get("gpu_phases_s") or {}), mods
+
+
+def timeline_delta(slow: dict[str, Any], fast: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """A step-time difference split into GPU busy (by phase and module), idle and data wait."""
+    gs, gf = gpu_of(slow), gpu_of(fast)
+    if not gs or not gf or gs.get("gpu_idle_s") is None or gf.get("gpu_idle_s") is None:
+        return None
+    d_step = step_s(slow) - step_s(fast)
+    d_busy = gs["gpu_busy_s"] - gf["gpu_busy_s"]
+    d_idle = gs["gpu_idle_s"] - gf["gpu_idle_s"]
+    ps, ms = _busy_parts(gs)
+    pf, mf = _busy_parts(gf)
+    d_mod = {k: ms.get(k, 0.0) - mf.get(k, 0.0) for k in set(ms) | set(mf)}
+    d_ph = {k: ps.get(k, 0.0) - pf.get(k, 0.0) for k in set(ps) | set(pf)}
+    top_mod = sorted(d_mod.items(), key=lambda kv: -abs(kv[1]))[:2]
+    top_ph = sorted(d_ph.items(), key=lambda kv: -abs(kv[1]))[:2]
+    txt = (f"{d_step * 1e3:+.1f} ms/step = GPU busy {d_busy * 1e3:+.1f} ms ("
+           + ", ".join(f"{k} {v * 1e3:+.1f}" for k, v in top_mod) + "; "
+           + ", ".join(f"{k} {v * 1e3:+.1f}" for k, v in top_ph) + f") and GPU idle {d_idle * 1e3:+.1f} ms "
+           f"({gf['gpu_idle_s'] * 1e3:.1f} -> {gs['gpu_idle_s'] * 1e3:.1f} ms)")
+    if d_busy > 0 and d_idle < 0:
+        txt += (f": {-d_idle / d_busy:.0%} of the extra GPU work filled time the faster cell's GPU spent idle, "
+                "waiting for the host")
+    return txt, {"delta_step_s": d_step, "delta_busy_s": d_busy, "delta_idle_s": d_idle,
+                 "delta_modules_s": d_mod, "delta_phases_s": d_ph}

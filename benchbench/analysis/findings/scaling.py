@@ -1,0 +1,91 @@
+"""How step time scales: resolution, batch, world size, decoder width."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from benchbench.analysis.records import (
+    Finding,
+    Thresholds,
+    groups_along,
+    label,
+    step_s,
+)
+
+
+def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    out = []
+    for g in groups_along(records, "resolution"):
+        px = np.array([r["params"]["resolution"][0] * r["params"]["resolution"][1] for r in g], dtype=float)
+        st = np.array([step_s(r) for r in g])
+        k, _ = np.polyfit(np.log(px), np.log(st), 1)
+        arch = g[0]["params"]["arch"]
+        kind = "super-linear (attention or memory traffic dominates)" if k > 1.15 else (
+            "sub-linear (fixed per-step costs dominate at small sizes)" if k < 0.85 else "about linear")
+        out.append(Finding("scaling", [r["cell_id"] for r in g],
+                           f"{arch}/{g[0]['params']['encoder']}: step time grows as pixels^{k:.2f} ({kind}) "
+                           f"over {len(g)} resolutions", {"axis": "resolution", "exponent": float(k),
+                                                          "pixels": px.tolist(), "step_s": st.tolist()}))
+    for g in groups_along(records, "batch_size"):
+        g = sorted(g, key=lambda r: r["params"]["batch_size"])
+        tps = [r["throughput_img_s"] for r in g]
+        plateau = None
+        for prev, cur, r in zip(tps, tps[1:], g[1:]):
+            if cur < prev * (1 + t.batch_plateau_gain):
+                plateau = r["params"]["batch_size"]
+                break
+        bs = [r["params"]["batch_size"] for r in g]
+        txt = (f"throughput stops growing at batch {plateau}" if plateau else "throughput still grows at the largest batch")
+        out.append(Finding("scaling", [r["cell_id"] for r in g],
+                           f"{g[0]['params']['arch']}/{g[0]['params']['encoder']}: over batch sizes {bs}, {txt} "
+                           f"({', '.join(f'{x:.1f}' for x in tps)} img/s)",
+                           {"axis": "batch_size", "batch_sizes": bs, "throughput": tps, "plateau": plateau}))
+    for g in groups_along(records, "world_size"):
+        g = sorted(g, key=lambda r: r["params"].get("world_size") or 1)
+        one = next((r for r in g if (r["params"].get("world_size") or 1) == 1), None)
+        if not one:
+            continue
+        for r in g[1:]:
+            ws = r["params"]["world_size"]
+            eff = r["throughput_img_s"] / (ws * one["throughput_img_s"])
+            slow = (r.get("ranks") or {}).get("slowest_rank")
+            out.append(Finding("scaling", [r["cell_id"], one["cell_id"]],
+                               f"{label(r)}: {ws} ranks give {r['throughput_img_s'] / one['throughput_img_s']:.2f}x "
+                               f"the throughput of one, a scaling efficiency of {eff:.0%}"
+                               + (f" (slowest rank: {slow})" if slow is not None else ""),
+                               {"axis": "world_size", "efficiency": eff, "world_size": ws}))
+    return out
+
+
+def channel_scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+    """How step time, memory and the decoder's FLOPs change with decoder_channels."""
+    out = []
+    for g in groups_along(records, "decoder_channels"):
+        g = [r for r in g if r["params"].get("decoder_channels")]
+        if len(g) < 2:
+            continue
+        g = sorted(g, key=lambda r: -r["params"]["decoder_channels"])
+        cs = [r["params"]["decoder_channels"] for r in g]
+        steps = [step_s(r) for r in g]
+        acts = [((r.get("memory") or {}).get("activations_by_module") or {}).get("total") for r in g]
+        saves = [f"{(b - a) / a:+.0%}" for a, b in zip(steps, steps[1:])]
+        sentence = (f"{g[0]['params']['arch']}/{g[0]['params']['encoder']}: decoder_channels "
+                    f"{' -> '.join(map(str, cs))} measured step time {' -> '.join(f'{x * 1e3:.0f}' for x in steps)} ms "
+                    f"({', '.join(saves)})")
+        if all(a for a in acts):
+            sentence += f", activations {' -> '.join(f'{a / 2**20:.1f}' for a in acts)} MiB"
+        evidence: dict[str, Any] = {"decoder_channels": cs, "step_s": steps, "activation_bytes": acts}
+        fuse = [((r.get("flops") or {}).get("by_module") or {}) for r in g]
+        key = next((k for k in ("decoder.fuse_stage", "decoder") if all(f.get(k) for f in fuse)), None)
+        if key and len(set(cs)) >= 2:
+            k, _ = np.polyfit(np.log(cs), np.log([f[key] for f in fuse]), 1)
+            kt, _ = np.polyfit(np.log(cs), np.log(steps), 1)
+            evidence.update({"flop_exponent": float(k), "time_exponent": float(kt), "flop_module": key})
+            sentence += (f"; {key} FLOPs grow as C^{k:.2f}"
+                         + (" (the square of the channel count)" if 1.8 <= k <= 2.2 else "")
+                         + f", step time as C^{kt:.2f}")
+        out.append(Finding("channel_scaling", [r["cell_id"] for r in g], sentence, evidence,
+                           f"decoder_channels {cs[0]} -> {cs[-1]}: {steps[0] / steps[-1]:.1f}x faster per step"))
+    return out

@@ -1,0 +1,13 @@
+"""Command line: thin wrappers that parse, call the library, and choose an exit code.
+
+Exit codes: 0 all cells ok (or no regression), 1 some cells failed (or a
+regression), 2 invalid input. Invalid input never shows a traceback. One module
+per family of commands; importing them registers their commands on `app`.
+"""
+
+# Importing registers the commands, in this order in --help.
+from benchbench.cli import run  # noqa: F401, I001
+from benchbench.cli import report, gate, trace, history  # noqa: F401, I001
+from benchbench.cli.app import app, console, err_console, main
+
+__all__ = ["app", "console", "err_console", "main"]

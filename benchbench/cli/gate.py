@@ -1,0 +1,159 @@
+"""`benchbench compare`, `baseline`, `export`, `merge`: the regression gate and result files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from benchbench.cli.app import (
+    _records,
+    app,
+    console,
+    err_console,
+)
+from benchbench.errors import BenchbenchError
+
+
+@app.command()
+def compare(
+    paths: Annotated[list[Path], typer.Argument(metavar="[BASELINE] CANDIDATE",
+                                                help="Baseline and candidate results (files or directories).")],
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Use the stored baseline NAME.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(
+        help="Minimum effect that counts (0.05 = 5%); overrides the cells' gate_threshold. Default: each cell's "
+             "gate_threshold, else 5%.")] = None,
+    alpha: Annotated[float, typer.Option(help="1 - the interval's confidence (0.05: a 95% interval).")] = 0.05,
+    run_cv: Annotated[Optional[float], typer.Option(
+        "--run-cv", help="This machine's known run-to-run CV of a cell's median (0.01 = 1%): lets one run a side "
+                         "be judged.")] = None,
+    history: Annotated[Optional[Path], typer.Option(
+        "--history", help="The history store: each cell's night-to-night spread widens its interval "
+                          "(runs of one night share that night's machine state).")] = None,
+    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the verdicts as JSON here.")] = None,
+    allow_env_mismatch: Annotated[bool, typer.Option(help="Compare results from different environments.")] = False,
+    baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
+) -> None:
+    """Judge a candidate against a baseline, run by run: slower / faster / unchanged / noisy / ...
+
+    Exit 1 when a cell is slower or failed. Give each side several runs (`run --repeat 3`).
+    """
+    from benchbench import baselines as bl
+    from benchbench.analysis import compare as cmp
+    from benchbench.report.compare import render_markdown, rows
+    from benchbench.results import read_records
+
+    if baseline:
+        if len(paths) != 1:
+            raise BenchbenchError("with --baseline NAME give exactly one CANDIDATE results path")
+        cand = read_records(paths)
+        base = read_records([bl.find(baseline, cand, baselines_dir)])
+    else:
+        if len(paths) != 2:
+            raise BenchbenchError("give BASELINE and CANDIDATE results paths (or --baseline NAME and CANDIDATE)")
+        base, cand = read_records([paths[0]]), read_records([paths[1]])
+    nights = None
+    if history and history.exists():
+        from benchbench.analysis.gate_stats import night_cv
+        from benchbench.history.store import HistoryStore, series
+
+        fps = {(r.get("env") or {}).get("fingerprint") for r in cand}
+        store = HistoryStore(history, create=False)
+        nights = {s.cell_id: cv for s in series(store.rows()) if s.fingerprint in fps
+                  and (cv := night_cv(s.values)) is not None}
+        store.close()
+    verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv, nights)
+    table = Table(title=f"compare ({1 - alpha:.0%} intervals over runs)")
+    cols = ("verdict", "cell", "change", "95% CI", "threshold", "MDE", "runs", "reason")
+    for col in cols:
+        table.add_column(col, overflow="fold")
+    colors = {"slower": "red", "failed": "red", "faster": "green", "noisy": "yellow", "incomparable": "yellow"}
+    for r in rows(verdicts):
+        table.add_row(*(escape(str(r[c])) for c in cols), style=colors.get(r["verdict"]))
+    console.print(table)
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text(render_markdown(verdicts), encoding="utf-8")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps({"threshold": threshold, "alpha": alpha, "run_cv": run_cv,
+                                        "verdicts": [v.to_dict() for v in verdicts]}, indent=2), encoding="utf-8")
+    regs = cmp.regressions(verdicts)
+    if regs:
+        err_console.print(f"regression: {len(regs)} cell(s) slower or failed", highlight=False)
+        raise typer.Exit(1)
+
+
+baseline_app = typer.Typer(help="Store and list baselines (keyed by environment fingerprint).", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("save")
+def baseline_save(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results files or directories.")],
+    name: Annotated[str, typer.Option("--name", help="Baseline name, e.g. main or segformer-nightly.")],
+    baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
+) -> None:
+    """Store results as baseline NAME for their environment."""
+    from benchbench import baselines as bl
+
+    path = bl.save(_records(results), name, baselines_dir)
+    console.print(f"baseline saved: {path}", highlight=False)
+
+
+@baseline_app.command("list")
+def baseline_list(
+    baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
+) -> None:
+    """Show stored baselines and the environments they cover."""
+    for folder in sorted(p for p in Path(baselines_dir).glob("*") if p.is_dir()):
+        envs = sorted(f.name.split(".")[0] for f in folder.glob("*.jsonl"))
+        console.print(f"{folder.name}: {', '.join(envs)}", highlight=False)
+
+
+@app.command()
+def export(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results files or directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write.")],
+    format: Annotated[str, typer.Option("--format", help="pytest-benchmark")] = "pytest-benchmark",
+) -> None:
+    """Convert results to another tool's format (pytest-benchmark JSON)."""
+    from benchbench.results import to_pytest_benchmark
+
+    if format != "pytest-benchmark":
+        raise BenchbenchError(f"unknown export format {format!r}: supported: pytest-benchmark")
+    doc = to_pytest_benchmark(_records(results))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    console.print(f"{len(doc['benchmarks'])} benchmarks -> {output}", highlight=False)
+
+
+@app.command()
+def merge(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Shard results files or directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Merged JSONL file.")],
+    allow_env_mismatch: Annotated[bool, typer.Option(help="Merge results from different environments.")] = False,
+) -> None:
+    """Combine shard results into one file (refusing mixed environments unless told)."""
+    from benchbench.results import ResultStore, dedupe
+
+    records = _records(results)
+    fps = {(r.get("env") or {}).get("fingerprint") for r in records}
+    if len(fps) > 1 and not allow_env_mismatch:
+        raise BenchbenchError(
+            f"these results come from {len(fps)} different environments ({', '.join(sorted(map(str, fps)))}); "
+            "their timings are not comparable. Pass --allow-env-mismatch to merge anyway."
+        )
+    if output.exists():
+        raise BenchbenchError(f"{output} exists; merge never overwrites results (choose another --output)")
+    store = ResultStore(output)
+    unique = dedupe(records)
+    for r in unique:
+        store.append(r)
+    n = len(unique)
+    console.print(f"{n} records from {len(results)} inputs -> {output}", highlight=False)

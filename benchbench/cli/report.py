@@ -1,0 +1,83 @@
+"""`benchbench report`: Markdown and HTML reports from results files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from benchbench.cli.app import (
+    app,
+    console,
+)
+from benchbench.errors import BenchbenchError
+
+
+def write_reports(records: list[dict[str, Any]], stem: Path, formats: list[str], reference_id: str | None,
+                  title: str, varied: list[str] | None = None,
+                  pairs: list[tuple[str, str]] | None = None, history_db: Path | None = None) -> list[Path]:
+    from benchbench.analysis.findings import find_all
+    from benchbench.report.markdown import render_markdown, write_markdown
+
+    findings = find_all(records, pairs=pairs)
+    paths = []
+    if "md" in formats:
+        paths.append(write_markdown(stem.with_suffix(".md"), render_markdown(records, reference_id, title, findings)))
+    if "html" in formats:
+        from benchbench.report.html import render_html, write_html
+
+        section = None
+        if history_db:
+            from benchbench.history.check import check
+            from benchbench.report.history import history_section
+
+            cells = {r["cell_id"] for r in records}
+            from benchbench.history.store import load_series
+
+            found = [s for s in load_series(history_db, str(records[0].get("suite")), None) if s.cell_id in cells]
+            if found:
+                section = history_section(found, check(found, 0.05, last=10**9))
+        paths.append(write_html(stem.with_suffix(".html"), render_html(records, findings, reference_id, title, varied,
+                                                                        section)))
+    return paths
+
+
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results JSONL files or directories.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the reports.")] = Path("reports"),
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: md, html.")] = "md,html",
+    reference: Annotated[Optional[str], typer.Option(help="Cell id (prefix) or label of the reference.")] = None,
+    pair: Annotated[
+        Optional[list[str]], typer.Option("--pair", help="Explain the difference of two cells: A,B (ids or labels).")
+    ] = None,
+    history: Annotated[Optional[Path], typer.Option("--history", help="A history store: adds each cell's trend "
+                                                    "over nights to the HTML report.")] = None,
+) -> None:
+    """Write Markdown and HTML reports (tables, findings, plots) from results files."""
+    from benchbench import results as res
+    from benchbench.suite import slugify
+
+    formats = [f.strip().lower() for f in format.split(",") if f.strip()]
+    bad = [f for f in formats if f not in ("md", "html")]
+    if bad or not formats:
+        raise BenchbenchError(f"--format takes md and/or html, got {format!r}")
+    pairs = []
+    for p in pair or []:
+        a, sep, b = p.partition(",")
+        if not sep or not a or not b:
+            raise BenchbenchError(f"--pair expects A,B (two cell ids or labels), got {p!r}")
+        pairs.append((a.strip(), b.strip()))
+    records = res.merge_repeats(res.read_records(results))
+    ref_id = None
+    if reference:
+        match = [r for r in records if r["cell_id"].startswith(reference) or r.get("label") == reference]
+        if not match:
+            raise BenchbenchError(f"--reference {reference!r} matches no cell in the results")
+        ref_id = match[0]["cell_id"]
+    suite = str(records[0].get("suite") or "results")
+    run_ids = sorted({str(r.get("run_id")) for r in records})
+    stem = output / slugify(suite) / slugify(run_ids[-1] if len(run_ids) == 1 else f"{run_ids[0]}-merged")
+    paths = write_reports(records, stem, formats, ref_id, suite, None, pairs or None, history)
+    console.print("reports: " + ", ".join(map(str, paths)), highlight=False)

@@ -1,0 +1,290 @@
+"""`benchbench run`, `list`, `env` and `tune-batch`: the commands that run cells."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from benchbench.cli.app import (
+    DeviceOpt,
+    FilterOpt,
+    Interrupted,
+    _on_sigterm,
+    _suite,
+    app,
+    console,
+    err_console,
+)
+from benchbench.cli.report import write_reports
+from benchbench.errors import BenchbenchError
+
+
+@app.command("list")
+def list_cmd(
+    suite_path: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
+    device: DeviceOpt = "auto",
+    filter: FilterOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print every cell's resolved settings as JSON.")] = False,
+) -> None:
+    """Show the expanded cells, their stable ids and the settings they resolve to."""
+    suite = _suite(suite_path, device, filter)
+    if as_json:
+        print(json.dumps([{"id": c.id, "label": c.label, "params": c.params} for c in suite.cells], indent=2))
+        return
+    table = Table(title=f"{suite.name}: {len(suite.cells)} cells on {suite.device}")
+    table.add_column("#", justify="right")
+    table.add_column("id")
+    table.add_column("cell")
+    for key in suite.varied:
+        table.add_column(key)
+    for i, c in enumerate(suite.cells, 1):
+        ref = " (ref)" if c.id == suite.reference.id else ""
+        table.add_row(str(i), c.id, c.label + ref, *[_fmt(c.params[k]) for k in suite.varied])
+    console.print(table)
+    fixed = {k: v for k, v in suite.cells[0].params.items() if k not in suite.varied}
+    console.print("fixed settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in fixed.items()), highlight=False)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, dict):
+        return ",".join(f"{k}={x}" for k, x in v.items())
+    if isinstance(v, list):
+        return "x".join(map(str, v))
+    return str(v)
+
+
+@app.command()
+def env(
+    device: DeviceOpt = "auto",
+) -> None:
+    """Print the environment fingerprint (what results are keyed and compared on)."""
+    from benchbench.measure.env import environment
+    from benchbench.suite import resolve_device
+
+    print(json.dumps(environment(resolve_device(None if device == "auto" else device)), indent=2))
+
+
+@app.command()
+def run(
+    suite_path: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
+    device: DeviceOpt = "auto",
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Results JSONL file to append to.")] = None,
+    filter: FilterOpt = None,
+    resume: Annotated[
+        Optional[str],
+        typer.Option("--resume", help="Results file to continue (skip its ok cells), or 'latest' for this suite's."),
+    ] = None,
+    isolation: Annotated[str, typer.Option(help="process (default: one process per cell) or inline.")] = "process",
+    results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/<run-id>.jsonl goes.")] = Path("results"),
+    reports_dir: Annotated[Path, typer.Option(help="Where reports/<suite>/<run-id>.md goes.")] = Path("reports"),
+    allow_failures: Annotated[bool, typer.Option(help="Exit 0 even when some cells failed.")] = False,
+    explain: Annotated[
+        bool, typer.Option(help="FLOPs, memory and profiler passes after each cell's timed steps.")
+    ] = True,
+    trace: Annotated[Optional[Path], typer.Option(help="Write each cell's profiler trace (Chrome JSON) here.")] = None,
+    repeat: Annotated[int, typer.Option(help="Run every cell N times, each in a fresh process (noise calibration).")] = 1,
+    shard: Annotated[Optional[str], typer.Option(help="Run shard K/N of the cells (deterministic, cost-balanced).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print library warnings as they come.")] = False,
+) -> None:
+    """Run every cell of a suite, append one JSON line per cell, print and write a comparison."""
+    if not verbose:
+        # Library warnings go to the records and the run's log, not into the progress display;
+        # cell processes (fork server) inherit the filter.
+        import warnings
+
+        os.environ.setdefault("PYTHONWARNINGS", "ignore")
+        warnings.simplefilter("ignore")
+    from benchbench import results as res
+    from benchbench.measure.env import environment
+    from benchbench.runner import RunOptions, calibrate_peak, iter_run
+    from benchbench.workload.preflight import preflight_cells
+
+    if isolation not in ("process", "inline"):
+        raise BenchbenchError(f"--isolation must be process or inline, got {isolation!r}")
+    if repeat < 1:
+        raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
+    suite = _suite(suite_path, device, filter)
+    if shard:
+        from benchbench.suite import shard_cells
+
+        suite.cells = shard_cells(suite.cells, shard)
+        if not suite.cells:
+            console.print(f"shard {shard} has no cells (the suite has fewer cells than shards)")
+            return
+    with console.status(f"validating {len(suite.cells)} cells (building each model on the meta device)"):
+        preflight_cells(suite.cells)
+
+    done_count: dict[str, int] = {}
+    if resume:
+        out_path = _resume_path(resume, results_dir, suite.slug)
+        prior = res.read_records([out_path], warn=True)
+        done_count = res.completed_runs(prior)
+        run_id = prior[-1]["run_id"]
+    else:
+        run_id = res.new_run_id()
+        out_path = output or res.default_path(results_dir, suite.slug, run_id)
+    if output and resume:
+        out_path = output
+    store = res.ResultStore(out_path)
+    todo = res.plan_runs(suite.cells, repeat, done_count)
+    done = {c for c, n in done_count.items() if n >= repeat}
+    env_info = dict(environment(suite.device))
+    if explain and todo:
+        with console.status("calibrating the device's peak matmul rate"):
+            env_info["peak_flops"] = calibrate_peak(suite, isolation)
+    console.print(
+        f"[bold]{suite.name}[/]: {len(suite.cells)} cells on {suite.device}"
+        + (f", {len(done)} already ok (resumed)" if done else "")
+        + f" -> {out_path}",
+        highlight=False,
+    )
+
+    records: list[dict[str, Any]] = []
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    interrupted = False
+    t0 = time.monotonic()
+    try:
+        with Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("starting", total=len(todo))
+            runner = iter_run(suite, run_id, env_info, RunOptions(isolation=isolation, explain=explain,
+                                                                 trace_dir=str(trace) if trace else None), cells=todo)
+            for i, cell in enumerate(todo):
+                progress.update(task, description=f"cell {i + 1}/{len(todo)} {cell.label}")
+                _, rec = next(runner)
+                rec["repeat"] = done_count.get(cell.id, 0)
+                if rec["status"] == "ok":
+                    done_count[cell.id] = rec["repeat"] + 1
+                store.append(rec)
+                records.append(rec)
+                if rec.get("warnings"):
+                    _log_warnings(out_path, rec, progress.console if verbose else None)
+                progress.advance(task)
+    except (KeyboardInterrupt, Interrupted):
+        interrupted = True
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+    all_records = res.read_records([out_path], warn=False) if out_path.exists() else []
+    # An --output file may hold earlier runs too: the table and report show this run.
+    latest = res.merge_repeats([r for r in all_records if r.get("run_id") == run_id])
+    if latest:
+        _print_table(latest, suite.reference.id)
+        paths = write_reports(latest, Path(reports_dir) / suite.slug / run_id, ["md", "html"],
+                              suite.reference.id, suite.name, suite.varied)
+        console.print(f"results: {out_path}\nreports: " + ", ".join(map(str, paths)), highlight=False)
+    console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
+    n_warn = sum(len(r.get("warnings") or []) for r in records)
+    if n_warn and not verbose:
+        console.print(f"{n_warn} library warning(s) recorded in {out_path.with_suffix('.log')} (--verbose prints "
+                      "them)", style="dim", highlight=False)
+    if interrupted:
+        err_console.print(
+            f"interrupted: {len(records)} of {len(todo)} cells recorded in {out_path}.\n"
+            f"Resume with: benchbench run {suite_path} --resume {out_path}",
+            highlight=False,
+        )
+        raise typer.Exit(130)
+    failed = [r for r in latest if r["status"] != "ok"]
+    if failed and not allow_failures:
+        err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)
+        raise typer.Exit(1)
+
+
+def _log_warnings(out_path: Path, rec: dict[str, Any], echo: Any) -> None:
+    """The run's log beside its results: what libraries warned about, per cell."""
+    lines = [f"{rec.get('started_at')} cell {rec['cell_id']} ({rec.get('label')}): {w}" for w in rec["warnings"]]
+    with open(out_path.with_suffix(".log"), "a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    if echo is not None:
+        for line in lines:
+            echo.print(escape(line), style="yellow", highlight=False)
+
+
+def _resume_path(resume: str, results_dir: Path, slug: str) -> Path:
+    if resume != "latest":
+        p = Path(resume)
+        if not p.is_file():
+            raise BenchbenchError(f"--resume: results file not found: {p}")
+        return p
+    runs = sorted((Path(results_dir) / slug).glob("*.jsonl"))
+    if not runs:
+        raise BenchbenchError(f"--resume latest: no earlier run of this suite in {Path(results_dir) / slug}")
+    return runs[-1]
+
+
+def _print_table(records: list[dict[str, Any]], reference_id: str | None) -> None:
+    from benchbench.analysis.summary import display_rows, summary_frame
+
+    rows = display_rows(summary_frame(records, reference_id))
+    table = Table(title="results")
+    cols = [c for c in rows[0] if c != "error"] + (["error"] if any(r["error"] for r in rows) else [])
+    for c in cols:
+        table.add_column(c, justify="right" if c in ("img/s", "cv", "data wait", "GPU busy ms", "GPU idle", "params M", "vs ref") else "left",
+                         overflow="fold")
+    for r in rows:
+        table.add_row(*[r[c] for c in cols], style=None if r["status"] == "ok" else "red")
+    console.print(table)
+
+
+@app.command("tune-batch")
+def tune_batch_cmd(
+    suite_path: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
+    device: DeviceOpt = "auto",
+    filter: FilterOpt = None,
+    start: Annotated[int, typer.Option(help="First batch size probed (then doubled).")] = 1,
+    max_batch: Annotated[int, typer.Option(help="Largest batch size probed.")] = 256,
+    margin: Annotated[float, typer.Option(help="Keep peak memory below this share of the device's.")] = 0.9,
+    gain: Annotated[float, typer.Option(help="Throughput gain per doubling below which it has stopped growing.")] = 0.05,
+    steps: Annotated[int, typer.Option(help="Timed steps per probe.")] = 5,
+    results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/tune-<run-id>.jsonl goes.")] = Path("results"),
+) -> None:
+    """Find the largest batch that fits and the batch where throughput stops improving, by measurement."""
+    from benchbench import results as res
+    from benchbench.measure.env import environment
+    from benchbench.tune import tune_batch
+    from benchbench.workload.preflight import preflight_cells
+
+    if start < 1 or max_batch < start:
+        raise BenchbenchError("need 1 <= --start <= --max-batch")
+    if not 0 < margin <= 1:
+        raise BenchbenchError(f"--margin must be in (0, 1], got {margin}")
+    suite = _suite(suite_path, device, filter)
+    preflight_cells(suite.cells)
+    run_id = res.new_run_id()
+    store = res.ResultStore(Path(results_dir) / suite.slug / f"tune-{run_id}.jsonl")
+    env_info = dict(environment(suite.device))
+    table = Table(title="batch-size search")
+    for col in ("cell", "probes (batch: img/s)", "largest fit", "throughput plateau", "best", "stopped"):
+        table.add_column(col, overflow="fold")
+    for cell in suite.cells:
+        with console.status(f"probing {cell.label}"):
+            r = tune_batch(suite, cell, run_id, env_info, start=start, max_batch=max_batch, margin=margin,
+                           gain=gain, steps=steps, on_probe=store.append)
+        probes = ", ".join(f"{p['params']['batch_size']}: " + (f"{p['throughput_img_s']:.1f}" if p["status"] == "ok"
+                                                                else p["status"]) for p in r.probes)
+        table.add_row(cell.label, probes, str(r.largest_fit or "no limit reached"), str(r.plateau or "-"),
+                      str(r.best_throughput or "-"), r.stopped_because)
+    console.print(table)
+    console.print(f"probes: {store.path}", highlight=False)

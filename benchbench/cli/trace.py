@@ -1,0 +1,37 @@
+"""`benchbench explain-trace`: the GPU timeline of any profiler trace."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from benchbench.cli.app import (
+    _records,
+    app,
+    console,
+)
+
+
+@app.command("explain-trace")
+def explain_trace_cmd(
+    trace: Annotated[Path, typer.Argument(metavar="TRACE", help="A torch.profiler Chrome trace (.json or .json.gz).")],
+    step_time: Annotated[Optional[float], typer.Option("--step-time", help="The training step's real (unprofiled) "
+                                                      "time in seconds: GPU idle is judged against it.")] = None,
+    record: Annotated[Optional[Path], typer.Option("--record", help="benchbench results holding the traced cell "
+                                                   "(its timed step, data wait and host enqueue time).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis as JSON.")] = False,
+) -> None:
+    """Why is this training loop slow on the GPU? Launches, busy and idle time, syncs, from a trace."""
+    from benchbench.analysis.trace import explain_trace
+
+    doc = explain_trace(trace, step_time, _records([record]) if record else None)
+    if as_json:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        return
+    from benchbench.report.trace import print_explanation
+
+    print_explanation(doc, console)

@@ -1,0 +1,172 @@
+"""A cell's measurement: its raw samples and its work per step, statistics derived from them.
+
+In the spirit of torch.utils.benchmark's `Measurement`: the object owns the raw
+step samples and derives every statistic, so no consumer re-derives images per
+step or throughput its own way. It wraps the JSONL record (benchbench.result/1)
+rather than replacing it, so every result file ever written still loads, and
+`to_record()` gives back a record with the derived fields filled in.
+
+Work per step = the batch that really ran (after an OOM back-off, not the one
+asked for) x world size (every rank trains a batch).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "benchbench.result/1"
+STATUSES = ("ok", "oom", "error", "timeout", "skipped")
+REQUIRED = ("schema", "suite", "run_id", "cell_id", "params", "status")
+
+
+def base_record(suite: str, run_id: str, cell_id: str, label: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Every field consumers rely on, present (possibly null) whatever the status."""
+    return {
+        "schema": SCHEMA,
+        "suite": suite,
+        "run_id": run_id,
+        "cell_id": cell_id,
+        "label": label,
+        "params": params,
+        "status": "error",
+        "error": None,
+        "throughput_img_s": None,
+        "step_time_s": None,
+        "data_wait_s": None,
+        "warmup": None,
+        "params_count": None,
+        "memory": None,
+        "env": None,
+        "started_at": None,
+        "wall_s": None,
+    }
+
+
+def clean_nans(obj: Any) -> Any:
+    """JSON has no NaN; a statistic that does not exist is null."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: clean_nans(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clean_nans(v) for v in obj]
+    return obj
+
+
+def summarize(samples: list[float]) -> dict[str, Any]:
+    """Median, p10/p90, IQR, CV, mean, min, max and the samples themselves."""
+    a = np.asarray(samples, dtype=np.float64)
+    if a.size == 0:
+        return {"median": None, "p10": None, "p90": None, "iqr": None, "cv": None, "mean": None,
+                "min": None, "max": None, "n": 0, "samples": []}
+    mean = float(a.mean())
+    q10, q25, q50, q75, q90 = np.percentile(a, [10, 25, 50, 75, 90])
+    std = float(a.std(ddof=1)) if a.size > 1 else 0.0
+    return {
+        "median": float(q50), "p10": float(q10), "p90": float(q90), "iqr": float(q75 - q25),
+        "cv": std / mean if mean > 0 else math.nan, "mean": mean, "min": float(a.min()), "max": float(a.max()),
+        "n": int(a.size), "samples": [float(s) for s in a],
+    }
+
+
+def throughput(images_per_step: int, step_samples: list[float], clock: str = "perf_counter",
+               block_wall_s: float | None = None) -> float | None:
+    """Images per second. On CUDA over the timed block's wall time (what training sees);
+    on a CPU over the median step."""
+    if clock == "cuda-events" and block_wall_s:
+        return images_per_step * len(step_samples) / block_wall_s
+    med = float(np.median(step_samples)) if step_samples else 0.0
+    return images_per_step / med if med > 0 else None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    record: dict[str, Any]
+
+    @property
+    def cell_id(self) -> str:
+        return str(self.record["cell_id"])
+
+    @property
+    def label(self) -> str:
+        return str(self.record.get("label") or self.record["cell_id"])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.record.get("params") or {}
+
+    @property
+    def ok(self) -> bool:
+        return self.record.get("status") == "ok" and bool(self.record.get("step_time_s"))
+
+    @property
+    def samples(self) -> list[float]:
+        return list((self.record.get("step_time_s") or {}).get("samples") or [])
+
+    @property
+    def batch_ran(self) -> int:
+        ran = (self.record.get("oom_backoff") or {}).get("batch_size_ran")
+        return int(ran or self.params.get("batch_size") or 1)
+
+    @property
+    def world_size(self) -> int:
+        return int(self.params.get("world_size") or 1)
+
+    @property
+    def images_per_step(self) -> int:
+        return self.batch_ran * self.world_size
+
+    @cached_property
+    def stats(self) -> dict[str, Any]:
+        """From the samples when the record kept them; else the record's own summary (older files)."""
+        if self.samples:
+            return summarize(self.samples)
+        return dict(self.record.get("step_time_s") or {})
+
+    @property
+    def median(self) -> float:
+        return float(self.stats["median"])
+
+    @property
+    def per_image_s(self) -> float:
+        return self.median / self.images_per_step
+
+    @property
+    def clock(self) -> str:
+        return str((self.record.get("timing") or {}).get("clock") or "perf_counter")
+
+    @property
+    def throughput(self) -> float | None:
+        t = self.record.get("timing") or {}
+        if self.samples:
+            return throughput(self.images_per_step, self.samples, self.clock, t.get("block_wall_s"))
+        return self.record.get("throughput_img_s")
+
+    def to_record(self) -> dict[str, Any]:
+        return {**self.record, "step_time_s": self.stats, "throughput_img_s": self.throughput}
+
+
+def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """One record from several runs of one cell (`--repeat`, `--resume`): samples pooled, the
+    spread between runs kept in `repeats`. Throughput is per run and then the median over runs,
+    each from its own work per step and clock: never a pooled median over a pooled batch."""
+    ms = [Measurement(r) for r in records]
+    merged = dict(records[-1])
+    pooled = [s for m in ms for s in m.samples]
+    merged["step_time_s"] = summarize(pooled)
+    tps = [m.throughput for m in ms if m.throughput]
+    merged["throughput_img_s"] = float(np.median(tps)) if tps else None
+    medians = [m.median for m in ms]
+    mean = sum(medians) / len(medians)
+    var = sum((x - mean) ** 2 for x in medians) / (len(medians) - 1) if len(medians) > 1 else 0.0
+    merged["repeats"] = {"n": len(ms), "run_medians_s": medians,
+                         "between_run_cv": (var ** 0.5) / mean if mean else None}
+    waits = [r["data_wait_s"] for r in records if r.get("data_wait_s")]
+    if waits:
+        merged["data_wait_s"] = dict(waits[-1], fraction=sum(w.get("fraction") or 0 for w in waits) / len(waits))
+    return merged

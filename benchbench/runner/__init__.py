@@ -1,0 +1,67 @@
+"""Run cells: one isolated process per cell, a timeout, and a record whatever happens.
+
+`isolation` starts and kills processes, `cell` measures inside one, `distributed`
+runs DDP ranks, `passes/` are the explanation passes after the timed steps.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from benchbench.runner.cell import execute_cell
+from benchbench.runner.isolation import run_child, run_isolated
+from benchbench.suite import Cell, Suite
+
+
+@dataclass
+class RunOptions:
+    isolation: str = "process"  # process | inline (inline: for debugging; no timeout)
+    explain: bool = True  # FLOPs, memory and profiler passes after the timed steps
+    trace_dir: str | None = None
+
+
+def make_payload(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any],
+                 options: RunOptions | None = None) -> dict[str, Any]:
+    options = options or RunOptions()
+    return {
+        "kind": "cell",
+        "explain": options.explain,
+        "trace_dir": str(options.trace_dir) if options.trace_dir else None,
+        "suite": suite.name,
+        "run_id": run_id,
+        "cell_id": cell.id,
+        "label": cell.label,
+        "params": cell.params,
+        "env": env,
+        "cwd": os.getcwd(),
+    }
+
+
+def run_cell(payload: dict[str, Any], options: RunOptions) -> dict[str, Any]:
+    if options.isolation == "inline":
+        return execute_cell(payload)
+    return run_isolated(payload, float(payload["params"]["timeout_s"]))
+
+
+def calibrate_peak(suite: Suite, isolation: str = "process") -> dict[str, Any]:
+    """The device's measured matmul peak per dtype the suite uses, in a process of its own."""
+    dtypes = sorted({{"none": "fp32"}.get(c.params["amp"], c.params["amp"]) for c in suite.cells})
+    payload = {"kind": "calibrate", "device": suite.device, "dtypes": dtypes, "cwd": os.getcwd()}
+    if isolation == "inline":
+        from benchbench.measure.calibrate import calibrate
+
+        return calibrate(suite.device, dtypes)
+    result = run_child(payload, 300.0).result
+    return result if isinstance(result, dict) else {}
+
+
+def iter_run(
+    suite: Suite, run_id: str, env: dict[str, Any], options: RunOptions | None = None,
+    cells: list[Cell] | None = None,
+) -> Iterator[tuple[Cell, dict[str, Any]]]:
+    options = options or RunOptions()
+    for cell in cells if cells is not None else suite.cells:
+        yield cell, run_cell(make_payload(suite, cell, run_id, env, options), options)

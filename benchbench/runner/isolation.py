@@ -1,0 +1,185 @@
+"""Process isolation: each cell in its own process group, forked from a server that imported torch once.
+
+A fresh process per cell keeps one cell's OOM, crash, hang or allocator state
+from touching the next. Starting Python and importing torch + SMP costs ~5 s,
+so cells are forked from a fork server that imported them once (~0.2 s per
+cell after the first). CUDA is never initialised in the server itself. Past
+its timeout, or on Ctrl-C / SIGTERM, a cell's whole group is killed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from benchbench.measurement import base_record
+
+# Kineto (the profiler's backend) logs every start/stop and, without a GPU, a
+# device-count error; cells inherit this from the fork server.
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")
+
+PRELOAD = ["torch", "segmentation_models_pytorch", "benchbench.runner.cell"]
+KILL_GRACE_S = 5.0
+
+
+def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
+    # Own process group: a timeout kills the cell *and* its DataLoader workers,
+    # and a Ctrl-C in the terminal reaches only the parent, which decides.
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
+    if payload.get("cwd"):
+        os.chdir(payload["cwd"])
+    # A forkserver child inherits the forkserver start method; DataLoader workers
+    # must start the way they would in the user's own script (the platform default).
+    mp.set_start_method(None, force=True)
+    if payload.get("kind") == "calibrate":
+        from benchbench.measure.calibrate import calibrate
+
+        rec = calibrate(payload["device"], payload["dtypes"])
+    else:
+        from benchbench.runner.cell import execute_cell
+
+        rec = execute_cell(payload)
+    try:
+        conn.send(rec)
+        conn.close()
+    except (BrokenPipeError, OSError):
+        os._exit(1)  # the parent is gone (killed): nobody to report to
+    os._exit(0)  # skip atexit/finalizers of a possibly-wedged runtime: the record is sent
+
+
+_CTX: Any = None
+
+
+def _context() -> Any:
+    global _CTX
+    if _CTX is None:
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        _CTX = mp.get_context(method)
+        if method == "forkserver":
+            _CTX.set_forkserver_preload(PRELOAD)
+    return _CTX
+
+
+def _kill_group(proc: Any) -> None:
+    for target in ("group", "proc"):
+        try:
+            if target == "group":
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start children without re-running the caller's __main__ (a script, pytest, the CLI).
+
+    multiprocessing re-imports the parent's main module in every child; the
+    cell's code lives in importable modules, so the child needs none of it,
+    and a script without an `if __name__ == "__main__"` guard would recurse.
+    """
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
+
+
+@dataclass
+class ChildOutcome:
+    result: Any  # what the child sent, or None
+    timed_out: bool
+    exitcode: int | None
+    elapsed_s: float
+
+
+def run_child(payload: dict[str, Any], timeout_s: float) -> ChildOutcome:
+    """Start `_child_entry(payload)` in its own process group and wait for its one message.
+
+    Past the timeout, and on Ctrl-C / SIGTERM, the whole group (the child and
+    any DataLoader workers or DDP ranks) is killed: nothing is left orphaned.
+    """
+    ctx = _context()
+    recv_conn, send_conn = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child_entry, args=(send_conn, payload), daemon=False)
+    t0 = time.perf_counter()
+    with _main_hidden():
+        proc.start()
+    send_conn.close()
+    result: Any = None
+    timed_out = False
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if recv_conn.poll(0.1):
+                try:
+                    result = recv_conn.recv()
+                except (EOFError, OSError):
+                    result = None
+                break
+            if not proc.is_alive():
+                if recv_conn.poll(0.1):
+                    continue
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                _kill_group(proc)
+                break
+        proc.join(KILL_GRACE_S)
+        if proc.is_alive():
+            _kill_group(proc)
+            proc.join(KILL_GRACE_S)
+    except BaseException:
+        _kill_group(proc)  # Ctrl-C / SIGTERM: never leave an orphan cell behind
+        proc.join(KILL_GRACE_S)
+        raise
+    finally:
+        recv_conn.close()
+        # DataLoader workers of a cell that died can outlive it; reap the group.
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+    return ChildOutcome(result, timed_out, proc.exitcode, time.perf_counter() - t0)
+
+
+def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run a cell in its own process; a hang becomes `timeout`, a death becomes `error`."""
+    out = run_child(payload, timeout_s)
+    if out.timed_out:
+        return failure(payload, "timeout", f"cell exceeded timeout_s={timeout_s:g} s and was killed", out.elapsed_s)
+    if out.result is not None:
+        # Start-up and tear-down of the cell's process, on top of the cell's own wall time.
+        out.result["process_wall_s"] = out.elapsed_s
+        return out.result
+    code = out.exitcode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        why = f"cell process was killed by signal {name}" + (" (likely out of memory)" if name == "SIGKILL" else "")
+    else:
+        why = f"cell process exited with code {code} before reporting a result"
+    return failure(payload, "error", why, out.elapsed_s)
+
+
+def failure(payload: dict[str, Any], status: str, message: str, wall_s: float) -> dict[str, Any]:
+    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"], payload["params"])
+    rec.update(status=status, error=message, env=payload.get("env"), wall_s=wall_s,
+               started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    return rec

@@ -1,0 +1,52 @@
+"""Explanation passes: run after a cell's timed steps, in its process, one signature each.
+
+Like optimum-benchmark's trackers: a pass takes the cell's context and returns the
+record fields it adds. A new pass is a new module here plus one line in PASSES;
+a pass that fails is recorded in `explain_errors`, never fatal to the cell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchbench.runner.errors import error_message
+
+
+@dataclass
+class PassContext:
+    payload: dict[str, Any]
+    params: dict[str, Any]
+    model: Any
+    step: Any  # workload.step.TrainStep
+    source: Any  # workload.data.Source
+    device: Any
+    record: dict[str, Any]  # the cell's record so far (timing, memory)
+    rss0: int
+    batches: Iterator[Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.batches = iter(self.source)
+
+
+Pass = Callable[[PassContext], dict[str, Any]]
+
+
+def passes() -> list[tuple[str, Pass]]:
+    from benchbench.runner.passes import flops, memory, timeline
+
+    return [("flops", flops.run), ("memory", memory.run), ("breakdown", timeline.run)]
+
+
+def run_passes(ctx: PassContext) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, fn in passes():
+        try:
+            out.update(fn(ctx))
+        except Exception as exc:  # noqa: BLE001 - an explanation that fails is data, not a failed cell
+            errors[name] = error_message(exc)
+    if errors:
+        out["explain_errors"] = errors
+    return out

@@ -1,0 +1,22 @@
+"""The profiler pass: phases, modules, operators; on a GPU from the trace's own timeline."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def run(ctx: Any) -> dict[str, Any]:
+    from benchbench.measure.profile import profile_pass
+
+    trace = None
+    if ctx.payload.get("trace_dir"):
+        os.makedirs(ctx.payload["trace_dir"], exist_ok=True)
+        trace = os.path.join(ctx.payload["trace_dir"], f"{ctx.payload['cell_id']}.json")
+    bd = profile_pass(ctx.step, ctx.batches, ctx.source.to_device, ctx.device,
+                      steps=ctx.payload.get("profile_steps", 3), trace_path=trace,
+                      step_time_s=ctx.record["step_time_s"]["median"],
+                      data_wait_s=(ctx.record.get("data_wait_s") or {}).get("median"))
+    if trace:
+        bd["trace"] = trace
+    return {"breakdown": bd}

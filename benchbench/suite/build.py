@@ -1,0 +1,244 @@
+"""Loading a suite: YAML, profiles, GitHub Actions matrix expansion, labels.
+
+A suite is read with a safe YAML loader and validated completely before any cell
+runs, so a typo in cell 40 of 50 fails in a second, not after an hour.
+Matrix semantics follow GitHub Actions (exclude first, then include) because
+that is the matrix syntax CI users already know.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from benchbench.errors import BenchbenchError, did_you_mean
+from benchbench.suite.schema import (
+    DEVICES,
+    NON_IDENTITY_KEYS,
+    PARAM_KEYS,
+    SUITE_KEYS,
+    Cell,
+    CellParams,
+    Suite,
+    cell_id,
+)
+from benchbench.suite.select import apply_filters, pick_reference
+from benchbench.suite.validate import (
+    _canon_dict,
+    _canon_list,
+    _canon_matrix,
+    _explain,
+    _matches,
+)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.exists():
+        raise BenchbenchError(f"suite file not found: {p}")
+    if p.is_dir():
+        raise BenchbenchError(f"suite path is a directory, expected a YAML file: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BenchbenchError(f"cannot read suite file {p}: {exc}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BenchbenchError(f"suite file {p} is not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BenchbenchError(
+            f"suite file {p} must contain a mapping with at least a 'matrix:' or settings, got {type(doc).__name__}"
+        )
+    return doc
+
+
+def resolve_device(requested: str | None, suite_device: str = "auto") -> str:
+    choice = requested or suite_device or "auto"
+    if choice not in ("auto", *DEVICES):
+        raise BenchbenchError(f"unknown device {choice!r}: choose auto, cpu or cuda")
+    if choice == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if choice == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchbenchError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
+    return choice
+
+
+def load_suite(
+    path: str | Path,
+    device: str | None = None,
+    filters: list[str] | None = None,
+) -> Suite:
+    doc = load_yaml(path)
+    return build_suite(doc, device=device, filters=filters, path=Path(path))
+
+
+def build_suite(
+    doc: dict[str, Any],
+    device: str | None = None,
+    filters: list[str] | None = None,
+    path: Path | None = None,
+) -> Suite:
+    doc = {str(k): v for k, v in doc.items()}
+    for key in doc:
+        if key not in SUITE_KEYS and key not in CellParams.model_fields:
+            raise BenchbenchError(
+                f"unknown key '{key}' at the top of the suite{did_you_mean(key, SUITE_KEYS + PARAM_KEYS)}. "
+                f"Suite keys: {', '.join(SUITE_KEYS)}; settings: {', '.join(PARAM_KEYS)}."
+            )
+    name = doc.get("name") or (path.stem if path else "suite")
+    if not isinstance(name, str):
+        raise BenchbenchError(f"name must be a string, got {name!r}")
+    description = doc.get("description") or ""
+    if not isinstance(description, str):
+        raise BenchbenchError(f"description must be a string, got {description!r}")
+
+    fixed = _canon_dict({k: v for k, v in doc.items() if k in CellParams.model_fields}, "suite")
+    matrix = _canon_matrix(doc.get("matrix"), "matrix", "matrix" in doc)
+    exclude = _canon_list(doc.get("exclude"), "exclude")
+    include = _canon_list(doc.get("include"), "include")
+
+    profiles = doc.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise BenchbenchError("profiles must be a mapping with 'cpu:' and/or 'cuda:' entries")
+    for pname in profiles:
+        if pname not in DEVICES:
+            raise BenchbenchError(f"unknown profile '{pname}'{did_you_mean(str(pname), DEVICES)}: profiles are cpu and cuda")
+    # Validate every profile, not only the chosen one: a broken cuda profile
+    # must fail on the CPU laptop where the suite is written.
+    canon_profiles: dict[str, dict[str, Any]] = {}
+    for pname, prof in profiles.items():
+        prof = prof or {}
+        if not isinstance(prof, dict):
+            raise BenchbenchError(f"profiles.{pname} must be a mapping")
+        for key in prof:
+            if key in ("name", "description", "profiles", "reference"):
+                raise BenchbenchError(f"profiles.{pname}.{key}: '{key}' cannot be set per profile")
+        where = f"profiles.{pname}"
+        canon_profiles[pname] = {
+            "matrix": _canon_matrix(prof.get("matrix"), f"{where}.matrix", "matrix" in prof),
+            "include": _canon_list(prof["include"], f"{where}.include") if "include" in prof else None,
+            "exclude": _canon_list(prof["exclude"], f"{where}.exclude") if "exclude" in prof else None,
+            "fixed": _canon_dict({k: v for k, v in prof.items() if k not in SUITE_KEYS}, where),
+        }
+
+    dev = resolve_device(device, fixed.get("device", "auto"))
+    if dev in canon_profiles:
+        # A profile merges axis by axis into the matrix, replaces include/exclude
+        # lists it names, and overrides fixed settings.
+        prof = canon_profiles[dev]
+        fixed.update(prof["fixed"])
+        matrix.update(prof["matrix"])
+        if prof["include"] is not None:
+            include = prof["include"]
+        if prof["exclude"] is not None:
+            exclude = prof["exclude"]
+    fixed["device"] = dev
+
+    combos = expand(matrix, exclude, include)
+    if not combos:
+        raise BenchbenchError("the matrix is empty after exclude/include: no cells to run")
+    resolved: list[dict[str, Any]] = []
+    seen: dict[str, dict[str, Any]] = {}
+    for i, combo in enumerate(combos):
+        merged = {**fixed, **combo, "device": dev}
+        try:
+            params = CellParams.model_validate(merged).model_dump(mode="json")
+        except ValidationError as err:
+            raise BenchbenchError(f"cell {i + 1}: {_explain('', err.errors())}") from None
+        cid = cell_id(params)
+        if cid in seen:
+            if seen[cid] != params:  # differs only in settings that are not part of the id
+                diff = sorted(k for k in params if params[k] != seen[cid].get(k))
+                raise BenchbenchError(
+                    f"cells {len(resolved)} and {i + 1} differ only in {', '.join(diff)}, which "
+                    f"{'is' if len(diff) == 1 else 'are'} not part of a cell's identity (how it is run or judged, "
+                    f"not what it measures): they would be one cell. Set {', '.join(diff)} once (top level, a "
+                    "profile, or an include entry), not as a matrix axis")
+            continue  # include can recreate an existing combination
+        seen[cid] = params
+        resolved.append(params)
+    varied = [
+        k for k in PARAM_KEYS if len({json.dumps(p[k], sort_keys=True) for p in resolved}) > 1 and k not in NON_IDENTITY_KEYS
+    ]
+    cells = [Cell(id=cell_id(p), label=make_label(p, varied), params=p) for p in resolved]
+
+    if filters:
+        cells = apply_filters(cells, filters)
+
+    reference = pick_reference(doc.get("reference"), cells)
+    return Suite(
+        name=name,
+        description=description,
+        path=path,
+        device=dev,
+        cells=cells,
+        reference=reference,
+        varied=varied,
+    )
+
+
+def expand(
+    matrix: dict[str, list[Any]],
+    exclude: list[dict[str, Any]] | None = None,
+    include: list[dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """GitHub Actions matrix semantics.
+
+    Exclude removes every combination that matches all its keys. Each include
+    entry is merged into every combination whose *original* matrix values it
+    does not overwrite; when it fits none, it becomes a new combination.
+    """
+    axes = list(matrix)
+    combos = [dict(zip(axes, vals)) for vals in itertools.product(*matrix.values())] if axes else []
+    combos = [c for c in combos if not any(_matches(c, ex) for ex in exclude or [])]
+    original = set(axes)
+    for inc in include or []:
+        hit = False
+        for c in combos:
+            # A combination added by an earlier include may lack an original key: then it cannot match.
+            if all(k in c and c[k] == v for k, v in inc.items() if k in original):
+                c.update(inc)
+                hit = True
+        if not hit:
+            combos.append(dict(inc))
+    if not combos and not axes and not include:
+        combos = [{}]  # a suite of fixed settings only is one cell
+    return combos
+
+
+def make_label(params: dict[str, Any], varied: list[str]) -> str:
+    parts = []
+    for k in varied:
+        v = params.get(k)
+        if k == "resolution" and isinstance(v, list):
+            v = f"{v[0]}" if v[0] == v[1] else f"{v[0]}x{v[1]}"
+        elif k == "data" and isinstance(v, dict):
+            v = v.get("kind") if v.get("kind") != "folder" else f"folder:{Path(v['path']).name}"
+        elif v is None:
+            v = "default"
+        elif k in ("arch", "encoder"):
+            parts.append(str(v))
+            continue
+        parts.append(f"{_short(k)}={v}")
+    return " ".join(parts) or params.get("arch", "cell")
+
+
+def _short(key: str) -> str:
+    return {
+        "decoder_channels": "dc",
+        "resolution": "res",
+        "batch_size": "bs",
+        "num_workers": "workers",
+        "channels_last": "cl",
+    }.get(key, key)

@@ -1,0 +1,180 @@
+"""The cell schema (every setting a cell resolves to), the cell and suite types, and stable cell ids."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+# How a cell is run or judged, not what it measures: left out of the cell id, so a
+# longer run or a tighter gate compares with earlier nights. They cannot be matrix
+# axes (two cells with one id), which build_suite refuses.
+NON_IDENTITY_KEYS = frozenset({"timeout_s", "warmup", "steps", "repeat", "on_oom", "memory_limit_mb",
+                               "gate_threshold"})
+SUITE_KEYS = ("name", "description", "matrix", "include", "exclude", "profiles", "reference")
+DEVICES = ("cpu", "cuda")
+
+
+def _resolution(value: Any) -> Any:
+    """`256` and `[256, 256]` are the same cell: canonicalise to [h, w]."""
+    if isinstance(value, bool):
+        return value  # let pydantic reject it with its own message
+    if isinstance(value, int):
+        return [value, value]
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        return [value[0], value[0]]
+    return value
+
+
+def _amp(value: Any) -> Any:
+    if value is None or value is False:
+        return "none"
+    if isinstance(value, str):
+        return value.lower()
+    return value
+
+
+def _data(value: Any) -> Any:
+    """Accept the short spellings and canonicalise to a dict with a `kind`."""
+    if isinstance(value, str):
+        return {"kind": value}
+    if isinstance(value, dict) and "folder" in value and "kind" not in value:
+        out = {"kind": "folder", "path": value["folder"]}
+        out.update({k: v for k, v in value.items() if k != "folder"})
+        return out
+    return value
+
+
+class SyntheticData(BaseModel):
+    """Tensors already on the device: measures the model alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["synthetic"] = "synthetic"
+
+
+class SyntheticDiskData(BaseModel):
+    """A generated CamVid-like PNG data set: a real decode/augment/collate cost."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["synthetic-disk"] = "synthetic-disk"
+    image_size: Annotated[list[Annotated[int, Field(ge=8, le=8192)]], Field(min_length=2, max_length=2)] = [360, 480]
+    count: Annotated[int, Field(ge=1, le=100_000)] = 64
+
+
+class FolderData(BaseModel):
+    """A real data set on disk (CamVid layout or images/ + masks/)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    kind: Literal["folder"] = "folder"
+    path: Annotated[str, Field(min_length=1)]
+    split: str = "train"
+
+
+DataSpec = Annotated[
+    SyntheticData | SyntheticDiskData | FolderData,
+    Field(discriminator="kind"),
+    BeforeValidator(_data),
+]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class CellParams(BaseModel):
+    """Every setting a cell resolves to; also the list of valid matrix axes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: Annotated[str, Field(min_length=1)] = "Unet"
+    encoder: Annotated[str, Field(min_length=1)] = "resnet18"
+    decoder_channels: PositiveInt | None = None
+    resolution: Annotated[
+        list[Annotated[int, Field(ge=8, le=16384)]],
+        Field(min_length=2, max_length=2),
+        BeforeValidator(_resolution),
+    ] = [256, 256]
+    batch_size: PositiveInt = 4
+    amp: Annotated[Literal["none", "fp16", "bf16"], BeforeValidator(_amp)] = "none"
+    num_workers: Annotated[int, Field(ge=0, le=256)] = 0
+    pin_memory: bool | None = None
+    persistent_workers: bool = True
+    prefetch_factor: PositiveInt | None = None
+    channels_last: bool = False
+    compile: bool = False
+    # `-fused`: one multi-tensor kernel per step, and GradScaler keeps its inf check on the device
+    # (no host sync per step with amp=fp16).
+    optimizer: Literal["adamw", "sgd", "adam", "rmsprop", "adamw-fused", "adam-fused"] = "adamw"
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    loss: Literal["cross-entropy", "dice", "focal"] = "cross-entropy"
+    data: DataSpec = SyntheticData()
+    classes: Annotated[int, Field(ge=1, le=10_000)] = 12
+    in_channels: Annotated[int, Field(ge=1, le=64)] = 3
+    warmup: Annotated[int, Field(ge=0)] = 10
+    steps: Annotated[int, Field(ge=1)] = 20
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    seed: int = 0
+    timeout_s: Annotated[float, Field(gt=0)] = 600.0
+    threads: PositiveInt | None = None
+    memory_limit_mb: PositiveInt | None = None  # CPU: cap the cell's extra address space (RLIMIT_AS)
+    on_oom: Literal["fail", "halve-batch"] = "fail"
+    world_size: Annotated[int, Field(ge=1, le=64)] = 1
+    # The regression gate's minimum effect for this cell (0.02 = 2%); None: compare's --threshold.
+    gate_threshold: Annotated[float, Field(gt=0, lt=1)] | None = None
+
+
+PARAM_KEYS = tuple(CellParams.model_fields)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One point of the matrix, fully resolved."""
+
+    id: str
+    label: str
+    params: dict[str, Any]
+
+    @property
+    def p(self) -> CellParams:
+        return CellParams.model_validate(self.params)
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    path: Path | None
+    device: str
+    cells: list[Cell]
+    reference: Cell
+    varied: list[str] = field(default_factory=list)
+
+    @property
+    def slug(self) -> str:
+        return slugify(self.name)
+
+
+def slugify(name: str) -> str:
+    """A file-name-safe form of a suite name: it can never climb out of results/."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    return slug[:80] or "suite"
+
+
+def cell_id(params: dict[str, Any]) -> str:
+    """Same parameters, same id, on any machine: a hash of canonical JSON.
+
+    Settings left at their default are omitted, so adding a new setting to
+    benchbench does not change the id of any existing cell.
+    """
+    defaults = _defaults()
+    ident = {k: v for k, v in params.items() if k not in NON_IDENTITY_KEYS and defaults.get(k, object()) != v}
+    blob = json.dumps(ident, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=1)
+def _defaults() -> dict[str, Any]:
+    return CellParams().model_dump(mode="json")
