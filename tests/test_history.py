@@ -125,3 +125,14 @@ def test_bad_history_input(tmp_path: Path, cli) -> None:
     assert code == 2 and "not a benchbench history store" in err
     code, _, err = cli("history", "show", "--db", tmp_path / "none.db", "-o", tmp_path / "x.pdf")
     assert code == 2
+
+
+def test_html_report_has_a_history_section(tmp_path: Path, cli) -> None:
+    f = write(tmp_path / "n.jsonl", nights(20, step_at=12))
+    db = tmp_path / "h.db"
+    cli("history", "add", f, "--db", db)
+    code, out, err = cli("report", f, "-o", tmp_path / "rep", "--history", db)
+    assert code == 0, err
+    [page] = list((tmp_path / "rep").rglob("*.html"))
+    text = page.read_text()
+    assert "<h2>History</h2>" in text and "+8.0% from night 12 of 20" in text and text.count("<svg") >= 2

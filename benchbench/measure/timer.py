@@ -70,9 +70,9 @@ def timed_loop(
 ) -> LoopTiming:
     """Warm up until steady (at most `warmup` steps), then time `steps` steps.
 
-    A step's time runs from asking for the batch to the device being idle after
-    the optimizer step, so time blocked on the DataLoader is part of it and is
-    also reported on its own (data wait).
+    On a CPU a step's time runs from asking for the batch to the optimizer step
+    returning, so time blocked on the DataLoader is part of it and is also
+    reported on its own (data wait). On CUDA: `_timed_loop_cuda`.
     """
     if device.type == "cuda":
         return _timed_loop_cuda(batches, to_device, step, device, warmup, steps, on_step)
