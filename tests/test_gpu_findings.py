@@ -162,3 +162,14 @@ def test_a_host_sync_is_named_with_its_op_and_phase(tmp_path: Path) -> None:
     rec["params"] = {**rec["params"], "amp": "fp16"}
     [f] = host_sync([rec], THRESHOLDS)
     assert "GradScaler.step" in f.sentence and "adamw-fused" in f.suggestion
+
+
+def test_report_from_records_and_their_traces(tmp_path: Path) -> None:
+    """`report --traces`: old H100 records get their breakdown from the GPU timeline of their traces."""
+    res = CliRunner().invoke(app, ["report", str(H100 / "traced-segformer.jsonl"), "--traces", str(H100),
+                                   "-o", str(tmp_path), "--format", "md"])
+    assert res.exit_code == 0, res.output
+    [md] = list(tmp_path.rglob("*.md"))
+    text = md.read_text()
+    assert "GPU timeline (per step)" in text and "1417 / 1263" in text and "launch\\_bound" in text
+    assert max(len(w) for w in text.split() if not w.startswith("|:-")) <= 80  # no C++ template name anywhere

@@ -37,6 +37,19 @@ def with_trace(record: dict[str, Any], trace: Path) -> dict[str, Any]:
     return {**record, "breakdown": as_breakdown(g.to_dict(), g.steps)}
 
 
+def attach_traces(records: list[dict[str, Any]], folder: Path) -> list[dict[str, Any]]:
+    """Records with a trace in `folder` (its name holds the cell id) get their breakdown from it."""
+    if not folder.is_dir():
+        raise BenchbenchError(f"--traces: no such folder: {folder}")
+    files = sorted(folder.glob("*.json")) + sorted(folder.glob("*.json.gz"))
+    out = []
+    for r in records:
+        hit = next((f for f in files if r["cell_id"] in f.name), None)
+        ok = r.get("status") == "ok" and r.get("step_time_s")
+        out.append(with_trace(r, hit) if hit and ok and read_timeline(hit).has_gpu else r)
+    return out
+
+
 def trace_findings(g: dict[str, Any], name: str, enqueue_s: float | None = None,
                    t: Thresholds = THRESHOLDS) -> list[Finding]:
     out = []

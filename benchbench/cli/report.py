@@ -54,6 +54,9 @@ def report(
     ] = None,
     history: Annotated[Optional[Path], typer.Option("--history", help="A history store: adds each cell's trend "
                                                     "over nights to the HTML report.")] = None,
+    traces: Annotated[Optional[Path], typer.Option("--traces", help="A folder of profiler traces named by cell id "
+                                                   "(run --trace): each cell's breakdown is rebuilt from its "
+                                                   "GPU timeline.")] = None,
 ) -> None:
     """Write Markdown and HTML reports (tables, findings, plots) from results files."""
     from benchbench import results as res
@@ -70,6 +73,10 @@ def report(
             raise BenchbenchError(f"--pair expects A,B (two cell ids or labels), got {p!r}")
         pairs.append((a.strip(), b.strip()))
     records = res.merge_repeats(res.read_records(results))
+    if traces:
+        from benchbench.analysis.trace import attach_traces
+
+        records = attach_traces(records, traces)
     ref_id = None
     if reference:
         match = [r for r in records if r["cell_id"].startswith(reference) or r.get("label") == reference]

@@ -34,8 +34,27 @@ def cell_breakdowns(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "gmac": _f(fl[name] / 1e9 if name in fl else None, ".3f"),
                     "act": _f(acts[name] / 2**20 if name in acts else None, ".1f")}
                    for name, t in bd["modules"].items()]
-        ops = [{"name": short_op(o["name"]), "s": _f(o["self_time_s"]), "calls": o["calls"], "share": _f(o["share"], ".1%")}
+        ops = [{"name": short_op(o["name"]), "s": _f(o["self_time_s"]), "calls": "" if o["calls"] is None else o["calls"],
+                "share": _f(o["share"], ".1%")}
                for o in bd.get("top_ops", [])[:10]]
         out.append({"label": r.get("label") or r["cell_id"], "id": r["cell_id"], "phases": phases,
-                    "modules": modules, "ops": ops})
+                    "modules": modules, "ops": ops, "gpu": gpu_rows(bd.get("gpu"))})
     return out
+
+
+def gpu_rows(g: dict[str, Any] | None) -> list[dict[str, str]]:
+    """The GPU timeline of a cell in a few lines: work, busy/idle and why, syncs, top kernels."""
+    if not g:
+        return []
+    ms = lambda x: "" if x is None else f"{x * 1e3:.2f} ms"  # noqa: E731
+    rows = [{"name": "launches / kernels per step", "value": f"{g['launches_per_step']:.0f} / {g['kernels_per_step']:.0f}"},
+            {"name": "GPU busy (each kernel once)", "value": ms(g["gpu_busy_s"])}]
+    if g.get("step_time_s"):
+        idle = g.get("idle_breakdown_s") or {}
+        rows.append({"name": "GPU idle of the timed step", "value": f"{ms(g['gpu_idle_s'])} ({g['gpu_idle_fraction']:.0%}): "
+                     + ", ".join(f"{k} {ms(v)}" for k, v in idle.items())})
+    for sy in g.get("host_syncs") or []:
+        rows.append({"name": f"host sync: {sy['call']}", "value": f"{sy['per_step']:.1f}/step from {sy['op']} in {sy['phase']}"})
+    for k in (g.get("top_kernels") or [])[:5]:
+        rows.append({"name": f"kernel {k['name']}", "value": f"{ms(k['gpu_s'])} ({k['share']:.0%})"})
+    return rows

@@ -68,6 +68,10 @@ def render_markdown(records: list[dict[str, Any]], reference_id: str | None = No
                 lines.append("|" + "---|" * len(cols))
                 lines += ["| " + " | ".join(md_escape(row[c]) for c in cols) + " |" for row in cell[key]]
                 lines.append("")
+            if cell["gpu"]:
+                lines += ["| GPU timeline (per step) | |", "|---|---|"]
+                lines += [f"| {md_escape(row['name'])} | {md_escape(row['value'])} |" for row in cell["gpu"]]
+                lines.append("")
     env = next((r.get("env") for r in records if r.get("env")), None)
     if env:
         lines += ["## Environment", "", "| key | value |", "|---|---|"]

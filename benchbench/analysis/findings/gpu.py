@@ -78,7 +78,11 @@ def launch_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                 extra = f", GPU idle {g['gpu_idle_fraction']:.0%} -> {og['gpu_idle_fraction']:.0%}"
             suggestion = (f"{verified['axis']} {verified['from']} -> {verified['to']} measured: "
                           f"{verified['speedup']:.2f}x faster per image{extra}")
-        out.append(Finding("launch_bound", [r["cell_id"]], f"{label(r)}: {launch_bound_text(g, enq)}",
+        text = launch_bound_text(g, enq)
+        if (r.get("timing") or {}).get("clock") != "cuda-events":
+            text += ("; this record's steps were timed with a host sync after each one (before benchbench timed "
+                     "with CUDA events), which adds idle time of its own: re-run for the exact share")
+        out.append(Finding("launch_bound", [r["cell_id"]], f"{label(r)}: {text}",
                            {"gpu_idle_launch_s": idle, "step_s": g["step_time_s"], "gpu_busy_s": g["gpu_busy_s"],
                             "launches_per_step": g["launches_per_step"], "host_enqueue_s": enq},
                            suggestion, verified))
