@@ -97,3 +97,23 @@ def test_report_html_renders_in_chromium_and_escapes(tmp_path: Path, records: di
     assert 'data-rendered="ok"' in body and "data-error" not in body
     assert int(body.split('data-tables="')[1].split('"')[0]) >= 4
     assert int(body.split('data-plots="')[1].split('"')[0]) >= 4
+
+
+def test_cpu_trace_has_profiler_steps_and_explain_trace_says_no_gpu(tmp_path, cli) -> None:
+    """benchbench's own trace: ProfilerStep#N markers (TensorBoard / HTA / Perfetto) around bb.step, no sync."""
+    import json
+
+    from conftest import write_suite
+
+    suite = write_suite(tmp_path / "s.yaml", "name: t\narch: Unet\nencoder: resnet18\nresolution: 32\n"
+                        "batch_size: 2\nwarmup: 1\nsteps: 2\ndevice: cpu\n")
+    code, _, err = cli("run", suite, "--output", tmp_path / "r.jsonl", "--reports-dir", tmp_path / "rep",
+                       "--trace", tmp_path / "traces")
+    assert code == 0, err
+    [trace] = list((tmp_path / "traces").glob("*.json"))
+    events = json.loads(trace.read_text())["traceEvents"]
+    names = [e.get("name", "") for e in events]
+    assert sum(n.startswith("ProfilerStep#") for n in names) == 3 and names.count("bb.step") == 3  # warm-up step not kept
+    assert not any("Synchronize" in n for n in names)
+    code, _, err = cli("explain-trace", trace)
+    assert code == 2 and "no device work" in err

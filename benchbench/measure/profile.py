@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.autograd.profiler import record_function
-from torch.profiler import ProfilerActivity, profile
+from torch.profiler import ProfilerActivity, profile, schedule
 
 PHASES = ("data_wait", "host_to_device", "forward", "loss", "backward", "optimizer")
 PHASE_PREFIX = "bb.phase:"
@@ -114,7 +114,7 @@ def profile_pass(
     step_time_s: float | None = None,
     data_wait_s: float | None = None,
 ) -> dict[str, Any]:
-    """Profile `steps` steps (after one untraced step) and break each down.
+    """Profile `steps` steps (after one warm-up step under the profiler) and break each down.
 
     No host sync inside a profiled step: the steps run back to back as in the
     timed loop, with `prof.step()` between them so the trace carries the
@@ -147,16 +147,19 @@ def profile_pass(
     else:
         tmpdir = None
         export = trace_path
+    # One warm-up step under the profiler (lazy initialisation after the timed loop, the
+    # profiler's own start-up), then `steps` recorded ones; the schedule is what makes
+    # `prof.step()` write the ProfilerStep#N ranges other tools read.
+    sched = schedule(wait=0, warmup=1, active=steps, repeat=1)
     try:
-        one()  # untraced: lazy initialisation after the timed loop's last step
-        if cuda:
-            torch.cuda.synchronize(device)  # outside the profiled steps
-        with _quiet_kineto(), profile(activities=activities, record_shapes=False, with_stack=False) as prof:
-            for _ in range(steps):
+        with _quiet_kineto(), profile(activities=activities, schedule=sched, record_shapes=False,
+                                      with_stack=False) as prof:
+            for i in range(steps + 1):
                 one()
+                if cuda and i == steps:
+                    # after the last step's range, before the trace is collected: its kernels belong in it
+                    torch.cuda.synchronize(device)
                 prof.step()
-            if cuda:
-                torch.cuda.synchronize(device)  # after the last step: its kernels belong in the trace
         if export:
             prof.export_chrome_trace(export)
         if cuda:
