@@ -79,9 +79,13 @@ def stacked(records: list[dict[str, Any]], what: str) -> str | None:
     if not ok:
         return None
     labels = [_safe(r["label"]) for r in ok]
+    gpu = all((r["breakdown"].get("gpu") or {}).get("idle_breakdown_s") for r in ok)
     if what == "phase":
-        keys = list(PHASES)
+        keys = [k for k in PHASES if not (gpu and k == "data_wait")]
         series = {k: [r["breakdown"]["phases"].get(k, 0.0) for r in ok] for k in keys}
+        if gpu:  # the rest of the timed step: the GPU idle, by cause
+            for cause in ("launch", "sync", "data_wait"):
+                series[f"GPU idle: {cause}"] = [r["breakdown"]["gpu"]["idle_breakdown_s"].get(cause, 0.0) for r in ok]
     else:
         keys = sorted({m for r in ok for m in r["breakdown"]["modules"] if "." not in m})
         series = {
@@ -96,8 +100,9 @@ def stacked(records: list[dict[str, Any]], what: str) -> str | None:
         ax.barh(labels, vals, left=left, label=_safe(name))
         left = [a + b for a, b in zip(left, vals)]
     ax.invert_yaxis()
-    ax.set_xlabel("seconds per step (profiler pass)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_xlabel("GPU seconds per step (timeline), then idle up to the timed step" if gpu and what == "phase" else
+                  "GPU seconds per step (timeline)" if gpu else "seconds per step (profiler pass)")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     return _svg(fig)
 
 
