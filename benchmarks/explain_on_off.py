@@ -49,7 +49,7 @@ def main() -> None:
                           str(tmp / "v.json")], capture_output=True, text=True)
     print(res.stdout)
     verdicts = json.loads((tmp / "v.json").read_text())["verdicts"]
-    print(json.dumps([{k: v[k] for k in ("label", "verdict", "ratio", "ci_low", "ci_high", "p_value")}
+    print(json.dumps([{k: v[k] for k in ("label", "verdict", "ratio", "ci_low", "ci_high", "mde", "reason")}
                       for v in verdicts], indent=2))
 
 

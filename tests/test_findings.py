@@ -109,3 +109,20 @@ def test_amp_effect_and_scaling() -> None:
 
 def test_thresholds_live_in_one_place() -> None:
     assert 0 < THRESHOLDS.input_bound_share < 1 and THRESHOLDS.pair_min_ratio > 1
+
+
+def test_low_utilization_says_which_operators_are_slow() -> None:
+    """Mostly non-matmul time: memory-bound. Mostly matmul time far below the peak: the kernels themselves."""
+    def low(cid: str, ops: list, amp: str = "none") -> dict:
+        r = with_breakdown(rec(cid, 1.0, amp=amp), enc=0.4, dec=0.4, fuse=0.2, ops=ops)
+        r["flops"].update(achieved_flops_per_s=2e9, utilization=0.01)
+        return r
+
+    mem = low("mem", [{"name": "aten::upsample_bilinear2d", "self_time_s": 0.7, "calls": 4, "share": 0.7},
+                      {"name": "aten::convolution", "self_time_s": 0.3, "calls": 4, "share": 0.3}])
+    mm = low("mm", [{"name": "aten::convolution", "self_time_s": 0.96, "calls": 4, "share": 0.96},
+                    {"name": "aten::add_", "self_time_s": 0.04, "calls": 4, "share": 0.04}], amp="fp16")
+    [a] = [f for f in find_all([mem]) if f.kind == "low_utilization"]
+    [b] = [f for f in find_all([mm]) if f.kind == "low_utilization"]
+    assert "memory-bound" in a.sentence and "70% of operator time is in non-matmul" in a.sentence
+    assert "memory-bound" not in b.sentence and "96% of operator time" in b.sentence and "amp=fp16" in b.sentence

@@ -38,10 +38,16 @@ def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
         idle = g.get("gpu_idle_fraction")
         idle_txt = (f"; and the GPU is idle {idle:.0%} of the timed step, so part of the gap is the host, "
                     "not the kernels" if idle is not None and idle >= t.launch_idle_share else "")
+        if share >= 0.5:
+            why = (f"at least {share:.0%} of operator time is in non-matmul operators (upsampling, concatenation, "
+                   "normalization, elementwise, copies): memory-bound work")
+        else:
+            why = (f"matmul / convolution operators take {1 - share:.0%} of operator time, so they themselves run "
+                   f"far below the peak (amp={r['params'].get('amp')}: a dtype or shape without fast kernels on "
+                   "this device?)")
         out.append(Finding("low_utilization", [r["cell_id"]],
                            f"{label(r)} runs at {fl['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s, {util:.0%} of the "
-                           f"measured peak; at least {share:.0%} of operator time is in non-matmul operators "
-                           f"(upsampling, concatenation, normalization, elementwise, copies): memory-bound work{idle_txt}",
+                           f"measured peak; {why}{idle_txt}",
                            {"utilization": util, "non_matmul_share": share, "gpu_idle_fraction": idle}))
     return out
 
