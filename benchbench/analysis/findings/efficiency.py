@@ -12,15 +12,21 @@ from benchbench.analysis.records import (
     verifier,
 )
 
-MATMUL_OPS = ("conv", "mm", "addmm", "bmm", "linear", "matmul", "scaled_dot_product", "_convolution", "mkldnn")
+MATMUL_EXACT = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "mmbackward0", "addmmbackward0",
+                "bmmbackward0", "mm_backward", "addmm_backward"}
+MATMUL_PREFIXES = ("convolution", "_convolution", "cudnn_convolution", "mkldnn_convolution", "slow_conv",
+                   "thnn_conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "nvjet", "cutlass")
+MATMUL_SUBSTRINGS = ("scaled_dot_product", "gemm", "convolutionbackward")
 LAYOUT_OPS = ("copy_", "contiguous", "_to_copy", "clone", "to_dense", "permute", "transpose", "reorder", "as_strided")
 
 
 def _is_matmul(name: str) -> bool:
-    n = name.lower()
-    return any(k in n for k in MATMUL_OPS) and "backward" not in n or any(
-        k in n for k in ("convolutionbackward", "convolution_backward", "mm_backward", "addmmbackward")
-    )
+    """Matrix-multiply / convolution work, by op name (aten ops, autograd nodes, GEMM kernels).
+
+    Exact names and prefixes, not substrings: `upsample_bilinear2d` contains "linear" and is not a matmul.
+    """
+    n = name.lower().split("::")[-1].strip()
+    return n in MATMUL_EXACT or n.startswith(MATMUL_PREFIXES) or any(k in n for k in MATMUL_SUBSTRINGS)
 
 
 def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
