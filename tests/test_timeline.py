@@ -146,3 +146,17 @@ def test_every_kernel_name_is_short_and_readable() -> None:
     assert short_name(longest).startswith("distribution_elementwise_grid_stride_kernel")
     copy = next(n for n in names if "bfloat16_copy_kernel_cuda" in n and n.startswith("void at::native::vectorized"))
     assert short_name(copy) == "vectorized_elementwise_kernel<…> [bfloat16_copy_kernel_cuda]"
+
+
+def test_older_category_names_read_the_same(tmp_path: Path) -> None:
+    """Traces from older torch versions name categories "Kernel", "Memcpy", "Runtime", "Operator"."""
+    old = {"kernel": "Kernel", "gpu_memcpy": "Memcpy", "gpu_memset": "Memset", "cuda_runtime": "Runtime",
+           "cpu_op": "Operator"}
+    doc = load_trace(UNET)
+    doc["traceEvents"] = [{**e, "cat": old.get(e.get("cat"), e.get("cat"))} for e in doc["traceEvents"]]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(doc))
+    a, b = summarize_gpu(read_timeline(path)), summarize_gpu(read_timeline(UNET))
+    assert (a.launches_per_step, a.kernels_per_step, a.gpu_busy_s) == (b.launches_per_step, b.kernels_per_step,
+                                                                      b.gpu_busy_s)
+    assert a.gpu_phases_s == b.gpu_phases_s

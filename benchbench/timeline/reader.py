@@ -35,8 +35,11 @@ BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 OPTIMIZER_PREFIXES = ("Optimizer.step#", "Optimizer.zero_grad#")
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
               "cuStreamSynchronize", "cuCtxSynchronize", "cuEventSynchronize", "cuMemcpyDtoH_v2")
-DEVICE_CATS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset"}
-HOST_API_CATS = ("cuda_runtime", "cuda_driver")
+# Category names, lower-cased: current kineto, and older torch versions' ("Kernel", "Memcpy", "Runtime").
+DEVICE_CATS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset", "memcpy": "memcpy",
+               "memset": "memset"}
+HOST_API_CATS = ("cuda_runtime", "cuda_driver", "runtime", "driver")
+HOST_RANGE_CATS = ("cpu_op", "user_annotation", "operator")
 
 
 @dataclass
@@ -148,18 +151,20 @@ def _num(x: Any, default: float = 0.0) -> float:
 
 def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -> Timeline:
     """`apis=("cuda_runtime",)` ignores driver-API launches (to reproduce tools that do)."""
+    apis = tuple(a.lower() for a in apis) + (("runtime",) if "cuda_runtime" in apis else ()) + (
+        ("driver",) if "cuda_driver" in apis else ())
     host: list[HostRange] = []
     api: list[ApiCall] = []
     device: list[DeviceOp] = []
     for e in doc["traceEvents"]:
         if not isinstance(e, dict) or e.get("ph") != "X":
             continue
-        cat = e.get("cat")
+        cat = str(e.get("cat") or "").lower()
         args = e.get("args") or {}
         ts = _num(e.get("ts"))
         end = ts + _num(e.get("dur"))
         name = str(e.get("name", ""))
-        if cat in ("cpu_op", "user_annotation"):
+        if cat in HOST_RANGE_CATS:
             seq = args.get("Sequence number")
             host.append(HostRange(name, int(_num(e.get("tid"))), ts, end,
                                   int(seq) if isinstance(seq, (int, float)) else None, cat == "user_annotation"))
