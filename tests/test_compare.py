@@ -237,3 +237,16 @@ def test_night_to_night_spread_from_the_history_widens_the_interval(tmp_path: Pa
     code, out, _ = cli("compare", base, cand, "--history", db, "--json", tmp_path / "v.json")
     [v] = json.loads((tmp_path / "v.json").read_text())["verdicts"]
     assert code == 1 and v["verdict"] == "slower" and "night-to-night" in v["method"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--run-cv", "2"], "--run-cv must be between 0 and 1"),
+    (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
+    (["--alpha", "0"], "--alpha must be between 0 and 1"),
+    (["--history", "missing.db"], "history store not found"),
+])
+def test_bad_gate_options_are_clear_errors(tmp_path: Path, cli, args, message) -> None:
+    a, a2, _, _ = gate_runs()
+    pa, pb = write(tmp_path / "a.jsonl", a), write(tmp_path / "b.jsonl", a2)
+    code, _, err = cli("compare", pa, pb, *[str(tmp_path / x) if x.endswith(".db") else x for x in args])
+    assert code == 2 and message in err and "Traceback" not in err

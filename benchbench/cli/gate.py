@@ -58,7 +58,7 @@ def compare(
             raise BenchbenchError("give BASELINE and CANDIDATE results paths (or --baseline NAME and CANDIDATE)")
         base, cand = read_records([paths[0]]), read_records([paths[1]])
     nights = None
-    if history and history.exists():
+    if history:
         from benchbench.analysis.gate_stats import night_cv
         from benchbench.history.store import HistoryStore, series
 
