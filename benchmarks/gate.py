@@ -182,6 +182,8 @@ def main() -> None:
         "aa_mdes": [round(v["mde"], 4) for v in aa],
         "detection_verdicts": {k: sum(v["verdict"] == k for v in det) for k in {v["verdict"] for v in det}},
         "detected": sum(v["verdict"] == "slower" for v in det),
+        # the machine's noise drifts (shared VM): the MDE of the detection comparisons themselves
+        "detection_mde_median": statistics.median(v["mde"] for v in det if v.get("mde") is not None),
         "detection_ratios": [round(v["ratio"], 4) for v in det],
         "env": {k: env[k] for k in ("cpu", "threads", "torch")},
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
