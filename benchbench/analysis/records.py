@@ -62,7 +62,7 @@ def images_per_step(r: dict[str, Any]) -> int:
 
 
 def per_image(r: dict[str, Any]) -> float:
-    return step_s(r) / images_per_step(r)
+    return Measurement(r).per_image_s
 
 
 def _lt(a: Any, b: Any) -> bool:

@@ -164,7 +164,7 @@ def profile_pass(
             prof.export_chrome_trace(export)
         if cuda:
             return gpu_breakdown(export, steps, step_time_s, data_wait_s)
-        return breakdown(list(prof.events()), prof.key_averages(), steps, cuda)
+        return breakdown(list(prof.events()), prof.key_averages(), steps)
     finally:
         if ranges:
             ranges.remove()
@@ -213,7 +213,7 @@ def _quiet_kineto() -> Iterator[None]:
                 sys.stderr.write("\n".join(kept) + "\n")
 
 
-def breakdown(events: list[Any], averages: Any, steps: int, cuda: bool = False) -> dict[str, Any]:
+def breakdown(events: list[Any], averages: Any, steps: int) -> dict[str, Any]:
     """Host wall time by phase, module and operator: the CPU device's own clock.
 
     (On CUDA the host ranges say when work was enqueued, not when it ran; the

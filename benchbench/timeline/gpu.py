@@ -108,7 +108,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
             modules[c.module]["forward"] += d.dur
         by_kernel[short_name(d.name) if d.kind == "kernel" else d.name] += d.dur
         by_op[c.op or "(no aten op)"] += d.dur
-    syncs = []
+    syncs, sync_spans = [], []
     for c in calls:
         if not c.is_sync:
             continue
@@ -117,10 +117,9 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
             excluded[c.name] += 1
             continue
         syncs.append({"call": c.name, "op": c.op or "torch.cuda.synchronize()", "phase": ph or "other",
-                      "wait_s": (c.end - c.ts) * 1e-6, "ts": c.ts, "end": c.end})
-    gaps = _classify_gaps(tl, step, merged, syncs)
-    for s in syncs:
-        s.pop("ts"), s.pop("end")
+                      "wait_s": (c.end - c.ts) * 1e-6})
+        sync_spans.append((c.ts, c.end))
+    gaps = _classify_gaps(tl, step, merged, sync_spans)
     span = (max(d.end for d, _, _ in work) - min(d.ts for d, _, _ in work)) if work else 0.0
     return StepGPU(
         index=index, host_s=(step.end - step.ts) * 1e-6, launches=len(launches),
@@ -136,7 +135,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
 
 
 def _classify_gaps(tl: Timeline, step: HostRange, merged: list[tuple[float, float]],
-                   syncs: list[dict[str, Any]]) -> dict[str, float]:
+                   syncs: list[tuple[float, float]]) -> dict[str, float]:
     """Where the GPU sat idle inside the profiled step, and why (as HTA splits idle time).
 
     A gap that starts while the host is blocked in a sync (or within 50 us of
@@ -157,7 +156,7 @@ def _classify_gaps(tl: Timeline, step: HostRange, merged: list[tuple[float, floa
         rest = (e - s) - in_data
         if rest <= 0:
             continue
-        if any(x["ts"] - 1 <= s <= x["end"] + 50 for x in syncs):
+        if any(ts - 1 <= s <= end + 50 for ts, end in syncs):
             out["sync"] += rest * 1e-6
         else:
             out["launch"] += rest * 1e-6
