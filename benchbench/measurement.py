@@ -12,6 +12,8 @@ asked for) x world size (every rank trains a batch).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -56,6 +58,12 @@ def clean_nans(obj: Any) -> Any:
     if isinstance(obj, list):
         return [clean_nans(v) for v in obj]
     return obj
+
+
+def record_key(r: dict[str, Any]) -> str:
+    """A record's identity (run, cell, repeat, start): the same record read twice has the same key."""
+    blob = json.dumps([r.get("run_id"), r["cell_id"], r.get("repeat"), r.get("started_at")], sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()
 
 
 def summarize(samples: list[float]) -> dict[str, Any]:

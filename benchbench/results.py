@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import REQUIRED, SCHEMA, STATUSES, base_record, clean_nans  # noqa: F401 - the record type
+from benchbench.measurement import (  # noqa: F401 - the record type
+    REQUIRED,
+    SCHEMA,
+    STATUSES,
+    base_record,
+    clean_nans,
+    record_key,
+)
 
 
 def new_run_id() -> str:
@@ -196,7 +203,7 @@ def dedupe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: set[str] = set()
     out = []
     for r in records:
-        key = json.dumps([r.get("run_id"), r["cell_id"], r.get("started_at"), r.get("repeat")])
+        key = record_key(r)
         if key not in seen:
             seen.add(key)
             out.append(r)

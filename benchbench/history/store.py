@@ -13,7 +13,6 @@ cell (`--repeat`). A *series* is a cell's nights in one environment
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import sqlite3
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import Measurement
+from benchbench.measurement import Measurement, record_key
 
 DEFAULT_DB = Path("results") / "history.db"
 SCHEMA = """
@@ -52,11 +51,6 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_series ON records (suite, cell_id, fingerprint, started_at);
 """
-
-
-def record_key(r: dict[str, Any]) -> str:
-    blob = json.dumps([r.get("run_id"), r["cell_id"], r.get("repeat"), r.get("started_at")], sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()
 
 
 class HistoryStore:
