@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchbench.analysis.findings.gpu import launch_bound_text, sync_text
+from benchbench.analysis.findings.gpu import host_sync_finding, launch_bound_finding
 from benchbench.analysis.records import THRESHOLDS, Finding, Thresholds
 from benchbench.errors import BenchbenchError
 from benchbench.timeline.gpu import as_breakdown, summarize_gpu
@@ -52,18 +52,8 @@ def attach_traces(records: list[dict[str, Any]], folder: Path) -> list[dict[str,
 
 def trace_findings(g: dict[str, Any], name: str, enqueue_s: float | None = None,
                    t: Thresholds = THRESHOLDS) -> list[Finding]:
-    out = []
-    step = g.get("step_time_s")
-    launch_idle = (g.get("idle_breakdown_s") or {}).get("launch")
-    if step and launch_idle is not None and launch_idle / step >= t.launch_idle_share:
-        out.append(Finding("launch_bound", [name], f"{name}: {launch_bound_text(g, enqueue_s)}",
-                           {"gpu_idle_launch_s": launch_idle, "step_s": step, "gpu_busy_s": g["gpu_busy_s"],
-                            "launches_per_step": g["launches_per_step"]},
-                           "torch.compile (fewer, fused kernels), CUDA graphs, or a larger batch (more work per launch)"))
-    txt = sync_text(g)
-    if txt:
-        out.append(Finding("host_sync", [name], f"{name}: {txt}", {"host_syncs": g["host_syncs"]},
-                           "keep values on the device (a fused optimizer for GradScaler; log losses every N steps)"))
+    out = [f for f in (launch_bound_finding(g, name, name, enqueue_s, t), host_sync_finding(g, name, name))
+           if f is not None]
     busy = g["gpu_busy_s"]
     mods = {k: v["forward"] + v["backward"] for k, v in (g.get("gpu_modules_s") or {}).items() if "." not in k}
     if mods and busy:

@@ -54,38 +54,43 @@ def launch_bound_text(g: dict[str, Any], enqueue: float | None = None) -> str | 
     return txt
 
 
+LAUNCH_ADVICE = "torch.compile (fewer, fused kernels), CUDA graphs, or a larger batch (more work per launch)"
+
+
+def launch_bound_finding(g: dict[str, Any], cell: str, name: str, enqueue: float | None,
+                         t: Thresholds) -> Finding | None:
+    """A launch-bound finding from a GPU summary, or None below the threshold (records and traces alike)."""
+    step, idle = g.get("step_time_s"), (g.get("idle_breakdown_s") or {}).get("launch")
+    if not step or idle is None or idle / step < t.launch_idle_share:
+        return None
+    return Finding("launch_bound", [cell], f"{name}: {launch_bound_text(g, enqueue)}",
+                   {"gpu_idle_launch_s": idle, "step_s": step, "gpu_busy_s": g["gpu_busy_s"],
+                    "launches_per_step": g["launches_per_step"], "host_enqueue_s": enqueue}, LAUNCH_ADVICE)
+
+
 def launch_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     out = []
     for r in ok(records):
         g = gpu_of(r)
-        if not g or not g.get("step_time_s"):
+        f = launch_bound_finding(g, r["cell_id"], label(r), enqueue_s(r), t) if g else None
+        if f is None:
             continue
-        idle = (g.get("idle_breakdown_s") or {}).get("launch", 0.0)
-        if idle / g["step_time_s"] < t.launch_idle_share:
-            continue
-        enq = enqueue_s(r)
-        verified = None
-        for axis, better in (("compile", "any"), ("batch_size", "any")):
-            v = verifier(records, r, axis, better)
-            if v and (verified is None or v["speedup"] > verified["speedup"]):
-                verified = v
-        suggestion = "torch.compile (fewer, fused kernels), CUDA graphs, or a larger batch (more work per launch)"
-        if verified:
-            other = next(o for o in ok(records) if o["cell_id"] == verified["cell_id"])
-            og = gpu_of(other)
+        assert g is not None
+        if (r.get("timing") or {}).get("clock") != "cuda-events":
+            f.sentence += ("; this record's steps were timed with a host sync after each one (before benchbench "
+                           "timed with CUDA events), which adds idle time of its own: re-run for the exact share")
+        for axis in ("compile", "batch_size"):
+            v = verifier(records, r, axis, "any")
+            if v and (f.verified_by is None or v["speedup"] > f.verified_by["speedup"]):
+                f.verified_by = v
+        v = f.verified_by
+        if v:
+            og = gpu_of(next(o for o in ok(records) if o["cell_id"] == v["cell_id"]))
             extra = ""
             if og and og.get("gpu_idle_fraction") is not None:
                 extra = f", GPU idle {g['gpu_idle_fraction']:.0%} -> {og['gpu_idle_fraction']:.0%}"
-            suggestion = (f"{verified['axis']} {verified['from']} -> {verified['to']} measured: "
-                          f"{verified['speedup']:.2f}x faster per image{extra}")
-        text = launch_bound_text(g, enq)
-        if (r.get("timing") or {}).get("clock") != "cuda-events":
-            text += ("; this record's steps were timed with a host sync after each one (before benchbench timed "
-                     "with CUDA events), which adds idle time of its own: re-run for the exact share")
-        out.append(Finding("launch_bound", [r["cell_id"]], f"{label(r)}: {text}",
-                           {"gpu_idle_launch_s": idle, "step_s": g["step_time_s"], "gpu_busy_s": g["gpu_busy_s"],
-                            "launches_per_step": g["launches_per_step"], "host_enqueue_s": enq},
-                           suggestion, verified))
+            f.suggestion = f"{v['axis']} {v['from']} -> {v['to']} measured: {v['speedup']:.2f}x faster per image{extra}"
+        out.append(f)
     return out
 
 
@@ -103,27 +108,37 @@ def sync_text(g: dict[str, Any]) -> str | None:
     return f"{total:.0f} host sync(s) per step inside the training step: " + "; ".join(parts)
 
 
+SYNC_ADVICE = "keep values on the device (a fused optimizer for GradScaler; log losses every N steps)"
+
+
+def host_sync_finding(g: dict[str, Any], cell: str, name: str, suggestion: str = SYNC_ADVICE) -> Finding | None:
+    """The host syncs inside a step, named, from a GPU summary (records and traces alike)."""
+    txt = sync_text(g)
+    if not txt:
+        return None
+    return Finding("host_sync", [cell], f"{name}: {txt}", {"host_syncs": g["host_syncs"]}, suggestion)
+
+
 def host_sync(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     out = []
     for r in ok(records):
         g = gpu_of(r)
-        txt = sync_text(g) if g else None
-        if not txt:
-            continue
-        assert g is not None
         p = r["params"]
         scaler = p.get("amp") == "fp16" and not str(p.get("optimizer", "")).endswith("-fused")
+        f = host_sync_finding(g, r["cell_id"], label(r),
+                              "a fused optimizer (optimizer: adamw-fused) keeps GradScaler's check on the device"
+                              if scaler else "keep the value on the device, or read it once every N steps") if g else None
+        if f is None:
+            continue
+        assert g is not None
         if scaler and any(s["phase"] == "optimizer" for s in g["host_syncs"]):
-            txt += ("; with amp=fp16 this is GradScaler.step checking for inf/NaN gradients, which it must read "
-                    "on the host unless the optimizer is fused")
-        verified = verifier(records, r, "optimizer", "any")
-        suggestion = ("a fused optimizer (optimizer: adamw-fused) keeps GradScaler's check on the device" if scaler
-                      else "keep the value on the device, or read it once every N steps")
-        if verified:
-            suggestion = (f"optimizer {verified['from']} -> {verified['to']} measured: {verified['speedup']:.2f}x "
-                          f"faster per image")
-        out.append(Finding("host_sync", [r["cell_id"]], f"{label(r)}: {txt}",
-                           {"host_syncs": g["host_syncs"]}, suggestion, verified))
+            f.sentence += ("; with amp=fp16 this is GradScaler.step checking for inf/NaN gradients, which it must "
+                           "read on the host unless the optimizer is fused")
+        f.verified_by = verifier(records, r, "optimizer", "any")
+        v = f.verified_by
+        if v:
+            f.suggestion = f"optimizer {v['from']} -> {v['to']} measured: {v['speedup']:.2f}x faster per image"
+        out.append(f)
     return out
 
 
