@@ -73,9 +73,8 @@ def launch_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     for r in ok(records):
         g = gpu_of(r)
         f = launch_bound_finding(g, r["cell_id"], label(r), enqueue_s(r), t) if g else None
-        if f is None:
+        if f is None or g is None:
             continue
-        assert g is not None
         if (r.get("timing") or {}).get("clock") != "cuda-events":
             f.sentence += ("; this record's steps were timed with a host sync after each one (before benchbench "
                            "timed with CUDA events), which adds idle time of its own: re-run for the exact share")
@@ -123,14 +122,15 @@ def host_sync(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     out = []
     for r in ok(records):
         g = gpu_of(r)
+        if not g:
+            continue
         p = r["params"]
         scaler = p.get("amp") == "fp16" and not str(p.get("optimizer", "")).endswith("-fused")
-        f = host_sync_finding(g, r["cell_id"], label(r),
-                              "a fused optimizer (optimizer: adamw-fused) keeps GradScaler's check on the device"
-                              if scaler else "keep the value on the device, or read it once every N steps") if g else None
+        advice = ("a fused optimizer (optimizer: adamw-fused) keeps GradScaler's check on the device" if scaler
+                  else "keep the value on the device, or read it once every N steps")
+        f = host_sync_finding(g, r["cell_id"], label(r), advice)
         if f is None:
             continue
-        assert g is not None
         if scaler and any(s["phase"] == "optimizer" for s in g["host_syncs"]):
             f.sentence += ("; with amp=fp16 this is GradScaler.step checking for inf/NaN gradients, which it must "
                            "read on the host unless the optimizer is fused")
