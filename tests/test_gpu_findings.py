@@ -173,3 +173,15 @@ def test_report_from_records_and_their_traces(tmp_path: Path) -> None:
     text = md.read_text()
     assert "GPU timeline (per step)" in text and "1417 / 1263" in text and "launch\\_bound" in text
     assert max(len(w) for w in text.split() if not w.startswith("|:-")) <= 80  # no C++ template name anywhere
+
+
+def test_breakdown_deltas_carry_the_gpu_split(segformer: list[dict]) -> None:
+    """The one delta function compare and history use: C=64 -> C=512 on the GPU timeline."""
+    from benchbench.analysis.records import breakdown_deltas
+    from benchbench.report.compare import deltas_text
+
+    d = breakdown_deltas(segformer[0]["breakdown"], segformer[1]["breakdown"])
+    assert d["gpu_busy_delta_s"] == pytest.approx(0.0178, abs=0.0005) and d["gpu_idle_delta_s"] < 0
+    assert d["module_deltas_s"]["decoder"] == pytest.approx(0.0175, abs=0.0005)
+    text = "; ".join(deltas_text(d))
+    assert text.startswith("GPU busy +17.8") and "largest module delta decoder +17.4" in text

@@ -20,7 +20,7 @@ from benchbench.analysis.gate_stats import (  # noqa: F401 - the gate's statisti
     judge,
     run_medians,
 )
-from benchbench.analysis.records import images_per_step
+from benchbench.analysis.records import breakdown_deltas, images_per_step
 from benchbench.errors import BenchbenchError
 from benchbench.measure.env import FINGERPRINT_KEYS, env_diff
 
@@ -51,27 +51,8 @@ class CellVerdict:
 
 
 def _why(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
-    """Phase / module / operator deltas when both sides carry a breakdown, and env differences."""
-    from benchbench.analysis.findings.gpu import timeline_delta
-    from benchbench.timeline.names import short_op
-
-    why: dict[str, Any] = {}
-    bb, cb = base.get("breakdown"), cand.get("breakdown")
-    if bb and cb:
-        why["phase_deltas_s"] = {k: cb["phases"].get(k, 0.0) - v for k, v in bb["phases"].items()}
-        why["module_deltas_s"] = {
-            k: (cb["modules"].get(k, {}).get("forward", 0.0) + cb["modules"].get(k, {}).get("backward", 0.0))
-            - (v["forward"] + v["backward"])
-            for k, v in bb["modules"].items() if "." not in k
-        }
-        bo = {short_op(o["name"]): o["self_time_s"] for o in bb.get("top_ops", [])}
-        co = {short_op(o["name"]): o["self_time_s"] for o in cb.get("top_ops", [])}
-        deltas = sorted(((co.get(n, 0.0) - bo.get(n, 0.0), n) for n in set(bo) | set(co)), reverse=True)
-        why["top_op_deltas_s"] = {n: d for d, n in deltas[:5]}
-        if cand.get("step_time_s") and base.get("step_time_s"):
-            gpu = timeline_delta(cand, base)
-            if gpu:
-                why["gpu"] = gpu[1]
+    """Phase / module / operator / GPU deltas when both sides carry a breakdown, and env differences."""
+    why = breakdown_deltas(base.get("breakdown"), cand.get("breakdown"))
     diff = env_diff(base.get("env") or {}, cand.get("env") or {})
     if diff:
         why["env"] = {k: {"baseline": a, "candidate": b} for k, (a, b) in diff.items()}

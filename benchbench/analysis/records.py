@@ -93,3 +93,31 @@ def groups_along(records: list[dict[str, Any]], axis: str) -> list[list[dict[str
         key = repr([(k, r["params"].get(k)) for k in AXES if k != axis])
         groups.setdefault(key, []).append(r)
     return [g for g in groups.values() if len({repr(r["params"].get(axis)) for r in g}) >= 2]
+
+
+def breakdown_deltas(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """Where a step-time difference went: phase, top-level module, operator and (on a GPU) busy/idle
+    deltas between two breakdowns. Used by compare (baseline -> candidate) and history (night before
+    a change -> first night after)."""
+    if not before or not after:
+        return {}
+    from benchbench.timeline.names import short_op
+
+    out: dict[str, Any] = {}
+    pb, pa = before.get("phases") or {}, after.get("phases") or {}
+    out["phase_deltas_s"] = {k: pa.get(k, 0.0) - pb.get(k, 0.0) for k in set(pa) | set(pb)}
+    mb, ma = before.get("modules") or {}, after.get("modules") or {}
+
+    def total(m: dict[str, Any], k: str) -> float:
+        return sum((m.get(k) or {}).get(x, 0.0) for x in ("forward", "backward"))
+
+    out["module_deltas_s"] = {k: total(ma, k) - total(mb, k) for k in set(ma) | set(mb) if "." not in k}
+    ob = {short_op(o["name"]): o["self_time_s"] for o in before.get("top_ops") or []}
+    oa = {short_op(o["name"]): o["self_time_s"] for o in after.get("top_ops") or []}
+    ops = sorted(((oa.get(n, 0.0) - ob.get(n, 0.0), n) for n in set(oa) | set(ob)), reverse=True)
+    out["top_op_deltas_s"] = {n: d for d, n in ops[:5]}
+    gb, ga = before.get("gpu") or {}, after.get("gpu") or {}
+    if gb and ga:
+        out["gpu_busy_delta_s"] = (ga.get("gpu_busy_s") or 0.0) - (gb.get("gpu_busy_s") or 0.0)
+        out["gpu_idle_delta_s"] = (ga.get("gpu_idle_s") or 0.0) - (gb.get("gpu_idle_s") or 0.0)
+    return out

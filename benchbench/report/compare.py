@@ -11,20 +11,24 @@ ORDER = {k: i for i, k in enumerate(("failed", "slower", "incomparable", "noisy"
                                      "unchanged"))}
 
 
-def why_text(v: CellVerdict) -> str:
-    """The evidence behind a change: GPU busy/idle, the largest module and operator deltas, env."""
+def deltas_text(why: dict[str, Any]) -> list[str]:
+    """The evidence behind a change, from analysis.records.breakdown_deltas: GPU busy/idle, the
+    largest module delta, the operators that grew."""
     parts = []
-    gpu = v.why.get("gpu") or {}
-    if gpu:
-        parts.append(f"GPU busy {gpu['delta_busy_s'] * 1e3:+.1f} ms, idle {gpu['delta_idle_s'] * 1e3:+.1f} ms")
-    mods = v.why.get("module_deltas_s") or {}
+    if "gpu_busy_delta_s" in why:
+        parts.append(f"GPU busy {why['gpu_busy_delta_s'] * 1e3:+.2f} ms, idle {why['gpu_idle_delta_s'] * 1e3:+.2f} ms")
+    mods = why.get("module_deltas_s") or {}
     if mods:
         k, d = max(mods.items(), key=lambda kv: abs(kv[1]))
-        parts.append(f"{k} {d * 1e3:+.1f} ms")
-    ops = v.why.get("top_op_deltas_s") or {}
-    pos = [f"{n} {d * 1e3:+.1f} ms" for n, d in list(ops.items())[:3] if d > 0]
-    if pos:
-        parts.append("ops " + ", ".join(pos))
+        parts.append(f"largest module delta {k} {d * 1e3:+.2f} ms")
+    ops = [f"{n} {d * 1e3:+.2f} ms" for n, d in (why.get("top_op_deltas_s") or {}).items() if d > 0][:3]
+    if ops:
+        parts.append("ops " + ", ".join(ops))
+    return parts
+
+
+def why_text(v: CellVerdict) -> str:
+    parts = deltas_text(v.why)
     env = v.why.get("env") or {}
     if env:
         parts.append("env " + ", ".join(f"{k} {x['baseline']}->{x['candidate']}" for k, x in env.items()))

@@ -8,6 +8,7 @@ from typing import Any
 
 from benchbench.history.check import Change
 from benchbench.history.store import Series
+from benchbench.report.compare import deltas_text
 from benchbench.report.files import write_atomic
 from benchbench.report.plots import _safe, _svg, plt
 
@@ -20,15 +21,9 @@ def change_text(c: Change) -> str:
            f"{c.before_s * 1e3:.2f} -> {c.after_s * 1e3:.2f} ms per step")
     if c.env_changes:
         txt += "; environment: " + ", ".join(f"{k} {v['before']} -> {v['after']}" for k, v in c.env_changes.items())
-    mods = c.why.get("module_deltas_s") or {}
-    if mods:
-        k, d = max(mods.items(), key=lambda kv: abs(kv[1]))
-        txt += f"; largest module delta {k} {d * 1e3:+.2f} ms"
-    ops = [f"{n} {d * 1e3:+.2f} ms" for n, d in (c.why.get("top_op_deltas_s") or {}).items() if d > 0][:3]
-    if ops:
-        txt += "; ops " + ", ".join(ops)
-    if "gpu_busy_delta_s" in c.why:
-        txt += f"; GPU busy {c.why['gpu_busy_delta_s'] * 1e3:+.2f} ms, idle {c.why['gpu_idle_delta_s'] * 1e3:+.2f} ms"
+    parts = deltas_text(c.why)
+    if parts:
+        txt += "; " + "; ".join(parts)
     return txt
 
 
