@@ -59,14 +59,9 @@ def compare(
         base, cand = read_records([paths[0]]), read_records([paths[1]])
     nights = None
     if history:
-        from benchbench.analysis.gate_stats import night_cv
-        from benchbench.history.store import HistoryStore, series
+        from benchbench.history.store import nights_cv
 
-        fps = {(r.get("env") or {}).get("fingerprint") for r in cand}
-        store = HistoryStore(history, create=False)
-        nights = {s.cell_id: cv for s in series(store.rows()) if s.fingerprint in fps
-                  and (cv := night_cv(s.values)) is not None}
-        store.close()
+        nights = nights_cv(history, {(r.get("env") or {}).get("fingerprint") for r in cand})
     verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv, nights)
     table = Table(title=f"compare ({1 - alpha:.0%} intervals over runs)")
     cols = ("verdict", "cell", "change", "95% CI", "threshold", "MDE", "runs", "reason")

@@ -185,3 +185,16 @@ def load_series(db: str | Path, suite: str | None = None, cell: str | None = Non
         raise BenchbenchError(f"no ok records in {db}" + (f" for suite {suite!r}" if suite else "")
                               + (f" and cell {cell!r}" if cell else ""))
     return found
+
+
+def nights_cv(db: str | Path, fingerprints: set[str | None]) -> dict[str, float]:
+    """Per cell id, the night-to-night CV of its series in these environments (for compare --history);
+    cells with too few nights to know are left out."""
+    from benchbench.analysis.gate_stats import night_cv
+
+    store = HistoryStore(db, create=False)
+    try:
+        found = series(store.rows())
+    finally:
+        store.close()
+    return {s.cell_id: cv for s in found if s.fingerprint in fingerprints and (cv := night_cv(s.values)) is not None}
