@@ -54,6 +54,8 @@ def history_show(
     """Each cell's nights (median step time, p10-p90 band), change points marked."""
     from benchbench.history.check import check
 
+    if output and output.suffix.lower() not in (".png", ".html"):
+        raise BenchbenchError(f"-o must end in .png or .html, got {output.name}")
     all_series = load_series(db, suite, cell)
     found = check(all_series, threshold, last=10**9)
     table = Table(title=f"history: {db}")
@@ -65,8 +67,6 @@ def history_show(
                       s.nights[0].started_at, s.nights[-1].started_at, f"{s.nights[-1].median_s * 1e3:.2f}", str(n))
     console.print(table)
     if output:
-        if output.suffix.lower() not in (".png", ".html"):
-            raise BenchbenchError(f"-o must end in .png or .html, got {output.name}")
         from benchbench.report.history import write_trend
 
         write_trend(output, all_series, found)

@@ -30,11 +30,10 @@ def write_reports(records: list[dict[str, Any]], stem: Path, formats: list[str],
         section = None
         if history_db:
             from benchbench.history.check import check
+            from benchbench.history.store import load_series
             from benchbench.report.history import history_section
 
             cells = {r["cell_id"] for r in records}
-            from benchbench.history.store import load_series
-
             found = [s for s in load_series(history_db, str(records[0].get("suite")), None) if s.cell_id in cells]
             if found:
                 section = history_section(found, check(found, 0.05, last=10**9))
