@@ -30,8 +30,11 @@ def pick_record(records: list[dict[str, Any]], trace: Path) -> dict[str, Any]:
 
 def with_trace(record: dict[str, Any], trace: Path) -> dict[str, Any]:
     """The record with its breakdown rebuilt from its trace's GPU timeline (for records made before
-    benchbench read the timeline itself, or traces taken apart from the run)."""
+    benchbench read the timeline itself, or traces taken apart from the run). A trace without
+    device work (a CPU cell's) leaves the record as it is."""
     tl = read_timeline(trace)
+    if not tl.has_gpu:
+        return record
     g = summarize_gpu(tl, record["step_time_s"]["median"], (record.get("data_wait_s") or {}).get("median"),
                       "timed loop median")
     return {**record, "breakdown": as_breakdown(g.to_dict(), g.steps)}
@@ -46,7 +49,7 @@ def attach_traces(records: list[dict[str, Any]], folder: Path) -> list[dict[str,
     for r in records:
         hit = next((f for f in files if r["cell_id"] in f.name), None)
         ok = r.get("status") == "ok" and r.get("step_time_s")
-        out.append(with_trace(r, hit) if hit and ok and read_timeline(hit).has_gpu else r)
+        out.append(with_trace(r, hit) if hit and ok else r)  # each trace parsed once
     return out
 
 
