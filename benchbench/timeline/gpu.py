@@ -85,7 +85,7 @@ def _is_harness_sync(tl: Timeline, c: ApiCall, phase: str | None) -> bool:
 
 
 def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[str]) -> StepGPU:
-    calls = [c for c in tl.calls if step.ts <= c.ts <= step.end]
+    calls = tl.calls_between(step.ts, step.end)
     launches = [c for c in calls if c.device_ops]
     first_bwd = min((c.ts for c in launches if c.backward_seq is not None or c.on_autograd_thread), default=None)
     work: list[tuple[DeviceOp, ApiCall, str]] = []

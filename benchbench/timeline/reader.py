@@ -116,9 +116,15 @@ class Timeline:
             return self.phases[i].name[len(PHASE_PREFIX):]
         return None
 
+    def calls_between(self, start: float, end: float) -> list[ApiCall]:
+        """Calls made in [start, end] (calls are sorted by time: a slice, not a scan per step)."""
+        return self.calls[bisect.bisect_left(self._call_starts, start):bisect.bisect_right(self._call_starts, end)]
+
     def __post_init__(self) -> None:
         self.phases.sort(key=lambda r: r.ts)
         self._phase_starts = [p.ts for p in self.phases]
+        self.calls.sort(key=lambda c: c.ts)
+        self._call_starts = [c.ts for c in self.calls]
 
 
 def load_trace(path: str | Path) -> dict[str, Any]:
@@ -200,7 +206,7 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
     phases = [h for h in host if h.name.startswith(PHASE_PREFIX)]
     seq_module = _annotate_calls(host, calls, main_tid)
     meta = {k: v for k, v in doc.items() if k != "traceEvents"}
-    return Timeline(host, sorted(calls, key=lambda c: c.ts), sorted(device, key=lambda d: d.ts), steps, source,
+    return Timeline(host, calls, sorted(device, key=lambda d: d.ts), steps, source,
                     phases, seq_module, meta, main_tid, unmatched)
 
 
