@@ -93,7 +93,50 @@ def throughput(images_per_step: int, step_samples: list[float], clock: str = "pe
 
 
 @dataclass(frozen=True)
+class Run:
+    """One process's timed block: the unit of throughput and of the gate.
+
+    A run owns its samples, its work per step and its clock; its throughput is
+    derived from those alone (on CUDA from its own block wall time). Pooling the
+    samples of several runs and dividing by one run's wall time would count N runs
+    of steps against one run's time: N times the throughput.
+    """
+
+    samples: tuple[float, ...]
+    images_per_step: int
+    clock: str = "perf_counter"
+    block_wall_s: float | None = None
+    run_id: str | None = None
+    repeat: int | None = None
+
+    @property
+    def median(self) -> float:
+        return float(np.median(self.samples))
+
+    @property
+    def throughput(self) -> float | None:
+        return throughput(self.images_per_step, list(self.samples), self.clock, self.block_wall_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"samples": list(self.samples), "images_per_step": self.images_per_step, "clock": self.clock,
+                "block_wall_s": self.block_wall_s, "run_id": self.run_id, "repeat": self.repeat,
+                "median_s": self.median, "throughput_img_s": self.throughput}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Run:
+        return cls(tuple(float(x) for x in d["samples"]), int(d["images_per_step"]), str(d.get("clock") or
+                   "perf_counter"), d.get("block_wall_s"), d.get("run_id"), d.get("repeat"))
+
+
+@dataclass(frozen=True)
 class Measurement:
+    """A cell's record read through one type: ok, runs, statistics and throughput derive here.
+
+    A single run's record is one `Run`; a merged record (`Measurement.merge`) keeps
+    every run in `repeats.runs`, so its throughput is the median of the runs' own
+    throughputs and its spread between runs is known.
+    """
+
     record: dict[str, Any]
 
     @property
@@ -109,8 +152,14 @@ class Measurement:
         return self.record.get("params") or {}
 
     @property
+    def status(self) -> str:
+        return str(self.record.get("status"))
+
+    @property
     def ok(self) -> bool:
-        return self.record.get("status") == "ok" and bool(self.record.get("step_time_s"))
+        """The one definition: status ok and a step time to show for it."""
+        st = self.record.get("step_time_s")
+        return self.status == "ok" and isinstance(st, dict) and (bool(st.get("samples")) or st.get("median") is not None)
 
     @property
     def samples(self) -> list[float]:
@@ -148,33 +197,68 @@ class Measurement:
     def clock(self) -> str:
         return str((self.record.get("timing") or {}).get("clock") or "perf_counter")
 
+    @cached_property
+    def runs(self) -> tuple[Run, ...]:
+        """Every run (process) behind this record: one, or those a merge kept."""
+        kept = (self.record.get("repeats") or {}).get("runs")
+        if kept:
+            return tuple(Run.from_dict(d) for d in kept)
+        if not self.ok or not self.samples:
+            return ()
+        t = self.record.get("timing") or {}
+        return (Run(tuple(self.samples), self.images_per_step, self.clock, t.get("block_wall_s"),
+                    self.record.get("run_id"), self.record.get("repeat")),)
+
+    @property
+    def run_medians(self) -> list[float]:
+        return [r.median for r in self.runs]
+
+    @property
+    def between_run_cv(self) -> float | None:
+        meds = self.run_medians
+        if len(meds) < 2:
+            return None
+        return float(np.std(meds, ddof=1) / np.mean(meds))
+
     @property
     def throughput(self) -> float | None:
-        t = self.record.get("timing") or {}
-        if self.samples:
-            return throughput(self.images_per_step, self.samples, self.clock, t.get("block_wall_s"))
+        """Images per second: each run's own (never pooled steps over one run's wall time), median over runs.
+        Records without samples (older files) keep what they stored."""
+        if not self.ok:
+            return None
+        tps = [t for r in self.runs if (t := r.throughput)]
+        if tps:
+            return float(np.median(tps))
         return self.record.get("throughput_img_s")
 
     def to_record(self) -> dict[str, Any]:
         return {**self.record, "step_time_s": self.stats, "throughput_img_s": self.throughput}
 
+    @classmethod
+    def merge(cls, ms: list[Measurement]) -> Measurement:
+        """One measurement from several of one cell (`--repeat`, `--resume`): every run kept in
+        `repeats.runs`, samples pooled for the step-time summary, throughput per run."""
+        runs = [run for m in ms for run in m.runs]
+        merged = dict(ms[-1].record)
+        pooled = [s for run in runs for s in run.samples]
+        merged["step_time_s"] = summarize(pooled)
+        # The last run's wall time describes one run, not the merge: the runs carry their own.
+        merged["timing"] = {**(merged.get("timing") or {}), "block_wall_s": None}
+        merged["repeats"] = {"n": len(runs), "runs": [r.to_dict() for r in runs],
+                             "run_medians_s": [r.median for r in runs]}
+        waits = [m.record["data_wait_s"] for m in ms if m.record.get("data_wait_s")]
+        if waits:
+            merged["data_wait_s"] = dict(waits[-1], fraction=sum(w.get("fraction") or 0 for w in waits) / len(waits))
+        out = cls(merged)
+        merged["repeats"]["between_run_cv"] = out.between_run_cv
+        merged["throughput_img_s"] = out.throughput
+        return out
+
+
+def is_ok(record: dict[str, Any]) -> bool:
+    return Measurement(record).ok
+
 
 def merge(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """One record from several runs of one cell (`--repeat`, `--resume`): samples pooled, the
-    spread between runs kept in `repeats`. Throughput is per run and then the median over runs,
-    each from its own work per step and clock: never a pooled median over a pooled batch."""
-    ms = [Measurement(r) for r in records]
-    merged = dict(records[-1])
-    pooled = [s for m in ms for s in m.samples]
-    merged["step_time_s"] = summarize(pooled)
-    tps = [m.throughput for m in ms if m.throughput]
-    merged["throughput_img_s"] = float(np.median(tps)) if tps else None
-    medians = [m.median for m in ms]
-    mean = sum(medians) / len(medians)
-    var = sum((x - mean) ** 2 for x in medians) / (len(medians) - 1) if len(medians) > 1 else 0.0
-    merged["repeats"] = {"n": len(ms), "run_medians_s": medians,
-                         "between_run_cv": (var ** 0.5) / mean if mean else None}
-    waits = [r["data_wait_s"] for r in records if r.get("data_wait_s")]
-    if waits:
-        merged["data_wait_s"] = dict(waits[-1], fraction=sum(w.get("fraction") or 0 for w in waits) / len(waits))
-    return merged
+    """`Measurement.merge` for raw records (the results store's merge of repeats)."""
+    return Measurement.merge([Measurement(r) for r in records]).record

@@ -106,14 +106,14 @@ def merge_repeats(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     `run --repeat N` and `--resume` can leave several records of a cell; reports
     show one row per cell, and the spread between runs is kept in `repeats`.
     """
-    from benchbench.measurement import merge
+    from benchbench.measurement import Measurement, merge
 
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         groups.setdefault(r["cell_id"], []).append(r)
     out = []
     for recs in groups.values():
-        ok = [r for r in recs if r.get("status") == "ok" and (r.get("step_time_s") or {}).get("samples")]
+        ok = [r for r in recs if Measurement(r).runs]
         if len(ok) <= 1:
             out.append(ok[0] if ok else recs[-1])
             continue
@@ -130,9 +130,9 @@ def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
     env = next((r.get("env") for r in records if r.get("env")), {}) or {}
     benches = []
     for r in merge_repeats(records):
-        if r.get("status") != "ok":
-            continue
         m = Measurement(r)
+        if not m.ok or not m.samples:
+            continue
         data = m.samples
         s = m.stats
         import numpy as np
@@ -149,7 +149,7 @@ def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
             "fullname": f"{name}[{r['cell_id']}]",
             "params": {"cell_id": r["cell_id"]},
             "param": r["cell_id"],
-            "extra_info": {"throughput_img_s": r.get("throughput_img_s"), "batch_size": r["params"]["batch_size"],
+            "extra_info": {"throughput_img_s": m.throughput, "batch_size": r["params"]["batch_size"],
                            "images_per_step": m.images_per_step,
                            "data_wait_fraction": (r.get("data_wait_s") or {}).get("fraction"),
                            "params": r["params"]},
@@ -185,9 +185,11 @@ def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 def completed_runs(records: list[dict[str, Any]]) -> dict[str, int]:
     """ok records per cell: how many of a cell's repeats are already done (for --resume)."""
+    from benchbench.measurement import is_ok
+
     done: dict[str, int] = {}
     for r in records:
-        if r.get("status") == "ok":
+        if is_ok(r):
             done[r["cell_id"]] = done.get(r["cell_id"], 0) + 1
     return done
 

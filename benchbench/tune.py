@@ -12,8 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchbench.measurement import Measurement, is_ok
 from benchbench.runner import RunOptions, make_payload, run_cell
 from benchbench.suite import Cell, Suite, cell_id
+
+
+def _tp(rec: dict[str, Any]) -> float:
+    return float(Measurement(rec).throughput or 0.0)
 
 
 @dataclass
@@ -53,21 +58,20 @@ def tune_batch(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any], *, st
         if total and peak and peak > margin * total:
             stopped = f"batch {bs} uses {peak / total:.0%} of device memory (margin {margin:.0%})"
             break
-        ok = [p for p in probes if p["status"] == "ok"]
-        if len(ok) >= 3 and ok[-1]["throughput_img_s"] < ok[-2]["throughput_img_s"] * (1 + gain) \
-                and ok[-2]["throughput_img_s"] < ok[-3]["throughput_img_s"] * (1 + gain):
+        ok = [p for p in probes if is_ok(p)]
+        if len(ok) >= 3 and _tp(ok[-1]) < _tp(ok[-2]) * (1 + gain) and _tp(ok[-2]) < _tp(ok[-3]) * (1 + gain):
             stopped = "throughput stopped growing for two doublings"
             break
         bs *= 2
-    ok = [p for p in probes if p["status"] == "ok"]
+    ok = [p for p in probes if is_ok(p)]
     fits = [p for p in ok if not total or ((p.get("memory") or {}).get("cuda_peak_reserved_bytes") or 0)
             <= margin * total]
     largest = max((p["params"]["batch_size"] for p in fits), default=None) if (total or len(ok) < len(probes)) else None
     plateau = None
     for a, b in zip(ok, ok[1:]):
-        if b["throughput_img_s"] < a["throughput_img_s"] * (1 + gain):
+        if _tp(b) < _tp(a) * (1 + gain):
             plateau = a["params"]["batch_size"]
             break
     # Never recommend a batch that broke the memory margin, however fast it ran.
-    best = max(fits, key=lambda p: p["throughput_img_s"])["params"]["batch_size"] if fits else None
+    best = max(fits, key=_tp)["params"]["batch_size"] if fits else None
     return TuneResult(cell, probes, largest, plateau, best, stopped)

@@ -154,7 +154,9 @@ def test_tune_batch_never_recommends_a_batch_that_broke_the_margin(monkeypatch) 
     def fake_run(payload, options):
         bs = payload["params"]["batch_size"]
         used = 0.99 if bs == 256 else 0.3 + 0.004 * bs
-        return {"status": "ok", "params": payload["params"], "throughput_img_s": measured[bs],
+        step = bs / measured[bs]  # a record whose samples give that throughput (the one type derives it)
+        return {"cell_id": "c", "status": "ok", "params": payload["params"],
+                "step_time_s": {"samples": [step] * 3, "median": step},
                 "memory": {"cuda_peak_reserved_bytes": used * total}}
 
     monkeypatch.setattr(tune, "run_cell", fake_run)

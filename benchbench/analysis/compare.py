@@ -22,6 +22,7 @@ from benchbench.analysis.gate_stats import (  # noqa: F401 - the gate's statisti
 )
 from benchbench.analysis.records import breakdown_deltas, images_per_step
 from benchbench.errors import BenchbenchError
+from benchbench.measurement import is_ok
 from benchbench.measure.env import FINGERPRINT_KEYS, env_diff
 
 VERDICTS = ("slower", "faster", "unchanged", "noisy", "new", "missing", "failed", "incomparable")
@@ -75,7 +76,7 @@ def check_env(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], a
 
 
 def _work(recs: list[dict[str, Any]]) -> set[int]:
-    return {images_per_step(r) for r in recs if r.get("status") == "ok"}
+    return {images_per_step(r) for r in recs if is_ok(r)}
 
 
 def _work_note(recs: list[dict[str, Any]]) -> str:
@@ -121,12 +122,12 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], thr
         if not c:
             out.append(CellVerdict(cid, label, "missing", threshold=thr, reason="cell not in the candidate"))
             continue
-        ok_b = [r for r in b if r.get("status") == "ok"]
+        ok_b = [r for r in b if is_ok(r)]
         if not ok_b:
             out.append(CellVerdict(cid, label, "new", threshold=thr,
                                    reason="cell not in the baseline" if not b else "no ok baseline record"))
             continue
-        bad = [r for r in c if r.get("status") != "ok"]
+        bad = [r for r in c if not is_ok(r)]
         if bad:
             out.append(CellVerdict(cid, label, "failed", threshold=thr,
                                    reason=f"{bad[0]['status']}: {bad[0].get('error')}",

@@ -78,9 +78,8 @@ class Interval:
 
 
 def run_medians(recs: list[dict[str, Any]]) -> list[float]:
-    """One value per run (process): its median step, from its own samples."""
-    ms = [Measurement(r) for r in recs]
-    return [m.median for m in ms if m.ok and m.samples]
+    """One value per run (process): its median step, from its own samples (a merged record: each of its runs)."""
+    return [med for r in recs for med in Measurement(r).run_medians]
 
 
 def night_cv(values: list[float]) -> float | None:

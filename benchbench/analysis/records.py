@@ -42,7 +42,12 @@ class Finding:
 
 
 def ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "ok" and r.get("step_time_s")]
+    return [r for r in records if Measurement(r).ok]
+
+
+def throughput(r: dict[str, Any]) -> float:
+    """Images per second of an ok record (per run, median over runs: `Measurement.throughput`)."""
+    return float(Measurement(r).throughput or 0.0)
 
 
 def label(r: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from benchbench.measurement import Measurement
 
 
 def reference_record(records: list[dict[str, Any]], reference_id: str | None) -> dict[str, Any] | None:
-    ok = [r for r in records if r.get("status") == "ok"]
+    ok = [r for r in records if Measurement(r).ok]
     for r in ok:
         if reference_id and r["cell_id"] == reference_id:
             return r
@@ -28,7 +28,7 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
     for r in records:
         st = r.get("step_time_s") or {}
         dw = r.get("data_wait_s") or {}
-        tp = Measurement(r).throughput if r.get("status") == "ok" else None
+        tp = Measurement(r).throughput
         gpu = (r.get("breakdown") or {}).get("gpu") or {}
         rows.append(
             {

@@ -12,13 +12,14 @@ from typing import Any
 from benchbench.analysis.findings.gpu import host_sync_finding, launch_bound_finding
 from benchbench.analysis.records import THRESHOLDS, Finding, Thresholds
 from benchbench.errors import BenchbenchError
+from benchbench.measurement import is_ok
 from benchbench.timeline.gpu import as_breakdown, summarize_gpu
 from benchbench.timeline.reader import read_timeline
 
 
 def pick_record(records: list[dict[str, Any]], trace: Path) -> dict[str, Any]:
     """The record a trace belongs to: benchbench names traces by cell id."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("step_time_s")]
+    ok = [r for r in records if is_ok(r)]
     hits = [r for r in ok if r["cell_id"] in trace.name]
     if len(hits) >= 1:
         return hits[-1]
@@ -48,8 +49,7 @@ def attach_traces(records: list[dict[str, Any]], folder: Path) -> list[dict[str,
     out = []
     for r in records:
         hit = next((f for f in files if r["cell_id"] in f.name), None)
-        ok = r.get("status") == "ok" and r.get("step_time_s")
-        out.append(with_trace(r, hit) if hit and ok else r)  # each trace parsed once
+        out.append(with_trace(r, hit) if hit and is_ok(r) else r)  # each trace parsed once
     return out
 
 

@@ -32,6 +32,7 @@ from benchbench.cli.app import (
 )
 from benchbench.cli.report import write_reports
 from benchbench.errors import BenchbenchError
+from benchbench.measurement import Measurement, is_ok
 
 
 @app.command("list")
@@ -174,7 +175,7 @@ def run(
                 progress.update(task, description=f"cell {i + 1}/{len(todo)} {cell.label}")
                 _, rec = next(runner)
                 rec["repeat"] = done_count.get(cell.id, 0)
-                if rec["status"] == "ok":
+                if is_ok(rec):
                     done_count[cell.id] = rec["repeat"] + 1
                 store.append(rec)
                 records.append(rec)
@@ -206,7 +207,7 @@ def run(
             highlight=False,
         )
         raise typer.Exit(130)
-    failed = [r for r in latest if r["status"] != "ok"]
+    failed = [r for r in latest if not is_ok(r)]
     if failed and not allow_failures:
         err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)
         raise typer.Exit(1)
@@ -282,7 +283,7 @@ def tune_batch_cmd(
         with console.status(f"probing {cell.label}"):
             r = tune_batch(suite, cell, run_id, env_info, start=start, max_batch=max_batch, margin=margin,
                            gain=gain, steps=steps, on_probe=store.append)
-        probes = ", ".join(f"{p['params']['batch_size']}: " + (f"{p['throughput_img_s']:.1f}" if p["status"] == "ok"
+        probes = ", ".join(f"{p['params']['batch_size']}: " + (f"{Measurement(p).throughput:.1f}" if is_ok(p)
                                                                 else p["status"]) for p in r.probes)
         table.add_row(cell.label, probes, str(r.largest_fit or "no limit reached"), str(r.plateau or "-"),
                       str(r.best_throughput or "-"), r.stopped_because)

@@ -73,6 +73,7 @@ class HistoryStore:
         added = seen = 0
         with self.db:
             for r in records:
+                m = Measurement(r)
                 st = r.get("step_time_s") or {}
                 env = r.get("env") or {}
                 gpu = (r.get("breakdown") or {}).get("gpu") or {}
@@ -86,9 +87,9 @@ class HistoryStore:
                 row = (
                     record_key(r), r.get("run_id"), r.get("suite"), r["cell_id"], r.get("label"),
                     env.get("fingerprint"), env.get("git_commit"), r.get("started_at"), r.get("repeat"),
-                    r.get("status"), Measurement(r).images_per_step if r.get("status") == "ok" else None,
+                    r.get("status"), m.images_per_step if m.ok else None,
                     st.get("median"), st.get("p10"), st.get("p90"), st.get("iqr"), st.get("cv"), st.get("mean"),
-                    st.get("min"), st.get("max"), st.get("n"), r.get("throughput_img_s"),
+                    st.get("min"), st.get("max"), st.get("n"), m.throughput,
                     (r.get("data_wait_s") or {}).get("fraction"), gpu.get("gpu_busy_s"), gpu.get("gpu_idle_fraction"),
                     json.dumps(env, sort_keys=True), json.dumps(keep) if keep else None, source,
                 )

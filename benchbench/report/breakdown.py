@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchbench.measurement import is_ok
 from benchbench.timeline.names import short_op
 
 
@@ -15,7 +16,7 @@ def cell_breakdowns(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in records:
         bd = r.get("breakdown")
-        if r.get("status") != "ok" or not bd:
+        if not is_ok(r) or not bd:
             continue
         step = bd.get("step_s") or 0
         phases = [{"name": k, "s": _f(v), "share": _f(v / step if step else None, ".1%")}

@@ -11,6 +11,7 @@ from benchbench.analysis.findings import Finding
 from benchbench.analysis.summary import display_rows, reference_record, summary_frame
 from benchbench.measure.env import describe
 from benchbench.measure.flops import CONVENTION
+from benchbench.measurement import Measurement
 from benchbench.report import plots
 from benchbench.report.breakdown import cell_breakdowns
 from benchbench.report.files import write_atomic
@@ -30,7 +31,7 @@ def render_html(records: list[dict[str, Any]], findings: list[Finding], referenc
     ref = reference_record(records, reference_id)
     varied = varied or _varied(records)
     plot_list: list[tuple[str, str]] = []
-    svg = plots.relative_throughput(records, ref["throughput_img_s"] if ref else None)
+    svg = plots.relative_throughput(records, Measurement(ref).throughput if ref else None)
     if svg:
         plot_list.append(("Throughput relative to the reference", svg))
     for axis, svg in plots.along_axes(records, varied):
@@ -48,7 +49,7 @@ def render_html(records: list[dict[str, Any]], findings: list[Finding], referenc
         title=title or (records[0].get("suite") if records else "report"),
         run_ids=sorted({str(r.get("run_id")) for r in records}),
         n_cells=len(records),
-        n_ok=sum(r.get("status") == "ok" for r in records),
+        n_ok=sum(Measurement(r).ok for r in records),
         env_line=describe(env) if env else "",
         convention=CONVENTION,
         columns=columns,

@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchbench.measure.profile import PHASES  # noqa: E402
+from benchbench.measurement import Measurement  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9})
 
@@ -29,7 +30,11 @@ def _svg(fig: Any) -> str:
 
 
 def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if r.get("status") == "ok" and r.get("throughput_img_s")]
+    return [r for r in records if Measurement(r).throughput]
+
+
+def _tp(r: dict[str, Any]) -> float:
+    return float(Measurement(r).throughput or 0.0)
 
 
 def relative_throughput(records: list[dict[str, Any]], ref_tp: float | None) -> str | None:
@@ -37,7 +42,7 @@ def relative_throughput(records: list[dict[str, Any]], ref_tp: float | None) -> 
     if not ok or not ref_tp:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(ok) + 1))
-    vals = [r["throughput_img_s"] / ref_tp for r in ok]
+    vals = [_tp(r) / ref_tp for r in ok]
     ax.barh([_safe(r["label"]) for r in ok], vals, color=["#4c78a8" if v >= 1 else "#e45756" for v in vals])
     ax.axvline(1.0, color="black", lw=0.8)
     ax.invert_yaxis()
@@ -59,7 +64,7 @@ def along_axes(records: list[dict[str, Any]], axes: list[str]) -> list[tuple[str
                 continue
             key = " ".join(str(r["params"].get(k)) for k in ("arch", "encoder") if True)
             others = [f"{k}={r['params'][k]}" for k in axes if k not in (axis, "arch", "encoder")]
-            groups.setdefault(key + (" " + " ".join(others) if others else ""), []).append((x, r["throughput_img_s"]))
+            groups.setdefault(key + (" " + " ".join(others) if others else ""), []).append((x, _tp(r)))
         groups = {k: sorted(v) for k, v in groups.items() if len(v) >= 2}
         if not groups:
             continue

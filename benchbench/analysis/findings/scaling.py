@@ -12,6 +12,7 @@ from benchbench.analysis.records import (
     groups_along,
     label,
     step_s,
+    throughput,
 )
 
 
@@ -30,7 +31,7 @@ def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                                                           "pixels": px.tolist(), "step_s": st.tolist()}))
     for g in groups_along(records, "batch_size"):
         g = sorted(g, key=lambda r: r["params"]["batch_size"])
-        tps = [r["throughput_img_s"] for r in g]
+        tps = [throughput(r) for r in g]
         plateau = None
         for prev, cur, r in zip(tps, tps[1:], g[1:]):
             if cur < prev * (1 + t.batch_plateau_gain):
@@ -49,10 +50,11 @@ def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
             continue
         for r in g[1:]:
             ws = r["params"]["world_size"]
-            eff = r["throughput_img_s"] / (ws * one["throughput_img_s"])
+            gain = throughput(r) / throughput(one)
+            eff = gain / ws
             slow = (r.get("ranks") or {}).get("slowest_rank")
             out.append(Finding("scaling", [r["cell_id"], one["cell_id"]],
-                               f"{label(r)}: {ws} ranks give {r['throughput_img_s'] / one['throughput_img_s']:.2f}x "
+                               f"{label(r)}: {ws} ranks give {gain:.2f}x "
                                f"the throughput of one, a scaling efficiency of {eff:.0%}"
                                + (f" (slowest rank: {slow})" if slow is not None else ""),
                                {"axis": "world_size", "efficiency": eff, "world_size": ws}))
