@@ -250,3 +250,25 @@ def test_bad_gate_options_are_clear_errors(tmp_path: Path, cli, args, message) -
     pa, pb = write(tmp_path / "a.jsonl", a), write(tmp_path / "b.jsonl", a2)
     code, _, err = cli("compare", pa, pb, *[str(tmp_path / x) if x.endswith(".db") else x for x in args])
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_the_default_alpha_is_the_measured_one_and_labels_follow_it(tmp_path: Path, cli) -> None:
+    """README and gate_stats.ALPHA say 99% intervals (false alarms were measured at 0.01): compare's default
+    must be that, and every label says the confidence the interval was computed at."""
+    from benchbench.analysis.gate_stats import ALPHA
+
+    assert ALPHA == 0.01
+    aa = H100_GATE
+    recs = [json.loads(x) for x in aa.read_text().splitlines()]
+    runs = sorted({r["run_id"] for r in recs})
+    base, cand = tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    base.write_text("".join(json.dumps(r) + "\n" for r in recs if r["run_id"] == runs[0]))
+    cand.write_text("".join(json.dumps(r) + "\n" for r in recs if r["run_id"] == runs[1]))
+    code, out, err = cli("compare", base, cand, "--markdown", tmp_path / "s.md", "--json", tmp_path / "v.json")
+    assert code == 0, err
+    assert "99% CI" in out and "95%" not in out
+    md = (tmp_path / "s.md").read_text()
+    assert "99% CI" in md and "99% interval" in md and "95%" not in md
+    assert json.loads((tmp_path / "v.json").read_text())["alpha"] == 0.01
+    code, out, _ = cli("compare", base, cand, "--alpha", "0.05")
+    assert "95% CI" in out

@@ -46,6 +46,7 @@ class CellVerdict:
     runs_candidate: int = 0
     reason: str = ""
     why: dict[str, Any] = field(default_factory=dict)
+    alpha: float = ALPHA  # the interval is 1 - alpha
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +152,8 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], thr
         if v.verdict in ("slower", "faster", "noisy"):
             v.why = _why(ok_b[-1], c[-1])
         out.append(v)
+    for v in out:
+        v.alpha = alpha
     return out
 
 

@@ -46,6 +46,11 @@ POWER = 0.80  # for the minimum detectable effect
 DEFAULT_THRESHOLD = 0.05
 
 
+def ci_label(alpha: float = ALPHA) -> str:
+    """The interval's name in every rendering, from the alpha it was computed at."""
+    return f"{1 - alpha:.0%} CI"
+
+
 @dataclass
 class Interval:
     ratio: float

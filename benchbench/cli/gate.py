@@ -16,6 +16,7 @@ from benchbench.cli.app import (
     console,
     err_console,
 )
+from benchbench.analysis.gate_stats import ALPHA, ci_label
 from benchbench.errors import BenchbenchError
 
 
@@ -27,7 +28,8 @@ def compare(
     threshold: Annotated[Optional[float], typer.Option(
         help="Minimum effect that counts (0.05 = 5%); overrides the cells' gate_threshold. Default: each cell's "
              "gate_threshold, else 5%.")] = None,
-    alpha: Annotated[float, typer.Option(help="1 - the interval's confidence (0.05: a 95% interval).")] = 0.05,
+    alpha: Annotated[float, typer.Option(help=f"1 - the interval's confidence (default {ALPHA}: a {1 - ALPHA:.0%} "
+                                              "interval, the setting the false-alarm rate was measured at).")] = ALPHA,
     run_cv: Annotated[Optional[float], typer.Option(
         "--run-cv", help="This machine's known run-to-run CV of a cell's median (0.01 = 1%): lets one run a side "
                          "be judged.")] = None,
@@ -64,9 +66,9 @@ def compare(
         nights = nights_cv(history, {(r.get("env") or {}).get("fingerprint") for r in cand})
     verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv, nights)
     table = Table(title=f"compare ({1 - alpha:.0%} intervals over runs)")
-    cols = ("verdict", "cell", "change", "95% CI", "threshold", "MDE", "runs", "reason")
+    cols = ("verdict", "cell", "change", "interval", "threshold", "MDE", "runs", "reason")
     for col in cols:
-        table.add_column(col, overflow="fold")
+        table.add_column(ci_label(alpha) if col == "interval" else col, overflow="fold")
     colors = {"slower": "red", "failed": "red", "faster": "green", "noisy": "yellow", "incomparable": "yellow"}
     for r in rows(verdicts):
         table.add_row(*(escape(str(r[c])) for c in cols), style=colors.get(r["verdict"]))

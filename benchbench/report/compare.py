@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchbench.analysis.compare import VERDICTS, CellVerdict, regressions
+from benchbench.analysis.gate_stats import ALPHA, ci_label
 from benchbench.report.markdown import md_escape
 
 ORDER = {k: i for i, k in enumerate(("failed", "slower", "incomparable", "noisy", "faster", "new", "missing",
@@ -44,7 +45,7 @@ def rows(verdicts: list[CellVerdict]) -> list[dict[str, Any]]:
     for v in sorted(verdicts, key=lambda v: (ORDER.get(v.verdict, 9), -(v.ratio or 0))):
         out.append({
             "verdict": v.verdict, "cell": v.label, "change": _pct(v.ratio),
-            "95% CI": "" if v.ci_low is None else f"{_pct(v.ci_low)} .. {_pct(v.ci_high)}",
+            "interval": "" if v.ci_low is None else f"{_pct(v.ci_low)} .. {_pct(v.ci_high)}",
             "threshold": "" if v.threshold is None else f"{v.threshold:.0%}",
             "MDE": "" if v.mde is None else f"{v.mde:.1%}",
             "runs": f"{v.runs_baseline} vs {v.runs_candidate}" if v.runs_baseline or v.runs_candidate else "",
@@ -56,15 +57,17 @@ def rows(verdicts: list[CellVerdict]) -> list[dict[str, Any]]:
 def render_markdown(verdicts: list[CellVerdict], title: str = "benchbench compare") -> str:
     counts = {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
     head = "regression found" if regressions(verdicts) else "no regression"
+    alpha = verdicts[0].alpha if verdicts else ALPHA
+    ci = ci_label(alpha)
     lines = [f"## {title}: {head}", "",
              " · ".join(f"{k}: {n}" for k, n in counts.items() if n), "",
-             "Change = candidate / baseline step time (geometric mean of run medians), with its 95% interval "
+             f"Change = candidate / baseline step time (geometric mean of run medians), with its {1 - alpha:.0%} interval "
              "over runs. A cell is `slower`/`faster` only when the whole interval is beyond its threshold, "
              "`unchanged` only when it is within. MDE = the smallest slowdown this comparison detects with 80% "
              "probability at its spread and number of runs.", "",
-             "| verdict | cell | change | 95% CI | threshold | MDE | runs | reason |",
+             f"| verdict | cell | change | {ci} | threshold | MDE | runs | reason |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows(verdicts):
-        lines.append("| " + " | ".join(md_escape(r[k]) for k in ("verdict", "cell", "change", "95% CI", "threshold",
+        lines.append("| " + " | ".join(md_escape(r[k]) for k in ("verdict", "cell", "change", "interval", "threshold",
                                                                  "MDE", "runs", "reason")) + " |")
     return "\n".join(lines) + "\n"
