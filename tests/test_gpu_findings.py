@@ -152,7 +152,9 @@ def test_a_host_sync_is_named_with_its_op_and_phase(tmp_path: Path) -> None:
     out = json.loads(res.output)
     assert out["host_syncs"] == [{"op": "aten::_local_scalar_dense", "phase": "optimizer",
                                   "call": "cudaDeviceSynchronize", "per_step": 1.0,
-                                  "wait_s_per_step": pytest.approx(out["host_syncs"][0]["wait_s_per_step"])}]
+                                  "wait_s_per_step": pytest.approx(out["host_syncs"][0]["wait_s_per_step"]),
+                                  "gpu_idle_after_s_per_step": pytest.approx(
+                                      out["host_syncs"][0]["gpu_idle_after_s_per_step"])}]
     assert out["harness_syncs_excluded"] == {"cudaDeviceSynchronize": 2}  # the host-to-device ones stay excluded
     [f] = [f for f in out["findings"] if f["kind"] == "host_sync"]
     assert "1x cudaDeviceSynchronize from aten::_local_scalar_dense in optimizer" in f["sentence"]

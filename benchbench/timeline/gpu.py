@@ -34,6 +34,8 @@ GPU_PHASES = ("host_to_device", "forward", "loss", "backward", "optimizer", "oth
 #: `torch.cuda.synchronize()` from the harness, outside any aten op, after the
 #: host-to-device copy or after the step. They are reported, not charged to the model.
 HARNESS_SYNC_PHASES = ("host_to_device", None)
+#: a kernel that starts within this of its launch call returning found the GPU's queue empty
+QUEUE_EMPTY_S = 20e-6
 
 
 @dataclass
@@ -53,6 +55,7 @@ class StepGPU:
     kernels_by_name_s: dict[str, float] = field(default_factory=dict)
     ops_s: dict[str, float] = field(default_factory=dict)
     launch_api_s: float = 0.0  # host time spent inside launch calls
+    launch_delays_s: list[float] = field(default_factory=list)  # kernel start - its launch call's return
 
 
 def _union(intervals: list[tuple[float, float]]) -> tuple[float, list[tuple[float, float]]]:
@@ -109,6 +112,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
         by_kernel[short_name(d.name) if d.kind == "kernel" else d.name] += d.dur
         by_op[c.op or "(no aten op)"] += d.dur
     syncs, sync_spans = [], []
+    sync_of: dict[Any, dict[str, Any]] = {}
     for c in calls:
         if not c.is_sync:
             continue
@@ -116,9 +120,20 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
         if _is_harness_sync(tl, c, ph):
             excluded[c.name] += 1
             continue
-        syncs.append({"call": c.name, "op": c.op or "torch.cuda.synchronize()", "phase": ph or "other",
-                      "wait_s": (c.end - c.ts) * 1e-6})
         sync_spans.append((c.ts, c.end))
+        # One sync per causing op: an op that waits twice (or copies, then waits) drained the GPU once.
+        key = c.op_key if c.op_key is not None else ("call", c.tid, c.ts)
+        s = sync_of.get(key)
+        if s is None:
+            s = sync_of[key] = {"call": c.name, "op": c.op or "torch.cuda.synchronize()", "phase": ph or "other",
+                              "wait_s": 0.0, "_end": c.end}
+            syncs.append(s)
+        s["wait_s"] += (c.end - c.ts) * 1e-6
+        s["_end"] = max(s["_end"], c.end)
+    for s in syncs:
+        # What the sync costs the GPU: its queue is empty when the host returns, and stays so until
+        # the host launches again (~0 ms of host wait in a host-bound step, yet the GPU idles).
+        s["gpu_idle_after_s"] = tl.idle_gap_at(s.pop("_end")) * 1e-6
     gaps = _classify_gaps(tl, step, merged, sync_spans)
     span = (max(d.end for d, _, _ in work) - min(d.ts for d, _, _ in work)) if work else 0.0
     return StepGPU(
@@ -131,6 +146,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
         gaps_s=gaps, kernels_by_name_s={k: v * 1e-6 for k, v in by_kernel.items()},
         ops_s={k: v * 1e-6 for k, v in by_op.items()},
         launch_api_s=sum(c.end - c.ts for c in launches) * 1e-6,
+        launch_delays_s=[(d.ts - c.end) * 1e-6 for c in launches for d in c.device_ops if d.kind == "kernel"],
     )
 
 
@@ -183,6 +199,10 @@ class GpuSummary:
     profiled_gaps_s: dict[str, float]
     harness_syncs_excluded: dict[str, int]
     unmatched_device_ops: int
+    #: kernel start - return of its launch call, median; and the share of kernels that started within
+    #: QUEUE_EMPTY_S of their launch: the GPU had nothing queued and waited for the host (HTA's launch delay)
+    launch_delay_median_s: float | None = None
+    launch_queue_empty_share: float | None = None
     step_time_s: float | None = None
     step_time_source: str | None = None
     gpu_idle_s: float | None = None
@@ -221,13 +241,16 @@ def summarize_gpu(tl: Timeline, step_time_s: float | None = None, data_wait_s: f
                     mods[".".join(parts[:i])][x] += v[x] / n
     sync_counts: Counter[tuple[str, str, str]] = Counter()
     sync_wait: dict[tuple[str, str, str], float] = defaultdict(float)
+    sync_idle: dict[tuple[str, str, str], float] = defaultdict(float)
     for p in per:
         for s in p.syncs:
             key = (s["op"], s["phase"], s["call"])
             sync_counts[key] += 1
             sync_wait[key] += s["wait_s"]
-    syncs = [{"op": k[0], "phase": k[1], "call": k[2], "per_step": c / n, "wait_s_per_step": sync_wait[k] / n}
-             for k, c in sync_counts.most_common()]
+            sync_idle[key] += s["gpu_idle_after_s"]
+    syncs = [{"op": k[0], "phase": k[1], "call": k[2], "per_step": c / n, "wait_s_per_step": sync_wait[k] / n,
+              "gpu_idle_after_s_per_step": sync_idle[k] / n} for k, c in sync_counts.most_common()]
+    delays = [d for p in per for d in p.launch_delays_s]
     kern = mean_dict(lambda p: p.kernels_by_name_s)
     ops = mean_dict(lambda p: p.ops_s)
     busy = med(lambda p: p.busy_s)
@@ -243,6 +266,8 @@ def summarize_gpu(tl: Timeline, step_time_s: float | None = None, data_wait_s: f
                  for k, v in sorted(ops.items(), key=lambda kv: -kv[1])[:top]],
         profiled_gaps_s=mean_dict(lambda p: p.gaps_s), harness_syncs_excluded=dict(excluded),
         unmatched_device_ops=tl.unmatched_device_ops,
+        launch_delay_median_s=float(median(delays)) if delays else None,
+        launch_queue_empty_share=sum(d <= QUEUE_EMPTY_S for d in delays) / len(delays) if delays else None,
     )
     if step_time_s:
         apply_step_time(out, step_time_s, data_wait_s, step_time_source or "given")

@@ -33,6 +33,7 @@ STEP_NAME = "bb.step"
 PROFILER_STEP = "ProfilerStep#"
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 OPTIMIZER_PREFIXES = ("Optimizer.step#", "Optimizer.zero_grad#")
+#: Calls that block the host until the device has drained: explicit waits, and the synchronous copies.
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
               "cuStreamSynchronize", "cuCtxSynchronize", "cuEventSynchronize", "cuMemcpyDtoH_v2")
 # Category names, lower-cased: current kineto, and older torch versions' ("Kernel", "Memcpy", "Runtime").
@@ -76,6 +77,7 @@ class ApiCall:
     end: float
     correlation: int | None
     op: str | None = None  # innermost aten op (the one that caused the launch or the sync)
+    op_key: tuple[int, float] | None = None  # that op's instance (thread, start): one `.item()` = one op
     module: str | None = None  # innermost bb.module range (forward)
     backward_seq: int | None = None  # sequence number of the autograd node running it (backward)
     optimizer: bool = False  # inside Optimizer.step / zero_grad
@@ -84,10 +86,17 @@ class ApiCall:
 
     @property
     def is_sync(self) -> bool:
+        """Whether this call blocks the host until the GPU's queue has drained.
+
+        `.item()` is `cudaMemcpyAsync` device-to-host into pinned memory *and then*
+        `cudaStreamSynchronize`: the copy itself returns at once, the wait is the sync.
+        A `non_blocking=True` device-to-host copy into pinned memory is no sync at all.
+        An async copy into pageable memory does block (the driver stages it).
+        """
         if self.name in SYNC_CALLS:
             return True
-        # A device-to-host copy blocks the host until the stream has drained (e.g. `.item()`).
-        return self.name.startswith("cudaMemcpy") and any("DtoH" in d.name for d in self.device_ops)
+        return self.name.startswith(("cudaMemcpy", "cuMemcpy")) and any(
+            "DtoH" in d.name and "Pageable" in d.name for d in self.device_ops)
 
 
 @dataclass
@@ -120,7 +129,25 @@ class Timeline:
         """Calls made in [start, end] (calls are sorted by time: a slice, not a scan per step)."""
         return self.calls[bisect.bisect_left(self._call_starts, start):bisect.bisect_right(self._call_starts, end)]
 
+    def idle_gap_at(self, ts: float) -> float:
+        """Length (us) of the GPU's idle gap that contains host time ts (0 when the GPU is busy then):
+        after a sync returns, how long the drained GPU waits for its next work."""
+        i = bisect.bisect_right(self._busy_starts, ts) - 1
+        if i >= 0 and ts <= self._busy[i][1]:
+            return 0.0
+        prev_end = self._busy[i][1] if i >= 0 else ts
+        nxt = self._busy[i + 1][0] if i + 1 < len(self._busy) else None
+        return (nxt - prev_end) if nxt is not None else 0.0
+
     def __post_init__(self) -> None:
+        busy: list[list[float]] = []
+        for d in sorted(self.device, key=lambda d: d.ts):
+            if busy and d.ts <= busy[-1][1]:
+                busy[-1][1] = max(busy[-1][1], d.end)
+            else:
+                busy.append([d.ts, d.end])
+        self._busy = busy
+        self._busy_starts = [b[0] for b in busy]
         self.phases.sort(key=lambda r: r.ts)
         self._phase_starts = [p.ts for p in self.phases]
         self.calls.sort(key=lambda c: c.ts)
@@ -239,6 +266,7 @@ def _annotate_calls(host: list[HostRange], calls: list[ApiCall], main_tid: int |
             c: ApiCall = obj
             op = _innermost(stack, lambda h: not h.annotation and not h.name.startswith(BACKWARD_PREFIX))
             c.op = op.name if op else None
+            c.op_key = (op.tid, op.ts) if op else None
             mod = _innermost(stack, lambda h: h.name.startswith(MODULE_PREFIX))
             c.module = mod.name[len(MODULE_PREFIX):] if mod else None
             node = _innermost(stack, lambda h: h.name.startswith(BACKWARD_PREFIX))

@@ -42,15 +42,26 @@ def enqueue_s(r: dict[str, Any]) -> float | None:
 
 
 def launch_bound_text(g: dict[str, Any], enqueue: float | None = None) -> str | None:
-    """The evidence sentence of a launch-bound step, or None if the GPU is not idle waiting for launches."""
+    """The evidence sentence of a launch-bound step, or None if the GPU is not idle waiting for launches.
+
+    The evidence is the GPU's: its idle gaps against the timed step, and how soon kernels start after
+    their launch (a kernel that starts microseconds after its launch returns found an empty queue).
+    Host enqueue time is not evidence either way: once ~1000 launches are queued, a launch blocks
+    until the GPU frees a slot, so a GPU-bound loop also spends its whole step enqueueing.
+    """
     step, idle = g.get("step_time_s"), (g.get("idle_breakdown_s") or {}).get("launch")
     if not step or idle is None:
         return None
     txt = (f"the GPU is idle {idle / step:.0%} of a {_ms(step)} step ({_ms(idle)}) waiting for the host to launch "
            f"work: {g['launches_per_step']:.0f} launches per step ({g['kernels_per_step']:.0f} kernels) keep it busy "
            f"only {_ms(g['gpu_busy_s'])}")
+    share, delay = g.get("launch_queue_empty_share"), g.get("launch_delay_median_s")
+    if share is not None and delay is not None:
+        txt += (f"; {share:.0%} of kernels started within 20 us of their launch returning (median launch-to-start "
+                f"{delay * 1e6:.0f} us in the profiled steps): the queue runs empty and the host sets the pace")
     if enqueue:
-        txt += f"; the host needs {_ms(enqueue)} to enqueue a step ({enqueue / step:.0%} of the step time)"
+        txt += (f" (host enqueue {_ms(enqueue)} per step is no evidence on its own: a full launch queue blocks "
+                "the host in a GPU-bound loop too)")
     return txt
 
 
@@ -100,9 +111,12 @@ def sync_text(g: dict[str, Any]) -> str | None:
     parts = []
     for s in syncs[:3]:
         cause = SYNC_CAUSES.get(s["op"], "")
+        idle = s.get("gpu_idle_after_s_per_step")
         parts.append(f"{s['per_step']:.0f}x {s['call']} from {s['op']} in {s['phase']}"
                      + (f" ({cause})" if cause else "")
-                     + f", host blocked {_ms(s.get('wait_s_per_step'))} per step")
+                     + f", host blocked {_ms(s.get('wait_s_per_step'))} per step"
+                     + (f", then the drained GPU sat idle {_ms(idle)} until the host launched again"
+                        if idle is not None else ""))
     total = sum(s["per_step"] for s in syncs)
     return f"{total:.0f} host sync(s) per step inside the training step: " + "; ".join(parts)
 
