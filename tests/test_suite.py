@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchbench.errors import BenchbenchError
 from benchbench.suite import build_suite, cell_id, expand, load_suite
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_github_actions_include_exclude_semantics() -> None:
@@ -134,3 +138,20 @@ def test_fpn_group_norm_error_names_the_setting() -> None:
         preflight(p)
     msg = str(err.value)
     assert "decoder_channels=16 does not work" in msg and "64, 128" in msg and "resolution" not in msg
+
+
+def test_compile_names_a_mode_and_old_ids_keep() -> None:
+    """`compile: true/false` cells keep their ids; `default` is `true`; CUDA graphs are a cell of their own."""
+    s = build_suite({"matrix": {"compile": [False, True, "default", "reduce-overhead", "max-autotune"]}}, device="cpu")
+    ids = {c.params["compile"]: c.id for c in s.cells}
+    assert ids == {False: "4e915b121813", True: "a484f556a5f1", "reduce-overhead": ids["reduce-overhead"],
+                   "max-autotune": ids["max-autotune"]}
+    assert len(s.cells) == 4
+    with pytest.raises(BenchbenchError, match="compile"):
+        build_suite({"compile": "turbo"}, device="cpu")
+    gpu = load_suite(ROOT / "suites" / "gpu_launch.yaml", device="cpu")
+    assert gpu.cells  # every profile validates on a CPU
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "suites" / "gpu_launch.yaml").read_text())
+    assert {"amp": "bf16", "optimizer": "adamw", "compile": "reduce-overhead", "batch_size": 16} in doc["include"]

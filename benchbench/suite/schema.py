@@ -40,6 +40,18 @@ def _amp(value: Any) -> Any:
     return value
 
 
+COMPILE_MODES = ("reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _compile(value: Any) -> Any:
+    """`true` and `default` are torch.compile's default mode and stay `True`, so existing cell ids keep."""
+    if isinstance(value, str) and value.lower() in ("default", "true", "on", "yes"):
+        return True
+    if value is None or (isinstance(value, str) and value.lower() in ("false", "none", "off", "no")):
+        return False
+    return value
+
+
 def _data(value: Any) -> Any:
     """Accept the short spellings and canonicalise to a dict with a `kind`."""
     if isinstance(value, str):
@@ -104,7 +116,9 @@ class CellParams(BaseModel):
     persistent_workers: bool = True
     prefetch_factor: PositiveInt | None = None
     channels_last: bool = False
-    compile: bool = False
+    # false | true (= default mode) | reduce-overhead (CUDA graphs) | max-autotune | max-autotune-no-cudagraphs
+    compile: Annotated[bool | Literal["reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                       BeforeValidator(_compile)] = False
     # `-fused`: one multi-tensor kernel per step, and GradScaler keeps its inf check on the device
     # (no host sync per step with amp=fp16).
     optimizer: Literal["adamw", "sgd", "adam", "rmsprop", "adamw-fused", "adam-fused"] = "adamw"

@@ -47,6 +47,11 @@ def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimi
     raise ValueError(f"unknown optimizer {name!r}")
 
 
+def compiled(model: nn.Module, setting: bool | str) -> Any:
+    """torch.compile in the cell's mode: `True` is the default mode; `reduce-overhead` adds CUDA graphs."""
+    return torch.compile(model, mode=None if setting is True else str(setting))
+
+
 AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -63,7 +68,7 @@ class TrainStep:
         self.model = model
         self.compiled = bool(params.get("compile"))
         self.forward_fn: Callable[[torch.Tensor], torch.Tensor] = (
-            torch.compile(model) if params.get("compile") else model
+            compiled(model, params["compile"]) if self.compiled else model
         )
         self.loss_fn = make_loss(params["loss"]).to(device)
         self.optimizer = make_optimizer(params["optimizer"], model, params["lr"])
