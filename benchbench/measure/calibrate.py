@@ -1,42 +1,86 @@
 """Measure the device's peak compute once per run, so utilisation is a measured ratio.
 
-A large square matmul in the cell's dtype is the best case any model can hit;
-its rate (2 flops per multiply-add, the hardware convention) is the peak that
-achieved FLOP/s are divided by.
+A large square matmul is the best case any model can hit; its rate (2 flops per
+multiply-add, the hardware convention) is the peak that achieved FLOP/s are
+divided by. It is measured in each math mode a cell's work can run in: on a GPU
+fp32 has two — plain fp32 and TF32, which cuDNN convolutions use by default
+(`torch.backends.cudnn.allow_tf32`) while matmuls do not (`float32_matmul_precision
+= "highest"`) — and they differ 4-8x, so an fp32 cell is judged against the mode
+its own convolutions and matmuls ran in (`measure.flops.effective_peak`).
+
+On CUDA the matmuls are timed with CUDA events, several blocks of several
+repetitions after a warm-up, and the peak is the median block: one repetition of
+an 8192^3 matmul is ~1.5 ms on an H100, too short to time alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import torch
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def matmul_peak(device: torch.device, dtype: str, n: int | None = None, reps: int = 5) -> dict[str, Any]:
-    n = n or (8192 if device.type == "cuda" else 1024)
+@contextlib.contextmanager
+def tf32(enabled: bool) -> Iterator[None]:
+    old = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = old
+
+
+def matmul_peak(device: torch.device, dtype: str, n: int | None = None, reps: int | None = None,
+                blocks: int = 5) -> dict[str, Any]:
+    cuda = device.type == "cuda"
+    n = n or (8192 if cuda else 1024)
+    reps = reps or (10 if cuda else 2)
     dt = DTYPES[dtype]
     a = torch.randn(n, n, device=device).to(dt)
     b = torch.randn(n, n, device=device).to(dt)
-    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-    torch.matmul(a, b)
-    sync()
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        torch.matmul(a, b)
-        sync()
-        times.append(time.perf_counter() - t0)
-    best = min(times)  # a peak: the best repetition, not the median
-    return {"dtype": dtype, "n": n, "flops_per_s": 2 * n**3 / best, "samples_s": times}
+    rates = []
+    with tf32(dtype == "tf32"):
+        torch.matmul(a, b)  # library initialisation, kernel selection
+        if cuda:
+            torch.cuda.synchronize(device)
+        for _ in range(blocks):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                for _ in range(reps):
+                    torch.matmul(a, b)
+                end.record()
+                end.synchronize()
+                seconds = start.elapsed_time(end) * 1e-3
+            else:
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    torch.matmul(a, b)
+                seconds = time.perf_counter() - t0
+            rates.append(2 * n**3 * reps / seconds)
+    return {"dtype": dtype, "n": n, "reps": reps, "clock": "cuda-events" if cuda else "perf_counter",
+            "flops_per_s": float(np.median(rates)), "block_rates": rates,
+            "spread": float((max(rates) - min(rates)) / np.median(rates))}
+
+
+def modes(device: str, dtypes: list[str]) -> list[str]:
+    """The math modes to measure: a GPU's fp32 cells need TF32 too (cuDNN's default for convolutions)."""
+    out = list(dict.fromkeys(dtypes))
+    if device == "cuda" and "fp32" in out:
+        out.append("tf32")
+    return out
 
 
 def calibrate(device_name: str, dtypes: list[str]) -> dict[str, Any]:
     device = torch.device(device_name)
     out: dict[str, Any] = {}
-    for d in dtypes:
+    for d in modes(device.type, dtypes):
         try:
             out[d] = matmul_peak(device, d)
         except Exception as exc:  # noqa: BLE001 - a dtype the device lacks is data, not a crash

@@ -79,8 +79,39 @@ def flopcounter_train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, l
         out = model(x)
         loss_fn(out, y).backward()
     total = counter.get_total_flops()
+    by_op = {str(op): int(v) for op, v in (counter.get_flop_counts().get("Global") or {}).items()}
+    conv = sum(v for op, v in by_op.items() if "convolution" in op)
     model.zero_grad(set_to_none=True)
-    return {"forward_per_image_flopcounter": fwd / 2 / n, "train_step_per_image": total / 2 / n}
+    return {"forward_per_image_flopcounter": fwd / 2 / n, "train_step_per_image": total / 2 / n,
+            "train_step_by_kind_per_image": {"convolution": conv / 2 / n, "matmul": (total - conv) / 2 / n}}
+
+
+def math_modes(amp: str, device: torch.device) -> dict[str, str]:
+    """The math mode each kind of work runs in: under autocast its dtype; in fp32 on a GPU, convolutions
+    use TF32 when cuDNN allows it (torch's default) and matmuls only when `float32_matmul_precision`
+    says so (torch's default: not)."""
+    if amp in ("bf16", "fp16"):
+        return {"convolution": amp, "matmul": amp}
+    if device.type != "cuda":
+        return {"convolution": "fp32", "matmul": "fp32"}
+    return {"convolution": "tf32" if torch.backends.cudnn.allow_tf32 else "fp32",
+            "matmul": "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"}
+
+
+def effective_peak(by_kind: dict[str, float], modes: dict[str, str], peaks: dict[str, Any]) -> float | None:
+    """The fastest this mix of work could run: each kind at the peak of its own math mode.
+    time = sum(flops_k / peak_k), peak = total / time (a cell that is mostly TF32 convolutions is
+    not judged against the fp32 peak, 4-8x lower on a GPU)."""
+    total, seconds = 0.0, 0.0
+    for kind, flops in by_kind.items():
+        if not flops:
+            continue
+        peak = (peaks.get(modes[kind]) or {}).get("flops_per_s")
+        if not peak:
+            return None
+        total += flops
+        seconds += flops / peak
+    return total / seconds if seconds else None
 
 
 def count_flops(model: nn.Module, params: dict[str, Any], loss_fn: nn.Module, device: torch.device) -> dict[str, Any]:

@@ -80,7 +80,7 @@ def render_markdown(records: list[dict[str, Any]], reference_id: str | None = No
         for dtype, peak in (env.get("peak_flops") or {}).items():
             if peak.get("flops_per_s"):
                 lines.append(f"| measured peak {md_escape(dtype)} | {peak['flops_per_s'] / 1e9:.1f} GFLOP/s "
-                             f"({peak['n']}^3 matmul) |")
+                             f"({peak['n']}^3 matmul, median of {len(peak.get('block_rates') or [1])} blocks) |")
         lines.append("")
     return "\n".join(lines)
 
