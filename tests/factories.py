@@ -114,3 +114,15 @@ class _Warns(Tiny):
 
 def warns(**params):
     return _Warns(params["classes"], params.get("in_channels", 3))
+
+
+def disagree(**params):
+    """A DDP rank whose warm-up never steadies (rank 1) beside one that steadies at once (rank 0): the fault
+    that let ranks leave warm-up at different steps and deadlock in the timed block's collectives."""
+    import torch.distributed as dist
+
+    from benchbench.measure import timer
+
+    rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    timer.is_steady = (lambda samples: False) if rank == 1 else (lambda samples: len(samples) >= 2)
+    return Tiny(params["classes"], params.get("in_channels", 3))

@@ -168,3 +168,57 @@ def test_library_warnings_go_to_the_record_and_the_log(tmp_path: Path, cli, monk
     code, stdout, _ = cli("run", suite, "--output", tmp_path / "r2.jsonl", "--reports-dir", tmp_path / "rep",
                           "--no-explain", "--verbose")
     assert code == 0 and "FutureWarning: this API is deprecated" in stdout
+
+
+def test_ddp_ranks_agree_on_the_end_of_warm_up(tmp_path, cli, monkeypatch) -> None:
+    """Rank 0 steady after 2 steps, rank 1 never: both must leave warm-up together (at the bound), or rank 0
+    reaches the timed block's barrier while rank 1 still all-reduces gradients."""
+    import json
+
+    from conftest import TESTS, write_suite
+
+    monkeypatch.chdir(TESTS)
+    suite = write_suite(tmp_path / "ddp.yaml", """
+name: ddp
+arch: "factories:disagree"
+device: cpu
+resolution: 32
+batch_size: 2
+classes: 3
+warmup: 6
+steps: 2
+world_size: 2
+timeout_s: 60
+""")
+    out = tmp_path / "r.jsonl"
+    code, _, err = cli("run", suite, "--output", out, "--no-explain", "--reports-dir", tmp_path / "rep")
+    [rec] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert code == 0 and rec["status"] == "ok", (err, rec.get("error"))
+    assert rec["ranks"]["warmup_steps"] == [6, 6]  # the bound: rank 1 was never steady
+
+
+def test_compile_under_ddp_is_compiled_not_silently_eager(tmp_path, cli, monkeypatch) -> None:
+    import json
+
+    from conftest import TESTS, write_suite
+
+    monkeypatch.chdir(TESTS)
+    suite = write_suite(tmp_path / "ddpc.yaml", """
+name: ddpc
+arch: "factories:tiny"
+device: cpu
+resolution: 32
+batch_size: 2
+classes: 3
+warmup: 3
+steps: 2
+world_size: 2
+compile: true
+timeout_s: 240
+""")
+    out = tmp_path / "r.jsonl"
+    code, _, err = cli("run", suite, "--output", out, "--no-explain", "--reports-dir", tmp_path / "rep")
+    [rec] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert code == 0 and rec["status"] == "ok", (err, rec.get("error"))
+    # The first warm-up step compiles (seconds); an eager Tiny step at 32 px takes milliseconds.
+    assert rec["warmup"]["samples"][0] > 20 * rec["step_time_s"]["median"]

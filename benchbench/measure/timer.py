@@ -53,10 +53,22 @@ class LoopTiming:
     warmup_s: list[float] = field(default_factory=list)
     steady: bool = False
     clock: str = "perf_counter"
-    #: host time to enqueue each step (batch to device + step call returning), CUDA only:
-    #: about the step time means the host, not the GPU, sets the pace.
+    #: host time to enqueue each step (batch to device + step call returning), CUDA only. Not evidence
+    #: of a host-bound step on its own: once ~1000 launches are queued, a launch blocks until the GPU
+    #: frees a slot, so a GPU-bound loop also spends its whole step enqueueing. The GPU's idle says which.
     enqueue_s: list[float] = field(default_factory=list)
     block_wall_s: float | None = None  # timed block, first step start to last step done
+    #: CUDA only: GPU time from finishing the previous step to the host having the next batch, per step.
+    #: The host runs ahead of the GPU, so a data wait shorter than the queued work starves nothing.
+    starved_s: list[float] = field(default_factory=list)
+
+
+Agree = Callable[[bool], bool]
+
+
+def alone(steady: bool) -> bool:
+    """One process decides for itself; DDP ranks pass a collective instead (all must leave warm-up together)."""
+    return steady
 
 
 def timed_loop(
@@ -67,15 +79,19 @@ def timed_loop(
     warmup: int,
     steps: int,
     on_step: Callable[[str, int], None] | None = None,
+    agree: Agree = alone,
 ) -> LoopTiming:
     """Warm up until steady (at most `warmup` steps), then time `steps` steps.
+
+    `agree` turns one process's "steady" into the decision every process takes: DDP ranks all-reduce
+    it, so no rank enters the timed block (and its barrier) while another still runs warm-up steps.
 
     On a CPU a step's time runs from asking for the batch to the optimizer step
     returning, so time blocked on the DataLoader is part of it and is also
     reported on its own (data wait). On CUDA: `_timed_loop_cuda`.
     """
     if device.type == "cuda":
-        return _timed_loop_cuda(batches, to_device, step, device, warmup, steps, on_step)
+        return _timed_loop_cuda(batches, to_device, step, device, warmup, steps, on_step, agree)
     sync = synchronizer(device)
     clock = time.perf_counter
     out = LoopTiming()
@@ -88,7 +104,7 @@ def timed_loop(
         out.warmup_s.append(clock() - t0)
         if on_step:
             on_step("warmup", i)
-        if i >= 1 and is_steady(out.warmup_s):  # step 0 is never steady (lazy init, allocator)
+        if agree(i >= 1 and is_steady(out.warmup_s)):  # step 0 is never steady (lazy init, allocator)
             out.steady = True
             break
     for i in range(steps):
@@ -115,6 +131,7 @@ def _timed_loop_cuda(
     warmup: int,
     steps: int,
     on_step: Callable[[str, int], None] | None = None,
+    agree: Agree = alone,
 ) -> LoopTiming:
     """CUDA events at step boundaries, one host sync per block, never one per step.
 
@@ -122,13 +139,18 @@ def _timed_loop_cuda(
     includes any time the GPU waited for the host (data wait, slow launches):
     what training experiences. Warm-up runs in blocks of STEADY_WINDOW steps,
     synchronizing only between blocks, and stops when the event times are steady.
+
+    A second event per step, recorded when the host has the batch, measures how
+    long the GPU sat idle waiting for it: elapsed(boundary i, batch ready i) is
+    zero while the GPU still has queued work, and the starvation otherwise.
     """
     clock = time.perf_counter
     stream = torch.cuda.current_stream(device)
     out = LoopTiming(clock="cuda-events")
 
-    def block(n: int, phase: str, first: int) -> tuple[list[float], list[float], list[float], float]:
+    def block(n: int, phase: str, first: int) -> tuple[list[float], list[float], list[float], float, list[float]]:
         events = [torch.cuda.Event(enable_timing=True) for _ in range(n + 1)]
+        ready = [torch.cuda.Event(enable_timing=True) for _ in range(n)]
         waits, enq = [], []
         torch.cuda.synchronize(device)
         t_start = clock()
@@ -137,6 +159,7 @@ def _timed_loop_cuda(
             t0 = clock()
             batch = next(batches)
             t1 = clock()
+            ready[i].record(stream)
             x, y = to_device(batch)
             step(x, y)
             events[i + 1].record(stream)
@@ -147,18 +170,19 @@ def _timed_loop_cuda(
         events[-1].synchronize()
         wall = clock() - t_start
         times = [a.elapsed_time(b) * 1e-3 for a, b in zip(events, events[1:])]
-        return times, waits, enq, wall
+        starved = [a.elapsed_time(b) * 1e-3 for a, b in zip(events, ready)]
+        return times, waits, enq, wall, starved
 
     done = 0
     while done < warmup:
         n = min(STEADY_WINDOW, warmup - done)
-        times, _, _, _ = block(n, "warmup", done)
+        times = block(n, "warmup", done)[0]
         out.warmup_s.extend(times)
         done += n
         # The first block holds lazy initialisation; steadiness is judged after it.
-        if done > STEADY_WINDOW and is_steady(out.warmup_s):
+        if agree(done > STEADY_WINDOW and is_steady(out.warmup_s)):
             out.steady = True
             break
     if steps:
-        out.step_s, out.data_wait_s, out.enqueue_s, out.block_wall_s = block(steps, "timed", 0)
+        out.step_s, out.data_wait_s, out.enqueue_s, out.block_wall_s, out.starved_s = block(steps, "timed", 0)
     return out

@@ -130,12 +130,19 @@ def timing_fields(timing: Any, images_per_step: int) -> dict[str, Any]:
         clock["throughput_basis"] = "images / timed block wall time"
     else:
         clock["throughput_basis"] = "images / median step"
+    data_wait: dict[str, Any] = {
+        **{k: v for k, v in summarize(wait_s).items() if k in ("median", "p90", "max", "samples")},
+        "fraction": sum(wait_s) / total if total > 0 else None,
+    }
+    if timing.starved_s:
+        # On a GPU the host wait is not the stall: only the GPU's idle while it waited is.
+        data_wait["gpu_starved_s"] = {
+            **{k: v for k, v in summarize(timing.starved_s).items() if k in ("median", "p90", "max", "samples")},
+            "fraction": sum(timing.starved_s) / total if total > 0 else None,
+        }
     return {
         "step_time_s": stats,
-        "data_wait_s": {
-            **{k: v for k, v in summarize(wait_s).items() if k in ("median", "p90", "max", "samples")},
-            "fraction": sum(wait_s) / total if total > 0 else None,
-        },
+        "data_wait_s": data_wait,
         "warmup": {"steps": len(warmup_s), "steady": steady, "samples": warmup_s},
         "throughput_img_s": throughput(images_per_step, step_s, timing.clock, timing.block_wall_s),
         "timing": clock,

@@ -33,7 +33,7 @@ def _rank_main(rank: int, world: int, port: int, params: dict[str, Any], queue: 
         from benchbench.measure.timer import timed_loop
         from benchbench.workload.data import Source
         from benchbench.workload.models import build_model, count_params
-        from benchbench.workload.step import TrainStep
+        from benchbench.workload.step import TrainStep, compiled
 
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         cuda = params["device"] == "cuda"
@@ -48,9 +48,17 @@ def _rank_main(rank: int, world: int, port: int, params: dict[str, Any], queue: 
         out["params_count"] = count_params(model)
         step = TrainStep(model, {**params, "compile": False}, device)
         step.model = DistributedDataParallel(step.model, device_ids=[rank] if cuda else None)
-        step.forward_fn = step.model
+        # Compiled around DDP, as a user would (TorchDynamo's DDPOptimizer splits graphs at bucket bounds).
+        step.forward_fn = compiled(step.model, params["compile"]) if params.get("compile") else step.model
         source = Source({**params, "seed": params["seed"] + rank}, device)
-        timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
+
+        def agree(steady: bool) -> bool:
+            flag = torch.tensor([1 if steady else 0], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)  # steady only when every rank is
+            return bool(flag.item())
+
+        timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"],
+                            agree=agree)
         dist.barrier()
         out.update(status="ok", timing=timing)
         dist.destroy_process_group()
@@ -104,6 +112,7 @@ def measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: di
         data_wait_s=[max(vals) for vals in zip(*(t.data_wait_s for t in timings))],
         warmup_s=timings[0].warmup_s, steady=all(t.steady for t in timings), clock=timings[0].clock,
         enqueue_s=[max(vals) for vals in zip(*(t.enqueue_s for t in timings))],
+        starved_s=[max(vals) for vals in zip(*(t.starved_s for t in timings))],
         block_wall_s=max((t.block_wall_s or 0.0) for t in timings) or None,
     )
     # Global batch: every rank trains batch_size images per step.
@@ -112,5 +121,5 @@ def measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: di
     medians = [float(summarize(t.step_s)["median"]) for t in timings]
     rec["ranks"] = {"world_size": world, "backend": "nccl" if params["device"] == "cuda" else "gloo",
                     "median_step_s": medians, "slowest_rank": int(max(range(world), key=lambda i: medians[i])),
-                    "step_s": [t.step_s for t in timings]}
+                    "step_s": [t.step_s for t in timings], "warmup_steps": [len(t.warmup_s) for t in timings]}
     rec["status"] = "ok"
