@@ -231,6 +231,19 @@ class Measurement:
             return float(np.median(tps))
         return self.record.get("throughput_img_s")
 
+    @property
+    def input_stall(self) -> dict[str, Any]:
+        """What the input pipeline costs the device per step: on a GPU the time it sat idle waiting for
+        a batch (the host runs ahead, so a wait shorter than the queued work stalls nothing); on a CPU
+        the host's wait itself. Older CUDA records kept only the host wait: an upper bound, said so."""
+        dw = self.record.get("data_wait_s") or {}
+        starved = dw.get("gpu_starved_s")
+        if starved:
+            return {**starved, "basis": "GPU idle waiting for the batch", "host_wait": dw}
+        basis = ("host wait (an upper bound: this CUDA record predates GPU-starvation timing)"
+                 if self.clock == "cuda-events" or self.params.get("device") == "cuda" else "host wait")
+        return {**dw, "basis": basis, "host_wait": dw}
+
     def to_record(self) -> dict[str, Any]:
         return {**self.record, "step_time_s": self.stats, "throughput_img_s": self.throughput}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -187,3 +188,28 @@ def test_breakdown_deltas_carry_the_gpu_split(segformer: list[dict]) -> None:
     assert d["module_deltas_s"]["decoder"] == pytest.approx(0.0175, abs=0.0005)
     text = "; ".join(deltas_text(d))
     assert text.startswith("GPU busy +17.8") and "largest module delta decoder +17.4" in text
+
+
+def test_input_bound_on_a_gpu_means_the_gpu_starved() -> None:
+    """The host runs ahead of the GPU: a data wait shorter than the queued work stalls nothing. The same real
+    H100 record (workers=0, host waits ~100 ms a step) is input-bound only when the GPU sat idle for it."""
+    from benchbench.analysis.findings.inputs import data_wait
+    from benchbench.analysis.records import THRESHOLDS
+
+    recs = read_records([H100 / "input_pipeline.jsonl"])
+    r = next(r for r in recs if r["params"]["num_workers"] == 0 and r["params"]["data"]["kind"] == "synthetic-disk"
+             and r["params"]["amp"] == "none")
+    host = r["data_wait_s"]["samples"]
+    assert r["data_wait_s"]["fraction"] > 0.5
+    old = data_wait([r], THRESHOLDS)  # no starvation timing: the host wait, said to be an upper bound
+    assert old and "upper bound" in old[0].sentence
+    gpu_bound = {**r, "data_wait_s": {**r["data_wait_s"], "gpu_starved_s": {
+        "median": 0.0, "p90": 0.0, "max": 0.0, "samples": [0.0] * len(host), "fraction": 0.0}}}
+    assert data_wait([gpu_bound], THRESHOLDS) == []
+    starved = [0.8 * w for w in host]
+    input_bound = {**r, "data_wait_s": {**r["data_wait_s"], "gpu_starved_s": {
+        "median": float(np.median(starved)), "p90": max(starved), "max": max(starved), "samples": starved,
+        "fraction": r["data_wait_s"]["fraction"] * 0.8}}}
+    [f] = data_wait([input_bound], THRESHOLDS)
+    assert "the GPU sits idle waiting for the input pipeline" in f.sentence and "the host waited" in f.sentence
+    assert f.evidence["stall_basis"] == "GPU idle waiting for the batch"

@@ -41,6 +41,7 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
                 "p90_ms": st.get("p90") * 1e3 if st.get("p90") is not None else None,
                 "cv": st.get("cv"),
                 "data_wait": dw.get("fraction"),
+                "gpu_starved": (dw.get("gpu_starved_s") or {}).get("fraction"),
                 "gpu_busy_ms": gpu["gpu_busy_s"] * 1e3 if gpu.get("gpu_busy_s") is not None else None,
                 "gpu_idle": gpu.get("gpu_idle_fraction"),
                 "params_M": r["params_count"] / 1e6 if r.get("params_count") else None,
@@ -72,6 +73,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
                 ),
                 "cv": _num(row["cv"], ".1%"),
                 "data wait": _num(row["data_wait"], ".1%"),
+                "GPU starved": _num(row["gpu_starved"], ".1%"),
                 "GPU busy ms": _num(row["gpu_busy_ms"], ".1f"),
                 "GPU idle": _num(row["gpu_idle"], ".0%"),
                 "params M": _num(row["params_M"], ".2f"),
@@ -81,7 +83,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
             }
         )
     # GPU columns only where some cell has a GPU timeline (CPU reports stay as they were).
-    for col in ("GPU busy ms", "GPU idle"):
+    for col in ("GPU busy ms", "GPU idle", "GPU starved"):
         if all(not r[col] for r in out):
             for r in out:
                 del r[col]

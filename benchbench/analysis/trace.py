@@ -12,7 +12,7 @@ from typing import Any
 from benchbench.analysis.findings.gpu import host_sync_finding, launch_bound_finding
 from benchbench.analysis.records import THRESHOLDS, Finding, Thresholds
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import is_ok
+from benchbench.measurement import Measurement, is_ok
 from benchbench.timeline.gpu import as_breakdown, summarize_gpu
 from benchbench.timeline.reader import read_timeline
 
@@ -36,7 +36,7 @@ def with_trace(record: dict[str, Any], trace: Path) -> dict[str, Any]:
     tl = read_timeline(trace)
     if not tl.has_gpu:
         return record
-    g = summarize_gpu(tl, record["step_time_s"]["median"], (record.get("data_wait_s") or {}).get("median"),
+    g = summarize_gpu(tl, record["step_time_s"]["median"], Measurement(record).input_stall.get("median"),
                       "timed loop median")
     return {**record, "breakdown": as_breakdown(g.to_dict(), g.steps)}
 
@@ -84,7 +84,7 @@ def explain_trace(path: Path, step_time_s: float | None = None,
     if record is not None:
         if step_time_s is None:
             step_time_s, source = record["step_time_s"]["median"], f"record {record['cell_id']} (timed median)"
-        data_wait = (record.get("data_wait_s") or {}).get("median")
+        data_wait = Measurement(record).input_stall.get("median")
         enqueue = (((record.get("timing") or {}).get("host_enqueue_s")) or {}).get("median")
     if step_time_s is not None and step_time_s <= 0:
         raise BenchbenchError(f"--step-time must be positive seconds, got {step_time_s}")

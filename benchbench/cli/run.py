@@ -242,7 +242,8 @@ def _print_table(records: list[dict[str, Any]], reference_id: str | None) -> Non
     table = Table(title="results")
     cols = [c for c in rows[0] if c != "error"] + (["error"] if any(r["error"] for r in rows) else [])
     for c in cols:
-        table.add_column(c, justify="right" if c in ("img/s", "cv", "data wait", "GPU busy ms", "GPU idle", "params M", "vs ref") else "left",
+        table.add_column(c, justify="right" if c in ("img/s", "cv", "data wait", "GPU starved", "GPU busy ms", "GPU idle", "params M",
+                                                  "vs ref") else "left",
                          overflow="fold")
     for r in rows:
         table.add_row(*[r[c] for c in cols], style=None if r["status"] == "ok" else "red")

@@ -16,16 +16,21 @@ from benchbench.analysis.records import (
     step_s,
     verifier,
 )
+from benchbench.measurement import Measurement
 
 
 def data_wait(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     """Input-bound cells, with the shape of the wait deciding the advice."""
     out = []
     for r in ok(records):
-        dw = r.get("data_wait_s") or {}
+        dw = Measurement(r).input_stall  # on a GPU: its idle while waiting, not the host's wait
         frac = dw.get("fraction") or 0.0
         if frac < t.input_bound_share:
             continue
+        host = dw["host_wait"]
+        on_gpu = "GPU" in dw["basis"]
+        host_txt = (f"; the host waited {(host.get('fraction') or 0):.0%} of the step (median "
+                    f"{(host.get('median') or 0) * 1e3:.1f} ms), ahead of the GPU for the rest") if on_gpu else ""
         # Older records kept only the median wait: one value, no shape to read.
         samples = dw.get("samples") or ([dw["median"]] if dw.get("median") is not None else [])
         shape = characterize(samples, steps_per_epoch(r))
@@ -37,12 +42,13 @@ def data_wait(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
             what = (f"every {per_epoch}th step, the first of each epoch "
                     f"({(r['params'].get('data') or {}).get('count', '?')} images / batch {r['params']['batch_size']})"
                     if shape.kind == "epoch_boundary" else f"every {per_epoch}th step")
-            sentence = (f"{label(r)}: the data wait is {shape.median_s * 1e3:.1f} ms on {n_steps - shape.spikes} of "
+            sentence = (f"{label(r)}: the {'GPU starvation' if on_gpu else 'data wait'} is "
+                        f"{shape.median_s * 1e3:.1f} ms on {n_steps - shape.spikes} of "
                         f"{n_steps} steps and {shape.spike_median_s * 1e3:.0f} ms (up to {shape.spike_max_s * 1e3:.0f} ms) "
                         f"on {what}: {shape.spike_share_of_wait:.0%} of all waiting. The DataLoader's prefetch queue "
                         f"drains at each epoch boundary (persistent workers keep their processes, not the queue): "
                         f"{extra * 1e3:.0f} ms per epoch, {extra / (per_epoch * step + extra):.0%} of an epoch's "
-                        f"time at {per_epoch} steps per epoch; between boundaries the pipeline keeps up")
+                        f"time at {per_epoch} steps per epoch; between boundaries the pipeline keeps up{host_txt}")
             at_1000 = extra / (1000 * step + extra)
             suggestion = (f"not more workers: the steady-state wait is {shape.median_s * 1e3:.1f} ms. A data set with "
                           f"1000 steps per epoch amortises the boundary to {at_1000:.1%} of the time; for a small "
@@ -69,11 +75,13 @@ def data_wait(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                           f"{verified['speedup']:.2f}x faster per image")
         if ceiling and ceiling["to"].get("kind") == "synthetic":
             suggestion += f" (the model alone, on synthetic data: {ceiling['speedup']:.2f}x)"
+        what = "the GPU sits idle waiting for the input pipeline" if on_gpu else "waits for the input pipeline"
         out.append(Finding("input_bound", [r["cell_id"]],
-                           f"{label(r)}: {frac:.0%} of each step waits for the input pipeline "
-                           f"(median {shape.median_s * 1e3:.1f} ms, mean {shape.mean_s * 1e3:.1f} ms): "
-                           f"{kinds.get(shape.kind, shape.kind)}",
-                           {"data_wait_fraction": frac, **shape.to_dict()}, suggestion, verified))
+                           f"{label(r)}: {frac:.0%} of each step {what} "
+                           f"(median {shape.median_s * 1e3:.1f} ms, mean {shape.mean_s * 1e3:.1f} ms; "
+                           f"{dw['basis']}): {kinds.get(shape.kind, shape.kind)}{host_txt}",
+                           {"data_wait_fraction": frac, "stall_basis": dw["basis"], **shape.to_dict()},
+                           suggestion, verified))
     return out
 
 
@@ -85,7 +93,7 @@ def input_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
         base = g[0]
         for r in g[1:]:
             speed = per_image(base) / per_image(r)
-            if speed < 1.0 and (base.get("data_wait_s") or {}).get("fraction", 0) < t.input_bound_share:
+            if speed < 1.0 and (Measurement(base).input_stall.get("fraction") or 0) < t.input_bound_share:
                 out.append(Finding("input_bound", [r["cell_id"], base["cell_id"]],
                                    f"{label(r)} is {1 / speed:.2f}x slower than {label(base)}: the step was not "
                                    f"input-bound, and worker processes compete with compute threads "

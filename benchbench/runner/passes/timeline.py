@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from benchbench.measurement import Measurement
+
 
 def run(ctx: Any) -> dict[str, Any]:
     from benchbench.measure.profile import profile_pass
@@ -16,7 +18,7 @@ def run(ctx: Any) -> dict[str, Any]:
     bd = profile_pass(ctx.step, ctx.batches, ctx.source.to_device, ctx.device,
                       steps=ctx.payload.get("profile_steps", 3), trace_path=trace,
                       step_time_s=ctx.record["step_time_s"]["median"],
-                      data_wait_s=(ctx.record.get("data_wait_s") or {}).get("median"))
+                      data_wait_s=Measurement(ctx.record).input_stall.get("median"))
     if trace:
         bd["trace"] = trace
     return {"breakdown": bd}
