@@ -75,3 +75,19 @@ def test_bad_folders(tmp_path: Path, layout: str) -> None:
         Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(root / "train" / "x.png")
     with pytest.raises(BenchbenchError, match="data folder"):
         check_data(cell(data={"folder": str(root)}))
+
+
+def test_a_generated_set_puts_no_epoch_boundary_in_the_timed_steps() -> None:
+    """64 images at batch 16 was an epoch every 4th step: the harness measured its own data set's boundaries.
+    An epoch of the generated set now spans every step the cell takes; the boundary's cost is measured apart."""
+    from benchbench.runner.cell import execute_cell
+
+    p = cell(arch="Unet", encoder="resnet18", data={"kind": "synthetic-disk", "image_size": [40, 48], "count": 8},
+             resolution=32, batch_size=2, classes=4, warmup=2, steps=6, device="cpu", num_workers=1)
+    src = Source(p, torch.device("cpu"))
+    assert src.steps_per_epoch >= p["warmup"] + p["steps"]  # 8 images / batch 2 = 4 steps before
+    assert len({str(a) for a, _ in src.loader.dataset.pairs}) == 8  # still 8 distinct images, decoded each time
+    rec = execute_cell({"suite": "s", "run_id": "r", "cell_id": "c", "label": "c", "params": p, "explain": False})
+    assert rec["status"] == "ok", rec["error"]
+    dw = rec["data_wait_s"]
+    assert dw["steps_per_epoch"] >= p["steps"] + p["warmup"] and dw["epoch_boundary_s"] > 0

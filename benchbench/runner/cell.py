@@ -85,6 +85,8 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
         timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
         rec.update(timing_fields(timing, params["batch_size"]))
         rec["data_wait_s"]["steps_per_epoch"] = source.steps_per_epoch
+        if source.loader is not None:
+            rec["data_wait_s"]["epoch_boundary_s"] = source.epoch_boundary_s()  # after the timed block, apart
         mem: dict[str, Any] = {
             "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             "rss_growth_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss0,

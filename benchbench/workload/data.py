@@ -28,6 +28,7 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SYNTH_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+EXPLAIN_STEPS = 16  # batches the explanation passes draw after the timed steps (profile, memory, FLOPs)
 
 
 def cache_dir() -> Path:
@@ -126,10 +127,12 @@ def find_pairs(root: str | Path, split: str = "train") -> list[tuple[Path, Path]
 class SegmentationFolder(Dataset):
     """Decode, jointly augment (random resized crop + flip) and normalise image/mask pairs."""
 
-    def __init__(self, pairs: list[tuple[Path, Path]], resolution: tuple[int, int], classes: int) -> None:
+    def __init__(self, pairs: list[tuple[Path, Path]], resolution: tuple[int, int], classes: int,
+                 length: int | None = None) -> None:
         from torchvision.transforms import v2
 
         self.pairs = pairs
+        self.length = max(length or 0, len(pairs))  # an epoch may revisit images (see Source)
         self.classes = classes
         self.transform = v2.Compose(
             [
@@ -141,12 +144,12 @@ class SegmentationFolder(Dataset):
         )
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return self.length
 
     def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         from torchvision import tv_tensors
 
-        img_path, mask_path = self.pairs[idx]
+        img_path, mask_path = self.pairs[idx % len(self.pairs)]
         with Image.open(img_path) as im:
             img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
         with Image.open(mask_path) as m:
@@ -199,6 +202,11 @@ class Source:
         root = data_root(params)
         assert root is not None
         pairs = find_pairs(root, params["data"].get("split", "train"))
+        # A generated set is small (64 images = 4 steps at batch 16), a real one has thousands of steps per
+        # epoch: an epoch of the generated set spans every step a cell takes (warm-up, timed, explanations),
+        # so the timed block crosses no epoch boundary the real training would rarely see; the boundary's
+        # cost is measured apart (`epoch_boundary_s`). A real folder keeps its own epochs.
+        length = bs * (params["warmup"] + params["steps"] + EXPLAIN_STEPS) if kind == "synthetic-disk" else None
         workers = params["num_workers"]
         pin = params["pin_memory"] if params["pin_memory"] is not None else device.type == "cuda"
         kwargs: dict[str, Any] = {}
@@ -207,7 +215,7 @@ class Source:
             if params["prefetch_factor"] is not None:
                 kwargs["prefetch_factor"] = params["prefetch_factor"]
         self.loader = DataLoader(
-            SegmentationFolder(pairs, (h, w), params["classes"]),
+            SegmentationFolder(pairs, (h, w), params["classes"], length),
             batch_size=bs,
             shuffle=True,
             drop_last=len(pairs) >= bs,
@@ -221,6 +229,17 @@ class Source:
     def steps_per_epoch(self) -> int | None:
         """Steps between epoch boundaries, where a DataLoader's prefetch queue drains."""
         return len(self.loader) if self.loader is not None else None
+
+    def epoch_boundary_s(self) -> float | None:
+        """The wait for the first batch of a new epoch: the DataLoader's prefetch queue drains at each epoch
+        boundary (persistent workers keep their processes, not their queue). None for in-memory data."""
+        if self.loader is None:
+            return None
+        import time
+
+        t0 = time.perf_counter()
+        next(iter(self.loader))
+        return time.perf_counter() - t0
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if self._fixed is not None:

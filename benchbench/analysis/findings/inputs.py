@@ -73,6 +73,10 @@ def data_wait(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
         if verified:
             suggestion = (f"{verified['axis']} {verified['from']} -> {verified['to']} measured: "
                           f"{verified['speedup']:.2f}x faster per image")
+        boundary = host.get("epoch_boundary_s")
+        if boundary is not None and shape.median_s is not None:
+            host_txt += (f"; a new epoch's first batch waits {boundary * 1e3:.1f} ms (measured apart from the timed "
+                         f"steps; {host.get('steps_per_epoch') or '?'} steps per epoch here)")
         if ceiling and ceiling["to"].get("kind") == "synthetic":
             suggestion += f" (the model alone, on synthetic data: {ceiling['speedup']:.2f}x)"
         what = "the GPU sits idle waiting for the input pipeline" if on_gpu else "waits for the input pipeline"
