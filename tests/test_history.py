@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchbench.history.changepoint import changes, e_divisive
+from benchbench.errors import BenchbenchError
 from benchbench.history.store import HistoryStore, series
 from benchbench.results import read_records
 
@@ -136,3 +137,43 @@ def test_html_report_has_a_history_section(tmp_path: Path, cli) -> None:
     [page] = list((tmp_path / "rep").rglob("*.html"))
     text = page.read_text()
     assert "<h2>History</h2>" in text and "+8.0% from night 12 of 20" in text and text.count("<svg") >= 2
+
+
+def test_a_store_made_before_versioning_is_migrated_in_place(tmp_path) -> None:
+    """Stores had no schema version (CREATE TABLE IF NOT EXISTS, positional inserts): a new column would never
+    reach an existing store. Opening one now adds the columns and sets PRAGMA user_version."""
+    import json as _json
+    import sqlite3
+
+    from benchbench.history.store import SCHEMA, SCHEMA_VERSION, HistoryStore
+
+    old_schema = SCHEMA  # version 1 is the table as it was
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.executescript(old_schema)
+    con.execute("INSERT INTO records (key, run_id, suite, cell_id, status, median_s, p10_s, p90_s, started_at, "
+                "images_per_step) VALUES ('k', 'night1', 's', 'c', 'ok', 0.1, 0.09, 0.11, '2026-11-01T00:00:00Z', 4)")
+    con.commit()
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 0
+    con.close()
+    store = HistoryStore(db)
+    assert store.version == SCHEMA_VERSION == 2
+    cols = {row[1] for row in store.db.execute("PRAGMA table_info(records)")}
+    assert {"gpu_throttled", "gpu_shared", "energy_j_per_image", "gpu_conditions_json"} <= cols
+    rec = {"schema": "benchbench.result/1", "suite": "s", "run_id": "night2", "cell_id": "c", "status": "ok",
+           "params": {"batch_size": 4}, "started_at": "2026-11-02T00:00:00Z",
+           "step_time_s": {"samples": [0.1, 0.1, 0.1], "median": 0.1},
+           "gpu_conditions": {"throttled": True, "shared": False, "energy_j_per_image": 0.5}}
+    assert store.add([rec]) == (1, 0)
+    rows = store.rows("s")
+    assert [r["run_id"] for r in rows] == ["night1", "night2"]
+    assert rows[0]["gpu_throttled"] is None and rows[1]["gpu_throttled"] == 1
+    assert _json.loads(rows[1]["gpu_conditions_json"])["energy_j_per_image"] == 0.5
+    store.close()
+    HistoryStore(db).close()  # opening a current store changes nothing
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA user_version = 99")
+    con.commit()
+    con.close()
+    with pytest.raises(BenchbenchError, match="newer than this"):
+        HistoryStore(db)

@@ -24,6 +24,7 @@ from benchbench.analysis.records import breakdown_deltas, images_per_step
 from benchbench.errors import BenchbenchError
 from benchbench.measurement import is_ok
 from benchbench.measure.env import FINGERPRINT_KEYS, env_diff
+from benchbench.measure.gpu_state import degraded
 
 VERDICTS = ("slower", "faster", "unchanged", "noisy", "new", "missing", "failed", "incomparable")
 
@@ -47,6 +48,7 @@ class CellVerdict:
     reason: str = ""
     why: dict[str, Any] = field(default_factory=dict)
     alpha: float = ALPHA  # the interval is 1 - alpha
+    warnings: list[str] = field(default_factory=list)  # e.g. a side measured on a throttled or shared GPU
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,8 +102,9 @@ def cell_threshold(recs: list[dict[str, Any]], threshold: float | None) -> float
 def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], threshold: float | None = None,
             alpha: float = ALPHA, allow_env_mismatch: bool = False,
             known_run_cv: float | None = None,
-            nights_cv: dict[str, float] | None = None) -> list[CellVerdict]:
-    """`nights_cv`: per cell id, its night-to-night CV from the history store (gate_stats.night_cv)."""
+            nights_cv: dict[str, float] | None = None, refuse_degraded: bool = False) -> list[CellVerdict]:
+    """`nights_cv`: per cell id, its night-to-night CV from the history store (gate_stats.night_cv).
+    `refuse_degraded`: a cell with a run measured on a throttled or shared GPU gets no verdict on speed."""
     if threshold is not None and not 0 < threshold < 1:
         raise BenchbenchError(f"--threshold must be between 0 and 1 (0.05 = 5%), got {threshold}")
     if not 0 < alpha < 1:
@@ -145,10 +148,17 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], thr
                                    reason=f"not the same work: baseline {_work_note(ok_b)}, candidate "
                                           f"{_work_note(c)}"))
             continue
+        warn = [f"{side} measured on a GPU {why}" for side, recs in (("baseline", ok_b), ("candidate", c))
+                for why in dict.fromkeys(filter(None, (degraded(r.get("gpu_conditions")) for r in recs)))]
+        if warn and refuse_degraded:
+            out.append(CellVerdict(cid, label, "incomparable", threshold=thr, runs_baseline=len(ok_b),
+                                   runs_candidate=len(c), reason="refused: " + "; ".join(warn), warnings=warn))
+            continue
         mb, mc = run_medians(ok_b), run_medians(c)
         res = judge(mb, mc, thr, alpha, known_run_cv, (nights_cv or {}).get(cid))
         v = CellVerdict(cid, label, res.pop("verdict"), reason=res.pop("reason"), runs_baseline=len(mb),
                         runs_candidate=len(mc), **res)
+        v.warnings = warn
         if v.verdict in ("slower", "faster", "noisy"):
             v.why = _why(ok_b[-1], c[-1])
         out.append(v)

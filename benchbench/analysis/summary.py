@@ -48,9 +48,18 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
                 "vs_ref": tp / ref_tp if tp and ref_tp else None,
                 "is_ref": bool(ref) and r["cell_id"] == ref["cell_id"],
                 "error": r.get("error"),
+                "gpu_state": _gpu_state(r),
+                "j_per_img": (r.get("gpu_conditions") or {}).get("energy_j_per_image"),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _gpu_state(r: dict[str, Any]) -> str | None:
+    from benchbench.measure.gpu_state import degraded
+
+    cond = r.get("gpu_conditions")
+    return (degraded(cond) or "ok") if cond else None
 
 
 def _num(v: Any, fmt: str) -> str:
@@ -79,11 +88,13 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
                 "params M": _num(row["params_M"], ".2f"),
                 "vs ref": (_num(row["vs_ref"], ".2f") + "x") if ok and row["vs_ref"] is not None
                 and not pd.isna(row["vs_ref"]) else "",
+                "J/img": _num(row["j_per_img"], ".3g"),
+                "GPU state": "" if pd.isna(row["gpu_state"]) else str(row["gpu_state"]),
                 "error": "" if ok else str(row["error"] or ""),
             }
         )
     # GPU columns only where some cell has a GPU timeline (CPU reports stay as they were).
-    for col in ("GPU busy ms", "GPU idle", "GPU starved"):
+    for col in ("GPU busy ms", "GPU idle", "GPU starved", "J/img", "GPU state"):
         if all(not r[col] for r in out):
             for r in out:
                 del r[col]

@@ -40,6 +40,9 @@ def compare(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the verdicts as JSON here.")] = None,
     allow_env_mismatch: Annotated[bool, typer.Option(help="Compare results from different environments.")] = False,
     baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
+    refuse_degraded_gpu: Annotated[bool, typer.Option(
+        "--refuse-degraded-gpu", help="Give no speed verdict on a cell measured while its GPU was throttled or "
+                                      "shared (NVML), and exit 1: rerun the night.")] = False,
 ) -> None:
     """Judge a candidate against a baseline, run by run: slower / faster / unchanged / noisy / ...
 
@@ -64,7 +67,7 @@ def compare(
         from benchbench.history.store import nights_cv
 
         nights = nights_cv(history, {(r.get("env") or {}).get("fingerprint") for r in cand})
-    verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv, nights)
+    verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv, nights, refuse_degraded_gpu)
     table = Table(title=f"compare ({1 - alpha:.0%} intervals over runs)")
     cols = ("verdict", "cell", "change", "interval", "threshold", "MDE", "runs", "reason")
     for col in cols:
@@ -80,6 +83,13 @@ def compare(
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps({"threshold": threshold, "alpha": alpha, "run_cv": run_cv,
                                         "verdicts": [v.to_dict() for v in verdicts]}, indent=2), encoding="utf-8")
+    for v in verdicts:
+        for w in v.warnings:
+            err_console.print(f"warning: {v.label}: {w}", style="yellow", highlight=False)
+    refused = [v for v in verdicts if refuse_degraded_gpu and v.warnings]
+    if refused:
+        err_console.print(f"{len(refused)} cell(s) measured on a throttled or shared GPU: no verdict", highlight=False)
+        raise typer.Exit(1)
     regs = cmp.regressions(verdicts)
     if regs:
         err_console.print(f"regression: {len(regs)} cell(s) slower or failed", highlight=False)

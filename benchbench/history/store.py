@@ -51,6 +51,14 @@ CREATE TABLE IF NOT EXISTS records (
 );
 CREATE INDEX IF NOT EXISTS records_series ON records (suite, cell_id, fingerprint, started_at);
 """
+#: Schema versions (PRAGMA user_version), each a list of columns added to `records`; a store is migrated
+#: in place when opened, as asv migrates its results files. Version 0: a store made before versioning.
+MIGRATIONS: dict[int, list[tuple[str, str]]] = {
+    1: [],  # the table above
+    2: [("gpu_throttled", "INTEGER"), ("gpu_shared", "INTEGER"), ("energy_j_per_image", "REAL"),
+        ("gpu_conditions_json", "TEXT")],
+}
+SCHEMA_VERSION = max(MIGRATIONS)
 
 
 class HistoryStore:
@@ -60,10 +68,36 @@ class HistoryStore:
             raise BenchbenchError(f"history store not found: {self.path} (create it with `benchbench history add`)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path)
+            self.db = sqlite3.connect(self.path, timeout=30)
             self.db.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise BenchbenchError(f"history store {self.path} is locked by another writer for over 30 s; "
+                                      "try again when it is done") from None
+            raise BenchbenchError(f"{self.path} is not a benchbench history store: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise BenchbenchError(f"{self.path} is not a benchbench history store: {exc}") from None
+
+    def _migrate(self) -> None:
+        """Bring an older store to SCHEMA_VERSION in place: add the columns later versions brought."""
+        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise BenchbenchError(f"history store {self.path} has schema version {version}, newer than this "
+                                  f"benchbench reads ({SCHEMA_VERSION}): upgrade benchbench")
+        if version == SCHEMA_VERSION:
+            return
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(records)")}
+        with self.db:
+            for v in range(version + 1, SCHEMA_VERSION + 1):
+                for name, kind in MIGRATIONS[v]:
+                    if name not in have:
+                        self.db.execute(f"ALTER TABLE records ADD COLUMN {name} {kind}")
+            self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def close(self) -> None:
         self.db.close()
@@ -84,16 +118,27 @@ class HistoryStore:
                     if gpu:
                         keep["gpu"] = {k: gpu.get(k) for k in ("gpu_busy_s", "gpu_idle_s", "gpu_phases_s",
                                                                 "gpu_modules_s", "gpu_idle_fraction")}
-                row = (
-                    record_key(r), r.get("run_id"), r.get("suite"), r["cell_id"], r.get("label"),
-                    env.get("fingerprint"), env.get("git_commit"), r.get("started_at"), r.get("repeat"),
-                    r.get("status"), m.images_per_step if m.ok else None,
-                    st.get("median"), st.get("p10"), st.get("p90"), st.get("iqr"), st.get("cv"), st.get("mean"),
-                    st.get("min"), st.get("max"), st.get("n"), m.throughput,
-                    (r.get("data_wait_s") or {}).get("fraction"), gpu.get("gpu_busy_s"), gpu.get("gpu_idle_fraction"),
-                    json.dumps(env, sort_keys=True), json.dumps(keep) if keep else None, source,
-                )
-                cur = self.db.execute(f"INSERT OR IGNORE INTO records VALUES ({','.join('?' * len(row))})", row)
+                cond = r.get("gpu_conditions") or {}
+                row = {
+                    "key": record_key(r), "run_id": r.get("run_id"), "suite": r.get("suite"), "cell_id": r["cell_id"],
+                    "label": r.get("label"), "fingerprint": env.get("fingerprint"),
+                    "git_commit": env.get("git_commit"), "started_at": r.get("started_at"), "repeat": r.get("repeat"),
+                    "status": r.get("status"), "images_per_step": m.images_per_step if m.ok else None,
+                    "median_s": st.get("median"), "p10_s": st.get("p10"), "p90_s": st.get("p90"),
+                    "iqr_s": st.get("iqr"), "cv": st.get("cv"), "mean_s": st.get("mean"), "min_s": st.get("min"),
+                    "max_s": st.get("max"), "n": st.get("n"), "throughput_img_s": m.throughput,
+                    "data_wait_fraction": (r.get("data_wait_s") or {}).get("fraction"),
+                    "gpu_busy_s": gpu.get("gpu_busy_s"), "gpu_idle_fraction": gpu.get("gpu_idle_fraction"),
+                    "env_json": json.dumps(env, sort_keys=True), "breakdown_json": json.dumps(keep) if keep else None,
+                    "source": source,
+                    "gpu_throttled": int(bool(cond.get("throttled"))) if cond else None,
+                    "gpu_shared": int(bool(cond.get("shared"))) if cond else None,
+                    "energy_j_per_image": cond.get("energy_j_per_image"),
+                    "gpu_conditions_json": json.dumps(cond) if cond else None,
+                }
+                cols = ",".join(row)
+                cur = self.db.execute(f"INSERT OR IGNORE INTO records ({cols}) VALUES ({','.join('?' * len(row))})",
+                                      list(row.values()))
                 if cur.rowcount:
                     added += 1
                 else:

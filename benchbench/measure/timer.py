@@ -15,6 +15,7 @@ comes from the block's wall time, as a plain training loop experiences it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -80,8 +81,11 @@ def timed_loop(
     steps: int,
     on_step: Callable[[str, int], None] | None = None,
     agree: Agree = alone,
+    tracker: Any = None,
 ) -> LoopTiming:
     """Warm up until steady (at most `warmup` steps), then time `steps` steps.
+
+    `tracker`, a context manager, is entered around the timed block alone (the GPU's conditions).
 
     `agree` turns one process's "steady" into the decision every process takes: DDP ranks all-reduce
     it, so no rank enters the timed block (and its barrier) while another still runs warm-up steps.
@@ -91,7 +95,7 @@ def timed_loop(
     reported on its own (data wait). On CUDA: `_timed_loop_cuda`.
     """
     if device.type == "cuda":
-        return _timed_loop_cuda(batches, to_device, step, device, warmup, steps, on_step, agree)
+        return _timed_loop_cuda(batches, to_device, step, device, warmup, steps, on_step, agree, tracker)
     sync = synchronizer(device)
     clock = time.perf_counter
     out = LoopTiming()
@@ -132,6 +136,7 @@ def _timed_loop_cuda(
     steps: int,
     on_step: Callable[[str, int], None] | None = None,
     agree: Agree = alone,
+    tracker: Any = None,
 ) -> LoopTiming:
     """CUDA events at step boundaries, one host sync per block, never one per step.
 
@@ -184,5 +189,6 @@ def _timed_loop_cuda(
             out.steady = True
             break
     if steps:
-        out.step_s, out.data_wait_s, out.enqueue_s, out.block_wall_s, out.starved_s = block(steps, "timed", 0)
+        with tracker if tracker is not None else contextlib.nullcontext():
+            out.step_s, out.data_wait_s, out.enqueue_s, out.block_wall_s, out.starved_s = block(steps, "timed", 0)
     return out

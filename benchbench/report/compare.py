@@ -49,7 +49,8 @@ def rows(verdicts: list[CellVerdict]) -> list[dict[str, Any]]:
             "threshold": "" if v.threshold is None else f"{v.threshold:.0%}",
             "MDE": "" if v.mde is None else f"{v.mde:.1%}",
             "runs": f"{v.runs_baseline} vs {v.runs_candidate}" if v.runs_baseline or v.runs_candidate else "",
-            "reason": v.reason + (f" — {why_text(v)}" if why_text(v) else ""),
+            "reason": v.reason + (f" — {why_text(v)}" if why_text(v) else "")
+            + "".join(f" — warning: {w}" for w in v.warnings if w not in v.reason),
         })
     return out
 

@@ -82,8 +82,12 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         rec["build_s"] = time.perf_counter() - t_start
-        timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"])
+        tracker = gpu_tracker(device)
+        timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"],
+                            tracker=tracker)
         rec.update(timing_fields(timing, params["batch_size"]))
+        if tracker is not None:
+            rec["gpu_conditions"] = tracker.result(params["batch_size"] * params["steps"])
         rec["data_wait_s"]["steps_per_epoch"] = source.steps_per_epoch
         if source.loader is not None:
             rec["data_wait_s"]["epoch_boundary_s"] = source.epoch_boundary_s()  # after the timed block, apart
@@ -111,6 +115,19 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
         del source
         if params["device"] == "cuda":
             torch.cuda.empty_cache()  # an OOM back-off retry starts from a clean cache
+
+
+def gpu_tracker(device: Any) -> Any:
+    """NVML's view of this cell's GPU during the timed block, where NVML exists (else None)."""
+    if device.type != "cuda":
+        return None
+    import torch
+
+    from benchbench.measure.gpu_state import open_tracker
+
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    return open_tracker(index, str(uuid) if uuid is not None else None)
 
 
 def timing_fields(timing: Any, images_per_step: int) -> dict[str, Any]:
