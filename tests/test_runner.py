@@ -150,7 +150,8 @@ device: cpu
     assert r["status"] == "ok" and r["params"]["optimizer"] == "adamw-fused"
     assert r["timing"]["clock"] == "perf_counter" and r["timing"]["throughput_basis"] == "images / median step"
     assert r["timing"]["block_wall_s"] == pytest.approx(sum(r["step_time_s"]["samples"]))
-    assert r["data_wait_s"]["steps_per_epoch"] == 3  # 6 images, batch 2
+    # 6 images at batch 2 were 3 steps an epoch; an epoch now spans the cell (1 + 4 + 16 explanation batches)
+    assert r["data_wait_s"]["steps_per_epoch"] == 21 and r["data_wait_s"]["epoch_boundary_s"] > 0
 
 
 def test_library_warnings_go_to_the_record_and_the_log(tmp_path: Path, cli, monkeypatch) -> None:
