@@ -213,3 +213,13 @@ def test_input_bound_on_a_gpu_means_the_gpu_starved() -> None:
     [f] = data_wait([input_bound], THRESHOLDS)
     assert "the GPU sits idle waiting for the input pipeline" in f.sentence and "the host waited" in f.sentence
     assert f.evidence["stall_basis"] == "GPU idle waiting for the batch"
+
+
+def test_a_gpu_bound_step_is_not_launch_bound() -> None:
+    """The Unet trace with its GPU busy nearly the whole timed step: the idle left is no launch problem."""
+    from benchbench.analysis.trace import explain_trace
+
+    busy = explain_trace(UNET)["gpu_busy_s"]
+    doc = explain_trace(UNET, step_time_s=busy * 1.03)
+    assert doc["gpu_idle_fraction"] < 0.05
+    assert not [f for f in doc["findings"] if f["kind"] == "launch_bound"]
