@@ -62,6 +62,9 @@ class LoopTiming:
     #: CUDA only: GPU time from finishing the previous step to the host having the next batch, per step.
     #: The host runs ahead of the GPU, so a data wait shorter than the queued work starves nothing.
     starved_s: list[float] = field(default_factory=list)
+    #: the loss of every step in order (warm-up, then timed): same seed and batches give the same trajectory
+    #: unless a setting changed the numerics. Read once after the timed block, never per step.
+    losses: list[float] = field(default_factory=list)
 
 
 Agree = Callable[[bool], bool]
@@ -99,11 +102,12 @@ def timed_loop(
     sync = synchronizer(device)
     clock = time.perf_counter
     out = LoopTiming()
+    kept: list[Any] = []
     sync()
     for i in range(warmup):
         t0 = clock()
         x, y = to_device(next(batches))
-        step(x, y)
+        kept.append(step(x, y))
         sync()
         out.warmup_s.append(clock() - t0)
         if on_step:
@@ -116,7 +120,7 @@ def timed_loop(
         batch = next(batches)
         t1 = clock()
         x, y = to_device(batch)
-        step(x, y)
+        kept.append(step(x, y))
         sync()
         t2 = clock()
         out.step_s.append(t2 - t0)
@@ -124,7 +128,16 @@ def timed_loop(
         if on_step:
             on_step("timed", i)
     out.block_wall_s = sum(out.step_s)
+    out.losses = read_losses(kept)
     return out
+
+
+def read_losses(kept: list[Any]) -> list[float]:
+    """The step's returned losses as floats, read in one transfer (after the timing, never inside it)."""
+    vals = [k for k in kept if isinstance(k, torch.Tensor) and k.numel() == 1]
+    if len(vals) != len(kept) or not vals:
+        return []
+    return [float(v) for v in torch.stack([v.reshape(()).float() for v in vals]).cpu()]
 
 
 def _timed_loop_cuda(
@@ -152,6 +165,7 @@ def _timed_loop_cuda(
     clock = time.perf_counter
     stream = torch.cuda.current_stream(device)
     out = LoopTiming(clock="cuda-events")
+    kept: list[Any] = []
 
     def block(n: int, phase: str, first: int) -> tuple[list[float], list[float], list[float], float, list[float]]:
         events = [torch.cuda.Event(enable_timing=True) for _ in range(n + 1)]
@@ -166,7 +180,7 @@ def _timed_loop_cuda(
             t1 = clock()
             ready[i].record(stream)
             x, y = to_device(batch)
-            step(x, y)
+            kept.append(step(x, y))  # a device tensor: no sync
             events[i + 1].record(stream)
             enq.append(clock() - t1)
             waits.append(t1 - t0)
@@ -191,4 +205,5 @@ def _timed_loop_cuda(
     if steps:
         with tracker if tracker is not None else contextlib.nullcontext():
             out.step_s, out.data_wait_s, out.enqueue_s, out.block_wall_s, out.starved_s = block(steps, "timed", 0)
+    out.losses = read_losses(kept)
     return out

@@ -88,6 +88,7 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
         rec.update(timing_fields(timing, params["batch_size"]))
         if tracker is not None:
             rec["gpu_conditions"] = tracker.result(params["batch_size"] * params["steps"])
+        rec["training"] = training_fields(timing.losses, step)
         rec["data_wait_s"]["steps_per_epoch"] = source.steps_per_epoch
         if source.loader is not None:
             rec["data_wait_s"]["epoch_boundary_s"] = source.epoch_boundary_s()  # after the timed block, apart
@@ -115,6 +116,21 @@ def _measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any
         del source
         if params["device"] == "cuda":
             torch.cuda.empty_cache()  # an OOM back-off retry starts from a clean cache
+
+
+def training_fields(losses: list[float], step: Any) -> dict[str, Any]:
+    """What the steps did to the model, for the numerics check of `advise`: the loss of each step, how many
+    were not finite, and GradScaler's skipped steps (its scale halves on each inf/NaN step; it grows only
+    every 2000 clean steps, so over a short run the halvings count the skips)."""
+    import math
+
+    out: dict[str, Any] = {"losses": losses, "nonfinite": sum(1 for v in losses if not math.isfinite(v))}
+    if getattr(step, "scaler", None) is not None:
+        scale = float(step.scaler.get_scale())
+        init = float(step.scaler._init_scale)  # noqa: SLF001 - torch keeps it private; 65536 by default
+        out["grad_scaler"] = {"final_scale": scale,
+                              "skipped_steps": max(0, round(math.log2(init / scale))) if scale > 0 else None}
+    return out
 
 
 def gpu_tracker(device: Any) -> Any:
