@@ -91,3 +91,18 @@ def test_a_generated_set_puts_no_epoch_boundary_in_the_timed_steps() -> None:
     assert rec["status"] == "ok", rec["error"]
     dw = rec["data_wait_s"]
     assert dw["steps_per_epoch"] >= p["steps"] + p["warmup"] and dw["epoch_boundary_s"] > 0
+
+
+def test_cache_ram_decodes_once_and_keeps_cell_ids() -> None:
+    spec = {"kind": "synthetic-disk", "image_size": [40, 48], "count": 4}
+    plain = cell(data=spec, resolution=32, batch_size=2, classes=4)
+    cached = cell(data={**spec, "cache": "ram"}, resolution=32, batch_size=2, classes=4)
+    from benchbench.suite import cell_id
+
+    assert cell_id(plain) == cell_id(cell(data={**spec, "cache": "none"}, resolution=32, batch_size=2, classes=4))
+    assert cell_id(cached) != cell_id(plain)
+    src = Source(cached, torch.device("cpu"))
+    ds = src.loader.dataset
+    assert ds.decoded is not None and len(ds.decoded) == 4
+    x, y = next(iter(src))
+    assert x.shape == (2, 3, 32, 32) and y.dtype == torch.int64

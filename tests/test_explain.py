@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.runner import execute_cell
+from benchbench.runner.cell import execute_cell
 from benchbench.suite import build_suite
 
 

@@ -115,8 +115,9 @@ def run(
     from benchbench.runner import RunOptions, calibrate_peak, iter_run
     from benchbench.workload.preflight import preflight_cells
 
-    if isolation not in ("process", "inline"):
-        raise BenchbenchError(f"--isolation must be process or inline, got {isolation!r}")
+    from benchbench.runner.executors import get_executor
+
+    get_executor(isolation)  # an unknown executor is an input error before anything runs
     if repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
     suite = _suite(suite_path, device, filter)

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from benchbench.runner.cell import execute_cell
-from benchbench.runner.isolation import run_child, run_isolated
+from benchbench.runner.executors import get_executor
+from benchbench.runner.isolation import run_child
 from benchbench.suite import Cell, Suite
 
 
@@ -41,9 +41,7 @@ def make_payload(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any],
 
 
 def run_cell(payload: dict[str, Any], options: RunOptions) -> dict[str, Any]:
-    if options.isolation == "inline":
-        return execute_cell(payload)
-    return run_isolated(payload, float(payload["params"]["timeout_s"]))
+    return get_executor(options.isolation).run(payload)
 
 
 def calibrate_peak(suite: Suite, isolation: str = "process") -> dict[str, Any]:

@@ -77,6 +77,8 @@ class SyntheticDiskData(BaseModel):
     kind: Literal["synthetic-disk"] = "synthetic-disk"
     image_size: Annotated[list[Annotated[int, Field(ge=8, le=8192)]], Field(min_length=2, max_length=2)] = [360, 480]
     count: Annotated[int, Field(ge=1, le=100_000)] = 64
+    # ram: decode every image once into memory (the seeds' "cache the data set"); augmentation still runs per step
+    cache: Literal["none", "ram"] = "none"
 
 
 class FolderData(BaseModel):
@@ -86,6 +88,7 @@ class FolderData(BaseModel):
     kind: Literal["folder"] = "folder"
     path: Annotated[str, Field(min_length=1)]
     split: str = "train"
+    cache: Literal["none", "ram"] = "none"
 
 
 DataSpec = Annotated[

@@ -128,11 +128,13 @@ class SegmentationFolder(Dataset):
     """Decode, jointly augment (random resized crop + flip) and normalise image/mask pairs."""
 
     def __init__(self, pairs: list[tuple[Path, Path]], resolution: tuple[int, int], classes: int,
-                 length: int | None = None) -> None:
+                 length: int | None = None, cache: bool = False) -> None:
         from torchvision.transforms import v2
 
         self.pairs = pairs
         self.length = max(length or 0, len(pairs))  # an epoch may revisit images (see Source)
+        # cache: ram decodes every pair once, here, before DataLoader workers fork (they share it copy-on-write)
+        self.decoded = [self.decode(i) for i in range(len(pairs))] if cache else None
         self.classes = classes
         self.transform = v2.Compose(
             [
@@ -146,16 +148,20 @@ class SegmentationFolder(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
-        from torchvision import tv_tensors
-
+    def decode(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
         img_path, mask_path = self.pairs[idx % len(self.pairs)]
         with Image.open(img_path) as im:
             img = torch.from_numpy(np.array(im.convert("RGB"))).permute(2, 0, 1)
         with Image.open(mask_path) as m:
             arr = np.asarray(m if m.mode in ("L", "P", "I", "I;16") else m.convert("L")).astype(np.int64)
         arr[arr >= self.classes] = IGNORE_INDEX
-        image, mask = self.transform(tv_tensors.Image(img), tv_tensors.Mask(torch.from_numpy(arr)))
+        return img, torch.from_numpy(arr)
+
+    def __getitem__(self, idx: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from torchvision import tv_tensors
+
+        img, mask = self.decoded[idx % len(self.pairs)] if self.decoded is not None else self.decode(idx)
+        image, mask = self.transform(tv_tensors.Image(img), tv_tensors.Mask(mask))
         return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor).long()
 
 
@@ -215,7 +221,7 @@ class Source:
             if params["prefetch_factor"] is not None:
                 kwargs["prefetch_factor"] = params["prefetch_factor"]
         self.loader = DataLoader(
-            SegmentationFolder(pairs, (h, w), params["classes"], length),
+            SegmentationFolder(pairs, (h, w), params["classes"], length, params["data"].get("cache") == "ram"),
             batch_size=bs,
             shuffle=True,
             drop_last=len(pairs) >= bs,

@@ -1,0 +1,53 @@
+"""Executors: where a planned cell runs. One interface, a registry; a new executor is a module and a line.
+
+Like optimum-benchmark's launchers behind one `launch(worker)`: an executor takes a cell's payload (suite,
+cell, run id, environment, options) and returns its record, whatever happens to the cell. `process` forks
+each cell from a fork server into its own process group, with a timeout (the default); `inline` runs it in
+this process (debugging; no timeout, no isolation). DDP `world_size` cells run their ranks inside the cell's
+process, under either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+
+class Executor(Protocol):
+    name: str
+
+    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The cell's record; never raises for the cell's own failures (they are its status)."""
+
+
+class ProcessExecutor:
+    name = "process"
+
+    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from benchbench.runner.isolation import run_isolated
+
+        return run_isolated(payload, float(payload["params"]["timeout_s"]))
+
+
+class InlineExecutor:
+    name = "inline"
+
+    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        from benchbench.runner.cell import execute_cell
+
+        return execute_cell(payload)
+
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {
+    "process": ProcessExecutor,
+    "inline": InlineExecutor,
+}
+
+
+def get_executor(name: str) -> Executor:
+    from benchbench.errors import BenchbenchError, did_you_mean
+
+    if name not in EXECUTORS:
+        raise BenchbenchError(f"unknown executor {name!r}{did_you_mean(name, EXECUTORS)}: "
+                              f"choose {', '.join(EXECUTORS)}")
+    return EXECUTORS[name]()
