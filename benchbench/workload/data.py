@@ -134,8 +134,8 @@ class SegmentationFolder(Dataset):
         self.pairs = pairs
         self.length = max(length or 0, len(pairs))  # an epoch may revisit images (see Source)
         # cache: ram decodes every pair once, here, before DataLoader workers fork (they share it copy-on-write)
-        self.decoded = [self.decode(i) for i in range(len(pairs))] if cache else None
         self.classes = classes
+        self.decoded = [self.decode(i) for i in range(len(pairs))] if cache else None
         self.transform = v2.Compose(
             [
                 v2.RandomResizedCrop(size=tuple(resolution), scale=(0.5, 1.0), antialias=True),
