@@ -126,3 +126,15 @@ def disagree(**params):
     rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
     timer.is_steady = (lambda samples: False) if rank == 1 else (lambda samples: len(samples) >= 2)
     return Tiny(params["classes"], params.get("in_channels", 3))
+
+
+class _NanUnderAutocast(Tiny):
+    def forward(self, x):
+        out = super().forward(x)
+        if torch.is_autocast_enabled(x.device.type):
+            return out * float("nan")  # a knob that breaks training: bf16 here
+        return out
+
+
+def nan_under_autocast(**params):
+    return _NanUnderAutocast(params["classes"], params.get("in_channels", 3))

@@ -1,6 +1,6 @@
 """The one-way flow, checked: no module imports from a layer after it, and no module is too large.
 
-suite -> workload -> measure -> runner -> results -> analysis -> history -> report -> cli.
+suite -> workload -> measure -> runner -> results -> analysis -> history -> advise -> report -> cli.
 Beneath them all: errors, the record type (measurement) and the trace reader (timeline),
 which both the runner (writing records, reading its own traces) and analysis use.
 """
@@ -20,6 +20,7 @@ LAYERS = [
     ("results", "baselines"),
     ("analysis",),
     ("history",),
+    ("advise",),
     ("report",),
     ("cli", "pytest_plugin", "__main__", "__init__"),
 ]

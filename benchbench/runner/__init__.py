@@ -44,9 +44,9 @@ def run_cell(payload: dict[str, Any], options: RunOptions) -> dict[str, Any]:
     return get_executor(options.isolation).run(payload)
 
 
-def calibrate_peak(suite: Suite, isolation: str = "process") -> dict[str, Any]:
-    """The device's measured matmul peak per dtype the suite uses, in a process of its own."""
-    dtypes = sorted({{"none": "fp32"}.get(c.params["amp"], c.params["amp"]) for c in suite.cells})
+def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The device's measured matmul peak per dtype the suite uses (and `extra`), in a process of its own."""
+    dtypes = sorted({{"none": "fp32"}.get(c.params["amp"], c.params["amp"]) for c in suite.cells} | set(extra))
     payload = {"kind": "calibrate", "device": suite.device, "dtypes": dtypes, "cwd": os.getcwd()}
     if isolation == "inline":
         from benchbench.measure.calibrate import calibrate

@@ -1,0 +1,193 @@
+"""Which knobs to try, and the most each can buy, from the base cell's own measurement.
+
+Every bound is Amdahl's law on a share the base measured: a change that can at best remove (or shrink by a
+known factor) a part of the step can at best buy 1 / (1 - share + share / factor). A bound is an upper
+bound, not a prediction: the A/B experiment measures what the knob really buys.
+
+- input knobs (workers, pinning, prefetch, persistent workers, a RAM-cached data set): the input stall
+  (on a GPU the GPU's idle waiting for batches) can at best vanish: 1 / (1 - f);
+- AMP: the matmul / convolution share, sped up by the measured peak ratio of the two dtypes (unbounded by it
+  when the ratio is unknown);
+- channels_last: the convolution, normalisation and layout-conversion share can at best vanish;
+- compile: the non-matmul (fusable) share and, on a GPU, the idle waiting for launches;
+- a fused optimizer: the optimizer phase and the host syncs' idle;
+- batch size x2: a step cannot get faster as its work doubles, so at most 2x per image; on a GPU the work
+  can at most fill the idle: 1 / (1 - idle);
+- decoder_channels C -> C': the decoder's fuse stage scales as C^2 (SegFormer's 1x1 conv over n*C channels),
+  the rest of the decoder as C;
+- resolution: no bound from one measurement (attention can grow faster than the pixels): measured, and
+  labelled as changing the model.
+
+An input stall that comes at epoch boundaries (the prefetch queue drains) is not cured by more workers or
+prefetching: those are bounded by the steady wait between boundaries alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from benchbench.analysis.findings.efficiency import LAYOUT_OPS, _is_matmul
+from benchbench.measurement import Measurement
+
+#: what a knob changes: "free" knobs change how the same math runs; the others change what is trained
+KINDS = {
+    "num_workers": "free", "pin_memory": "free", "persistent_workers": "free", "prefetch_factor": "free",
+    "cache": "free", "amp": "free", "channels_last": "free", "compile": "free", "optimizer": "free",
+    "batch_size": "optimisation", "decoder_channels": "model", "resolution": "model",
+}
+CONV_OR_LAYOUT = ("convolution", "conv2d", "cudnn", "batch_norm", "native_batch_norm") + LAYOUT_OPS
+
+
+@dataclass
+class Candidate:
+    knob: str
+    frm: Any
+    to: Any
+    bound: float | None  # the most it can buy (x per image); None: this measurement cannot bound it
+    why: str  # what the bound was computed from
+    kind: str = "free"
+    params: dict[str, Any] = field(default_factory=dict)  # the candidate cell's settings
+    skipped: str | None = None  # why it is not measured
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**{k: v for k, v in asdict(self).items() if k not in ("frm", "params")}, "from": self.frm}
+
+
+def amdahl(share: float, factor: float = math.inf) -> float:
+    share = min(max(share, 0.0), 0.999)
+    return 1.0 / ((1.0 - share) + (share / factor if math.isfinite(factor) else 0.0))
+
+
+class Shares:
+    """The base's measured shares of its step, on one basis: a GPU's timed step, a CPU's profiled step."""
+
+    def __init__(self, rec: dict[str, Any]) -> None:
+        self.m = Measurement(rec)
+        self.bd = rec.get("breakdown") or {}
+        self.gpu = self.bd.get("gpu") or {}
+        self.step = self.m.median
+        self.basis = self.step if self.gpu else (self.bd.get("step_s") or self.step)
+        ops = self.bd.get("top_ops") or []
+        total = self.bd.get("op_self_total_s") or sum(o["self_time_s"] for o in ops) or 0.0
+        self.ops = [(o["name"], o["self_time_s"]) for o in ops]
+        self.op_total = total
+
+    def of(self, seconds: float | None) -> float:
+        return (seconds or 0.0) / self.basis if self.basis else 0.0
+
+    def op_share(self, pred: Any) -> float:
+        """Share of the step in operators matching pred (op self time scaled to the step)."""
+        if not self.op_total:
+            return 0.0
+        part = sum(t for n, t in self.ops if pred(n)) / self.op_total
+        return part * self.of(self.bd.get("phases_sum_s") or self.basis)
+
+    def phase(self, name: str) -> float:
+        return self.of((self.bd.get("phases") or {}).get(name))
+
+    def idle(self, cause: str) -> float:
+        return ((self.gpu.get("idle_breakdown_s") or {}).get(cause) or 0.0) / self.step if self.gpu else 0.0
+
+    def module(self, name: str) -> float:
+        m = (self.bd.get("modules") or {}).get(name) or {}
+        return self.of((m.get("forward") or 0.0) + (m.get("backward") or 0.0))
+
+    @property
+    def stall(self) -> float:
+        return float(self.m.input_stall.get("fraction") or 0.0)
+
+    def stall_shape(self, rec: dict[str, Any]) -> Any:
+        from benchbench.analysis.datawait import characterize, steps_per_epoch
+
+        samples = self.m.input_stall.get("samples") or []
+        return characterize(samples, steps_per_epoch(rec)) if samples else None
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def candidates(rec: dict[str, Any], peaks: dict[str, Any] | None = None) -> list[Candidate]:
+    """Each knob changed alone from the base, with its bound and where the bound came from."""
+    p = rec["params"]
+    s = Shares(rec)
+    cuda = p.get("device") == "cuda"
+    out: list[Candidate] = []
+
+    def add(knob: str, to: Any, bound: float | None, why: str) -> None:
+        frm = p.get(knob) if knob != "cache" else (p["data"].get("cache") or "none")
+        if to == frm:
+            return
+        new = dict(p)
+        if knob == "cache":
+            new["data"] = {**p["data"], "cache": to}
+        else:
+            new[knob] = to
+        out.append(Candidate(knob, frm, to, bound, why, KINDS[knob], new))
+
+    if p["data"]["kind"] != "synthetic":
+        b, why = amdahl(s.stall), f"input stall {_pct(s.stall)} of the step ({s.m.input_stall['basis']})"
+        steady_b, steady_why = b, why
+        shape = s.stall_shape(rec)
+        if shape is not None and shape.kind in ("epoch_boundary", "periodic"):
+            steady = shape.median_s / s.step if s.step else 0.0
+            steady_b = amdahl(steady)
+            steady_why = (f"the stall comes at epoch boundaries ({shape.spikes} of {shape.steps} steps); between "
+                          f"them it is {shape.median_s * 1e3:.1f} ms ({_pct(steady)} of the step): more workers "
+                          "cannot help")
+        add("num_workers", max(2, 2 * p["num_workers"]), steady_b, steady_why)
+        if p["num_workers"] > 0:
+            add("prefetch_factor", 4, steady_b, steady_why)
+            if not p["persistent_workers"]:
+                add("persistent_workers", True, b, why)
+        if cuda and p.get("pin_memory") is not True:
+            add("pin_memory", True, b, why)
+        add("cache", "ram", b, why)
+    mm = s.op_share(_is_matmul)
+    if p["amp"] == "none":
+        for dt in (("bf16", "fp16") if cuda else ("bf16",)):
+            base_mode = "tf32" if cuda else "fp32"
+            ratio = ((peaks or {}).get(dt) or {}).get("flops_per_s", 0) / (
+                ((peaks or {}).get(base_mode) or (peaks or {}).get("fp32") or {}).get("flops_per_s") or math.inf)
+            factor = ratio if ratio > 1 else math.inf
+            add("amp", dt, amdahl(mm, factor), f"matmul/convolution {_pct(mm)} of the step"
+                + (f", sped up at most {ratio:.1f}x (measured peaks)" if ratio > 1 else ", removed at most"))
+    if not p["channels_last"]:
+        cl = s.op_share(lambda n: any(k in n.lower() for k in CONV_OR_LAYOUT))
+        add("channels_last", True, amdahl(cl), f"convolution, normalisation and layout ops {_pct(cl)} of the step")
+    if not p["compile"]:
+        fusable = s.op_share(lambda n: not _is_matmul(n)) + s.idle("launch")
+        why = f"non-matmul (fusable) ops {_pct(s.op_share(lambda n: not _is_matmul(n)))}" + (
+            f" + GPU idle waiting for launches {_pct(s.idle('launch'))}" if cuda else "") + " of the step"
+        for mode in ((True, "reduce-overhead") if cuda else (True,)):
+            add("compile", mode, amdahl(fusable), why)
+    if p["optimizer"] in ("adamw", "adam"):
+        opt = s.phase("optimizer") + s.idle("sync")
+        add("optimizer", p["optimizer"] + "-fused", amdahl(opt),
+            f"optimizer phase {_pct(s.phase('optimizer'))}" + (f" + host-sync idle {_pct(s.idle('sync'))}" if cuda
+                                                                else "") + " of the step")
+    idle = s.idle("launch") + s.idle("sync") + s.idle("data_wait")
+    add("batch_size", 2 * p["batch_size"], min(2.0, amdahl(idle)) if cuda else 2.0,
+        f"GPU idle {_pct(idle)} of the step, which twice the work per step can at most fill" if cuda else
+        "twice the work per step in at least the same time: at most 2x per image")
+    c = p.get("decoder_channels")
+    if c:
+        dec = s.module("decoder")
+        fuse = s.module("decoder.fuse_stage")
+        for new in sorted({c // 2, c // 4}, reverse=True):
+            if new < 16:
+                continue
+            r = new / c
+            saved = fuse * (1 - r * r) + max(dec - fuse, 0.0) * (1 - r)
+            add("decoder_channels", new, 1 / (1 - min(saved, 0.999)),
+                f"decoder {_pct(dec)} of the step (fuse stage {_pct(fuse)}, scaling as C^2; the rest as C)")
+    h, w = p["resolution"]
+    if min(h, w) >= 64:
+        nh, nw = (max(32, int(round(x * 0.75 / 32)) * 32) for x in (h, w))
+        if (nh, nw) != (h, w):
+            r = nh * nw / (h * w)
+            add("resolution", [nh, nw], None, f"{r:.2f}x the pixels; no bound from one measurement (attention "
+                "can grow faster than the pixels)")
+    return out
