@@ -23,3 +23,9 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     if not close:
         return ""
     return " (did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?)"
+
+
+def short_repr(value: object, limit: int = 120) -> str:
+    """A value as a message shows it: never the whole of a huge (or maliciously expanded) one."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

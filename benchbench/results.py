@@ -35,21 +35,79 @@ def default_path(results_dir: str | Path, suite_slug: str, run_id: str) -> Path:
     return Path(results_dir) / suite_slug / f"{run_id}.jsonl"
 
 
+class ResultsWriteError(BenchbenchError):
+    """The results file could not take a record (disk full, file too large, read-only): the run stops,
+    what is already in the file stays whole, and the run can be resumed."""
+
+    exit_code = 1
+
+
 class ResultStore:
-    """Append-only JSONL file."""
+    """Append-only JSONL file: every append is all-or-nothing, and a damaged tail is set aside first."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._checked = False
+
+    def check_writable(self) -> None:
+        """Before the first cell: a record measured and then lost to an unwritable --output is the worst case."""
+        if self.path.is_dir():
+            raise BenchbenchError(f"results path {self.path} is a directory; give a .jsonl file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            os.close(fd)
+        except OSError as exc:
+            raise BenchbenchError(f"cannot write results to {self.path}: {exc.strerror or exc}") from None
+        self.repair_tail()
+
+    def repair_tail(self) -> Path | None:
+        """A file whose last line has no newline was cut mid-write (a full disk, a kill): move that partial
+        line aside (never delete it) so the next record starts on a line of its own."""
+        self._checked = True
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return None
+        if size == 0:
+            return None
+        with open(self.path, "rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return None
+            f.seek(0)
+            data = f.read()
+            keep = data.rfind(b"\n") + 1
+            aside = self.path.with_name(self.path.name + f".damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            aside.write_bytes(data[keep:])
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        print(f"warning: {self.path} ended in a partial line ({size - keep} bytes, cut mid-write); moved it to "
+              f"{aside} and repaired the file", file=sys.stderr)
+        return aside
 
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, sort_keys=False, allow_nan=False, default=_jsonable) + "\n").encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        if not self._checked:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.repair_tail()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ResultsWriteError(f"cannot open {self.path} to record a cell: {exc.strerror or exc}") from None
+        size = os.fstat(fd).st_size
         try:
             written = os.write(fd, line)
-            if written != len(line):  # pragma: no cover - regular files write whole buffers
-                raise OSError(f"short write to {self.path}")
+            if written != len(line):
+                raise OSError(28, f"short write ({written} of {len(line)} bytes)")
             os.fsync(fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(fd, size)  # all or nothing: the file ends where the last whole record ended
+            except OSError:
+                pass
+            raise ResultsWriteError(f"could not record a cell in {self.path}: {exc.strerror or exc}") from None
         finally:
             os.close(fd)
 

@@ -6,6 +6,7 @@ the steps) answers "why is my training loop slow?" without writing a suite.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,8 @@ def trace_findings(g: dict[str, Any], name: str, enqueue_s: float | None = None,
 
 def explain_trace(path: Path, step_time_s: float | None = None,
                   records: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    if step_time_s is not None and not (math.isfinite(step_time_s) and step_time_s > 0):
+        raise BenchbenchError(f"--step-time must be a positive number of seconds, got {step_time_s}")
     tl = read_timeline(path)
     if not tl.has_gpu:
         raise BenchbenchError(f"{path} holds no device work (kernels, memcpy, memset): profile with "
@@ -86,8 +89,6 @@ def explain_trace(path: Path, step_time_s: float | None = None,
             step_time_s, source = record["step_time_s"]["median"], f"record {record['cell_id']} (timed median)"
         data_wait = Measurement(record).input_stall.get("median")
         enqueue = (((record.get("timing") or {}).get("host_enqueue_s")) or {}).get("median")
-    if step_time_s is not None and step_time_s <= 0:
-        raise BenchbenchError(f"--step-time must be positive seconds, got {step_time_s}")
     g = summarize_gpu(tl, step_time_s, data_wait, source).to_dict()
     name = (record or {}).get("label") or path.name
     notes = []
@@ -97,6 +98,8 @@ def explain_trace(path: Path, step_time_s: float | None = None,
     if g["harness_syncs_excluded"]:
         notes.append("excluded benchbench's own torch.cuda.synchronize() calls around the step (older profile pass): "
                      + ", ".join(f"{k} x{v}" for k, v in g["harness_syncs_excluded"].items()))
+    for why, n in (tl.meta.get("dropped_events") or {}).items():
+        notes.append(f"dropped {n} event(s) with {why}: they cannot be placed on the timeline")
     if tl.step_source == "whole trace":
         notes.append("no bb.step or ProfilerStep#N ranges: the whole trace is treated as one step "
                      "(call prof.step() once per training step)")

@@ -30,7 +30,9 @@ def explain_trace_cmd(
 
     doc = explain_trace(trace, step_time, _records([record]) if record else None)
     if as_json:
-        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+        from benchbench.measurement import clean_nans
+
+        sys.stdout.write(json.dumps(clean_nans(doc), indent=2, allow_nan=False) + "\n")  # JSON has no NaN
         return
     from benchbench.report.trace import print_explanation
 

@@ -37,6 +37,50 @@ from benchbench.suite.validate import (
 )
 
 
+MAX_YAML_NODES = 100_000  # a suite is a few hundred nodes; a "billion laughs" alias bomb is billions
+MAX_CELLS_DEFAULT = 10_000
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.safe_load that counts the nodes it would expand, aliases included, and stops at a bound:
+    safe_load expands every alias, so nine nested levels of nine aliases are 9**9 nodes (GBs of memory)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._total = 0
+        self._sizes: dict[int, int] = {}
+
+    def _size(self, node: Any) -> int:
+        key = id(node)
+        if key not in self._sizes:
+            self._sizes[key] = 0  # a recursive alias is counted once (safe_load refuses it later anyway)
+            kids = node.value if isinstance(node.value, list) else []
+            total = 1
+            for k in kids:
+                total += sum(self._size(x) for x in k) if isinstance(k, tuple) else self._size(k)
+            self._sizes[key] = total
+        return self._sizes[key]
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        alias = self.check_event(yaml.AliasEvent)
+        node = super().compose_node(parent, index)
+        self._total += self._size(node) if alias else 1
+        if self._total > MAX_YAML_NODES:
+            raise yaml.YAMLError(f"the document expands to more than {MAX_YAML_NODES:,} values (YAML aliases "
+                                 "that repeat aliases: a 'billion laughs' bomb?); refused")
+        return node
+
+
+def max_cells() -> int:
+    """The largest matrix a suite may expand to (BENCHBENCH_MAX_CELLS overrides the default 10,000)."""
+    import os
+
+    try:
+        return max(1, int(os.environ.get("BENCHBENCH_MAX_CELLS", MAX_CELLS_DEFAULT)))
+    except ValueError:
+        raise BenchbenchError("BENCHBENCH_MAX_CELLS must be a whole number") from None
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.exists():
@@ -48,7 +92,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchbenchError(f"cannot read suite file {p}: {exc}") from None
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader that also bounds aliases
     except yaml.YAMLError as exc:
         raise BenchbenchError(f"suite file {p} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
@@ -145,6 +189,13 @@ def build_suite(
             exclude = prof["exclude"]
     fixed["device"] = dev
 
+    n = 1
+    for values in matrix.values():
+        n *= len(values)
+    if n + len(include) > max_cells():
+        raise BenchbenchError(f"the matrix has {n:,} combinations before exclude (+{len(include)} include entries), "
+                              f"more than the limit of {max_cells():,} cells; split the suite, or raise the limit "
+                              "with BENCHBENCH_MAX_CELLS")
     combos = expand(matrix, exclude, include)
     if not combos:
         raise BenchbenchError("the matrix is empty after exclude/include: no cells to run")

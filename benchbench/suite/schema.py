@@ -176,7 +176,8 @@ class Suite:
 
 def slugify(name: str) -> str:
     """A file-name-safe form of a suite name: it can never climb out of results/."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.")
+    # Letters of any script stay (two suites named 名前 and 日本語 are two folders), path characters never do.
+    slug = re.sub(r"[^\w.-]+", "-", name).strip("-.")
     return slug[:80] or "suite"
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from benchbench.errors import BenchbenchError
+from benchbench.errors import BenchbenchError, short_repr
 from benchbench.suite.schema import Cell, CellParams  # noqa: F401
 from benchbench.suite.validate import _canon_dict, _canon_value, _matches
 
@@ -49,7 +49,7 @@ def pick_reference(ref: Any, cells: list[Cell]) -> Cell:
         for c in cells:
             if c.id.startswith(ref) or c.label == ref:
                 return c
-        raise BenchbenchError(f"reference {ref!r} names no cell (give a cell id, a label, or a mapping of settings)")
+        raise BenchbenchError(f"reference {short_repr(ref)} names no cell (give a cell id, a label, or a mapping of settings)")
     if isinstance(ref, dict):
         pattern = _canon_dict(ref, "reference")
         for c in cells:
@@ -57,7 +57,7 @@ def pick_reference(ref: Any, cells: list[Cell]) -> Cell:
                 return c
         # Under a filter the reference may be gone: fall back to the first cell.
         return cells[0]
-    raise BenchbenchError(f"reference must be a cell id or a mapping of settings, got {ref!r}")
+    raise BenchbenchError(f"reference must be a cell id or a mapping of settings, got {short_repr(ref)}")
 
 
 def expected_cost(params: dict[str, Any]) -> float:

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from benchbench.errors import BenchbenchError, did_you_mean
+from benchbench.errors import BenchbenchError, did_you_mean, short_repr
 from benchbench.suite.schema import PARAM_KEYS, SUITE_KEYS, CellParams  # noqa: F401
 
 
@@ -32,7 +32,7 @@ def _explain(prefix: str, errors: list[dict[str, Any]]) -> str:
             lines.append(f"unknown key '{key}' at {loc}{did_you_mean(key, choices)}")
         else:
             got = e.get("input")
-            shown = f" (got {got!r})" if not isinstance(got, dict) else ""
+            shown = f" (got {short_repr(got)})" if not isinstance(got, dict) else ""
             lines.append(f"{loc}: {e['msg']}{shown}")
     return "; ".join(lines)
 
@@ -62,7 +62,7 @@ def _strip(err: ValidationError, key: str) -> list[dict[str, Any]]:
 
 def _canon_dict(raw: Any, where: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise BenchbenchError(f"{where} must be a mapping of setting: value, got {type(raw).__name__} {raw!r}")
+        raise BenchbenchError(f"{where} must be a mapping of setting: value, got {type(raw).__name__} {short_repr(raw)}")
     return {str(k): _canon_value(str(k), v, f"{where}.{k}") for k, v in raw.items()}
 
 
@@ -79,7 +79,7 @@ def _canon_matrix(raw: Any, where: str, present: bool = False) -> dict[str, list
     for axis, values in raw.items():
         axis = str(axis)
         if not isinstance(values, list):
-            raise BenchbenchError(f"{where}.{axis} must be a list of values, got {values!r} (write [{values!r}])")
+            raise BenchbenchError(f"{where}.{axis} must be a list of values, got {short_repr(values)} (write [{short_repr(values)}])")
         if not values:
             raise BenchbenchError(f"{where}.{axis} is an empty list: the matrix would have no cells")
         out[axis] = [_canon_value(axis, v, f"{where}.{axis}[{i}]") for i, v in enumerate(values)]

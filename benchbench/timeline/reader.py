@@ -20,6 +20,7 @@ from __future__ import annotations
 import bisect
 import gzip
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -189,13 +190,21 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
     host: list[HostRange] = []
     api: list[ApiCall] = []
     device: list[DeviceOp] = []
+    dropped: dict[str, int] = {}
     for e in doc["traceEvents"]:
         if not isinstance(e, dict) or e.get("ph") != "X":
             continue
         cat = str(e.get("cat") or "").lower()
         args = e.get("args") or {}
-        ts = _num(e.get("ts"))
-        end = ts + _num(e.get("dur"))
+        if not isinstance(args, dict):
+            args = {}
+        ts, dur = _num(e.get("ts"), math.nan), _num(e.get("dur"), math.nan)
+        why = ("no or non-numeric ts/dur" if math.isnan(ts) or math.isnan(dur) else
+               "infinite ts/dur" if math.isinf(ts) or math.isinf(dur) else "negative dur" if dur < 0 else None)
+        if why:  # a duration event that cannot be placed on the timeline: said, never believed
+            dropped[why] = dropped.get(why, 0) + 1
+            continue
+        end = ts + dur
         name = str(e.get("name", ""))
         if cat in HOST_RANGE_CATS:
             seq = args.get("Sequence number")
@@ -233,6 +242,7 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
     phases = [h for h in host if h.name.startswith(PHASE_PREFIX)]
     seq_module = _annotate_calls(host, calls, main_tid)
     meta = {k: v for k, v in doc.items() if k != "traceEvents"}
+    meta["dropped_events"] = dropped
     return Timeline(host, calls, sorted(device, key=lambda d: d.ts), steps, source,
                     phases, seq_module, meta, main_tid, unmatched)
 
