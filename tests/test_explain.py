@@ -90,13 +90,16 @@ def test_report_html_renders_in_chromium_and_escapes(tmp_path: Path, records: di
     dom = subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'chrome'}", "--dump-dom", html.resolve().as_uri()],
+         "--window-size=1400,900", f"--user-data-dir={tmp_path / 'chrome'}", "--dump-dom", html.resolve().as_uri()],
         capture_output=True, text=True, timeout=120,
     ).stdout
     body = dom[dom.index("<body") : dom.index(">", dom.index("<body"))]
     assert 'data-rendered="ok"' in body and "data-error" not in body
     assert int(body.split('data-tables="')[1].split('"')[0]) >= 4
     assert int(body.split('data-plots="')[1].split('"')[0]) >= 4
+    # the headline's first story is on screen at 1400x900 without scrolling
+    assert 0 < int(body.split('data-headline-bottom="')[1].split('"')[0]) <= 900
+    assert "<details" in dom and "sortable" in dom
 
 
 def test_cpu_trace_has_profiler_steps_and_explain_trace_says_no_gpu(tmp_path, cli) -> None:

@@ -136,7 +136,7 @@ def test_html_report_has_a_history_section(tmp_path: Path, cli) -> None:
     assert code == 0, err
     [page] = list((tmp_path / "rep").rglob("*.html"))
     text = page.read_text()
-    assert "<h2>History</h2>" in text and "+8.0% from night 12 of 20" in text and text.count("<svg") >= 2
+    assert 'id="history">History</h2>' in text and "+8.0% from night 12 of 20" in text and text.count("<svg") >= 2
 
 
 def test_a_store_made_before_versioning_is_migrated_in_place(tmp_path) -> None:

@@ -181,8 +181,9 @@ def candidates(rec: dict[str, Any], peaks: dict[str, Any] | None = None) -> list
                 continue
             r = new / c
             saved = fuse * (1 - r * r) + max(dec - fuse, 0.0) * (1 - r)
-            add("decoder_channels", new, 1 / (1 - min(saved, 0.999)),
-                f"decoder {_pct(dec)} of the step (fuse stage {_pct(fuse)}, scaling as C^2; the rest as C)")
+            add("decoder_channels", new, amdahl(dec),
+                f"decoder {_pct(dec)} of the step: at most {amdahl(dec):.2f}x were it to take no time; its fuse "
+                f"stage ({_pct(fuse)}) scaling as C^2 and the rest as C estimate {1 / (1 - min(saved, 0.999)):.2f}x")
     h, w = p["resolution"]
     if min(h, w) >= 64:
         nh, nw = (max(32, int(round(x * 0.75 / 32)) * 32) for x in (h, w))

@@ -58,8 +58,9 @@ def verdict(base: dict[str, Any], other_seed: dict[str, Any] | None, cand: dict[
     elif out["tolerance"] is None:
         out.update(verdict="unknown", why="no second-seed trajectory to judge against")
     elif out["distance"] <= out["tolerance"]:
-        out.update(verdict="unchanged", why=f"loss moved {out['distance']:.2%}, a seed change {out['tolerance']:.2%}")
+        out.update(verdict="unchanged", why=f"loss moved {out['distance'] * 100:.2g}%, a seed change "
+                                            f"{out['tolerance'] * 100:.2g}%")
     else:
-        out.update(verdict="changes the numerics", why=f"loss moved {out['distance']:.2%}, more than a seed change "
-                                                       f"({out['tolerance']:.2%})")
+        out.update(verdict="changes the numerics", why=f"loss moved {out['distance'] * 100:.2g}%, more than a "
+                                                       f"seed change ({out['tolerance'] * 100:.2g}%)")
     return out

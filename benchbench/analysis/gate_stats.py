@@ -174,3 +174,22 @@ def judge(base: list[float], cand: list[float], threshold: float = DEFAULT_THRES
         out.update(ratio=iv.ratio, ci_low=iv.low, ci_high=iv.high, mde=iv.mde(threshold, alpha), run_cv=iv.run_cv,
                    method=iv.method)
     return out
+
+
+#: A run-to-run CV to assume where a report has one run a cell. A suite's cells run minutes apart: on this
+#: shared 2-core CPU, 120 runs of one 25-minute gate experiment had CV 8.6% (adjacent runs 2-4%); a
+#: GPU-bound H100 cell ~0.1%, a launch-bound one several %. Measured spread (`--repeat`) replaces it.
+ASSUMED_RUN_CV = {"cpu": 0.08, "cuda": 0.02}
+
+
+def resolution(ratio: float, cv: float, n_a: int = 1, n_b: int = 1, alpha: float = ALPHA,
+               power: float = POWER) -> tuple[bool, int]:
+    """Whether a ratio of two cells' steps is beyond run-to-run variation at these runs (z interval at the
+    gate's alpha), and the runs a side that would resolve it (80% power), from the run-to-run CV."""
+    s = math.log1p(cv)
+    effect = abs(math.log(ratio)) if ratio > 0 else 0.0
+    resolved = effect > float(stats.norm.ppf(1 - alpha / 2)) * s * math.sqrt(1 / n_a + 1 / n_b)
+    if effect == 0:
+        return resolved, 10**6
+    q = float(stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power))
+    return resolved, max(2, math.ceil(2 * (q * s / effect) ** 2))

@@ -54,6 +54,20 @@ def label(r: dict[str, Any]) -> str:
     return r.get("label") or r["cell_id"]
 
 
+def run_cv(records: list[dict[str, Any]]) -> tuple[float, str]:
+    """This run's run-to-run CV: measured between repeats when the records have them, else the one assumed
+    for the device (gate_stats.ASSUMED_RUN_CV)."""
+    import statistics
+
+    from benchbench.analysis.gate_stats import ASSUMED_RUN_CV
+
+    cvs = [cv for r in records if (cv := Measurement(r).between_run_cv) is not None]
+    if cvs:
+        return float(statistics.median(cvs)), f"measured between {len(cvs)} cells' repeats"
+    device = next((str(r.get("params", {}).get("device")) for r in records), "cpu")
+    return ASSUMED_RUN_CV.get(device, ASSUMED_RUN_CV["cpu"]), "assumed: one run a cell"
+
+
 def diff_axes(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [k for k in AXES if a["params"].get(k) != b["params"].get(k)]
 

@@ -49,6 +49,8 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
                 "is_ref": bool(ref) and r["cell_id"] == ref["cell_id"],
                 "error": r.get("error"),
                 "gpu_state": _gpu_state(r),
+                "run_cv": Measurement(r).between_run_cv,
+                "runs": len(Measurement(r).runs),
                 "j_per_img": (r.get("gpu_conditions") or {}).get("energy_j_per_image"),
             }
         )
@@ -81,6 +83,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
                     f"{row['step_ms']:.1f} [{row['p10_ms']:.1f}-{row['p90_ms']:.1f}]" if ok else ""
                 ),
                 "cv": _num(row["cv"], ".1%"),
+                "run CV": _num(row["run_cv"], ".1%") + (f" ({row['runs']} runs)" if row["runs"] > 1 else ""),
                 "data wait": _num(row["data_wait"], ".1%"),
                 "GPU starved": _num(row["gpu_starved"], ".1%"),
                 "GPU busy ms": _num(row["gpu_busy_ms"], ".1f"),
@@ -94,7 +97,7 @@ def display_rows(df: pd.DataFrame) -> list[dict[str, str]]:
             }
         )
     # GPU columns only where some cell has a GPU timeline (CPU reports stay as they were).
-    for col in ("GPU busy ms", "GPU idle", "GPU starved", "J/img", "GPU state"):
+    for col in ("run CV", "GPU busy ms", "GPU idle", "GPU starved", "J/img", "GPU state"):
         if all(not r[col] for r in out):
             for r in out:
                 del r[col]

@@ -3,43 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from benchbench.cli.app import (
     app,
     console,
 )
 from benchbench.errors import BenchbenchError
-
-
-def write_reports(records: list[dict[str, Any]], stem: Path, formats: list[str], reference_id: str | None,
-                  title: str, varied: list[str] | None = None,
-                  pairs: list[tuple[str, str]] | None = None, history_db: Path | None = None) -> list[Path]:
-    from benchbench.analysis.findings import find_all
-    from benchbench.report.markdown import render_markdown, write_markdown
-
-    findings = find_all(records, pairs=pairs)
-    paths = []
-    if "md" in formats:
-        paths.append(write_markdown(stem.with_suffix(".md"), render_markdown(records, reference_id, title, findings)))
-    if "html" in formats:
-        from benchbench.report.html import render_html, write_html
-
-        section = None
-        if history_db:
-            from benchbench.history.check import check
-            from benchbench.history.store import load_series
-            from benchbench.report.history import history_section
-
-            cells = {r["cell_id"] for r in records}
-            found = [s for s in load_series(history_db, str(records[0].get("suite")), None) if s.cell_id in cells]
-            if found:
-                section = history_section(found, check(found, 0.05, last=10**9))
-        paths.append(write_html(stem.with_suffix(".html"), render_html(records, findings, reference_id, title, varied,
-                                                                        section)))
-    return paths
 
 
 @app.command()
@@ -85,5 +58,10 @@ def report(
     suite = str(records[0].get("suite") or "results")
     run_ids = sorted({str(r.get("run_id")) for r in records})
     stem = output / slugify(suite) / slugify(run_ids[-1] if len(run_ids) == 1 else f"{run_ids[0]}-merged")
-    paths = write_reports(records, stem, formats, ref_id, suite, None, pairs or None, history)
+    from benchbench.report.build import build, headline_lines, write_reports
+
+    data = build(records, ref_id, suite, None, pairs or None, history)
+    paths = write_reports(data, stem, formats)
+    for line in headline_lines(data):
+        console.print(escape(line), highlight=False)
     console.print("reports: " + ", ".join(map(str, paths)), highlight=False)

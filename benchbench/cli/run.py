@@ -30,9 +30,8 @@ from benchbench.cli.app import (
     console,
     err_console,
 )
-from benchbench.cli.report import write_reports
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import Measurement, is_ok
+from benchbench.measurement import is_ok
 
 
 @app.command("list")
@@ -95,10 +94,12 @@ def run(
     reports_dir: Annotated[Path, typer.Option(help="Where reports/<suite>/<run-id>.md goes.")] = Path("reports"),
     allow_failures: Annotated[bool, typer.Option(help="Exit 0 even when some cells failed.")] = False,
     explain: Annotated[
-        bool, typer.Option(help="FLOPs, memory and profiler passes after each cell's timed steps.")
-    ] = True,
+        Optional[bool], typer.Option(help="FLOPs, memory and profiler passes after each cell's timed steps "
+                                          "(default on; a resumed run keeps its own).")
+    ] = None,
     trace: Annotated[Optional[Path], typer.Option(help="Write each cell's profiler trace (Chrome JSON) here.")] = None,
-    repeat: Annotated[int, typer.Option(help="Run every cell N times, each in a fresh process (noise calibration).")] = 1,
+    repeat: Annotated[Optional[int], typer.Option(help="Run every cell N times, each in a fresh process (noise "
+                                                     "calibration; default 1; a resumed run keeps its own).")] = None,
     shard: Annotated[Optional[str], typer.Option(help="Run shard K/N of the cells (deterministic, cost-balanced).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print library warnings as they come.")] = False,
 ) -> None:
@@ -118,8 +119,25 @@ def run(
     from benchbench.runner.executors import get_executor
 
     get_executor(isolation)  # an unknown executor is an input error before anything runs
-    if repeat < 1:
+    if repeat is not None and repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
+    prior: list[dict[str, Any]] = []
+    if resume:
+        from benchbench.runner.plan import continue_invocation, resume_path
+
+        whole = _suite(suite_path, device, None)
+        out_path = resume_path(resume, results_dir, whole.slug)
+        res.ResultStore(out_path).repair_tail()  # a run cut mid-write (full disk) resumes on a whole file
+        prior = res.read_records([out_path], warn=True)
+        filter, shard, repeat, explain, note = continue_invocation(prior, whole.name, suite_path, filter, shard,
+                                                                   repeat, explain)
+        if note:
+            err_console.print(f"warning: {note}", highlight=False)
+    repeat, explain = repeat or 1, True if explain is None else explain
+    from benchbench.runner.plan import file_sha1
+
+    invocation = {"suite_sha1": file_sha1(suite_path), "filters": list(filter or []), "shard": shard,
+                  "repeat": repeat, "explain": explain}
     suite = _suite(suite_path, device, filter)
     if shard:
         from benchbench.suite import shard_cells
@@ -133,8 +151,6 @@ def run(
 
     done_count: dict[str, int] = {}
     if resume:
-        out_path = _resume_path(resume, results_dir, suite.slug)
-        prior = res.read_records([out_path], warn=True)
         done_count = res.completed_runs(prior)
         run_id = prior[-1]["run_id"]
     else:
@@ -143,6 +159,7 @@ def run(
     if output and resume:
         out_path = output
     store = res.ResultStore(out_path)
+    store.check_writable()  # before the first cell is measured, not after
     todo = res.plan_runs(suite.cells, repeat, done_count)
     done = {c for c, n in done_count.items() if n >= repeat}
     env_info = dict(environment(suite.device))
@@ -158,7 +175,7 @@ def run(
 
     records: list[dict[str, Any]] = []
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
-    interrupted = False
+    interrupted = write_failed = False
     t0 = time.monotonic()
     try:
         with Progress(
@@ -176,6 +193,7 @@ def run(
                 progress.update(task, description=f"cell {i + 1}/{len(todo)} {cell.label}")
                 _, rec = next(runner)
                 rec["repeat"] = done_count.get(cell.id, 0)
+                rec["invocation"] = invocation
                 if is_ok(rec):
                     done_count[cell.id] = rec["repeat"] + 1
                 store.append(rec)
@@ -185,16 +203,30 @@ def run(
                 progress.advance(task)
     except (KeyboardInterrupt, Interrupted):
         interrupted = True
+    except res.ResultsWriteError as exc:
+        interrupted = True
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        write_failed = True
     finally:
         signal.signal(signal.SIGTERM, old_term)
 
-    all_records = res.read_records([out_path], warn=False) if out_path.exists() else []
+    all_records = (res.read_records([out_path], warn=False) if out_path.exists() and out_path.stat().st_size
+                   else [])
     # An --output file may hold earlier runs too: the table and report show this run.
     latest = res.merge_repeats([r for r in all_records if r.get("run_id") == run_id])
     if latest:
-        _print_table(latest, suite.reference.id)
-        paths = write_reports(latest, Path(reports_dir) / suite.slug / run_id, ["md", "html"],
-                              suite.reference.id, suite.name, suite.varied)
+        from benchbench.report.build import build, headline_lines, write_reports
+
+        data = build(latest, suite.reference.id, suite.name, suite.varied)
+        _print_table(data.rows)
+        for line in headline_lines(data):
+            console.print(escape(line), highlight=False)
+        try:
+            paths = write_reports(data, Path(reports_dir) / suite.slug / run_id, ["md", "html"])
+        except OSError as exc:  # a full disk: the results are safe, the report can be made later
+            paths = []
+            err_console.print(f"warning: could not write the reports ({exc.strerror or exc}); make them later with "
+                              f"`benchbench report {out_path}`", highlight=False)
         console.print(f"results: {out_path}\nreports: " + ", ".join(map(str, paths)), highlight=False)
     console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
     n_warn = sum(len(r.get("warnings") or []) for r in records)
@@ -203,11 +235,11 @@ def run(
                       "them)", style="dim", highlight=False)
     if interrupted:
         err_console.print(
-            f"interrupted: {len(records)} of {len(todo)} cells recorded in {out_path}.\n"
+            f"interrupted: {len(records)} of {len(todo)} runs recorded in {out_path}.\n"
             f"Resume with: benchbench run {suite_path} --resume {out_path}",
             highlight=False,
         )
-        raise typer.Exit(130)
+        raise typer.Exit(1 if write_failed else 130)
     failed = [r for r in latest if not is_ok(r)]
     if failed and not allow_failures:
         err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)
@@ -224,22 +256,7 @@ def _log_warnings(out_path: Path, rec: dict[str, Any], echo: Any) -> None:
             echo.print(escape(line), style="yellow", highlight=False)
 
 
-def _resume_path(resume: str, results_dir: Path, slug: str) -> Path:
-    if resume != "latest":
-        p = Path(resume)
-        if not p.is_file():
-            raise BenchbenchError(f"--resume: results file not found: {p}")
-        return p
-    runs = sorted((Path(results_dir) / slug).glob("*.jsonl"))
-    if not runs:
-        raise BenchbenchError(f"--resume latest: no earlier run of this suite in {Path(results_dir) / slug}")
-    return runs[-1]
-
-
-def _print_table(records: list[dict[str, Any]], reference_id: str | None) -> None:
-    from benchbench.analysis.summary import display_rows, summary_frame
-
-    rows = display_rows(summary_frame(records, reference_id))
+def _print_table(rows: list[dict[str, str]]) -> None:
     table = Table(title="results")
     cols = [c for c in rows[0] if c != "error"] + (["error"] if any(r["error"] for r in rows) else [])
     for c in cols:
@@ -249,45 +266,3 @@ def _print_table(records: list[dict[str, Any]], reference_id: str | None) -> Non
     for r in rows:
         table.add_row(*[r[c] for c in cols], style=None if r["status"] == "ok" else "red")
     console.print(table)
-
-
-@app.command("tune-batch")
-def tune_batch_cmd(
-    suite_path: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
-    device: DeviceOpt = "auto",
-    filter: FilterOpt = None,
-    start: Annotated[int, typer.Option(help="First batch size probed (then doubled).")] = 1,
-    max_batch: Annotated[int, typer.Option(help="Largest batch size probed.")] = 256,
-    margin: Annotated[float, typer.Option(help="Keep peak memory below this share of the device's.")] = 0.9,
-    gain: Annotated[float, typer.Option(help="Throughput gain per doubling below which it has stopped growing.")] = 0.05,
-    steps: Annotated[int, typer.Option(help="Timed steps per probe.")] = 5,
-    results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/tune-<run-id>.jsonl goes.")] = Path("results"),
-) -> None:
-    """Find the largest batch that fits and the batch where throughput stops improving, by measurement."""
-    from benchbench import results as res
-    from benchbench.measure.env import environment
-    from benchbench.tune import tune_batch
-    from benchbench.workload.preflight import preflight_cells
-
-    if start < 1 or max_batch < start:
-        raise BenchbenchError("need 1 <= --start <= --max-batch")
-    if not 0 < margin <= 1:
-        raise BenchbenchError(f"--margin must be in (0, 1], got {margin}")
-    suite = _suite(suite_path, device, filter)
-    preflight_cells(suite.cells)
-    run_id = res.new_run_id()
-    store = res.ResultStore(Path(results_dir) / suite.slug / f"tune-{run_id}.jsonl")
-    env_info = dict(environment(suite.device))
-    table = Table(title="batch-size search")
-    for col in ("cell", "probes (batch: img/s)", "largest fit", "throughput plateau", "best", "stopped"):
-        table.add_column(col, overflow="fold")
-    for cell in suite.cells:
-        with console.status(f"probing {cell.label}"):
-            r = tune_batch(suite, cell, run_id, env_info, start=start, max_batch=max_batch, margin=margin,
-                           gain=gain, steps=steps, on_probe=store.append)
-        probes = ", ".join(f"{p['params']['batch_size']}: " + (f"{Measurement(p).throughput:.1f}" if is_ok(p)
-                                                                else p["status"]) for p in r.probes)
-        table.add_row(cell.label, probes, str(r.largest_fit or "no limit reached"), str(r.plateau or "-"),
-                      str(r.best_throughput or "-"), r.stopped_because)
-    console.print(table)
-    console.print(f"probes: {store.path}", highlight=False)

@@ -27,7 +27,9 @@ def row(o: Outcome) -> dict[str, str]:
             and not num.startswith("changes the optimisation"):
         num += f" ({o.numerics['why']})"
     return {"knob": c.knob, "from → to": f"{_fmt(c.frm)} → {_fmt(c.to)}" if c.knob != "combined" else str(c.to),
-            "bound": f"≤ {c.bound:.2f}x" if c.bound is not None else "—",
+            "bound": (f"≤ {c.bound:.2f}x" if c.bound is not None else "—") + (
+                " (exceeded: the share it came from was understated)"
+                if c.bound is not None and o.interval is not None and o.interval[0] > c.bound else ""),
             "measured speed-up": meas,
             "verdict": o.verdict + (" (recommended)" if o.recommended else "")
             + (f": {o.reason}" if o.verdict in ("skipped", "failed", "not measured", "diverges") else ""),

@@ -7,13 +7,11 @@ from typing import Any
 
 import jinja2
 
-from benchbench.analysis.findings import Finding
-from benchbench.analysis.summary import display_rows, reference_record, summary_frame
+from benchbench.analysis.summary import reference_record
 from benchbench.measure.env import describe
 from benchbench.measure.flops import CONVENTION
 from benchbench.measurement import Measurement
 from benchbench.report import plots
-from benchbench.report.breakdown import cell_breakdowns
 from benchbench.report.files import write_atomic
 
 _ENV = jinja2.Environment(
@@ -23,30 +21,53 @@ _ENV = jinja2.Environment(
 )
 
 
-def render_html(records: list[dict[str, Any]], findings: list[Finding], reference_id: str | None = None,
-                title: str | None = None, varied: list[str] | None = None, history: str | None = None) -> str:
-    """`history`: an HTML fragment from report.history.history_section (trusted: built and escaped there)."""
-    rows = display_rows(summary_frame(records, reference_id))
-    columns = [c for c in rows[0] if c != "error" or any(r["error"] for r in rows)] if rows else []
-    ref = reference_record(records, reference_id)
-    varied = varied or _varied(records)
-    plot_list: list[tuple[str, str]] = []
+PLOT_THEMES = {"decoder_channels": "decoder width", "num_workers": "input pipeline", "data": "input pipeline",
+               "batch_size": "scaling", "resolution": "scaling", "world_size": "scaling",
+               "amp": "precision and compilation", "compile": "precision and compilation"}
+
+
+def _plots(data: Any) -> list[tuple[str, str, list[str]]]:
+    """(title, svg, themes it supports, in order of preference) for every plot this report has."""
+    records = data.records
+    ref = reference_record(records, data.reference_id)
+    out: list[tuple[str, str, list[str]]] = []
     svg = plots.relative_throughput(records, Measurement(ref).throughput if ref else None)
     if svg:
-        plot_list.append(("Throughput relative to the reference", svg))
-    for axis, svg in plots.along_axes(records, varied):
-        plot_list.append((f"Throughput along {axis}", svg))
-    for what, name in (("phase", "Time by phase"), ("module", "Time by module")):
+        out.append(("Throughput relative to the reference", svg, ["reference"]))
+    for axis, svg in plots.along_axes(records, data.varied or _varied(records)):
+        out.append((f"Throughput along {axis}", svg, [PLOT_THEMES.get(axis, "scaling"), "reference"]))
+    for what, name, themes in (("phase", "Time by phase", ["input pipeline", "where the step goes", "launch overhead"]),
+                               ("module", "Time by module", ["decoder width", "where the step goes"])):
         svg = plots.stacked(records, what)
         if svg:
-            plot_list.append((name, svg))
+            out.append((name, svg, themes))
     for name, fn in (("FLOPs vs time", plots.flops_vs_time), ("Memory", plots.memory_by_phase)):
         svg = fn(records)
         if svg:
-            plot_list.append((name, svg))
+            out.append((name, svg, ["efficiency", "where the step goes"]))
+    return out
+
+
+def render_html(data: Any) -> str:
+    """`data`: a report.build.ReportData. Its history fragment is trusted HTML (built and escaped there)."""
+    rows = data.rows
+    columns = [c for c in rows[0] if c != "error" or any(r["error"] for r in rows)] if rows else []
+    records = data.records
+    story_themes = [st.theme for st in data.stories]
+    placed: dict[str, list[tuple[str, str]]] = {}
+    more = []
+    for title, svg, themes in _plots(data):
+        home = next((t for t in themes if t in story_themes), None)
+        (placed.setdefault(home, []) if home else more).append((title, svg))
+    in_story = {i for st in data.stories for i in st.findings}
     env = next((r.get("env") for r in records if r.get("env")), None) or {}
+    bds = {c["id"]: c for c in data.breakdowns}
+    cells = [{"id": r["cell_id"], "label": r.get("label") or r["cell_id"], "status": r.get("status"),
+              "findings": [(i, data.findings[i]) for i in data.own.get(r["cell_id"], [])],
+              "bd": bds.get(r["cell_id"])} for r in records]
+    cv, basis = data.run_cv
     return _ENV.get_template("report.html.j2").render(
-        title=title or (records[0].get("suite") if records else "report"),
+        title=data.title,
         run_ids=sorted({str(r.get("run_id")) for r in records}),
         n_cells=len(records),
         n_ok=sum(Measurement(r).ok for r in records),
@@ -54,11 +75,14 @@ def render_html(records: list[dict[str, Any]], findings: list[Finding], referenc
         convention=CONVENTION,
         columns=columns,
         rows=rows,
-        findings=findings,
-        plots=plot_list,
-        breakdowns=cell_breakdowns(records),
+        stories=[(st, [(i, data.findings[i]) for i in st.findings], placed.get(st.theme, [])) for st in data.stories],
+        others=[(i, data.findings[i]) for i in data.cross if i not in in_story],
+        more_plots=more,
+        cells=cells,
+        noise=f"Differences within this machine's run-to-run variation (run CV {cv:.1%}, {basis}) are marked "
+              "unresolved, not explained.",
         env={k: v for k, v in env.items() if v is not None and not isinstance(v, dict)},
-        history=history,
+        history=data.history_html,
     )
 
 

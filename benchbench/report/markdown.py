@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from benchbench.analysis.summary import display_rows, summary_frame
+from benchbench.measurement import Measurement
 from benchbench.report.files import write_atomic
 
 
@@ -19,59 +19,74 @@ def md_escape(text: Any) -> str:
     return s.replace("\n", " ")
 
 
-def render_markdown(records: list[dict[str, Any]], reference_id: str | None = None, title: str | None = None,
-                    findings: list[Any] | None = None) -> str:
-    suite = records[0].get("suite", "suite") if records else "suite"
+def _finding_line(data: Any, i: int) -> str:
+    f = data.findings[i]
+    return (f'- <a id="{data.anchors[i]}"></a>**{md_escape(f.kind)}**: {md_escape(f.sentence)}'
+            + (f" — suggested: {md_escape(f.suggestion)}" if f.suggestion else ""))
+
+
+def render_markdown(data: Any) -> str:
+    """`data`: a report.build.ReportData (computed once, rendered here)."""
+    records = data.records
     run_ids = sorted({str(r.get("run_id")) for r in records})
-    lines = [f"# benchbench: {md_escape(title or suite)}", ""]
+    lines = [f"# benchbench: {md_escape(data.title)}", ""]
     lines.append(f"Run: {', '.join(md_escape(r) for r in run_ids)} · cells: {len(records)} · "
-                 f"ok: {sum(r['status'] == 'ok' for r in records)}")
-    lines.append("")
-    rows = display_rows(summary_frame(records, reference_id))
-    df = pd.DataFrame([{k: md_escape(v) for k, v in row.items()} for row in rows])
+                 f"ok: {sum(Measurement(r).ok for r in records)}")
+    lines += ["", "## Headline", ""]
+    if not data.stories:
+        lines.append("_No finding crossed its threshold._")
+    for n, st in enumerate(data.stories, 1):
+        tag = {"measured": f"{st.impact:.2f}x, measured", "bound": f"up to {st.impact:.2f}x",
+               "context": "context"}[st.basis]
+        lines.append(f"{n}. **{md_escape(st.theme)}** ({tag}): {md_escape(st.sentence)} [evidence](#{st.anchor})")
+    cv, basis = data.run_cv
+    lines += ["", f"_Differences within this machine's run-to-run variation (run CV {cv:.1%}, {basis}) are "
+              "marked unresolved, not explained._", ""]
+    df = pd.DataFrame([{k: md_escape(v) for k, v in row.items()} for row in data.rows])
     if not df.empty and (df["error"] == "").all():
         df = df.drop(columns=["error"])
     lines += [
-        "## Cells",
+        '<a id="cells"></a>', "## Cells",
         "",
         "Throughput is images per second from the median step (forward, loss, backward, optimizer, "
         "and any time waiting for data). `vs ref` is throughput relative to the reference cell; "
-        "`data wait` is the share of step time blocked on the input pipeline.",
+        "`data wait` is the share of step time blocked on the input pipeline; `run CV` the spread between "
+        "repeated runs (`run --repeat`).",
         "",
         df.to_markdown(index=False) if not df.empty else "_no cells_",
         "",
     ]
-    if findings is not None:
-        lines += ["## Findings", ""]
-        if not findings:
-            lines.append("_No finding crossed its threshold._")
-        for f in findings:
-            lines.append(f"- **{md_escape(f.kind)}**: {md_escape(f.sentence)}"
-                         + (f" — suggested: {md_escape(f.suggestion)}" if f.suggestion else ""))
-        lines.append("")
-    from benchbench.report.breakdown import cell_breakdowns
+    lines += ["## Across cells", ""]
+    lines += [_finding_line(data, i) for i in data.cross] or ["_No cross-cell finding._"]
+    lines.append("")
+    from benchbench.measure.flops import CONVENTION
 
-    bds = cell_breakdowns(records)
-    if bds:
-        from benchbench.measure.flops import CONVENTION
-
-        lines += ["## Per-cell breakdown", "",
-                  f"From a short torch.profiler pass after the timed steps. FLOPs: {CONVENTION}.", ""]
-        for cell in bds:
-            lines += [f"### {md_escape(cell['label'])}", ""]
-            for key, cols in (("phases", ("name", "s", "share")), ("modules", ("name", "fwd", "bwd", "gmac", "act")),
-                              ("ops", ("name", "s", "calls", "share"))):
-                heads = {"name": key[:-1] if key != "ops" else "operator", "s": "s/step", "share": "share",
-                         "fwd": "forward s", "bwd": "backward s", "gmac": "fwd GMAC/img", "act": "activations MiB",
-                         "calls": "calls/step"}
-                lines.append("| " + " | ".join(heads[c] for c in cols) + " |")
-                lines.append("|" + "---|" * len(cols))
-                lines += ["| " + " | ".join(md_escape(row[c]) for c in cols) + " |" for row in cell[key]]
-                lines.append("")
-            if cell["gpu"]:
-                lines += ["| GPU timeline (per step) | |", "|---|---|"]
-                lines += [f"| {md_escape(row['name'])} | {md_escape(row['value'])} |" for row in cell["gpu"]]
-                lines.append("")
+    bds = {c["id"]: c for c in data.breakdowns}
+    cells = [r for r in records if r["cell_id"] in bds or r["cell_id"] in data.own]
+    if cells:
+        lines += ["## Per cell", "", f"Breakdowns from a short torch.profiler pass after the timed steps. "
+                  f"FLOPs: {CONVENTION}.", ""]
+    for r in cells:
+        lines += [f"### {md_escape(r.get('label') or r['cell_id'])}", ""]
+        lines += [_finding_line(data, i) for i in data.own.get(r["cell_id"], [])]
+        if data.own.get(r["cell_id"]):
+            lines.append("")
+        cell = bds.get(r["cell_id"])
+        if not cell:
+            continue
+        for key, cols in (("phases", ("name", "s", "share")), ("modules", ("name", "fwd", "bwd", "gmac", "act")),
+                          ("ops", ("name", "s", "calls", "share"))):
+            heads = {"name": key[:-1] if key != "ops" else "operator", "s": "s/step", "share": "share",
+                     "fwd": "forward s", "bwd": "backward s", "gmac": "fwd GMAC/img", "act": "activations MiB",
+                     "calls": "calls/step"}
+            lines.append("| " + " | ".join(heads[c] for c in cols) + " |")
+            lines.append("|" + "---|" * len(cols))
+            lines += ["| " + " | ".join(md_escape(row[c]) for c in cols) + " |" for row in cell[key]]
+            lines.append("")
+        if cell["gpu"]:
+            lines += ["| GPU timeline (per step) | |", "|---|---|"]
+            lines += [f"| {md_escape(row['name'])} | {md_escape(row['value'])} |" for row in cell["gpu"]]
+            lines.append("")
     env = next((r.get("env") for r in records if r.get("env")), None)
     if env:
         lines += ["## Environment", "", "| key | value |", "|---|---|"]

@@ -6,11 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from benchbench.analysis.gate_stats import resolution
 from benchbench.analysis.records import (
     Finding,
     Thresholds,
     groups_along,
     label,
+    run_cv,
     step_s,
     throughput,
 )
@@ -88,6 +90,16 @@ def channel_scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Findin
             sentence += (f"; {key} FLOPs grow as C^{k:.2f}"
                          + (" (the square of the channel count)" if 1.8 <= k <= 2.2 else "")
                          + f", step time as C^{kt:.2f}")
+        cv, basis = run_cv(records)
+        for a, b in zip(g, g[1:]):  # wider first: a narrower decoder should never be slower
+            if step_s(b) > step_s(a):
+                resolved, needed = resolution(step_s(b) / step_s(a), cv)
+                sentence += (f"; not monotonic: C={b['params']['decoder_channels']} ({step_s(b) * 1e3:.0f} ms) is slower "
+                             f"than C={a['params']['decoder_channels']} ({step_s(a) * 1e3:.0f} ms)" + (
+                                 "" if resolved else f", within this machine's run-to-run variation (run CV {cv:.1%}, "
+                                 f"{basis}): unresolved, {needed} runs a side would resolve it"))
+                evidence.setdefault("unresolved_steps", []).append(
+                    [a["params"]["decoder_channels"], b["params"]["decoder_channels"], resolved, needed])
         out.append(Finding("channel_scaling", [r["cell_id"] for r in g], sentence, evidence,
                            f"decoder_channels {cs[0]} -> {cs[-1]}: {steps[0] / steps[-1]:.1f}x faster per step"))
     return out

@@ -1,0 +1,139 @@
+"""The headline: the few stories that matter most in a run, ranked by their measured (or bounded) effect.
+
+Findings come out of many rules; a reader needs the answer first. Findings are grouped into themes (what a
+performance engineer would call one story: the decoder's width, the input pipeline, launch overhead, host
+syncs, precision, scaling), each theme becomes one story with the range over its cells, and stories are
+ranked by impact — the throughput factor at stake, from the finding's own numbers:
+
+- a measured effect (a scaling curve's end to end, a pairwise ratio, a verified fix) counts as measured;
+- a share that can at most be removed (input stall f, GPU idle waiting for launches, a dominant module)
+  counts as its Amdahl bound 1 / (1 - f);
+- context (utilisation against the peak, layout conversions) ranks last.
+
+The suite's reference comparison is always one of the stories. Unresolved differences (within run-to-run
+variation) never lead. The ranking and its weights live here; thresholds live in `records.Thresholds`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from benchbench.analysis.records import Finding, label, ok, per_image
+
+MAX_STORIES = 5
+THEMES = {
+    "channel_scaling": "decoder width", "dominant_module": "where the step goes",
+    "input_bound": "input pipeline", "input_epoch_boundary": "input pipeline",
+    "launch_bound": "launch overhead", "host_sync": "host syncs",
+    "amp_effect": "precision and compilation", "compile_effect": "precision and compilation",
+    "scaling": "scaling", "low_utilization": "efficiency", "layout_conversions": "efficiency",
+}
+PAIR_THEMES = {"decoder_channels": "decoder width", "data": "input pipeline", "num_workers": "input pipeline",
+               "pin_memory": "input pipeline", "prefetch_factor": "input pipeline", "amp": "precision and compilation",
+               "compile": "precision and compilation", "optimizer": "host syncs"}
+
+
+@dataclass
+class Story:
+    theme: str
+    sentence: str
+    impact: float  # throughput factor at stake (>= 1)
+    basis: str  # measured | bound | context
+    cells: list[str]
+    anchor: str  # the evidence's id in the report
+    findings: list[int] = field(default_factory=list)  # indexes into the findings list
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def impact(f: Finding) -> tuple[float, str]:
+    """The throughput factor a finding puts at stake, and whether it was measured or is a bound."""
+    e = f.evidence
+    if f.kind == "pairwise_delta":
+        return (e["ratio"], "measured") if e.get("resolved", True) else (1.0, "context")
+    if f.kind == "channel_scaling":
+        st = e.get("step_s") or [1.0]
+        return max(st) / min(st), "measured"
+    if f.verified_by and f.verified_by.get("speedup"):
+        return float(f.verified_by["speedup"]), "measured"
+    if f.kind in ("amp_effect", "compile_effect"):
+        s = e.get("speedup") or 1.0
+        return max(s, 1 / s), "measured"
+    share = {"input_bound": e.get("data_wait_fraction"), "input_epoch_boundary": e.get("data_wait_fraction"),
+             "dominant_module": e.get("time_share"),
+             "launch_bound": (e.get("gpu_idle_launch_s") or 0) / (e.get("step_s") or math.inf)}.get(f.kind)
+    if share:
+        return 1 / (1 - min(share, 0.99)), "bound"
+    return 1.0, "context"
+
+
+def theme_of(f: Finding) -> str:
+    if f.kind == "dominant_module" and f.evidence.get("module") == "decoder" and f.verified_by:
+        return "decoder width"  # measured by a decoder_channels cell: the same story
+    if f.kind == "pairwise_delta":
+        axes = f.evidence.get("differs_in") or []
+        if "arch" in axes or "encoder" in axes:
+            return "architecture"
+        return next((PAIR_THEMES[a] for a in axes if a in PAIR_THEMES), "differences between cells")
+    return THEMES.get(f.kind, f.kind)
+
+
+def reference_story(records: list[dict[str, Any]], reference_id: str | None) -> Story | None:
+    good = ok(records)
+    ref = next((r for r in good if r["cell_id"] == reference_id), None)
+    if ref is None or len(good) < 2:
+        return None
+    others = [(per_image(ref) / per_image(r), r) for r in good if r is not ref]
+    fast = max(others, key=lambda x: x[0])
+    slow = min(others, key=lambda x: x[0])
+    sentence = (f"Against the reference {label(ref)}: {label(fast[1])} is {fast[0]:.2f}x its throughput, "
+                f"{label(slow[1])} {slow[0]:.2f}x")
+    if ref.get("params_count") and slow[1].get("params_count"):
+        sentence += (f" (at {slow[1]['params_count'] / 1e6:.1f} M vs {ref['params_count'] / 1e6:.1f} M "
+                     "parameters: parameter count does not predict speed)"
+                     if slow[1]["params_count"] < ref["params_count"] and slow[0] < 1 else "")
+    span = max(fast[0], 1 / slow[0]) if slow[0] > 0 else fast[0]
+    return Story("reference", sentence, span, "measured", [ref["cell_id"], fast[1]["cell_id"], slow[1]["cell_id"]],
+                 "cells")
+
+
+def stories(records: list[dict[str, Any]], findings: list[Finding], reference_id: str | None = None,
+            limit: int = MAX_STORIES) -> list[Story]:
+    """One story per theme, the strongest finding's sentence leading, ranked by impact."""
+    by_theme: dict[str, list[tuple[float, str, int, Finding]]] = {}
+    for i, f in enumerate(findings):
+        imp, basis = impact(f)
+        by_theme.setdefault(theme_of(f), []).append((imp, basis, i, f))
+    out = []
+    for theme, items in by_theme.items():
+        items.sort(key=lambda x: ({"measured": 0, "bound": 1, "context": 2}[x[1]], -x[0]))
+        imp, basis, i, f = items[0]
+        sentence = f.sentence + (f" — suggested: {f.suggestion}" if f.suggestion else "")
+        cells = sorted({c for *_, g in items for c in g.cells})
+        if len(items) > 1:
+            lo = min(x[0] for x in items)
+            sentence += f" (and {len(items) - 1} more finding(s) in this story across {len(cells)} cells"
+            sentence += f", {lo:.2f}x to {imp:.2f}x at stake)" if basis != "context" else ")"
+        rank_imp = imp if basis != "context" else 1.0
+        out.append(Story(theme, sentence, rank_imp, basis, cells, f"finding-{i}", [x[2] for x in items]))
+    order = {"measured": 0, "bound": 1, "context": 2}
+    out.sort(key=lambda s: (s.basis == "context", -s.impact, order[s.basis]))
+    # The reference comparison is what the suite is about: always told, after the stories that explain it
+    # (its span is the sum of those effects, not an effect of its own).
+    ref = reference_story(records, reference_id)
+    return out[: limit - 1] + [ref] if ref is not None else out[:limit]
+
+
+def cell_findings(findings: list[Finding]) -> tuple[dict[str, list[int]], list[int]]:
+    """Findings that belong to one cell (by cell id) and the cross-cell ones (indexes into findings)."""
+    own: dict[str, list[int]] = {}
+    cross = []
+    for i, f in enumerate(findings):
+        if len(f.cells) == 1:
+            own.setdefault(f.cells[0], []).append(i)
+        else:
+            cross.append(i)
+    return own, cross
