@@ -10,7 +10,6 @@ encoder whose input needs no grad.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import os
 from collections import defaultdict
@@ -22,7 +21,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile, schedule
 
-PHASES = ("data_wait", "host_to_device", "forward", "loss", "backward", "optimizer")
+from benchbench.timeline.host import PHASES  # noqa: F401 - the one list of phases (plots read it here)
 PHASE_PREFIX = "bb.phase:"
 MODULE_PREFIX = "bb.module:"
 STEP_NAME = "bb.step"
@@ -75,35 +74,6 @@ class ModuleRanges:
             h.remove()
 
 
-def _dur_us(e: Any) -> float:
-    return float(e.time_range.end - e.time_range.start)
-
-
-class _Intervals:
-    """Find the innermost labelled range that contains a time point (same thread)."""
-
-    def __init__(self, events: list[Any]) -> None:
-        self.by_thread: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
-        for e in events:
-            self.by_thread[e.thread].append((e.time_range.start, e.time_range.end, e.name))
-        self.starts = {}
-        for t, lst in self.by_thread.items():
-            lst.sort()
-            self.starts[t] = [s for s, _, _ in lst]
-
-    def innermost(self, thread: int, t: float) -> str | None:
-        lst = self.by_thread.get(thread)
-        if not lst:
-            return None
-        i = bisect.bisect_right(self.starts[thread], t)
-        best = None
-        best_len = float("inf")
-        for s, end, name in lst[max(0, i - 64) : i]:
-            if s <= t <= end and end - s < best_len:
-                best, best_len = name, end - s
-        return best
-
-
 def profile_pass(
     step: Any,
     batches: Iterator[Any],
@@ -139,7 +109,7 @@ def profile_pass(
             step(x, y, phase=phase)
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    if cuda and trace_path is None:
+    if trace_path is None:  # both breakdowns read the exported trace (parsed once, in milliseconds)
         import tempfile
 
         tmpdir = tempfile.TemporaryDirectory(prefix="bb-trace-")
@@ -164,7 +134,10 @@ def profile_pass(
             prof.export_chrome_trace(export)
         if cuda:
             return gpu_breakdown(export, steps, step_time_s, data_wait_s)
-        return breakdown(list(prof.events()), prof.key_averages(), steps)
+        from benchbench.timeline.host import host_breakdown
+        from benchbench.timeline.reader import read_timeline
+
+        return host_breakdown(read_timeline(export), steps)
     finally:
         if ranges:
             ranges.remove()
@@ -211,80 +184,3 @@ def _quiet_kineto() -> Iterator[None]:
                     if line.strip() and not any(n in line for n in KINETO_NOISE)]
             if kept:
                 sys.stderr.write("\n".join(kept) + "\n")
-
-
-def breakdown(events: list[Any], averages: Any, steps: int) -> dict[str, Any]:
-    """Host wall time by phase, module and operator: the CPU device's own clock.
-
-    (On CUDA the host ranges say when work was enqueued, not when it ran; the
-    GPU breakdown comes from the trace's device events instead: gpu_breakdown.)
-    """
-    us = 1e-6 / steps  # per-step seconds from summed microseconds
-    labelled = [e for e in events if e.name.startswith((PHASE_PREFIX, MODULE_PREFIX, STEP_NAME))]
-    intervals = _Intervals(labelled)
-    ops = [e for e in events if not e.name.startswith(("bb.", "ProfilerStep"))]
-    step_us = sum(_dur_us(e) for e in events if e.name == STEP_NAME)
-    phases: dict[str, float] = {p: 0.0 for p in PHASES}
-    for e in events:
-        if e.name.startswith(PHASE_PREFIX):
-            key = e.name[len(PHASE_PREFIX):]
-            phases[key] = phases.get(key, 0.0) + _dur_us(e)
-
-    # Forward: the module range each op ran in gives (a) the op's module and
-    # (b) for its sequence number, the module its backward belongs to.
-    fwd_range: dict[str, float] = defaultdict(float)  # inclusive host time per module
-    for e in events:
-        if e.name.startswith(MODULE_PREFIX):
-            fwd_range[e.name[len(MODULE_PREFIX):]] += _dur_us(e)
-    seq_module: dict[int, str] = {}
-    for e in ops:
-        if e.name.startswith(BACKWARD_PREFIX):
-            continue
-        label = intervals.innermost(e.thread, e.time_range.start)
-        if not (label and label.startswith(MODULE_PREFIX)):
-            continue
-        seq = getattr(e, "sequence_nr", -1)
-        if seq is not None and seq >= 0:
-            seq_module.setdefault(seq, label[len(MODULE_PREFIX):])
-    bwd_excl: dict[str, float] = defaultdict(float)
-    unattributed = 0.0
-    for e in events:
-        if not e.name.startswith(BACKWARD_PREFIX):
-            continue
-        mod = seq_module.get(getattr(e, "sequence_nr", -1))
-        if mod is None:
-            unattributed += _dur_us(e)
-        else:
-            bwd_excl[mod] += _dur_us(e)
-
-    def inclusive(table: dict[str, float], name: str) -> float:
-        return sum(v for k, v in table.items() if k == name or k.startswith(name + "."))
-
-    # Both numbers are inclusive: decoder includes decoder.fuse_stage, and the
-    # top-level modules (no dot) add up to the forward and backward phases.
-    names = sorted(set(fwd_range) | set(bwd_excl), key=lambda n: (n.count("."), n))
-    modules = {name: {"forward": fwd_range.get(name, 0.0) * us, "backward": inclusive(bwd_excl, name) * us}
-               for name in names}
-    rows = []
-    for avg in averages:
-        if avg.key.startswith(("bb.", "ProfilerStep")):
-            continue
-        rows.append((float(avg.self_cpu_time_total), avg.key, int(avg.count)))
-    rows.sort(reverse=True)
-    total_self = sum(r[0] for r in rows)
-    top_ops = [{"name": key, "self_time_s": self_t * us, "calls": calls // steps,
-                "share": self_t / step_us if step_us else 0.0} for self_t, key, calls in rows[:15]]
-    loader_us = sum(_dur_us(e) for e in events if "DataLoader" in e.name and "__next__" in e.name)
-    phase_s = {k: v * us for k, v in phases.items()}
-    return {
-        "time_basis": "host wall time",
-        "profiled_steps": steps,
-        "step_s": step_us * us,
-        "phases": phase_s,
-        "phases_sum_s": sum(phase_s.values()),
-        "modules": modules,
-        "backward_unattributed_s": unattributed * us,
-        "top_ops": top_ops,
-        "op_self_total_s": total_self * us,
-        "dataloader_next_s": loader_us * us,
-    }

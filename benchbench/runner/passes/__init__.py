@@ -40,13 +40,19 @@ def passes() -> list[tuple[str, Pass]]:
 
 
 def run_passes(ctx: PassContext) -> dict[str, Any]:
+    import time
+
     out: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    seconds: dict[str, float] = {}
     for name, fn in passes():
+        t0 = time.perf_counter()
         try:
             out.update(fn(ctx))
         except Exception as exc:  # noqa: BLE001 - an explanation that fails is data, not a failed cell
             errors[name] = error_message(exc)
+        seconds[name] = time.perf_counter() - t0
     if errors:
         out["explain_errors"] = errors
+    out["explain_s"] = seconds  # what each pass cost (a cell's fixed cost; `--no-explain` skips them)
     return out
