@@ -56,7 +56,11 @@ def headline(res: AdviseResult) -> str:
 
 
 def suite_yaml(res: AdviseResult, suite_name: str) -> str:
-    params = {k: v for k, v in res.recommended["params"].items() if k != "device"}
+    from benchbench.suite import CellParams
+
+    defaults = CellParams().model_dump(mode="json")
+    params = {k: v for k, v in res.recommended["params"].items()
+              if k != "device" and (v != defaults.get(k) or k in ("arch", "encoder"))}
     doc = {"name": f"{suite_name}-advised", "description": headline(res), **params}
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
 
