@@ -62,8 +62,8 @@ def impact(f: Finding) -> tuple[float, str]:
     if f.kind in ("amp_effect", "compile_effect"):
         s = e.get("speedup") or 1.0
         return max(s, 1 / s), "measured"
+    # A dominant module is where the time goes, not a fix: without a measured cell it is context.
     share = {"input_bound": e.get("data_wait_fraction"), "input_epoch_boundary": e.get("data_wait_fraction"),
-             "dominant_module": e.get("time_share"),
              "launch_bound": (e.get("gpu_idle_launch_s") or 0) / (e.get("step_s") or math.inf)}.get(f.kind)
     if share:
         return 1 / (1 - min(share, 0.99)), "bound"
@@ -82,15 +82,19 @@ def theme_of(f: Finding) -> str:
 
 
 def reference_story(records: list[dict[str, Any]], reference_id: str | None) -> Story | None:
+    """The comparison the suite is about: its reference (the summary's: the first ok cell if none is named)."""
+    from benchbench.analysis.summary import reference_record
+
     good = ok(records)
-    ref = next((r for r in good if r["cell_id"] == reference_id), None)
+    ref = reference_record(records, reference_id)
     if ref is None or len(good) < 2:
         return None
     others = [(per_image(ref) / per_image(r), r) for r in good if r is not ref]
     fast = max(others, key=lambda x: x[0])
     slow = min(others, key=lambda x: x[0])
-    sentence = (f"Against the reference {label(ref)}: {label(fast[1])} is {fast[0]:.2f}x its throughput, "
-                f"{label(slow[1])} {slow[0]:.2f}x")
+    sentence = f"Against the reference {label(ref)}: {label(fast[1])} is {fast[0]:.2f}x its throughput"
+    if slow[1] is not fast[1]:
+        sentence += f", {label(slow[1])} {slow[0]:.2f}x"
     if ref.get("params_count") and slow[1].get("params_count"):
         sentence += (f" (at {slow[1]['params_count'] / 1e6:.1f} M vs {ref['params_count'] / 1e6:.1f} M "
                      "parameters: parameter count does not predict speed)"
