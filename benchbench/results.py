@@ -133,10 +133,13 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[st
             raise BenchbenchError(f"results file not found: {p}")
     if not files:
         raise BenchbenchError("no results files (*.jsonl) found in " + ", ".join(str(p) for p in paths))
+    from benchbench.record_check import check_record
+
     out: list[dict[str, Any]] = []
+    skipped = 0
     for f in files:
         try:
-            text = f.read_text(encoding="utf-8")
+            text = f.read_text(encoding="utf-8-sig")  # a BOM is not part of the first record
         except (OSError, UnicodeDecodeError) as exc:
             raise BenchbenchError(f"cannot read results file {f}: {exc}") from None
         for n, line in enumerate(text.splitlines(), 1):
@@ -144,15 +147,19 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[st
                 continue
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
-                if warn:
-                    print(f"warning: {f}:{n} is not valid JSON; skipped", file=sys.stderr)
-                continue
-            if not isinstance(rec, dict) or any(k not in rec for k in REQUIRED):
-                if warn:
-                    print(f"warning: {f}:{n} is not a benchbench result record; skipped", file=sys.stderr)
-                continue
-            out.append(rec)
+            except (json.JSONDecodeError, RecursionError):
+                why = "is not valid JSON"
+            else:
+                problem = check_record(rec)
+                if problem is None:
+                    out.append(rec)
+                    continue
+                why = f"is not a usable benchbench record: {problem}"
+            skipped += 1
+            if warn and skipped <= 20:
+                print(f"warning: {f}:{n} {why}; skipped", file=sys.stderr)
+    if warn and skipped > 20:
+        print(f"warning: {skipped - 20} more unusable lines skipped", file=sys.stderr)
     if not out:
         raise BenchbenchError("no benchbench result records in " + ", ".join(str(f) for f in files))
     return out

@@ -61,3 +61,67 @@ def test_random_text_files(tmp_path_factory, text) -> None:
         load_suite(path, device="cpu")
     except BenchbenchError as exc:
         assert str(exc)
+
+
+# ---------------------------------------------------------------- damaged results files and traces
+
+RECORD = {"schema": "benchbench.result/1", "suite": "s", "run_id": "r1", "cell_id": "c1", "label": "c1",
+          "params": {"batch_size": 2, "device": "cpu"}, "status": "ok", "env": {"fingerprint": "f"},
+          "step_time_s": {"samples": [0.1, 0.11, 0.12], "median": 0.11},
+          "data_wait_s": {"samples": [0.0, 0.0, 0.0], "median": 0.0, "fraction": 0.0},
+          "timing": {"clock": "perf_counter", "block_wall_s": 0.33}}
+FIELDS = st.sampled_from(["schema", "suite", "run_id", "cell_id", "params", "status", "step_time_s", "data_wait_s",
+                          "timing", "env", "label", "repeat", "breakdown", "oom_backoff", "repeats", "training"])
+
+
+def _mutated(draw_pairs) -> dict:  # noqa: ANN001
+    rec = copy.deepcopy(RECORD)
+    for key, value in draw_pairs:
+        rec[key] = value
+    return rec
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(FIELDS, VALUES), min_size=1, max_size=3))
+def test_damaged_results_files_never_traceback(tmp_path_factory, pairs) -> None:
+    import json
+    import sys
+
+    import pytest as _pytest
+
+    from benchbench.cli import main
+
+    folder = tmp_path_factory.mktemp("rec")
+    path = folder / "r.jsonl"
+    path.write_text(json.dumps(_mutated(pairs), default=str) + "\n")
+    before = path.read_bytes()
+    for args in (["compare", str(path), str(path)], ["export", str(path), "-o", str(folder / "x.json")]):
+        sys.argv = ["benchbench", *args]
+        with _pytest.raises(SystemExit) as exc:
+            main()
+        assert exc.value.code in (0, 1, 2, None), (args, pairs)
+    assert path.read_bytes() == before  # nothing appended, nothing rewritten
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["ts", "dur", "cat", "args", "ph", "name"]), VALUES),
+                min_size=1, max_size=4))
+def test_damaged_traces_never_traceback(tmp_path_factory, edits) -> None:
+    import json
+    import sys
+
+    import pytest as _pytest
+
+    from test_syncs import item, step_with
+
+    from benchbench.cli import main
+
+    events = step_with(item).events
+    for i, key, value in edits:
+        events[i % len(events)][key] = value
+    path = tmp_path_factory.mktemp("tr") / "t.json"
+    path.write_text(json.dumps({"traceEvents": events}, default=str))
+    sys.argv = ["benchbench", "explain-trace", str(path), "--step-time", "0.001", "--json"]
+    with _pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code in (0, 2, None), edits

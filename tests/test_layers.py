@@ -17,7 +17,7 @@ LAYERS = [
     ("workload",),
     ("measure",),
     ("runner", "tune"),
-    ("results", "baselines"),
+    ("results", "baselines", "record_check"),
     ("analysis",),
     ("history",),
     ("advise",),

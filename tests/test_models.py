@@ -55,12 +55,21 @@ def test_linknet_has_no_decoder_knob() -> None:
         ({"arch": "DeepLabV3Plus", "batch_size": 1}, "batch_size >= 2"),
         ({"arch": "Segformer", "resolution": [48, 48]}, "multiple of"),
         ({"arch": "Linknet", "decoder_channels": 64}, "no decoder-width"),
-        ({"arch": "nosuchmodule:build"}, "cannot import"),
     ],
 )
 def test_preflight_rejects(kw: dict, message: str) -> None:
     with pytest.raises(BenchbenchError, match=message):
         preflight(params(**kw))
+
+
+def test_a_missing_factory_module_is_refused_from_a_child_process() -> None:
+    from benchbench.runner import preflight as run_preflight
+    from benchbench.suite import Cell
+
+    p = params(arch="nosuchmodule:build")
+    with pytest.raises(BenchbenchError, match="cannot import"):
+        run_preflight([Cell("x", "x", p)])
+    preflight(p)  # the model-level preflight never imports user code in this process
 
 
 def test_preflight_accepts_and_is_case_insensitive() -> None:

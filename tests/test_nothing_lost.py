@@ -211,3 +211,85 @@ def test_non_ascii_suite_names_stay_distinct() -> None:
 
     assert slugify("名前") != slugify("日本語") and slugify("名前") == "名前"
     assert slugify("../../etc/x") == "etc-x" and "/" not in slugify("a/../b")
+
+
+GOOD = {"schema": "benchbench.result/1", "suite": "s", "run_id": "r1", "cell_id": "c1", "label": "c1",
+        "params": {"batch_size": 2}, "status": "ok", "step_time_s": {"samples": [0.1, 0.11, 0.12], "median": 0.11},
+        "env": {"fingerprint": "f"}, "started_at": "2026-11-25T00:00:00Z"}
+
+DAMAGED = [
+    {**GOOD, "step_time_s": "fast"},
+    {**GOOD, "step_time_s": {"samples": []}},
+    {**GOOD, "step_time_s": {"samples": ["x", 1]}},
+    {**GOOD, "params": [1, 2]},
+    {**GOOD, "status": "great"},
+    {**GOOD, "cell_id": 7},
+    {**GOOD, "schema": "benchbench.result/99"},
+    {**GOOD, "step_time_s": {"samples": [-1.0, 0.1]}},
+]
+
+
+def _file(tmp_path: Path, name: str, lines: list[str]) -> Path:
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("bad", DAMAGED + ["[" * 100_000 + "]" * 100_000], ids=lambda b: str(b)[:40])
+def test_damaged_records_are_skipped_with_their_line_never_a_traceback(tmp_path: Path, cli, bad) -> None:
+    line = bad if isinstance(bad, str) else json.dumps(bad)
+    only_bad = _file(tmp_path, "bad.jsonl", [line])
+    mixed = _file(tmp_path, "mixed.jsonl", [json.dumps(GOOD), line])
+    for args in (["export", only_bad, "-o", tmp_path / "x.json"], ["compare", only_bad, only_bad],
+                 ["report", only_bad, "-o", tmp_path / "rep"], ["history", "add", only_bad, "--db", tmp_path / "h.db"],
+                 ["merge", only_bad, "-o", tmp_path / "m.jsonl"]):
+        code, _, err = cli(*args)
+        assert code == 2 and "Traceback" not in err and "internal error" not in err, (args, err)
+        assert "bad.jsonl:1" in err
+    code, _, err = cli("compare", mixed, mixed)
+    assert code == 0 and "mixed.jsonl:2" in err and "internal error" not in err
+
+
+def test_a_bom_and_a_newer_schema(tmp_path: Path) -> None:
+    p = tmp_path / "bom.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
+    assert [r["cell_id"] for r in read_records([p])] == ["c1"]  # the BOM did not cost the first record
+    from benchbench.record_check import check_record
+
+    assert "another benchbench version" in check_record({**GOOD, "schema": "benchbench.result/99"})
+
+
+def test_bad_output_places_and_shards(tmp_path: Path, cli) -> None:
+    good = _file(tmp_path, "g.jsonl", [json.dumps(GOOD)])
+    (tmp_path / "adir").mkdir()
+    code, _, err = cli("export", good, "-o", tmp_path / "adir")
+    assert code == 2 and "cannot write" in err
+    code, _, err = cli("report", good, "-o", "/dev/null")
+    assert code == 2 and "cannot write the reports" in err
+    from conftest import write_suite
+
+    suite = write_suite(tmp_path / "s.yaml", "name: s\nresolution: 32\ndevice: cpu\n")
+    code, _, err = cli("run", suite, "--shard", "1/99999999999999999999", "--no-explain")
+    assert code == 2 and "--shard" in err and "Traceback" not in err
+
+
+def test_factory_import_time_code_runs_isolated(tmp_path: Path) -> None:
+    """A factory module that calls sys.exit(0) at import made `run` exit 0 with no results; one raising
+    KeyboardInterrupt in its call printed a traceback."""
+    from conftest import TESTS, write_suite
+
+    env = dict(os.environ, PYTHONPATH=str(TESTS))
+    for arch, expect in (("factories_exit_at_import:build", "SystemExit: 0 (at factories_exit_at_import.py"),
+                         ("factories_interrupt:build", None)):
+        suite = write_suite(tmp_path / "f.yaml", f'name: f\narch: "{arch}"\ndevice: cpu\nresolution: 32\n'
+                            "batch_size: 2\nclasses: 3\nwarmup: 1\nsteps: 1\n")
+        out = tmp_path / f"{arch.split(':')[0]}.jsonl"
+        p = subprocess.run([sys.executable, "-m", "benchbench", "run", str(suite), "--output", str(out),
+                            "--no-explain", "--reports-dir", str(tmp_path / "rep")], cwd=TESTS, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode != 0 and "Traceback" not in p.stderr, p.stderr
+        if expect:
+            assert p.returncode == 2 and expect in p.stderr
+        else:
+            [rec] = read_records([out])
+            assert rec["status"] == "error" and "KeyboardInterrupt" in rec["error"]

@@ -26,7 +26,7 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
     ref_tp = Measurement(ref).throughput if ref else None
     rows = []
     for r in records:
-        st = r.get("step_time_s") or {}
+        st = Measurement(r).stats if Measurement(r).ok else {}
         dw = r.get("data_wait_s") or {}
         tp = Measurement(r).throughput
         gpu = (r.get("breakdown") or {}).get("gpu") or {}

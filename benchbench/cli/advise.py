@@ -46,9 +46,8 @@ def advise(
     from benchbench.analysis.gate_stats import ALPHA
     from benchbench.measure.env import environment
     from benchbench.report import advise as render
-    from benchbench.runner import calibrate_peak
+    from benchbench.runner import calibrate_peak, preflight
     from benchbench.runner.executors import get_executor
-    from benchbench.workload.preflight import preflight_cells
 
     if repeat_max < 2 or min_runs < 2 or min_runs > repeat_max:
         raise BenchbenchError("need 2 <= --min-runs <= --repeat-max (one run a side cannot be judged)")
@@ -59,7 +58,7 @@ def advise(
     executor = get_executor(isolation)
     suite = _suite(suite_path, device, filter)
     base = base_cell(suite, cell)
-    preflight_cells([base])
+    preflight([base], isolation)
     prior: list[dict[str, Any]] = []
     if resume:
         prior = res.read_records([resume])

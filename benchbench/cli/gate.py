@@ -135,8 +135,11 @@ def export(
     if format != "pytest-benchmark":
         raise BenchbenchError(f"unknown export format {format!r}: supported: pytest-benchmark")
     doc = to_pytest_benchmark(_records(results))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    except OSError as exc:
+        raise BenchbenchError(f"cannot write {output}: {exc.strerror or exc}") from None
     console.print(f"{len(doc['benchmarks'])} benchmarks -> {output}", highlight=False)
 
 

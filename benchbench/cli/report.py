@@ -61,7 +61,10 @@ def report(
     from benchbench.report.build import build, headline_lines, write_reports
 
     data = build(records, ref_id, suite, None, pairs or None, history)
-    paths = write_reports(data, stem, formats)
+    try:
+        paths = write_reports(data, stem, formats)
+    except OSError as exc:
+        raise BenchbenchError(f"cannot write the reports under {output}: {exc.strerror or exc}") from None
     for line in headline_lines(data):
         console.print(escape(line), highlight=False)
     console.print("reports: " + ", ".join(map(str, paths)), highlight=False)

@@ -113,8 +113,7 @@ def run(
         warnings.simplefilter("ignore")
     from benchbench import results as res
     from benchbench.measure.env import environment
-    from benchbench.runner import RunOptions, calibrate_peak, iter_run
-    from benchbench.workload.preflight import preflight_cells
+    from benchbench.runner import RunOptions, calibrate_peak, iter_run, preflight
 
     from benchbench.runner.executors import get_executor
 
@@ -147,7 +146,7 @@ def run(
             console.print(f"shard {shard} has no cells (the suite has fewer cells than shards)")
             return
     with console.status(f"validating {len(suite.cells)} cells (building each model on the meta device)"):
-        preflight_cells(suite.cells)
+        preflight(suite.cells, isolation)
 
     done_count: dict[str, int] = {}
     if resume:

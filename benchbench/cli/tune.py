@@ -29,14 +29,14 @@ def tune_batch_cmd(
     from benchbench import results as res
     from benchbench.measure.env import environment
     from benchbench.tune import tune_batch
-    from benchbench.workload.preflight import preflight_cells
+    from benchbench.runner import preflight
 
     if start < 1 or max_batch < start:
         raise BenchbenchError("need 1 <= --start <= --max-batch")
     if not 0 < margin <= 1:
         raise BenchbenchError(f"--margin must be in (0, 1], got {margin}")
     suite = _suite(suite_path, device, filter)
-    preflight_cells(suite.cells)
+    preflight(suite.cells)
     run_id = res.new_run_id()
     store = res.ResultStore(Path(results_dir) / suite.slug / f"tune-{run_id}.jsonl")
     env_info = dict(environment(suite.device))

@@ -44,6 +44,22 @@ def run_cell(payload: dict[str, Any], options: RunOptions) -> dict[str, Any]:
     return get_executor(options.isolation).run(payload)
 
 
+def preflight(cells: list[Cell], isolation: str = "process") -> None:
+    """Everything knowable before the first cell: models on the meta device, data sets, and custom factories
+    imported in a child process (their import-time code is the user's, never run in this process)."""
+    from benchbench.runner.isolation import check_factories
+    from benchbench.workload.models import is_custom, load_factory
+    from benchbench.workload.preflight import preflight_cells
+
+    preflight_cells(cells)
+    custom = {c.params["arch"] for c in cells if is_custom(c.params["arch"])}
+    if isolation == "inline":
+        for arch in custom:
+            load_factory(arch)
+    elif custom:
+        check_factories(custom)
+
+
 def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """The device's measured matmul peak per dtype the suite uses (and `extra`), in a process of its own."""
     dtypes = sorted({{"none": "fp32"}.get(c.params["amp"], c.params["amp"]) for c in suite.cells} | set(extra))

@@ -42,14 +42,27 @@ def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
     # A forkserver child inherits the forkserver start method; DataLoader workers
     # must start the way they would in the user's own script (the platform default).
     mp.set_start_method(None, force=True)
-    if payload.get("kind") == "calibrate":
-        from benchbench.measure.calibrate import calibrate
+    try:
+        if payload.get("kind") == "calibrate":
+            from benchbench.measure.calibrate import calibrate
 
-        rec = calibrate(payload["device"], payload["dtypes"])
-    else:
-        from benchbench.runner.cell import execute_cell
+            rec = calibrate(payload["device"], payload["dtypes"])
+        elif payload.get("kind") == "factory":
+            from benchbench.workload.models import load_factory
 
-        rec = execute_cell(payload)
+            load_factory(payload["arch"])
+            rec = {"ok": True}
+        else:
+            from benchbench.runner.cell import execute_cell
+
+            rec = execute_cell(payload)
+    except BaseException as exc:  # noqa: BLE001 - user code raised even KeyboardInterrupt / SystemExit: report it
+        from benchbench.runner.errors import error_message
+
+        if payload.get("kind") == "cell":
+            rec = failure(payload, "error", error_message(exc), 0.0)
+        else:
+            rec = {"ok": False, "error": error_message(exc)}
     try:
         conn.send(rec)
         conn.close()
@@ -176,6 +189,28 @@ def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     else:
         why = f"cell process exited with code {code} before reporting a result"
     return failure(payload, "error", why, out.elapsed_s)
+
+
+def check_factories(archs: set[str], timeout_s: float = 60.0) -> None:
+    """Import each custom model factory (`module:function`) in a child process, as the cells will: its
+    import-time code (an exit, a crash, a hang) never runs in the main process, where it could end a run
+    with exit 0 and nothing measured."""
+    from benchbench.errors import BenchbenchError
+
+    for arch in sorted(archs):
+        out = run_child({"kind": "factory", "arch": arch, "cwd": os.getcwd()}, timeout_s)
+        res = out.result if isinstance(out.result, dict) else None
+        if res and res.get("ok"):
+            continue
+        if res:
+            why = res.get("error")
+        elif out.timed_out:
+            why = f"importing it did not finish in {timeout_s:g} s"
+        elif out.exitcode is not None and out.exitcode < 0:
+            why = f"importing it killed the process (signal {signal.Signals(-out.exitcode).name})"
+        else:
+            why = f"importing it ended the process (exit code {out.exitcode}) before it could report"
+        raise BenchbenchError(f"custom model factory {arch!r}: {why}")
 
 
 def failure(payload: dict[str, Any], status: str, message: str, wall_s: float) -> dict[str, Any]:

@@ -75,6 +75,8 @@ def shard_cells(cells: list[Cell], spec: str) -> list[Cell]:
     k, n = int(m.group(1)), int(m.group(2))
     if n < 1 or not 1 <= k <= n:
         raise BenchbenchError(f"--shard {spec}: K must be between 1 and N")
+    if n > 10_000:
+        raise BenchbenchError(f"--shard {spec}: N is more shards than any fleet runs (at most 10,000)")
     loads = [0.0] * n
     mine: list[Cell] = []
     for c in sorted(cells, key=lambda c: (-expected_cost(c.params), c.id)):

@@ -171,8 +171,7 @@ def preflight(params: dict[str, Any]) -> None:
     """
     arch = params["arch"]
     if is_custom(arch):
-        load_factory(arch)  # importable and callable; its behaviour is the cell's
-        return
+        return  # imported in a child of its own (runner.isolation.check_factories): its code is the user's
     name = canonical_arch(arch)
     check_encoder(params["encoder"])
     decoder_kwargs(name, params.get("decoder_channels"))
