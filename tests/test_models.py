@@ -64,11 +64,11 @@ def test_preflight_rejects(kw: dict, message: str) -> None:
 
 def test_a_missing_factory_module_is_refused_from_a_child_process() -> None:
     from benchbench.runner import preflight as run_preflight
-    from benchbench.suite import Cell
+    from benchbench.suite import Cell, CellParams
 
     p = params(arch="nosuchmodule:build")
     with pytest.raises(BenchbenchError, match="cannot import"):
-        run_preflight([Cell("x", "x", p)])
+        run_preflight([Cell("x", "x", CellParams(arch="nosuchmodule:build", device="cpu").model_dump(mode="json"))])
     preflight(p)  # the model-level preflight never imports user code in this process
 
 
