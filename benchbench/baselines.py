@@ -30,6 +30,8 @@ def _fingerprint(records: list[dict[str, Any]]) -> str:
 
 
 def save(records: list[dict[str, Any]], name: str, root: Path = DEFAULT_ROOT) -> Path:
+    if not name.strip() or slugify(name) == "suite" and name.strip() != "suite":
+        raise BenchbenchError(f"--name {name!r}: give a baseline a name of letters or digits")
     safe = slugify(name)
     fp = _fingerprint(records)
     path = Path(root) / safe / f"{fp}.jsonl"

@@ -293,3 +293,32 @@ def test_factory_import_time_code_runs_isolated(tmp_path: Path) -> None:
         else:
             [rec] = read_records([out])
             assert rec["status"] == "error" and "KeyboardInterrupt" in rec["error"]
+
+
+def test_minor_input_errors(tmp_path: Path, cli) -> None:
+    from benchbench.suite import build_suite
+
+    with pytest.raises(BenchbenchError, match="batch_size"):
+        build_suite({"batch_size": True}, device="cpu")
+    good = _file(tmp_path, "g.jsonl", [json.dumps(GOOD)])
+    code, _, err = cli("baseline", "save", good, "--name", "", "--baselines-dir", tmp_path / "b")
+    assert code == 2 and "name" in err
+    code, _, err = cli("report", good, "--pair", "nope,nada", "-o", tmp_path / "rep")
+    assert code == 2 and "names no ok cell" in err
+
+
+def test_sigterm_before_the_first_cell_says_so(tmp_path: Path) -> None:
+    import time
+
+    from conftest import TESTS, write_suite
+
+    suite = write_suite(tmp_path / "s.yaml", 'name: s\narch: "factories:tiny"\ndevice: cpu\nresolution: 32\n'
+                        "batch_size: 2\nclasses: 3\nwarmup: 1\nsteps: 1\n")
+    env = dict(os.environ, PYTHONPATH=str(TESTS))
+    p = subprocess.Popen([sys.executable, "-m", "benchbench", "run", str(suite), "--output", str(tmp_path / "r.jsonl"),
+                          "--no-explain", "--reports-dir", str(tmp_path / "rep")], cwd=TESTS, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # importing torch; before the first cell
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and ("interrupted" in err or "Resume with" in err), (p.returncode, err)

@@ -64,7 +64,8 @@ def main() -> None:
     except BenchbenchError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
+        err_console.print("interrupted before anything was measured; nothing was written", highlight=False)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - a bug in benchbench: say so briefly
         if os.environ.get("BENCHBENCH_DEBUG"):

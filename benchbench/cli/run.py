@@ -104,6 +104,7 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print library warnings as they come.")] = False,
 ) -> None:
     """Run every cell of a suite, append one JSON line per cell, print and write a comparison."""
+    signal.signal(signal.SIGTERM, _on_sigterm)  # from the start: a SIGTERM before the first cell is said too
     if not verbose:
         # Library warnings go to the records and the run's log, not into the progress display;
         # cell processes (fork server) inherit the filter.

@@ -96,7 +96,7 @@ DataSpec = Annotated[
     Field(discriminator="kind"),
     BeforeValidator(_data),
 ]
-PositiveInt = Annotated[int, Field(ge=1)]
+PositiveInt = Annotated[int, Field(ge=1, strict=True)]  # strict: `batch_size: true` is not 1
 
 
 class CellParams(BaseModel):
