@@ -259,12 +259,6 @@ def completed_runs(records: list[dict[str, Any]]) -> dict[str, int]:
     return done
 
 
-def plan_runs(cells: list[Any], repeat: int, done: dict[str, int]) -> list[Any]:
-    """What is left to run, round by round (all cells, then all cells again), so that drift of
-    the machine during a run spreads over every cell alike."""
-    return [c for rep in range(repeat) for c in cells if done.get(c.id, 0) <= rep]
-
-
 def dedupe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each record once (shards and merges can carry the same record twice)."""
     seen: set[str] = set()

@@ -114,11 +114,11 @@ def run(
         warnings.simplefilter("ignore")
     from benchbench import results as res
     from benchbench.measure.env import environment
-    from benchbench.runner import RunOptions, calibrate_peak, iter_run, preflight
+    from benchbench.runner import RunOptions, calibrate_peak, preflight
 
     from benchbench.runner.executors import get_executor
 
-    get_executor(isolation)  # an unknown executor is an input error before anything runs
+    executor = get_executor(isolation)  # an unknown executor is an input error before anything runs
     if repeat is not None and repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
     prior: list[dict[str, Any]] = []
@@ -160,7 +160,9 @@ def run(
         out_path = output
     store = res.ResultStore(out_path)
     store.check_writable()  # before the first cell is measured, not after
-    todo = res.plan_runs(suite.cells, repeat, done_count)
+    from benchbench.runner.loop import plan, run_planned
+
+    todo = plan(suite.cells, repeat, done_count)
     done = {c for c, n in done_count.items() if n >= repeat}
     env_info = dict(environment(suite.device))
     if explain and todo:
@@ -187,15 +189,14 @@ def run(
             transient=False,
         ) as progress:
             task = progress.add_task("starting", total=len(todo))
-            runner = iter_run(suite, run_id, env_info, RunOptions(isolation=isolation, explain=explain,
-                                                                 trace_dir=str(trace) if trace else None), cells=todo)
-            for i, cell in enumerate(todo):
-                progress.update(task, description=f"cell {i + 1}/{len(todo)} {cell.label}")
-                _, rec = next(runner)
-                rec["repeat"] = done_count.get(cell.id, 0)
+            options = RunOptions(isolation=isolation, explain=explain, trace_dir=str(trace) if trace else None)
+            started = iter(range(1, len(todo) + 1))
+
+            def on_start(payload: dict[str, Any]) -> None:
+                progress.update(task, description=f"cell {next(started)}/{len(todo)} {payload['label']}")
+
+            for rec in run_planned(suite, todo, run_id, env_info, options, executor, on_start):
                 rec["invocation"] = invocation
-                if is_ok(rec):
-                    done_count[cell.id] = rec["repeat"] + 1
                 store.append(rec)
                 records.append(rec)
                 if rec.get("warnings"):

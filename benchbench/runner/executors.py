@@ -9,7 +9,7 @@ process, under either.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 
@@ -19,8 +19,26 @@ class Executor(Protocol):
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The cell's record; never raises for the cell's own failures (they are its status)."""
 
+    def run_many(self, payloads: list[dict[str, Any]],
+                 on_start: Callable[[dict[str, Any]], None] | None = None) -> Iterator[tuple[dict[str, Any], dict]]:
+        """(payload, record) as each finishes — in order here, in completion order on a cluster."""
 
-class ProcessExecutor:
+
+class Sequential:
+    """One cell after another on this machine: `run_many` is `run` in a loop."""
+
+    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run_many(self, payloads: list[dict[str, Any]],
+                 on_start: Callable[[dict[str, Any]], None] | None = None) -> Iterator[tuple[dict[str, Any], dict]]:
+        for p in payloads:
+            if on_start:
+                on_start(p)
+            yield p, self.run(p)
+
+
+class ProcessExecutor(Sequential):
     name = "process"
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -29,7 +47,7 @@ class ProcessExecutor:
         return run_isolated(payload, float(payload["params"]["timeout_s"]))
 
 
-class InlineExecutor:
+class InlineExecutor(Sequential):
     name = "inline"
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -44,10 +62,10 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {
 }
 
 
-def get_executor(name: str) -> Executor:
+def get_executor(name: str, **options: Any) -> Executor:
     from benchbench.errors import BenchbenchError, did_you_mean
 
     if name not in EXECUTORS:
         raise BenchbenchError(f"unknown executor {name!r}{did_you_mean(name, EXECUTORS)}: "
                               f"choose {', '.join(EXECUTORS)}")
-    return EXECUTORS[name]()
+    return EXECUTORS[name](**options)
