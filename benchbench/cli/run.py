@@ -89,7 +89,18 @@ def run(
         Optional[str],
         typer.Option("--resume", help="Results file to continue (skip its ok cells), or 'latest' for this suite's."),
     ] = None,
-    isolation: Annotated[str, typer.Option(help="process (default: one process per cell) or inline.")] = "process",
+    isolation: Annotated[str, typer.Option("--executor", "--isolation", help="process (default: one process per cell), "
+                                           "inline (debugging) or slurm (each cell a SLURM job, via submitit).")]
+    = "process",
+    slurm_partition: Annotated[Optional[str], typer.Option(help="SLURM partition.")] = None,
+    gpus_per_cell: Annotated[int, typer.Option(help="SLURM: GPUs per cell (x world_size).")] = 0,
+    max_parallel: Annotated[int, typer.Option(help="SLURM: jobs in flight at once.")] = 8,
+    slurm_time: Annotated[int, typer.Option(help="SLURM: a job's time limit in minutes.")] = 60,
+    slurm_setup: Annotated[Optional[list[str]], typer.Option(help="SLURM: a shell line run before each job "
+                                                             "(repeatable), e.g. 'module load cuda'.")] = None,
+    slurm_constraint: Annotated[Optional[str], typer.Option(help="SLURM: node constraint, e.g. the GPU type the "
+                                                            "baseline was taken on.")] = None,
+    cells_per_job: Annotated[int, typer.Option(help="SLURM: cells per job (amortises a job's start).")] = 1,
     results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/<run-id>.jsonl goes.")] = Path("results"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports/<suite>/<run-id>.md goes.")] = Path("reports"),
     allow_failures: Annotated[bool, typer.Option(help="Exit 0 even when some cells failed.")] = False,
@@ -118,6 +129,9 @@ def run(
 
     from benchbench.runner.executors import get_executor
 
+    slurm = {"partition": slurm_partition, "gpus_per_cell": gpus_per_cell, "max_parallel": max_parallel,
+             "time_min": slurm_time, "setup": slurm_setup, "constraint": slurm_constraint,
+             "cells_per_job": cells_per_job}
     executor = get_executor(isolation)  # an unknown executor is an input error before anything runs
     if repeat is not None and repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
@@ -128,7 +142,8 @@ def run(
         whole = _suite(suite_path, device, None)
         out_path = resume_path(resume, results_dir, whole.slug)
         res.ResultStore(out_path).repair_tail()  # a run cut mid-write (full disk) resumes on a whole file
-        prior = res.read_records([out_path], warn=True)
+        # interrupted before its first record: nothing to continue but the file itself
+        prior = res.read_records([out_path], warn=True) if out_path.stat().st_size else []
         filter, shard, repeat, explain, note = continue_invocation(prior, whole.name, suite_path, filter, shard,
                                                                    repeat, explain)
         if note:
@@ -152,7 +167,7 @@ def run(
     done_count: dict[str, int] = {}
     if resume:
         done_count = res.completed_runs(prior)
-        run_id = prior[-1]["run_id"]
+        run_id = prior[-1]["run_id"] if prior else res.new_run_id()
     else:
         run_id = res.new_run_id()
         out_path = output or res.default_path(results_dir, suite.slug, run_id)
@@ -160,12 +175,14 @@ def run(
         out_path = output
     store = res.ResultStore(out_path)
     store.check_writable()  # before the first cell is measured, not after
+    if isolation == "slurm":  # its job folder lives beside the run's results, removed when every job is back
+        executor = get_executor("slurm", folder=out_path.parent / ".submitit" / run_id, **slurm)
     from benchbench.runner.loop import plan, run_planned
 
     todo = plan(suite.cells, repeat, done_count)
     done = {c for c, n in done_count.items() if n >= repeat}
     env_info = dict(environment(suite.device))
-    if explain and todo:
+    if explain and todo and isolation != "slurm":  # on SLURM each job measures its own node
         with console.status("calibrating the device's peak matmul rate"):
             env_info["peak_flops"] = calibrate_peak(suite, isolation)
     console.print(

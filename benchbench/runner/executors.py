@@ -41,6 +41,8 @@ class Sequential:
 class ProcessExecutor(Sequential):
     name = "process"
 
+    def __init__(self, **_: Any) -> None: ...
+
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         from benchbench.runner.isolation import run_isolated
 
@@ -50,15 +52,24 @@ class ProcessExecutor(Sequential):
 class InlineExecutor(Sequential):
     name = "inline"
 
+    def __init__(self, **_: Any) -> None: ...
+
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         from benchbench.runner.cell import execute_cell
 
         return execute_cell(payload)
 
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {
+def _slurm(**options: Any) -> Executor:
+    from benchbench.runner.slurm import SlurmExecutor
+
+    return SlurmExecutor(**options)
+
+
+EXECUTORS: dict[str, Callable[..., Executor]] = {
     "process": ProcessExecutor,
     "inline": InlineExecutor,
+    "slurm": _slurm,  # submitit; cells as SLURM jobs, measured on their nodes
 }
 
 

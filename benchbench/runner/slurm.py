@@ -1,0 +1,138 @@
+"""The SLURM executor, through submitit: cells become jobs, records stream back as jobs finish.
+
+Each job runs a group of cells (`cells_per_job`, to amortise a job's start) on its node, each cell still in a
+process of its own with its timeout (the process executor, inside the job), and takes the environment
+fingerprint and the device's peak *on that node*: a record says what it was measured on. A `world_size: K`
+cell asks for K GPUs. At most `max_parallel` jobs are in flight. A job that SLURM ends (time limit,
+preemption, node failure, cancellation) becomes its cells' `timeout` / `error` records with SLURM's reason,
+never a lost cell; Ctrl-C cancels every job this run submitted (`scancel`). submitit's folder lives under the
+run's results folder and is removed when every job came back.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from benchbench.runner.executors import Sequential
+
+
+def job_main(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Runs on the node: measure where the cells run, then each cell in its own process."""
+    import os
+    import socket
+
+    from benchbench.measure.calibrate import calibrate
+    from benchbench.measure.env import environment
+    from benchbench.runner.isolation import run_isolated
+
+    device = payloads[0]["params"]["device"]
+    env = dict(environment(device))
+    env["node"] = socket.gethostname()
+    if any(p.get("explain") for p in payloads):
+        dtypes = sorted({{"none": "fp32"}.get(p["params"]["amp"], p["params"]["amp"]) for p in payloads})
+        env["peak_flops"] = calibrate(device, dtypes)
+    out = []
+    for p in payloads:
+        rec = run_isolated({**p, "env": env, "cwd": os.getcwd()}, float(p["params"]["timeout_s"]))
+        rec["executor"] = {"name": "slurm", "job_id": os.environ.get("SLURM_JOB_ID"), "node": env["node"]}
+        out.append(rec)
+    return out
+
+
+class SlurmExecutor(Sequential):
+    name = "slurm"
+
+    def __init__(self, folder: str | Path = "results/.submitit", partition: str | None = None,
+                 gpus_per_cell: int = 0, max_parallel: int = 8, time_min: int = 60, setup: list[str] | None = None,
+                 constraint: str | None = None, cells_per_job: int = 1, poll_s: float = 1.0) -> None:
+        self.folder = Path(folder)
+        self.partition, self.gpus_per_cell, self.max_parallel = partition, gpus_per_cell, max(1, max_parallel)
+        self.time_min, self.setup, self.constraint = time_min, setup or [], constraint
+        self.cells_per_job, self.poll_s = max(1, cells_per_job), poll_s
+
+    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return next(iter(self.run_many([payload])))[1]
+
+    def _executor(self, world: int, cpus: int) -> Any:
+        import submitit
+
+        ex = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster="slurm")
+        params: dict[str, Any] = {"timeout_min": self.time_min, "cpus_per_task": cpus, "nodes": 1,
+                                  "slurm_job_name": "benchbench"}
+        if self.gpus_per_cell:
+            params["gpus_per_node"] = self.gpus_per_cell * world
+        if self.partition:
+            params["slurm_partition"] = self.partition
+        if self.setup:
+            params["slurm_setup"] = list(self.setup)
+        if self.constraint:
+            params["slurm_constraint"] = self.constraint
+        ex.update_parameters(**params)
+        return ex
+
+    def run_many(self, payloads: list[dict[str, Any]],
+                 on_start: Callable[[dict[str, Any]], None] | None = None) -> Iterator[tuple[dict[str, Any], dict]]:
+        groups = [payloads[i:i + self.cells_per_job] for i in range(0, len(payloads), self.cells_per_job)]
+        pending = list(groups)
+        running: list[tuple[Any, list[dict[str, Any]]]] = []
+        finished_all = False
+        self.failed = 0
+        try:
+            while pending or running:
+                while pending and len(running) < self.max_parallel:
+                    group = pending.pop(0)
+                    world = max(int(p["params"].get("world_size") or 1) for p in group)
+                    threads = max(int(p["params"].get("threads") or 1) for p in group)
+                    job = self._executor(world, max(threads, world)).submit(job_main, group)
+                    for p in group:
+                        if on_start:
+                            on_start(p)
+                    running.append((job, group))
+                done = [(j, g) for j, g in running if j.done()]
+                if not done:
+                    time.sleep(self.poll_s)
+                    continue
+                for job, group in done:
+                    running.remove((job, group))
+                    yield from zip(group, self._records(job, group))
+            finished_all = True
+        finally:
+            for job, _ in running:  # Ctrl-C, SIGTERM, an error: no job of ours is left queued or running
+                try:
+                    job.cancel(check=False)
+                except Exception:  # noqa: BLE001 - cancelling is best effort; the job may be gone
+                    pass
+            if finished_all and not self.failed:  # a failed job's logs stay for the user to read
+                shutil.rmtree(self.folder, ignore_errors=True)
+                try:
+                    self.folder.parent.rmdir()  # `.submitit/` itself, once no other run uses it
+                except OSError:
+                    pass
+
+    def _records(self, job: Any, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from benchbench.runner.isolation import failure
+
+        try:
+            recs = job.result()
+            if isinstance(recs, list) and len(recs) == len(group):
+                return recs
+            why = f"SLURM job {job.job_id} returned {type(recs).__name__}, not the group's records"
+        except Exception as exc:  # noqa: BLE001 - submitit raises on a job that failed, was killed or timed out
+            self.failed += 1
+            state = str(getattr(job, "state", "UNKNOWN"))
+            msg = str(exc)
+            found = re.findall(r"(\w+Error: [^\n]+|[^\n]*because[^\n]*)", msg)
+            reason = found[-1].strip() if found else (msg.strip().splitlines() or [type(exc).__name__])[0]
+            timed_out = "TIMEOUT" in state or "timed-out" in msg or "time limit" in msg.lower()
+            why = (f"SLURM job {job.job_id} ({state}): " + ("the job's time limit was reached (--slurm-time); "
+                                                            if timed_out else "") + reason[:300]
+                   + f"; logs in {self.folder}")
+            status = "timeout" if timed_out else "error"
+            return [failure(p, status, why, 0.0) | {"executor": {"name": "slurm", "job_id": job.job_id}}
+                    for p in group]
+        return [failure(p, "error", why, 0.0) for p in group]

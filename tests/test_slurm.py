@@ -1,0 +1,92 @@
+"""`run --executor slurm` on a real local SLURM (tests/slurm_cluster.py): records shaped as the process
+executor's, measured on the node, streamed; a job SLURM kills is its cells' records, never a lost cell."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import TESTS, write_suite
+from slurm_cluster import slurm_cluster  # noqa: F401 - the fixture
+
+from benchbench.results import read_records
+
+SUITE = """
+name: slurm
+arch: "factories:tiny"
+device: cpu
+resolution: 32
+batch_size: 2
+classes: 3
+warmup: 1
+steps: 2
+timeout_s: 120
+matrix:
+  seed: [0, 1, 2]
+"""
+
+
+def test_quickstart_cells_run_as_slurm_jobs(tmp_path: Path, cli, monkeypatch, slurm_cluster) -> None:  # noqa: F811
+    monkeypatch.chdir(TESTS)
+    suite = write_suite(tmp_path / "s.yaml", SUITE)
+    out = tmp_path / "res" / "r.jsonl"
+    code, stdout, err = cli("run", suite, "--executor", "slurm", "--output", out, "--no-explain",
+                            "--cells-per-job", "2", "--reports-dir", tmp_path / "rep")
+    assert code == 0, err
+    recs = read_records([out])
+    assert sorted(r["params"]["seed"] for r in recs) == [0, 1, 2] and all(r["status"] == "ok" for r in recs)
+    assert all(r["executor"]["name"] == "slurm" and r["executor"]["job_id"] for r in recs)
+    assert len({r["executor"]["job_id"] for r in recs}) == 2  # 3 cells, 2 a job
+    assert all(r["env"]["node"] and r["env"]["fingerprint"] for r in recs)  # measured where they ran
+    # the same shape as a process-executor record
+    local = tmp_path / "local.jsonl"
+    code, _, err = cli("run", suite, "--output", local, "--no-explain", "--filter", "seed=0",
+                       "--reports-dir", tmp_path / "rep")
+    assert code == 0, err
+    [one] = read_records([local])
+    assert set(one) <= set(recs[0]) and set(recs[0]) - set(one) == {"executor"}
+    assert not (out.parent / ".submitit").exists()  # cleaned after a successful run
+
+
+def test_a_job_slurm_kills_is_a_record(tmp_path: Path, cli, monkeypatch, slurm_cluster) -> None:  # noqa: F811
+    monkeypatch.chdir(TESTS)
+    suite = write_suite(tmp_path / "s.yaml", SUITE.replace('"factories:tiny"', '"factories:sleepy"')
+                        .replace("seed: [0, 1, 2]", "seed: [0]").replace("steps: 2", "steps: 200"))
+    out = tmp_path / "r.jsonl"
+    code, _, err = cli("run", suite, "--executor", "slurm", "--slurm-time", "1", "--output", out, "--no-explain",
+                       "--reports-dir", tmp_path / "rep")
+    [rec] = read_records([out])
+    assert code == 1 and rec["status"] == "timeout" and "time limit" in rec["error"], (rec, err)
+    json.dumps(rec)
+
+
+def test_sigterm_cancels_the_jobs_and_resume_completes(tmp_path: Path, slurm_cluster) -> None:  # noqa: F811
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    suite = write_suite(tmp_path / "s.yaml", SUITE.replace('"factories:tiny"', '"factories:sleepy"')
+                        .replace("seed: [0, 1, 2]", "seed: [0, 1]").replace("steps: 2", "steps: 8"))
+    out = tmp_path / "r.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(TESTS))
+    cmd = [sys.executable, "-m", "benchbench", "run", str(suite), "--executor", "slurm", "--output", str(out),
+           "--no-explain", "--reports-dir", str(tmp_path / "rep")]
+    p = subprocess.Popen(cmd, cwd=TESTS, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        q = subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True).stdout.split()
+        if len(q) >= 2:
+            break
+        time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Resume with" in err, err
+    time.sleep(2)
+    assert subprocess.run(["squeue", "-h", "-o", "%i"], env=env, capture_output=True, text=True).stdout.split() == []
+    done = subprocess.run(cmd[:5] + ["--resume", str(out), "--reports-dir", str(tmp_path / "rep")], cwd=TESTS,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert sorted(r["params"]["seed"] for r in read_records([out]) if r["status"] == "ok") == [0, 1]
