@@ -52,3 +52,15 @@ def test_cuda_cell_records_the_clock(tmp_path, cli) -> None:
     assert gpu["steps"] == 3 and gpu["harness_syncs_excluded"] == {}
     # a fused optimizer lets GradScaler keep found_inf on the device: no host sync in the step
     assert gpu["host_syncs"] == []
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs (DDP over NCCL, one process per GPU)")
+def test_ddp_over_nccl_one_process_per_gpu(tmp_path) -> None:
+    from benchbench.runner.cell import execute_cell
+    from benchbench.suite import CellParams
+
+    p = CellParams(arch="Unet", encoder="resnet18", resolution=64, batch_size=4, classes=3, warmup=3, steps=5,
+                   device="cuda", world_size=2).model_dump(mode="json")
+    rec = execute_cell({"suite": "s", "run_id": "r", "cell_id": "c", "label": "c", "params": p, "explain": False})
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["ranks"]["backend"] == "nccl" and len(set(rec["ranks"]["warmup_steps"])) == 1
