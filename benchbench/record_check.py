@@ -23,6 +23,20 @@ class _StepTime(BaseModel):
     median: float | None = None
 
 
+class _Breakdown(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    phases: dict[str, float] = Field(default_factory=dict)
+    modules: dict[str, dict[str, float]] = Field(default_factory=dict)
+    top_ops: list[dict[str, Any]] = Field(default_factory=list)
+    step_s: float | None = None
+    gpu: dict[str, Any] | None = None
+
+
+class _Repeats(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    runs: list[dict[str, Any]] = Field(default_factory=list)
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="allow", populate_by_name=True)
     schema_: str = Field(alias="schema")
@@ -36,9 +50,21 @@ class _Record(BaseModel):
     data_wait_s: dict[str, Any] | None = None
     timing: dict[str, Any] | None = None
     repeat: int | None = None
+    env: dict[str, Any] | None = None
+    breakdown: _Breakdown | None = None
+    memory: dict[str, Any] | None = None
+    flops: dict[str, Any] | None = None
+    oom_backoff: dict[str, Any] | None = None
+    repeats: _Repeats | None = None
+    training: dict[str, Any] | None = None
+    gpu_conditions: dict[str, Any] | None = None
+    error: str | None = None
 
     @model_validator(mode="after")
     def _ok_has_a_time(self) -> _Record:
+        bs = self.params.get("batch_size")
+        if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
+            raise ValueError(f"params.batch_size must be a positive whole number, got {bs!r}")
         st = self.step_time_s
         if self.status == "ok":
             if st is None or (not st.samples and st.median is None):

@@ -214,7 +214,7 @@ def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
             "fullname": f"{name}[{r['cell_id']}]",
             "params": {"cell_id": r["cell_id"]},
             "param": r["cell_id"],
-            "extra_info": {"throughput_img_s": m.throughput, "batch_size": r["params"]["batch_size"],
+            "extra_info": {"throughput_img_s": m.throughput, "batch_size": m.batch_ran,
                            "images_per_step": m.images_per_step,
                            "data_wait_fraction": (r.get("data_wait_s") or {}).get("fraction"),
                            "params": r["params"]},

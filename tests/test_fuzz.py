@@ -81,7 +81,7 @@ def _mutated(draw_pairs) -> dict:  # noqa: ANN001
     return rec
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(st.lists(st.tuples(FIELDS, VALUES), min_size=1, max_size=3))
 def test_damaged_results_files_never_traceback(tmp_path_factory, pairs) -> None:
     import json
@@ -103,7 +103,7 @@ def test_damaged_results_files_never_traceback(tmp_path_factory, pairs) -> None:
     assert path.read_bytes() == before  # nothing appended, nothing rewritten
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 @given(st.lists(st.tuples(st.integers(0, 30), st.sampled_from(["ts", "dur", "cat", "args", "ph", "name"]), VALUES),
                 min_size=1, max_size=4))
 def test_damaged_traces_never_traceback(tmp_path_factory, edits) -> None:

@@ -16,7 +16,8 @@ import pytest
 from benchbench.errors import BenchbenchError
 from benchbench.results import ResultStore, ResultsWriteError, read_records
 
-REC = {"schema": "benchbench.result/1", "suite": "s", "run_id": "r", "cell_id": "c", "params": {}, "status": "ok",
+REC = {"schema": "benchbench.result/1", "suite": "s", "run_id": "r", "cell_id": "c", "params": {"batch_size": 2},
+       "status": "ok",
        "step_time_s": {"samples": [0.1], "median": 0.1}}
 
 
