@@ -90,3 +90,15 @@ def test_sigterm_cancels_the_jobs_and_resume_completes(tmp_path: Path, slurm_clu
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert sorted(r["params"]["seed"] for r in read_records([out]) if r["status"] == "ok") == [0, 1]
+
+
+def test_the_quickstart_suite_on_slurm(tmp_path: Path, cli, slurm_cluster) -> None:  # noqa: F811
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "q.jsonl"
+    code, stdout, err = cli("run", root / "suites" / "quickstart.yaml", "--device", "cpu", "--executor", "slurm",
+                            "--cells-per-job", "2", "--no-explain", "--output", out, "--reports-dir", tmp_path / "rep")
+    assert code == 0, err
+    recs = read_records([out])
+    assert sorted(r["params"]["arch"] for r in recs) == ["Segformer", "Unet"]
+    assert all(r["status"] == "ok" and r["executor"]["name"] == "slurm" for r in recs)
+    assert "1. [" in stdout  # the headline under the table, as with the process executor

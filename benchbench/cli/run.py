@@ -212,6 +212,11 @@ def run(
             def on_start(payload: dict[str, Any]) -> None:
                 progress.update(task, description=f"cell {next(started)}/{len(todo)} {payload['label']}")
 
+            if hasattr(executor, "on_status"):  # a cluster: its jobs' states
+                executor.on_status = lambda n: progress.update(task, description=(
+                    f"SLURM jobs: {n['queued']} queued, {n['running']} running, {n['done']} done, "
+                    f"{n['failed']} failed"))
+
             for rec in run_planned(suite, todo, run_id, env_info, options, executor, on_start):
                 rec["invocation"] = invocation
                 store.append(rec)

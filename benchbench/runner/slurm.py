@@ -54,6 +54,8 @@ class SlurmExecutor(Sequential):
         self.partition, self.gpus_per_cell, self.max_parallel = partition, gpus_per_cell, max(1, max_parallel)
         self.time_min, self.setup, self.constraint = time_min, setup or [], constraint
         self.cells_per_job, self.poll_s = max(1, cells_per_job), poll_s
+        #: called with {"queued", "running", "done", "failed"} job counts whenever they change (the CLI's progress)
+        self.on_status: Callable[[dict[str, int]], None] | None = None
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         return next(iter(self.run_many([payload])))[1]
@@ -94,11 +96,13 @@ class SlurmExecutor(Sequential):
                             on_start(p)
                     running.append((job, group))
                 done = [(j, g) for j, g in running if j.done()]
+                self._status(pending, running, done)
                 if not done:
                     time.sleep(self.poll_s)
                     continue
                 for job, group in done:
                     running.remove((job, group))
+                    self.done_jobs = getattr(self, "done_jobs", 0) + 1
                     yield from zip(group, self._records(job, group))
             finished_all = True
         finally:
@@ -113,6 +117,16 @@ class SlurmExecutor(Sequential):
                     self.folder.parent.rmdir()  # `.submitit/` itself, once no other run uses it
                 except OSError:
                     pass
+
+    def _status(self, pending: list[Any], running: list[Any], done: list[Any]) -> None:
+        if self.on_status is None:
+            return
+        states = [str(getattr(j, "state", "")) for j, _ in running]
+        n_run = sum(st == "RUNNING" for st in states)
+        self.done_jobs = getattr(self, "done_jobs", 0)
+        counts = {"queued": len(pending) + len(running) - n_run, "running": n_run,
+                  "done": self.done_jobs + len(done), "failed": self.failed}
+        self.on_status(counts)
 
     def _records(self, job: Any, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from benchbench.runner.isolation import failure
