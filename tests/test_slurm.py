@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from conftest import TESTS, write_suite
 from slurm_cluster import slurm_cluster  # noqa: F401 - the fixture
 
