@@ -96,6 +96,8 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
             pytest.skip(f"the local SLURM node never became idle: {(root / 'slurmctld.log').read_text()[-500:]}")
         yield {"SLURM_CONF": str(conf), "root": str(root)}
     finally:
+        subprocess.run(["scancel", "--full", "--user", "root"], env=env, capture_output=True, timeout=30)
+        time.sleep(1)  # let the job steps end before their daemon does
         for pid_file in ("slurmd.pid", "slurmctld.pid"):
             try:
                 os.kill(int((root / pid_file).read_text().strip()), signal.SIGTERM)
