@@ -61,14 +61,18 @@ def advise(
     preflight([base], isolation)
     prior: list[dict[str, Any]] = []
     if resume:
-        prior = res.read_records([resume])
+        if not resume.is_file():
+            raise BenchbenchError(f"--resume: results file not found: {resume}")
+        res.ResultStore(resume).repair_tail()
+        prior = res.read_records([resume]) if resume.stat().st_size else []
         if any(r.get("suite") != suite.name for r in prior):
             raise BenchbenchError(f"--resume {resume} holds records of another suite, not {suite.name}")
-        run_id, out_path = prior[-1]["run_id"], resume
+        run_id, out_path = (prior[-1]["run_id"] if prior else "advise-" + res.new_run_id()), resume
     else:
         run_id = "advise-" + res.new_run_id()
         out_path = res.default_path(results_dir, suite.slug, run_id)
     store = res.ResultStore(out_path)
+    store.check_writable()  # before the first run is measured, not after
     env = dict(environment(suite.device))
     with console.status("calibrating the device's peak matmul rate"):
         # every dtype a candidate can switch to: the AMP bound is the ratio of measured peaks
@@ -79,7 +83,7 @@ def advise(
                    budget_s=budget_min * 60 if budget_min else None)
     console.print(f"[bold]advise[/] {escape(base.label)} ({base.id}) on {suite.device} -> {out_path}", highlight=False)
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
-    interrupted = False
+    interrupted = write_failed = False
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} runs"),
                   TimeElapsedColumn(), TextColumn("ETA ~{task.fields[eta]}"), console=console) as progress:
         task = progress.add_task("base", total=None, eta="?")
@@ -92,13 +96,19 @@ def advise(
             result = exp.run()
         except (KeyboardInterrupt, Interrupted):
             interrupted = True
+        except res.ResultsWriteError as exc:  # a full disk: stop like any interruption, the file stays whole
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            interrupted = write_failed = True
         finally:
             signal.signal(signal.SIGTERM, old_term)
     if interrupted:
+        # The replay decides as the first pass did only with the same options: the command repeats them.
         err_console.print(f"interrupted: {exp.done} runs recorded in {out_path}.\nResume with: benchbench advise "
                           f"{suite_path}" + (f" --cell {cell}" if cell else "") + (f" --knobs {knobs}" if knobs else "")
-                          + f" --resume {out_path}", highlight=False)
-        raise typer.Exit(130)
+                          + f" --repeat-max {repeat_max} --min-runs {min_runs} --min-effect {min_effect}"
+                          + (f" --device {device}" if device != "auto" else "") + f" --resume {out_path}",
+                          highlight=False)
+        raise typer.Exit(1 if write_failed else 130)
     table = Table(title=f"advise: {base.label} ({result.runs} runs, {result.seconds / 60:.1f} min)")
     for c in render.COLUMNS:
         table.add_column(c, overflow="fold")
