@@ -60,7 +60,9 @@ def main() -> None:
     from benchbench.analysis.compare import ALPHA, compare
     from benchbench.measure.env import environment
     from benchbench.results import ResultStore, read_records
-    from benchbench.runner import RunOptions, iter_run
+    from benchbench.runner import RunOptions
+    from benchbench.runner.executors import get_executor
+    from benchbench.runner.loop import run_planned
     from benchbench.suite import build_suite
 
     suite = build_suite({"name": "gate", "arch": "gate_model:build", "encoder": "resnet18",
@@ -71,10 +73,9 @@ def main() -> None:
     def one_run(name: str) -> Path:
         path = tmp / f"{name}.jsonl"
         store = ResultStore(path)
-        for rep in range(args.repeat):
-            for _, rec in iter_run(suite, name, env, RunOptions(explain=False)):
-                rec["repeat"] = rep
-                store.append(rec)
+        planned = [(c, rep) for rep in range(args.repeat) for c in suite.cells]
+        for rec in run_planned(suite, planned, name, env, RunOptions(explain=False), get_executor("process")):
+            store.append(rec)
         return path
 
     def verdict(a: Path, b: Path) -> dict:

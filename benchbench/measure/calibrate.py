@@ -69,6 +69,11 @@ def matmul_peak(device: torch.device, dtype: str, n: int | None = None, reps: in
             "spread": float((max(rates) - min(rates)) / np.median(rates))}
 
 
+def dtypes_of(params: list[dict[str, Any]]) -> list[str]:
+    """The dtypes whose peak these cells need (amp none runs in fp32)."""
+    return sorted({{"none": "fp32"}.get(p["amp"], p["amp"]) for p in params})
+
+
 def modes(device: str, dtypes: list[str]) -> list[str]:
     """The math modes to measure: a GPU's fp32 cells need TF32 too (cuDNN's default for convolutions)."""
     out = list(dict.fromkeys(dtypes))

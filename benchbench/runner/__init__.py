@@ -62,7 +62,9 @@ def preflight(cells: list[Cell], isolation: str = "process") -> None:
 
 def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:
     """The device's measured matmul peak per dtype the suite uses (and `extra`), in a process of its own."""
-    dtypes = sorted({{"none": "fp32"}.get(c.params["amp"], c.params["amp"]) for c in suite.cells} | set(extra))
+    from benchbench.measure.calibrate import dtypes_of
+
+    dtypes = sorted(set(dtypes_of([c.params for c in suite.cells])) | set(extra))
     payload = {"kind": "calibrate", "device": suite.device, "dtypes": dtypes, "cwd": os.getcwd()}
     if isolation == "inline":
         from benchbench.measure.calibrate import calibrate
@@ -70,12 +72,3 @@ def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, .
         return calibrate(suite.device, dtypes)
     result = run_child(payload, 300.0).result
     return result if isinstance(result, dict) else {}
-
-
-def iter_run(
-    suite: Suite, run_id: str, env: dict[str, Any], options: RunOptions | None = None,
-    cells: list[Cell] | None = None,
-) -> Iterator[tuple[Cell, dict[str, Any]]]:
-    options = options or RunOptions()
-    for cell in cells if cells is not None else suite.cells:
-        yield cell, run_cell(make_payload(suite, cell, run_id, env, options), options)

@@ -26,7 +26,7 @@ def job_main(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import os
     import socket
 
-    from benchbench.measure.calibrate import calibrate
+    from benchbench.measure.calibrate import calibrate, dtypes_of
     from benchbench.measure.env import environment
     from benchbench.runner.isolation import run_isolated
 
@@ -34,8 +34,7 @@ def job_main(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     env = dict(environment(device))
     env["node"] = socket.gethostname()
     if any(p.get("explain") for p in payloads):
-        dtypes = sorted({{"none": "fp32"}.get(p["params"]["amp"], p["params"]["amp"]) for p in payloads})
-        env["peak_flops"] = calibrate(device, dtypes)
+        env["peak_flops"] = calibrate(device, dtypes_of([p["params"] for p in payloads]))
     out = []
     for p in payloads:
         rec = run_isolated({**p, "env": env, "cwd": os.getcwd()}, float(p["params"]["timeout_s"]))
