@@ -23,6 +23,7 @@ from typing import Any
 from benchbench.analysis.records import Finding, label, ok, per_image
 
 MAX_STORIES = 5
+BASIS_ORDER = {"measured": 0, "bound": 1, "context": 2}  # a measured effect leads a bound, a bound context
 THEMES = {
     "channel_scaling": "decoder width", "dominant_module": "where the step goes",
     "input_bound": "input pipeline", "input_epoch_boundary": "input pipeline",
@@ -113,7 +114,7 @@ def stories(records: list[dict[str, Any]], findings: list[Finding], reference_id
         by_theme.setdefault(theme_of(f), []).append((imp, basis, i, f))
     out = []
     for theme, items in by_theme.items():
-        items.sort(key=lambda x: ({"measured": 0, "bound": 1, "context": 2}[x[1]], -x[0]))
+        items.sort(key=lambda x: (BASIS_ORDER[x[1]], -x[0]))
         imp, basis, i, f = items[0]
         sentence = f.sentence + (f" — suggested: {f.suggestion}" if f.suggestion else "")
         cells = sorted({c for *_, g in items for c in g.cells})
@@ -123,8 +124,7 @@ def stories(records: list[dict[str, Any]], findings: list[Finding], reference_id
             sentence += f", {lo:.2f}x to {imp:.2f}x at stake)" if basis != "context" else ")"
         rank_imp = imp if basis != "context" else 1.0
         out.append(Story(theme, sentence, rank_imp, basis, cells, f"finding-{i}", [x[2] for x in items]))
-    order = {"measured": 0, "bound": 1, "context": 2}
-    out.sort(key=lambda s: (s.basis == "context", -s.impact, order[s.basis]))
+    out.sort(key=lambda s: (s.basis == "context", -s.impact, BASIS_ORDER[s.basis]))
     # The reference comparison is what the suite is about: always told, after the stories that explain it
     # (its span is the sum of those effects, not an effect of its own).
     ref = reference_story(records, reference_id)

@@ -13,7 +13,6 @@ from typing import Any
 
 from benchbench.measurement import Measurement
 
-PHASES = ("host_to_device", "forward", "loss", "backward", "optimizer", "other")
 IDLE = ("launch", "sync", "data_wait")
 
 
@@ -36,7 +35,7 @@ def step_parts(r: dict[str, Any]) -> dict[str, float]:
         if not any(k.startswith("GPU idle") for k in parts) and rest > 0:
             parts["GPU idle"] = rest
         return parts
-    wait = min(float((r.get("data_wait_s") or {}).get("median") or 0.0), step)
+    wait = min(float(m.input_stall.get("median") or 0.0), step)  # the one definition of the input stall
     phases = {k: max(float(v or 0.0), 0.0) for k, v in (bd.get("phases") or {}).items() if k != "data_wait"}
     total = sum(phases.values())
     parts = {"data wait": wait}
@@ -47,8 +46,8 @@ def step_parts(r: dict[str, Any]) -> dict[str, float]:
     return parts
 
 
-def module_times(r: dict[str, Any]) -> dict[str, float]:
-    """Top-level modules' forward + backward time, scaled like the phases (a share of the timed step)."""
+def module_times(r: dict[str, Any], parts: dict[str, float]) -> dict[str, float]:
+    """Top-level modules' forward + backward time, scaled like the phases (`parts`: the record's step_parts)."""
     bd = r.get("breakdown") or {}
     gpu = bd.get("gpu") or {}
     mods = gpu.get("gpu_modules_s") if gpu else bd.get("modules")
@@ -57,7 +56,6 @@ def module_times(r: dict[str, Any]) -> dict[str, float]:
     if gpu:
         return raw
     base = bd.get("phases_sum_s") or bd.get("step_s") or 0.0
-    parts = step_parts(r)
     compute = sum(v for k, v in parts.items() if k != "data wait")
     scale = compute / base if base else 0.0
     return {k: v * scale for k, v in raw.items()}
@@ -68,7 +66,7 @@ def split_difference(slow: dict[str, Any], fast: dict[str, Any]) -> dict[str, An
     ps, pf = step_parts(slow), step_parts(fast)
     delta = Measurement(slow).median - Measurement(fast).median
     parts = {k: ps.get(k, 0.0) - pf.get(k, 0.0) for k in set(ps) | set(pf)}
-    ms, mf = module_times(slow), module_times(fast)
+    ms, mf = module_times(slow, ps), module_times(fast, pf)
     mods = {k: ms.get(k, 0.0) - mf.get(k, 0.0) for k in set(ms) | set(mf)}
     return {"delta_s": delta, "parts_s": parts, "modules_s": mods}
 

@@ -7,7 +7,6 @@ runs DDP ranks, `passes/` are the explanation passes after the timed steps.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
