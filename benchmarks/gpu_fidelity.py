@@ -32,8 +32,17 @@ def main() -> int:
     ap.add_argument("--amp", default="bf16")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--blocks", type=int, default=10)
+    ap.add_argument("--dry-run", action="store_true", help="check imports and arguments, run nothing")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.dry_run:
+        import segmentation_models_pytorch  # noqa: F401 - what the benchmark imports
+
+        from benchbench.measure.timer import timed_loop  # noqa: F401
+        from benchbench.workload.step import TrainStep  # noqa: F401
+
+        print(json.dumps({"dry_run": True, "config": vars(args)}))
+        return 0
     if not torch.cuda.is_available():
         print(json.dumps({"skipped": "no CUDA device"}))
         return 0

@@ -1,55 +1,95 @@
-"""Micro-cases with a known answer, on a real GPU: does benchbench's timeline count what CUDA does?
+"""Micro-cases with a known answer, on a real GPU: does benchbench count what CUDA does?
 
-Each case runs a few steps under torch.profiler (ProfilerStep#N markers), exports the trace into --out,
-reads it with benchbench's timeline, and compares with the answer known from CUDA's semantics:
+Each sync case runs a few steps under torch.profiler, each step inside a `bb.step` range as benchbench's
+own profile pass opens them, exports the trace into --out, reads it with benchbench's timeline, and
+compares with the answer known from CUDA's semantics:
 
 - `.item()` once per step: 1 host sync per step (a DtoH copy into pinned memory, then one wait);
 - a `non_blocking=True` copy into pinned memory, never waited on: 0 syncs;
-- fp16 + GradScaler with a plain AdamW: 1 sync per step (found_inf read on the host); with a fused AdamW: 0;
-- the fp32 matmul peak with TF32 off and on: TF32 several times faster on an Ampere-or-later GPU.
+- fp16 + GradScaler with a plain AdamW: 1 sync per step (found_inf read on the host); with a fused AdamW: 0.
 
-The traces it writes are small; copy them into tests/fixtures to keep the answers as CPU tests.
-Skips itself without CUDA.
+The harness's own `torch.cuda.synchronize()` (so the last step's kernels are in the trace) comes *after*
+the last `bb.step` range closes and before the profiler stops: it is outside every step, so it is never
+counted as the case's. (An earlier version put it inside the last `ProfilerStep#` range with no `bb.step`
+ranges at all: 1 sync per step read as 1.33, 0 as 0.33 — a bug of the check, not of the counter.)
 
-    python benchmarks/gpu_micro.py --out results/gpu/micro
+Beside them, cases whose answers the device itself gives:
+
+- the fp32 matmul peak with TF32 off and on (TF32 several times faster on Ampere or later);
+- GradScaler's skips: fp16 from the default init scale 2**16 skips a few first steps while the scale
+  backs off, then none: the skipped step indices, the final scale, and benchbench's numerics verdict;
+- `compile: reduce-overhead` really replays CUDA graphs (`cudaGraphLaunch` in its trace) and its losses
+  are finite.
+
+The traces are small; copy them into tests/fixtures to keep the answers as CPU tests. Skips itself
+without CUDA; `--dry-run` checks the imports and arguments only.
+
+    python benchmarks/gpu_micro.py --out results/gpu/micro [--cases syncs,peak,scaler,graphs]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
+from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from benchbench.timeline.gpu import summarize_gpu
-from benchbench.timeline.reader import read_timeline
+from benchbench.timeline.reader import STEP_NAME, read_timeline
 
 STEPS = 3
+CASES = ("syncs", "peak", "scaler", "graphs")
 
 
-def traced(name: str, out: Path, step: Callable[[], None]) -> dict:
-    for _ in range(3):  # warm-up outside the profiler (cuBLAS handles, allocator)
-        step()
-    torch.cuda.synchronize()
-    sched = schedule(wait=0, warmup=1, active=STEPS, repeat=1)
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], schedule=sched) as prof:
-        for i in range(STEPS + 1):
+def profiled_steps(step: Callable[[], None], sync: Callable[[], None], prof_step: Callable[[], None],
+                   steps: int = STEPS) -> None:
+    """One untraced warm-up step then `steps` traced ones, each in a `bb.step` range; the harness's sync
+    after the last range closes (outside every step), before the profiler collects the trace."""
+    for i in range(steps + 1):
+        with record_function(STEP_NAME):
             step()
-            if i == STEPS:
-                torch.cuda.synchronize()
-            prof.step()
+        if i == steps:
+            sync()
+        prof_step()
+
+
+def traced(name: str, out: Path, step: Callable[[], None], sync: Callable[[], None] | None = None,
+           activities: Sequence[ProfilerActivity] = (ProfilerActivity.CPU, ProfilerActivity.CUDA),
+           warmup: int = 3) -> dict[str, Any]:
+    sync = sync or torch.cuda.synchronize
+    for _ in range(warmup):  # warm-up outside the profiler (cuBLAS handles, allocator)
+        step()
+    sync()
+    sched = schedule(wait=0, warmup=1, active=STEPS, repeat=1)
+    with profile(activities=list(activities), schedule=sched) as prof:
+        profiled_steps(step, sync, prof.step)
     path = out / f"trace-{name}.json"
     prof.export_chrome_trace(str(path))
-    g = summarize_gpu(read_timeline(path))
-    return {"trace": path.name, "steps": g.steps, "syncs_per_step": sum(s["per_step"] for s in g.host_syncs),
-            "host_syncs": g.host_syncs, "kernels_per_step": g.kernels_per_step}
+    return trace_answer(path)
 
 
-def cases(out: Path) -> list[dict]:
+def trace_answer(path: Path) -> dict[str, Any]:
+    tl = read_timeline(path)
+    g = summarize_gpu(tl)
+    return {"trace": path.name, "steps": g.steps, "step_source": g.step_source,
+            "syncs_per_step": sum(s["per_step"] for s in g.host_syncs), "host_syncs": g.host_syncs,
+            "kernels_per_step": g.kernels_per_step,
+            "graph_launches": sum(1 for c in tl.calls if c.name.startswith(("cudaGraphLaunch", "cuGraphLaunch")))}
+
+
+def _small_net(dev: torch.device) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Conv2d(32, 4, 1)).to(dev)
+
+
+def sync_cases(out: Path) -> list[dict[str, Any]]:
     dev = torch.device("cuda")
     x = torch.randn(1024, 1024, device=dev)
     pinned = torch.empty(1024, 1024, pin_memory=True)
@@ -65,8 +105,7 @@ def cases(out: Path) -> list[dict]:
     results.append({"case": "non_blocking_copy", "expected_syncs_per_step": 0,
                     **traced("non-blocking-copy", out, non_blocking)})
     for fused, expected in ((False, 1), (True, 0)):
-        model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(),
-                                    torch.nn.Conv2d(32, 4, 1)).to(dev)
+        model = _small_net(dev)
         opt = torch.optim.AdamW(model.parameters(), fused=fused)
         scaler = torch.amp.GradScaler("cuda")
         data = torch.randn(8, 3, 64, 64, device=dev)
@@ -83,30 +122,100 @@ def cases(out: Path) -> list[dict]:
         name = f"gradscaler-adamw{'-fused' if fused else ''}"
         results.append({"case": name, "expected_syncs_per_step": expected, **traced(name, out, amp_step)})
     for r in results:
-        r["ok"] = r["syncs_per_step"] == r["expected_syncs_per_step"]
+        r["ok"] = math.isclose(r["syncs_per_step"], r["expected_syncs_per_step"]) and r["step_source"] == "bb.step"
+    return results
+
+
+def peak_case() -> dict[str, Any]:
     from benchbench.measure.calibrate import calibrate
 
     peaks = calibrate("cuda", ["fp32"])
     ratio = peaks["tf32"]["flops_per_s"] / peaks["fp32"]["flops_per_s"]
-    results.append({"case": "tf32_vs_fp32_peak", "fp32_tflops": peaks["fp32"]["flops_per_s"] / 1e12,
-                    "tf32_tflops": peaks["tf32"]["flops_per_s"] / 1e12, "ratio": ratio, "ok": ratio > 2,
-                    "spread": {k: v["spread"] for k, v in peaks.items()}})
-    return results
+    return {"case": "tf32_vs_fp32_peak", "fp32_tflops": peaks["fp32"]["flops_per_s"] / 1e12,
+            "tf32_tflops": peaks["tf32"]["flops_per_s"] / 1e12, "ratio": ratio, "ok": ratio > 2,
+            "spread": {k: v["spread"] for k, v in peaks.items()}}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
+def scaler_case(steps: int = 40) -> dict[str, Any]:
+    """fp16 through benchbench's own TrainStep and timed loop: the skips GradScaler makes while its scale
+    backs off from 2**16, where they fall, and the numerics verdict benchbench gives them."""
+    from benchbench.advise.numerics import verdict
+    from benchbench.runner.program import measure_inline
+    from benchbench.suite import CellParams
+
+    def rec(amp: str, seed: int = 0) -> dict[str, Any]:
+        p = CellParams(arch="Unet", encoder="resnet18", resolution=128, batch_size=8, amp=amp, warmup=3,
+                       steps=steps, device="cuda", seed=seed).model_dump(mode="json")
+        return measure_inline(p, explain=False)
+
+    base, other, cand = rec("none"), rec("none", 1), rec("fp16")
+    gs = (cand.get("training") or {}).get("grad_scaler") or {}
+    v = verdict(base, other, cand, "free")
+    skipped = gs.get("skipped_at") or []
+    # Expected: skips only while backing off (a prefix of the run), then none; never called divergence.
+    prefix = skipped == list(range(len(skipped)))
+    return {"case": "gradscaler_backoff", "skipped_at": skipped, "final_scale": gs.get("final_scale"),
+            "numerics": v, "ok": prefix and v.get("verdict") != "diverges"}
+
+
+def graphs_case(out: Path) -> dict[str, Any]:
+    """`compile: reduce-overhead` replays CUDA graphs: cudaGraphLaunch in the trace, finite losses."""
+    dev = torch.device("cuda")
+    model = _small_net(dev)
+    opt = torch.optim.AdamW(model.parameters())
+    data = torch.randn(8, 3, 64, 64, device=dev)
+    target = torch.randint(0, 4, (8, 64, 64), device=dev)
+    fwd = torch.compile(model, mode="reduce-overhead")
+    losses: list[torch.Tensor] = []
+
+    def step() -> None:
+        torch.compiler.cudagraph_mark_step_begin()
+        opt.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(fwd(data), target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach().clone())
+
+    r = traced("compile-reduce-overhead", out, step, warmup=5)
+    vals = [float(v) for v in torch.stack(losses).cpu()]
+    return {"case": "cuda_graphs", **r, "losses_finite": all(math.isfinite(v) for v in vals),
+            "ok": r["graph_launches"] > 0 and all(math.isfinite(v) for v in vals)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="gpu-micro")
-    args = ap.parse_args()
+    ap.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
+    ap.add_argument("--dry-run", action="store_true", help="check imports and arguments, run nothing")
+    args = ap.parse_args(argv)
+    chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = sorted(set(chosen) - set(CASES))
+    if unknown:
+        ap.error(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(CASES)}")
+    if args.dry_run:
+        from benchbench.advise.numerics import verdict  # noqa: F401 - what the cases import
+        from benchbench.measure.calibrate import calibrate  # noqa: F401
+        from benchbench.runner.program import measure_inline  # noqa: F401
+
+        print(json.dumps({"dry_run": True, "cases": chosen}))
+        return 0
     if not torch.cuda.is_available():
         print(json.dumps({"skipped": "no CUDA device"}))
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results = cases(out)
-    (out / "micro.json").write_text(json.dumps(results, indent=2))
+    results: list[dict[str, Any]] = []
+    runs = {"syncs": lambda: sync_cases(out), "peak": lambda: [peak_case()], "scaler": lambda: [scaler_case()],
+            "graphs": lambda: [graphs_case(out)]}
+    for case in chosen:
+        try:
+            results.extend(runs[case]())
+        except Exception as exc:  # noqa: BLE001 - one case failing must not lose the others' answers
+            results.append({"case": case, "ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]})
+        (out / "micro.json").write_text(json.dumps(results, indent=2, default=str))  # after every case: kept
     for r in results:
-        print(("ok  " if r["ok"] else "FAIL") + " " + json.dumps({k: v for k, v in r.items() if k != "host_syncs"}))
+        print(("ok  " if r["ok"] else "FAIL") + " " + json.dumps({k: v for k, v in r.items() if k != "host_syncs"},
+                                                                 default=str))
     return 0 if all(r["ok"] for r in results) else 1
 
 

@@ -138,3 +138,13 @@ class _NanUnderAutocast(Tiny):
 
 def nan_under_autocast(**params):
     return _NanUnderAutocast(params["classes"], params.get("in_channels", 3))
+
+
+def fail_on_rank1(**params):
+    """A DDP cell whose rank 1 fails while building (as an OOM or a bad NCCL setup would), while rank 0 goes on
+    into DDP's first collective and would wait there until the timeout."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() == 1:
+        raise RuntimeError("rank 1 ran out of something")
+    return Tiny(params["classes"], params.get("in_channels", 3))

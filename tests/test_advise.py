@@ -77,8 +77,51 @@ def test_numerics_verdicts() -> None:
     nan = {"training": {"losses": [2.0, float("nan"), float("nan"), float("nan")]}}
     assert verdict(base, seed, nan, "free")["verdict"] == "diverges"
     assert verdict(base, seed, moved, "model")["verdict"] == "changes the model — check accuracy"
-    scaler = {"training": {"losses": [2.0, 1.8, 1.6, 1.5], "grad_scaler": {"skipped_steps": 3}}}
-    assert verdict(base, seed, scaler, "free")["verdict"] == "diverges"
+    bad_params = {"training": {"losses": [2.0, 1.8, 1.6, 1.5], "nonfinite_params": 2}}
+    assert verdict(base, seed, bad_params, "free")["verdict"] == "diverges"
+
+
+def test_grad_scaler_back_off_is_expected_skips_that_do_not_stop_diverge() -> None:
+    """GradScaler starts at 2**16 and skips while its scale backs off: a prefix of skipped steps (no update,
+    so the loss repeats) is what it is meant to do. Compared at equal updates, such a run is unchanged;
+    skips still happening at the end of the run, or more than the back-off can explain, diverge."""
+    fp32 = [2.0, 1.9, 1.8, 1.7, 1.6, 1.55, 1.5, 1.45, 1.4, 1.35, 1.3, 1.25]
+    base = {"training": {"losses": fp32}}
+    seed = {"training": {"losses": [v * 1.02 for v in fp32]}}
+    # three skipped steps (the loss stays where it was), then the fp32 trajectory one update at a time
+    backoff = {"training": {"losses": [2.0, 2.0, 2.0] + fp32[:9],
+                            "grad_scaler": {"skipped_steps": 3, "skipped_at": [0, 1, 2], "init_scale": 65536.0}}}
+    v = verdict(base, seed, backoff, "free")
+    assert v["verdict"] == "unchanged" and "backed off" in v["why"], v
+    late = {"training": {"losses": [2.0, 1.9, 1.8, 1.7, 1.6, 1.55, 1.5, 1.45, 1.4, 1.4, 1.4, 1.4],
+                         "grad_scaler": {"skipped_steps": 3, "skipped_at": [9, 10, 11], "init_scale": 65536.0}}}
+    v = verdict(base, seed, late, "free")
+    assert v["verdict"] == "diverges" and "did not stop" in v["why"]
+    older = {"training": {"losses": fp32, "grad_scaler": {"skipped_steps": 3}}}  # a count only: back-off
+    assert verdict(base, seed, older, "free")["verdict"] != "diverges"
+    older_many = {"training": {"losses": fp32, "grad_scaler": {"skipped_steps": 40}}}
+    assert verdict(base, seed, older_many, "free")["verdict"] == "diverges"
+
+
+def test_grad_scaler_skips_are_read_from_its_own_flags() -> None:
+    """A real GradScaler on this CPU with an initial scale fp16 cannot hold: the first steps skip, then none;
+    the record names the skipped steps (read once, after the steps, from the scaler's own found-inf flags)."""
+    import torch
+
+    from benchbench.runner.program import training_fields
+    from benchbench.workload.step import TrainStep
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1))
+    params = {"amp": "fp16", "loss": "cross-entropy", "optimizer": "adamw", "lr": 1e-3}
+    step = TrainStep(model, params, torch.device("cpu"))
+    step.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 40)
+    x, y = torch.randn(2, 3, 16, 16), torch.randint(0, 3, (2, 16, 16))
+    losses = [float(step(x, y)) for _ in range(30)]
+    t = training_fields(losses, step)
+    at = t["grad_scaler"]["skipped_at"]
+    assert at and at == list(range(len(at))), at  # a prefix: the back-off
+    assert t["grad_scaler"]["skipped_steps"] == len(at) and t["grad_scaler"]["final_scale"] < 2.0 ** 40
 
 
 def test_a_knob_that_breaks_training_is_never_recommended_and_resume_replays(tmp_path: Path, cli,
@@ -150,3 +193,84 @@ steps: 6
     assert doc["recommended"]["knobs"] == ["cache"] and "cache: ram" in next((tmp_path / "rep").glob("*.yaml")).read_text()
     html = next((tmp_path / "rep").glob("*.html")).read_text()
     assert "<svg" in html and "bound" in html
+
+
+def _gpu_fp32_record(top_ops: list[tuple[str, float]], busy: float, step: float, **params) -> dict:
+    """An fp32 CUDA cell whose breakdown's operators take `top_ops` seconds of GPU time in a `step`."""
+    return {"cell_id": "x", "status": "ok",
+            "params": {"device": "cuda", "amp": "none", "data": {"kind": "synthetic"}, "num_workers": 0,
+                       "channels_last": True, "compile": True, "optimizer": "sgd", "batch_size": 8,
+                       "resolution": [32, 32], "pin_memory": None, **params},
+            "step_time_s": {"median": step, "samples": [step] * 5},
+            "breakdown": {"gpu": {"idle_breakdown_s": {"launch": step - busy, "sync": 0, "data_wait": 0}},
+                          "phases_sum_s": busy, "op_self_total_s": busy,
+                          "top_ops": [{"name": n, "self_time_s": t} for n, t in top_ops]}}
+
+
+def test_the_amp_bound_uses_each_kinds_own_math_mode_and_holds() -> None:
+    """fp32 matmuls run in IEEE fp32 by default (TF32 off for matmul, on for cuDNN convolutions): a
+    matmul-heavy fp32 cell can gain the bf16/fp32 peak ratio there, far more than bf16/TF32. Attention
+    kernels are matmuls; memory-bound operators gain at most 2x; idle gains nothing."""
+    peaks = {"fp32": {"flops_per_s": 50e12}, "tf32": {"flops_per_s": 400e12}, "bf16": {"flops_per_s": 800e12}}
+    rec = _gpu_fp32_record([("aten::mm", 0.3), ("aten::_efficient_attention_forward", 0.1),
+                            ("aten::cudnn_convolution", 0.3), ("aten::add_", 0.2)], busy=0.9, step=1.0)
+    [amp] = [c for c in candidates(rec, peaks) if c.knob == "amp" and c.to == "bf16"]
+    expected = 1 / (0.4 / 16 + 0.3 / 2 + 0.2 / 2 + 0.1)  # mm+attention fp32->bf16 16x, conv tf32->bf16 2x
+    assert amp.bound == pytest.approx(expected, rel=1e-6)
+    assert "fp32 -> bf16: 16.0x" in amp.why and "tf32 -> bf16: 2.0x" in amp.why
+    # What the old bound said (everything at the TF32 ratio, memory-bound ops free of AMP): 1.54x — a
+    # measured 2.2x on such a cell would have exceeded its own bound.
+    assert amp.bound > 2.2 > 1 / (0.1 + 0.2 + 0.7 / 2)
+
+
+def test_amp_bounds_hold_on_the_h100_measurements() -> None:
+    """Every AMP cell measured on the H100 beside its fp32 base: the base's bound is at least what was measured."""
+    recs = {(r["params"]["amp"], r["params"]["channels_last"], r["params"]["compile"]): r
+            for r in read_records([H100 / "amp_layout_compile.jsonl"])}
+    for cl in (False, True):
+        base = recs[("none", cl, False)]
+        bounds = {c.to: c.bound for c in candidates(base, base["env"]["peak_flops"]) if c.knob == "amp"}
+        for dt in ("bf16", "fp16"):
+            cand = recs.get((dt, cl, False))
+            if cand is None:
+                continue
+            measured = base["step_time_s"]["median"] / cand["step_time_s"]["median"]
+            assert bounds[dt] is None or bounds[dt] >= measured, (dt, cl, bounds[dt], measured)
+
+
+def test_pin_memory_is_no_knob_where_it_already_pins() -> None:
+    """pin_memory None pins on CUDA (the loader's default there): True would be the same run under a new id."""
+    r = read_records([H100 / "input_pipeline.jsonl"])[0]
+    assert r["params"]["pin_memory"] is None and r["params"]["device"] == "cuda"
+    assert "pin_memory" not in {c.knob for c in candidates(r)}
+    off = {**r, "params": {**r["params"], "pin_memory": False}}
+    assert [c.to for c in candidates(off) if c.knob == "pin_memory"] == [True]
+
+
+def test_pairs_alternate_abba_so_a_warming_gpu_favours_neither_side() -> None:
+    """On a power- or heat-limited GPU the second run of a pair is slower. Two identical configurations,
+    measured in ABBA order, come out equal; in the old A-then-B order the candidate was always second and
+    read 10% slower."""
+    from benchbench.advise.candidates import Candidate
+    from benchbench.advise.experiment import Experiment, Options
+    from benchbench.suite.build import build_suite
+
+    suite = build_suite({"arch": "Unet", "encoder": "resnet18", "resolution": 32, "batch_size": 2}, device="cpu")
+    base = suite.cells[0]
+    order: list[str] = []
+
+    def run(payload: dict) -> dict:
+        second = len(order) % 2 == 1  # within each pair of runs, the second runs 10% slower
+        order.append(payload["cell_id"])
+        t = 0.11 if second else 0.10
+        return {"cell_id": payload["cell_id"], "status": "ok", "params": payload["params"],
+                "step_time_s": {"median": t, "samples": [t] * 5}, "training": {"losses": [2.0, 1.9, 1.8]}}
+
+    exp = Experiment(suite, base, "r", {}, run, lambda rec: None, Options(repeat_max=4, min_runs=4))
+    params = {**base.params, "num_workers": 2}
+    cand = Candidate("num_workers", 0, 2, 2.0, "test", "free", params)
+    seed = {"training": {"losses": [2.0, 1.95, 1.85]}}
+    o = exp.ab(cand, seed)
+    roles = ["B" if c == base.id else "C" for c in order]
+    assert roles == ["B", "C", "C", "B", "B", "C", "C", "B"]
+    assert o.speedup == pytest.approx(1.0) and o.verdict != "slower"

@@ -205,11 +205,15 @@ def test_pytest_benchmark_export_is_read_by_pytest_benchmark(tmp_path: Path, cli
 
 
 def test_plugin_runs_a_cell_through_pytest_benchmark(benchbench_cell, benchmark) -> None:
-    p = benchbench_cell({"arch": "Unet", "encoder": "resnet18", "resolution": 32, "batch_size": 2, "warmup": 1,
-                         "steps": 3, "device": "cpu"})
-    assert p["device"] == "cpu"
+    """The fixture measures through `run`'s own cell program (warm-up until steady, one timed block, CUDA
+    events on a GPU; never a sync per step) and hands its samples to pytest-benchmark as rounds."""
+    rec = benchbench_cell({"arch": "Unet", "encoder": "resnet18", "resolution": 32, "batch_size": 2, "warmup": 1,
+                           "steps": 3, "device": "cpu"})
+    assert rec["status"] == "ok" and rec["params"]["device"] == "cpu"
     assert benchmark.stats is not None and benchmark.stats.stats.rounds == 3
-    assert benchmark.stats.stats.median > 0
+    assert benchmark.stats.stats.median == pytest.approx(rec["step_time_s"]["median"])
+    assert len(rec["training"]["losses"]) == rec["warmup"]["steps"] + 3 and "cpu_contention" in rec
+    assert benchmark.extra_info["throughput_img_s"] == pytest.approx(rec["throughput_img_s"])
 
 
 def test_night_to_night_spread_from_the_history_widens_the_interval(tmp_path: Path, cli) -> None:

@@ -11,32 +11,82 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchbench.measure.gpu_state import degraded, open_tracker
+from benchbench.measure.gpu_state import degraded, judge_reasons, open_tracker, state_label
 
 
 class NotSupported(Exception):
     """pynvml.NVMLError_NotSupported stands for any NVMLError."""
 
 
+class FunctionNotFound(Exception):
+    """pynvml.NVMLError_FunctionNotFound: the driver (before R535) lacks the symbol."""
+
+
 class FakeNvml:
+    """NVML's documented answers. `reasons` is the clock-event bitmask, or a list: one per sample in turn
+    (the last repeats). `old_driver`: no nvmlDeviceGetCurrentClocksEventReasons in the driver."""
+
     NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_TEMPERATURE_GPU = 1, 2, 0
 
-    def __init__(self, reasons: int = 0x0, procs: int = 1, energy_mj_per_call: int = 50_000, mig=NotSupported):
+    def __init__(self, reasons=0x0, procs: int = 1, energy_mj_per_call: int = 50_000, mig=NotSupported,
+                 old_driver: bool = False, no_reasons: bool = False, uuids=("GPU-1234",)):
         self.reasons, self.procs, self.energy_step, self.mig = reasons, procs, energy_mj_per_call, mig
+        self.old_driver, self.no_reasons, self.uuids = old_driver, no_reasons, uuids
         self.energy = 1_000_000
+        self.calls: list[tuple[str, str]] = []
+        self.n = 0
 
     def nvmlInit(self) -> None: ...
+    def nvmlDeviceGetCount(self) -> int: return 2
     def nvmlDeviceGetHandleByIndex(self, i: int) -> str: return f"h{i}"
-    def nvmlDeviceGetHandleByUUID(self, u: str) -> str: return "h-uuid"
-    def nvmlDeviceGetClockInfo(self, h: str, kind: int) -> int: return 1755 if kind == 1 else 2619
-    def nvmlDeviceGetMaxClockInfo(self, h: str, kind: int) -> int: return 1980 if kind == 1 else 2619
+
+    def nvmlDeviceGetHandleByUUID(self, u: str) -> str:
+        if u not in self.uuids:
+            raise NotSupported("NVML_ERROR_NOT_FOUND")
+        return "mig-h" if u.startswith("MIG-") else "h-uuid"
+
+    def nvmlDeviceIsMigDeviceHandle(self, h: str) -> int: return int(h == "mig-h")
+    def nvmlDeviceGetDeviceHandleFromMigDeviceHandle(self, h: str) -> str: return "parent-h"
+
+    def _gpu(self, name: str, h: str) -> None:
+        self.calls.append((name, h))
+        if h == "mig-h":
+            raise NotSupported(f"{name} on a MIG instance")  # NVML answers these on the parent only
+
+    def nvmlDeviceGetClockInfo(self, h: str, kind: int) -> int:
+        self._gpu("clock", h)
+        return 1755 if kind == 1 else 2619
+
+    def nvmlDeviceGetMaxClockInfo(self, h: str, kind: int) -> int:
+        self._gpu("max_clock", h)
+        return 1980 if kind == 1 else 2619
+
     def nvmlDeviceGetTemperature(self, h: str, sensor: int) -> int: return 61
     def nvmlDeviceGetPowerUsage(self, h: str) -> int: return 402_500
     def nvmlDeviceGetEnforcedPowerLimit(self, h: str) -> int: return 700_000
-    def nvmlDeviceGetCurrentClocksEventReasons(self, h: str) -> int: return self.reasons
+
+    def _next_reasons(self) -> int:
+        if isinstance(self.reasons, list):
+            self.n += 1
+            return self.reasons[min(self.n - 1, len(self.reasons) - 1)]
+        return self.reasons
+
+    def nvmlDeviceGetCurrentClocksEventReasons(self, h: str) -> int:
+        if self.old_driver:
+            raise FunctionNotFound("nvmlDeviceGetCurrentClocksEventReasons")
+        if self.no_reasons:
+            raise NotSupported("reasons")
+        return self._next_reasons()
+
+    def nvmlDeviceGetCurrentClocksThrottleReasons(self, h: str) -> int:
+        if self.no_reasons:
+            raise NotSupported("reasons")
+        return self._next_reasons()
+
     def nvmlDeviceGetPersistenceMode(self, h: str) -> int: return 1
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: str) -> list:
+        self.calls.append(("procs", h))
         return [SimpleNamespace(pid=os.getpid() if i == 0 else 90_000 + i, usedGpuMemory=2**30)
                 for i in range(self.procs)]
 
@@ -46,14 +96,15 @@ class FakeNvml:
         return self.mig
 
     def nvmlDeviceGetTotalEnergyConsumption(self, h: str) -> int:
+        self._gpu("energy", h)
         self.energy += self.energy_step
         return self.energy
 
 
-def run_block(nvml: FakeNvml, images: int = 80) -> dict:
-    tracker = open_tracker(0, "GPU-1234", nvml=nvml, interval_s=0.01)
+def run_block(nvml: FakeNvml, images: int = 80, uuid: str = "GPU-1234", seconds: float = 0.05) -> dict:
+    tracker = open_tracker(0, uuid, nvml=nvml, interval_s=0.01)
     with tracker:
-        time.sleep(0.05)
+        time.sleep(seconds)
     return tracker.result(images)
 
 
@@ -63,17 +114,58 @@ def test_a_healthy_gpu() -> None:
     assert r["sm_clock_mhz"]["median"] == 1755 and r["sm_clock_ratio"] == pytest.approx(1755 / 1980)
     assert r["power_w"]["max"] == pytest.approx(402.5) and r["power_limit_w"] == pytest.approx(700.0)
     assert r["temperature_c"]["max"] == 61 and r["persistence_mode"] is True and r["mig"] is None
-    assert not r["throttled"] and not r["shared"] and degraded(r) is None
+    assert r["throttled"] is False and not r["shared"] and degraded(r) is None and state_label(r) == "ok"
     assert r["energy_j"] == pytest.approx(50.0) and r["energy_j_per_image"] == pytest.approx(50.0 / 80)
+    assert r["reason_samples"] == [0] * r["samples"]
 
 
-def test_a_throttled_and_shared_gpu_says_so() -> None:
-    r = run_block(FakeNvml(reasons=0x4 | 0x1, procs=3))  # SW power cap (+ idle, which is benign)
-    assert r["throttled"] and r["throttle_reasons"] == ["sw_power_cap"]
-    assert "gpu_idle" in r["clock_event_reasons"]
-    assert r["other_processes"] == 2 and r["shared"]
-    assert degraded(r) == "throttled (sw_power_cap) and shared with 2 other process(es)"
+def test_power_capping_at_full_load_is_not_throttling() -> None:
+    """SW power cap is a GPU-bound H100 at its power limit (NVML: clocks held under the limit): normal."""
+    r = run_block(FakeNvml(reasons=0x4 | 0x1))
+    assert r["throttled"] is False and r["throttle_reasons"] == [] and r["power_capped"] is True
+    assert set(r["clock_event_reasons"]) == {"sw_power_cap", "gpu_idle"}
+    assert degraded(r) is None and state_label(r).startswith("power-capped")
+
+
+def test_a_slowdown_only_at_the_transitions_is_not_throttling() -> None:
+    """HwSlowdown is also reported during P-state / clock changes: the first and last samples are taken at
+    the idle->busy and busy->idle transitions, so one bit there marks nothing."""
+    edges = judge_reasons([0x8, 0x0, 0x0, 0x0, 0x0, 0x0, 0x0, 0x0, 0x8])
+    assert edges["throttled"] is False and edges["degrading_share"] == 0
+    assert judge_reasons([0x20, 0x0])["throttled"] is False  # too short for samples inside: all must say so
+    assert judge_reasons([0x20, 0x20])["throttled"] is True
+    r = run_block(FakeNvml(reasons=[0x8, 0x0]), seconds=0.0)
+    assert r["throttled"] is False and "hw_slowdown" in r["clock_event_reasons"]
+    many = [0x0] + [0x8 if i % 3 == 0 else 0x0 for i in range(30)]
+    sustained = run_block(FakeNvml(reasons=many), seconds=0.12)
+    assert sustained["throttled"] is True and sustained["throttle_reasons"] == ["hw_slowdown"]
+    assert degraded(sustained) == "throttled (hw_slowdown)"
+
+
+def test_a_shared_gpu_and_mig_mode() -> None:
+    r = run_block(FakeNvml(procs=3))
+    assert r["other_processes"] == 2 and r["shared"] and degraded(r) == "shared with 2 other process(es)"
     assert run_block(FakeNvml(mig=[1, 1]))["mig"] is True
+
+
+def test_an_old_driver_falls_back_and_no_reasons_is_unknown() -> None:
+    old = run_block(FakeNvml(reasons=0x20, old_driver=True))
+    assert old["reasons_api"] == "nvmlDeviceGetCurrentClocksThrottleReasons" and old["throttled"] is True
+    none = run_block(FakeNvml(no_reasons=True))
+    assert none["throttled"] is None and none["reasons_basis"].endswith("unknown")
+    assert degraded(none) is None and state_label(none) == "clock reasons unknown"
+
+
+def test_a_mig_instance_is_found_by_its_mig_uuid_and_read_on_its_parent() -> None:
+    """torch reports a MIG instance's UUID bare; NVML knows it as MIG-<uuid>. Clocks and power come from the
+    parent GPU, processes from the instance; never the CUDA ordinal (which names another device)."""
+    nvml = FakeNvml(uuids=("MIG-abcd",))
+    r = run_block(nvml, uuid="abcd")
+    assert r["mig"] is True and r["mig_uuid"] == "MIG-abcd"
+    assert r["sm_clock_mhz"]["median"] == 1755 and r["energy_j"] == pytest.approx(50.0)
+    assert ("procs", "mig-h") in nvml.calls and all(h == "parent-h" for name, h in nvml.calls if name != "procs")
+    assert open_tracker(0, "ffff", nvml=FakeNvml()) is None  # a UUID NVML does not know: absent, not h0
+    assert open_tracker(0, None, nvml=FakeNvml()) is None  # two GPUs, no UUID: the ordinal is ambiguous
 
 
 def test_no_nvml_records_nothing() -> None:
@@ -86,9 +178,10 @@ def test_no_nvml_records_nothing() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_reads_the_real_gpu() -> None:
-    from benchbench.runner.cell import gpu_tracker
+    from benchbench.measure.gpu_state import for_cell
+    from benchbench.measure.trackers import TrackerContext
 
-    tracker = gpu_tracker(torch.device("cuda"))
+    tracker = for_cell(TrackerContext(torch.device("cuda"), {}, torch.get_num_threads()))
     assert tracker is not None, "NVML not found on a CUDA machine"
     a = torch.randn(4096, 4096, device="cuda")
     with tracker:
@@ -98,6 +191,9 @@ def test_reads_the_real_gpu() -> None:
     r = tracker.result(50)
     assert r["sm_clock_mhz"]["max"] > 0 and r["sm_clock_max_mhz"] >= r["sm_clock_mhz"]["max"]
     assert r["power_limit_w"] > 0
+    # a driver from R535 on answers the clock-event reasons: the judgement is a yes or no, never unknown
+    assert r["reasons_api"] is not None and r["throttled"] in (True, False)
+    assert len(r["reason_samples"]) == r["samples"] and r["other_processes"] == 0
 
 
 def test_compare_warns_about_and_can_refuse_a_degraded_gpu(tmp_path, cli) -> None:

@@ -223,3 +223,68 @@ timeout_s: 240
     assert code == 0 and rec["status"] == "ok", (err, rec.get("error"))
     # The first warm-up step compiles (seconds); an eager Tiny step at 32 px takes milliseconds.
     assert rec["warmup"]["samples"][0] > 20 * rec["step_time_s"]["median"]
+
+
+def test_a_failing_ddp_rank_is_its_error_not_a_timeout(tmp_path, cli, monkeypatch) -> None:
+    """Rank 1 fails while rank 0 waits in DDP's first collective: the others are ended at once and the record
+    says rank 1's error — before, the parent waited timeout_s per rank and wrote 'timeout'."""
+    import json
+    import time
+
+    from conftest import TESTS, write_suite
+
+    monkeypatch.chdir(TESTS)
+    suite = write_suite(tmp_path / "ddpf.yaml", """
+name: ddpf
+arch: "factories:fail_on_rank1"
+device: cpu
+resolution: 32
+batch_size: 2
+classes: 3
+warmup: 2
+steps: 2
+world_size: 2
+timeout_s: 120
+""")
+    out = tmp_path / "r.jsonl"
+    t0 = time.monotonic()
+    code, _, err = cli("run", suite, "--output", out, "--no-explain", "--reports-dir", tmp_path / "rep")
+    took = time.monotonic() - t0
+    [rec] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert code == 1 and rec["status"] == "error"
+    assert rec["error"].startswith("rank 1: RuntimeError: rank 1 ran out of something"), rec["error"]
+    assert "ended the other rank" in rec["error"]
+    assert took < 60, took  # not the 120 s timeout
+
+
+def test_a_ddp_record_carries_what_any_record_carries(tmp_path, cli, monkeypatch) -> None:
+    """One cell program for every caller: a DDP cell records memory, losses, build time, CPU contention and
+    the explanation passes (rank 0's), with every rank's memory and losses kept."""
+    import json
+
+    from conftest import TESTS, write_suite
+
+    monkeypatch.chdir(TESTS)
+    suite = write_suite(tmp_path / "ddpr.yaml", """
+name: ddpr
+arch: "factories:tiny"
+device: cpu
+resolution: 32
+batch_size: 2
+classes: 3
+warmup: 2
+steps: 3
+world_size: 2
+timeout_s: 240
+""")
+    out = tmp_path / "r.jsonl"
+    code, _, err = cli("run", suite, "--output", out, "--reports-dir", tmp_path / "rep")
+    [rec] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert code == 0 and rec["status"] == "ok", (err, rec.get("error"))
+    assert rec["memory"]["peak_rss_bytes"] > 0 and len(rec["memory"]["per_rank"]) == 2
+    assert len(rec["training"]["losses"]) == rec["warmup"]["steps"] + 3
+    assert [len(x) for x in rec["ranks"]["losses"]] == [len(rec["training"]["losses"])] * 2
+    assert rec["build_s"] > 0 and rec["cpu_contention"]["n_cores"] >= 1 and len(rec["cpu_contention"]["per_rank"]) == 2
+    assert rec["flops"]["train_step_per_image"] > 0
+    assert {"encoder", "decoder"} <= set(rec["breakdown"]["modules"])  # the wrapped model's parts, not `module`
+    assert rec["throughput_img_s"] > 0

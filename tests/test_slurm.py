@@ -101,3 +101,30 @@ def test_the_quickstart_suite_on_slurm(tmp_path: Path, cli, slurm_cluster) -> No
     assert sorted(r["params"]["arch"] for r in recs) == ["Segformer", "Unet"]
     assert all(r["status"] == "ok" and r["executor"]["name"] == "slurm" for r in recs)
     assert "1. [" in stdout  # the headline under the table, as with the process executor
+
+
+def test_a_slurm_job_calibrates_in_a_child_not_in_its_own_process(monkeypatch) -> None:
+    """The job's process waits while its cells run: had it calibrated itself, it would hold a CUDA context
+    (and the 8192^2 blocks) all along, NVML would list it beside every cell ("shared") and cells would have
+    ~1 GB less memory. It calibrates in a child that exits, as `run` does. (No SLURM needed: job_main is
+    what a job runs.)"""
+    from types import SimpleNamespace
+
+    import benchbench.measure.calibrate as calibrate_mod
+    from benchbench.runner import slurm
+
+    monkeypatch.setattr(calibrate_mod, "calibrate", lambda *a, **k: (_ for _ in ()).throw(
+        AssertionError("calibrated in the job's own process")))
+    kinds = []
+
+    def child(payload, timeout_s):  # noqa: ANN001, ANN202
+        kinds.append(payload["kind"])
+        return SimpleNamespace(result={"fp32": {"flops_per_s": 1e11}})
+
+    monkeypatch.setattr("benchbench.runner.run_child", child)
+    monkeypatch.setattr("benchbench.runner.isolation.run_isolated", lambda p, t: {"cell_id": p["cell_id"],
+                                                                                 "env": p["env"]})
+    payload = {"kind": "cell", "explain": True, "cell_id": "c1", "params": {"device": "cpu", "amp": "none",
+                                                                            "timeout_s": 60}}
+    [rec] = slurm.job_main([payload])
+    assert kinds == ["calibrate"] and rec["env"]["peak_flops"] == {"fp32": {"flops_per_s": 1e11}}

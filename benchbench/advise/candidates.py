@@ -6,8 +6,11 @@ bound, not a prediction: the A/B experiment measures what the knob really buys.
 
 - input knobs (workers, pinning, prefetch, persistent workers, a RAM-cached data set): the input stall
   (on a GPU the GPU's idle waiting for batches) can at best vanish: 1 / (1 - f);
-- AMP: the matmul / convolution share, sped up by the measured peak ratio of the two dtypes (unbounded by it
-  when the ratio is unknown);
+- AMP: each kind of work sped up by the most it can be: matmuls (attention included) and convolutions by the
+  ratio of the measured peak in the new dtype to the peak of the math mode they ran in (matmuls in IEEE fp32
+  by default, `float32_matmul_precision="highest"`; cuDNN convolutions in TF32 by default), memory-bound
+  operators by 2x (half the bytes), operator time the breakdown did not list by the largest of these; idle
+  and host time not at all. Unbounded where a peak is unknown;
 - channels_last: the convolution, normalisation and layout-conversion share can at best vanish;
 - compile: the non-matmul (fusable) share and, on a GPU, the idle waiting for launches;
 - a fused optimizer: the optimizer phase and the host syncs' idle;
@@ -28,7 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from benchbench.analysis.findings.efficiency import LAYOUT_OPS, _is_matmul
+from benchbench.analysis.findings.efficiency import LAYOUT_OPS, _is_matmul, is_conv
 from benchbench.measurement import Measurement
 
 #: what a knob changes: "free" knobs change how the same math runs; the others change what is trained
@@ -95,6 +98,18 @@ class Shares:
         return self.of((m.get("forward") or 0.0) + (m.get("backward") or 0.0))
 
     @property
+    def listed(self) -> float:
+        """Share of the step in the operators the breakdown lists (the rest of operator time is unlisted)."""
+        return self.op_share(lambda n: True)
+
+    @property
+    def op_time(self) -> float:
+        """Share of the step that is operator time at all (the rest: idle, host overhead between ops)."""
+        if not self.op_total:
+            return 0.0
+        return self.of(self.bd.get("phases_sum_s") or self.basis)
+
+    @property
     def stall(self) -> float:
         return float(self.m.input_stall.get("fraction") or 0.0)
 
@@ -142,18 +157,14 @@ def candidates(rec: dict[str, Any], peaks: dict[str, Any] | None = None) -> list
             add("prefetch_factor", 4, steady_b, steady_why)
             if not p["persistent_workers"]:
                 add("persistent_workers", True, b, why)
-        if cuda and p.get("pin_memory") is not True:
+        # pin_memory None pins on CUDA already (workload.data.Source): only an explicit False is a knob
+        if cuda and p.get("pin_memory") is False:
             add("pin_memory", True, b, why)
         add("cache", "ram", b, why)
-    mm = s.op_share(_is_matmul)
     if p["amp"] == "none":
         for dt in (("bf16", "fp16") if cuda else ("bf16",)):
-            base_mode = "tf32" if cuda else "fp32"
-            ratio = ((peaks or {}).get(dt) or {}).get("flops_per_s", 0) / (
-                ((peaks or {}).get(base_mode) or (peaks or {}).get("fp32") or {}).get("flops_per_s") or math.inf)
-            factor = ratio if ratio > 1 else math.inf
-            add("amp", dt, amdahl(mm, factor), f"matmul/convolution {_pct(mm)} of the step"
-                + (f", sped up at most {ratio:.1f}x (measured peaks)" if ratio > 1 else ", removed at most"))
+            bound, why = amp_bound(s, rec, dt, peaks or {})
+            add("amp", dt, bound, why)
     if not p["channels_last"]:
         cl = s.op_share(lambda n: any(k in n.lower() for k in CONV_OR_LAYOUT))
         add("channels_last", True, amdahl(cl), f"convolution, normalisation and layout ops {_pct(cl)} of the step")
@@ -192,3 +203,36 @@ def candidates(rec: dict[str, Any], peaks: dict[str, Any] | None = None) -> list
             add("resolution", [nh, nw], None, f"{r:.2f}x the pixels; no bound from one measurement (attention "
                 "can grow faster than the pixels)")
     return out
+
+
+def amp_bound(s: Shares, rec: dict[str, Any], dt: str, peaks: dict[str, Any]) -> tuple[float, str]:
+    """The most autocast to `dt` can buy: each kind of work at its own best case, Amdahl over the step.
+
+    matmuls and attention: peak[dt] / peak of the mode they ran in (fp32 on a GPU unless TF32 matmuls were
+    allowed); convolutions: peak[dt] / the convolutions' mode (TF32 where cuDNN allows it); memory-bound
+    operators: 2x (16-bit tensors are half the bytes); operator time outside the listed operators: the largest
+    of those factors; idle and host time between operators: 1x. A peak not measured leaves its work unbounded.
+    """
+    cuda = rec["params"].get("device") == "cuda"
+    modes = (rec.get("flops") or {}).get("math_modes") or {"convolution": "tf32" if cuda else "fp32",
+                                                             "matmul": "fp32"}
+
+    def ratio(kind: str) -> float:
+        new = (peaks.get(dt) or {}).get("flops_per_s")
+        old = (peaks.get(modes.get(kind, "fp32")) or peaks.get("fp32") or {}).get("flops_per_s")
+        return new / old if new and old else math.inf
+
+    conv = s.op_share(is_conv)
+    mm = s.op_share(lambda n: _is_matmul(n) and not is_conv(n))
+    other = max(s.listed - conv - mm, 0.0)
+    unlisted = max(s.op_time - s.listed, 0.0)
+    rest = max(1.0 - s.op_time, 0.0)
+    r_mm, r_conv = ratio("matmul"), ratio("convolution")
+    r_max = max(r_mm, r_conv, 2.0)
+    time = mm / r_mm + conv / r_conv + other / 2.0 + unlisted / r_max + rest
+    bound = 1.0 / time if time > 0 else math.inf
+    fmt = (lambda r: "unbounded (peak not measured)" if math.isinf(r) else f"{r:.1f}x")
+    why = (f"matmul/attention {_pct(mm)} ({modes.get('matmul')} -> {dt}: {fmt(r_mm)}), convolution {_pct(conv)} "
+           f"({modes.get('convolution')} -> {dt}: {fmt(r_conv)}), memory-bound ops {_pct(other)} (2x), unlisted "
+           f"ops {_pct(unlisted)}, not sped up (idle, host) {_pct(rest)} of the step")
+    return (bound if math.isfinite(bound) else None), why

@@ -1,7 +1,8 @@
 """The experiment a user runs by hand, run for them: one knob at a time, A/B against the base, with an interval.
 
-For each candidate the base and the candidate run interleaved (A B A B ..., each in a fresh process, so the
-machine's drift falls on both), and after `min_runs` pairs the gate's own statistics judge the per-image
+For each candidate the base and the candidate run interleaved in ABBA order (A B, B A, A B, ..., each in a
+fresh process: the machine's drift falls on both, and each side is first of a pair as often as second, so a
+GPU that warms within a pair favours neither), and after `min_runs` pairs the gate's own statistics judge the per-image
 times (`analysis.gate_stats.judge`: a t interval over run medians, the verdict only where the whole interval
 lies): runs are added until the interval decides or `repeat_max` / the budget is reached. The first pair's
 loss trajectories decide the numerics (`advise.numerics`). Free knobs that are faster and leave the numerics
@@ -147,8 +148,14 @@ class Experiment:
         o = Outcome(cand)
         ccell = self.cell(cand.params, f"{self.base.label} {cand.knob}={_fmt(cand.to)}")
         for k in range(self.opts.repeat_max):
-            o.base_runs.append(self.measure(self.base, "base", cand.knob))
-            o.runs.append(self.measure(ccell, "candidate", cand.knob))
+            # ABBA: on a power- or heat-limited GPU the second run of a pair runs warmer; alternating which
+            # side goes first puts each side in each position equally often, so position cancels.
+            if k % 2 == 0:
+                o.base_runs.append(self.measure(self.base, "base", cand.knob))
+                o.runs.append(self.measure(ccell, "candidate", cand.knob))
+            else:
+                o.runs.append(self.measure(ccell, "candidate", cand.knob))
+                o.base_runs.append(self.measure(self.base, "base", cand.knob))
             bad = next((r for r in o.runs + o.base_runs if not is_ok(r)), None)
             if bad is not None:
                 o.verdict, o.reason = "failed", f"{bad['status']}: {bad.get('error')}"

@@ -6,14 +6,27 @@ losses over the steps both ran (scale-free: a loss of 2.0 vs 2.2 weighs like 0.2
 
 The yardstick is the base against itself at another seed (`seed + 1`): a knob that moves the loss by less
 than changing the seed does is numerically harmless ("unchanged"); one that moves it by more "changes the
-numerics"; a non-finite loss, more GradScaler-skipped steps than the base, or a last loss above the first
-(the base's went down) "diverges". Knobs that change the model or the optimisation are never called free.
+numerics". Knobs that change the model or the optimisation are never called free.
+
+fp16 and GradScaler: the scaler starts at 2**16 and is *meant* to skip steps (inf/NaN gradients, no update)
+while its scale backs off to one the gradients fit; over a short run (growth comes every 2000 clean steps)
+those skips are a prefix of the run and then stop. They are expected, not divergence. A skipped step updated
+nothing, so the candidate's losses are compared with the base's at the same number of *updates* (after k
+skips, candidate step i stands beside base step i - k). What "diverges" means:
+
+- a loss that is not finite, or parameters that are not after the run;
+- skips that do not stop: GradScaler still skipping in the last quarter of the run (its scale never found
+  a value the gradients fit), or more skips than halvings from its initial scale down to 1 could need;
+- a loss that stops falling where the base's fell (its last loss at or above its first).
 """
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+#: skips in the last share of the run mean they did not stop
+LATE_SHARE = 0.25
 
 
 def losses(rec: dict[str, Any]) -> list[float]:
@@ -29,33 +42,88 @@ def distance(a: list[float], b: list[float]) -> float | None:
     return sum(abs(math.log(x) - math.log(y)) for x, y in pairs) / len(pairs)
 
 
+def scaler(rec: dict[str, Any]) -> dict[str, Any]:
+    return (rec.get("training") or {}).get("grad_scaler") or {}
+
+
 def skipped(rec: dict[str, Any]) -> int:
-    return int(((rec.get("training") or {}).get("grad_scaler") or {}).get("skipped_steps") or 0)
+    return int(scaler(rec).get("skipped_steps") or 0)
+
+
+def skipped_at(rec: dict[str, Any]) -> list[int] | None:
+    """The steps GradScaler skipped, where the record says (older records kept only a count)."""
+    at = scaler(rec).get("skipped_at")
+    return [int(i) for i in at] if isinstance(at, list) else None
+
+
+def aligned(base: list[float], cand: list[float], skips: list[int]) -> tuple[list[float], list[float]]:
+    """Candidate steps that updated the model, each beside the base step with the same number of updates."""
+    s = set(skips)
+    a, b, k = [], [], 0
+    for i, v in enumerate(cand):
+        if i in s:
+            k += 1
+            continue
+        j = i - k
+        if j < len(base):
+            a.append(base[j])
+            b.append(v)
+    return a, b
+
+
+def skip_judgement(rec: dict[str, Any], steps: int) -> tuple[str | None, str]:
+    """(why it diverges or None, what the skips were) for a candidate's GradScaler skips."""
+    n = skipped(rec)
+    if not n:
+        return None, ""
+    init = float(scaler(rec).get("init_scale") or 2.0 ** 16)
+    most = max(1, math.ceil(math.log2(init))) + 1  # halvings from the initial scale down to 1, and one more
+    at = skipped_at(rec)
+    if at is None:  # an older record: only the count is known
+        if n > most:
+            return f"GradScaler skipped {n} steps, more than its back-off from {init:.0f} can explain", ""
+        return None, f"GradScaler skipped {n} step(s) (its scale backing off from {init:.0f})"
+    late = [i for i in at if i >= steps * (1 - LATE_SHARE)]
+    if late and steps >= 4:
+        return (f"GradScaler still skipped {len(late)} of the last {max(1, round(steps * LATE_SHARE))} steps "
+                f"(steps {', '.join(map(str, late[:6]))}): its skips did not stop"), ""
+    if n > most:
+        return f"GradScaler skipped {n} steps, more than its back-off from {init:.0f} can explain", ""
+    return None, (f"GradScaler skipped {n} step(s) while its scale backed off from {init:.0f} (steps "
+                  f"{', '.join(map(str, at[:8]))}): expected, losses compared at equal updates")
 
 
 def verdict(base: dict[str, Any], other_seed: dict[str, Any] | None, cand: dict[str, Any], kind: str) -> dict[str, Any]:
     """The numerics verdict of a candidate run against a base run of the same seed."""
     lb, lc = losses(base), losses(cand)
-    out: dict[str, Any] = {"distance": distance(lb, lc), "tolerance": distance(lb, losses(other_seed or {})),
+    at = skipped_at(cand) or []
+    base_cmp, cand_cmp = aligned(lb, lc, at) if at else (lb, lc)
+    out: dict[str, Any] = {"distance": distance(base_cmp, cand_cmp), "tolerance": distance(lb, losses(other_seed or {})),
                            "steps": min(len(lb), len(lc)), "first_loss": lc[0] if lc else None,
-                           "last_loss": lc[-1] if lc else None, "skipped_steps": skipped(cand)}
+                           "last_loss": lc[-1] if lc else None, "skipped_steps": skipped(cand),
+                           "skipped_at": skipped_at(cand)}
     bad = [v for v in lc if not math.isfinite(v)]
+    bad_params = int((cand.get("training") or {}).get("nonfinite_params") or 0)
     if kind != "free":
         out["verdict"] = f"changes the {kind} — check accuracy"
-        if bad:
+        if bad or bad_params:
             out["verdict"] = "diverges"
-            out["why"] = f"{len(bad)} non-finite loss value(s)"
+            out["why"] = f"{len(bad)} non-finite loss value(s), {bad_params} non-finite parameter tensor(s)"
         return out
+    skip_bad, skip_note = skip_judgement(cand, len(lc))
+    updated = [v for i, v in enumerate(lc) if i not in set(at)]
     if not lc or not lb:
         out.update(verdict="unknown", why="no loss trajectory recorded")
     elif bad:
         out.update(verdict="diverges", why=f"{len(bad)} of {len(lc)} losses not finite")
-    elif skipped(cand) > skipped(base):
-        out.update(verdict="diverges", why=f"GradScaler skipped {skipped(cand)} step(s), the base {skipped(base)}")
-    elif len(lb) > 1 and lb[-1] < lb[0] and lc[-1] >= lc[0]:
-        out.update(verdict="diverges", why=f"loss {lc[0]:.4g} -> {lc[-1]:.4g} did not go down (base "
+    elif bad_params:
+        out.update(verdict="diverges", why=f"{bad_params} parameter tensor(s) not finite after the run")
+    elif skip_bad:
+        out.update(verdict="diverges", why=skip_bad)
+    elif len(lb) > 1 and len(updated) > 1 and lb[-1] < lb[0] and updated[-1] >= updated[0]:
+        out.update(verdict="diverges", why=f"loss {updated[0]:.4g} -> {updated[-1]:.4g} did not go down (base "
                                            f"{lb[0]:.4g} -> {lb[-1]:.4g})")
-    elif out["tolerance"] is None:
+    elif out["tolerance"] is None or out["distance"] is None:
         out.update(verdict="unknown", why="no second-seed trajectory to judge against")
     elif out["distance"] <= out["tolerance"]:
         out.update(verdict="unchanged", why=f"loss moved {out['distance'] * 100:.2g}%, a seed change "
@@ -63,4 +131,6 @@ def verdict(base: dict[str, Any], other_seed: dict[str, Any] | None, cand: dict[
     else:
         out.update(verdict="changes the numerics", why=f"loss moved {out['distance'] * 100:.2g}%, more than a "
                                                        f"seed change ({out['tolerance'] * 100:.2g}%)")
+    if skip_note and out.get("why") and not skip_bad:
+        out["why"] += "; " + skip_note
     return out

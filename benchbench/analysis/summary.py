@@ -58,10 +58,9 @@ def summary_frame(records: list[dict[str, Any]], reference_id: str | None = None
 
 
 def _gpu_state(r: dict[str, Any]) -> str | None:
-    from benchbench.measure.gpu_state import degraded
+    from benchbench.measure.gpu_state import state_label
 
-    cond = r.get("gpu_conditions")
-    return (degraded(cond) or "ok") if cond else None
+    return state_label(r.get("gpu_conditions"))
 
 
 def _num(v: Any, fmt: str) -> str:

@@ -41,10 +41,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Interrupted()
 
 
-def _suite(path: Path, device: str, filters: list[str] | None) -> Any:
+def _suite(path: Path, device: str, filters: list[str] | None, available: bool = True) -> Any:
     from benchbench.suite import load_suite
 
-    return load_suite(path, device=None if device == "auto" else device, filters=filters)
+    return load_suite(path, device=None if device == "auto" else device, filters=filters, available=available)
 
 
 def _records(paths: list[Path]) -> list[dict[str, Any]]:

@@ -41,8 +41,9 @@ def list_cmd(
     filter: FilterOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print every cell's resolved settings as JSON.")] = False,
 ) -> None:
-    """Show the expanded cells, their stable ids and the settings they resolve to."""
-    suite = _suite(suite_path, device, filter)
+    """Show the expanded cells, their stable ids and the settings they resolve to (also for a device this
+    machine lacks: `--device cuda` lists what a GPU runner would run)."""
+    suite = _suite(suite_path, device, filter, available=False)
     if as_json:
         print(json.dumps([{"id": c.id, "label": c.label, "params": c.params} for c in suite.cells], indent=2))
         return

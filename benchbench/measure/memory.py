@@ -128,7 +128,8 @@ def memory_pass(step: Any, batches: Iterator[Any], to_device: Callable[[Any], An
     x, y = to_device(next(batches))
     x = step.prepare(x)
     with step.autocast():
-        acts = activations_by_module(step.model, x, y, step.model, step.loss_fn)
+        inner = getattr(step.model, "module", step.model)  # DDP: the wrapped model's modules
+        acts = activations_by_module(inner, x, y, step.model, step.loss_fn)
     out: dict[str, Any] = {
         "by_phase": by_phase,
         "activations_by_module": acts,

@@ -94,7 +94,7 @@ def profile_pass(
     idle time judged against the timed step (`step_time_s`), not the profiled one.
     """
     cuda = device.type == "cuda"
-    model = step.model
+    model = getattr(step.model, "module", step.model)  # DDP's wrapped module: its parts, not `module`
     ranges = None if getattr(step, "compiled", False) else ModuleRanges(modules_of_interest(model))
 
     def phase(name: str) -> Any:

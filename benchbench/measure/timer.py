@@ -88,7 +88,8 @@ def timed_loop(
 ) -> LoopTiming:
     """Warm up until steady (at most `warmup` steps), then time `steps` steps.
 
-    `tracker`, a context manager, is entered around the timed block alone (the GPU's conditions).
+    `tracker`, a context manager, is entered around the timed block alone, on a CPU as on a GPU
+    (`measure.trackers.Trackers`: the GPU's conditions, CPU contention).
 
     `agree` turns one process's "steady" into the decision every process takes: DDP ranks all-reduce
     it, so no rank enters the timed block (and its barrier) while another still runs warm-up steps.
@@ -115,18 +116,19 @@ def timed_loop(
         if agree(i >= 1 and is_steady(out.warmup_s)):  # step 0 is never steady (lazy init, allocator)
             out.steady = True
             break
-    for i in range(steps):
-        t0 = clock()
-        batch = next(batches)
-        t1 = clock()
-        x, y = to_device(batch)
-        kept.append(step(x, y))
-        sync()
-        t2 = clock()
-        out.step_s.append(t2 - t0)
-        out.data_wait_s.append(t1 - t0)
-        if on_step:
-            on_step("timed", i)
+    with tracker if tracker is not None else contextlib.nullcontext():
+        for i in range(steps):
+            t0 = clock()
+            batch = next(batches)
+            t1 = clock()
+            x, y = to_device(batch)
+            kept.append(step(x, y))
+            sync()
+            t2 = clock()
+            out.step_s.append(t2 - t0)
+            out.data_wait_s.append(t1 - t0)
+            if on_step:
+                on_step("timed", i)
     out.block_wall_s = sum(out.step_s)
     out.losses = read_losses(kept)
     return out

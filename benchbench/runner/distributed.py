@@ -1,15 +1,27 @@
 """Distributed cells: world_size DistributedDataParallel ranks on this machine, gathered into one record.
 
-A step takes as long as its slowest rank; throughput is for the global batch.
+Each rank runs the one cell program (`runner.program.measure`) with a rank context: warm-up steadiness
+all-reduced (no rank enters the timed block while another still warms up), the model wrapped in DDP
+(compiled around it, as a user would), its own data seed. So a DDP record carries what any record
+carries — memory, losses, GradScaler's skips, GPU conditions, CPU contention, build time, explanations —
+per rank where it differs, the slowest rank deciding the step: a step takes as long as its slowest rank,
+and throughput is for the global batch.
+
+A rank that fails (an OOM, an NCCL error, a crash) would leave the others blocked in a collective until
+the timeout: the parent watches every rank, and at the first failure ends the others and records *that*
+rank's error, never "timeout".
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import queue as queue_mod
+import time
 from typing import Any
 
 from benchbench.runner.errors import error_message, is_oom
+from benchbench.runner.program import Ranks, measure, timing_fields
 
 KILL_GRACE_S = 5.0
 
@@ -22,18 +34,35 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _rank_main(rank: int, world: int, port: int, params: dict[str, Any], queue: Any) -> None:
-    """One DistributedDataParallel rank: the same step, gradients all-reduced every step."""
-    out: dict[str, Any] = {"rank": rank, "status": "error"}
+class DdpRanks(Ranks):
+    """A rank of a process group: steadiness agreed by all-reduce, the model trained through DDP."""
+
+    def agree(self, steady: bool) -> bool:
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([1 if steady else 0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)  # steady only when every rank is
+        return bool(flag.item())
+
+    def wrap(self, step: Any, params: dict[str, Any], device: Any) -> None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        from benchbench.workload.step import compiled
+
+        self.device = device
+        step.model = DistributedDataParallel(step.model, device_ids=[self.rank] if device.type == "cuda" else None)
+        # Compiled around DDP, as a user would (TorchDynamo's DDPOptimizer splits graphs at bucket bounds).
+        step.forward_fn = compiled(step.model, params["compile"]) if params.get("compile") else step.model
+        step.compiled = bool(params.get("compile"))
+
+
+def _rank_main(rank: int, world: int, port: int, payload: dict[str, Any], params: dict[str, Any],
+               queue: Any) -> None:
+    out: dict[str, Any] = {"rank": rank, "record": {"status": "error", "error": None}, "timing": None}
     try:
         import torch
         import torch.distributed as dist
-        from torch.nn.parallel import DistributedDataParallel
-
-        from benchbench.measure.timer import timed_loop
-        from benchbench.workload.data import Source
-        from benchbench.workload.models import build_model, count_params
-        from benchbench.workload.step import TrainStep, compiled
 
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         cuda = params["device"] == "cuda"
@@ -42,36 +71,73 @@ def _rank_main(rank: int, world: int, port: int, params: dict[str, Any], queue: 
         # Ranks share the machine's cores on CPU: split the threads between them.
         torch.set_num_threads(params.get("threads") or max(1, (os.cpu_count() or 1) // world))
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
-        device = torch.device("cuda", rank) if cuda else torch.device("cpu")
-        torch.manual_seed(params["seed"])
-        model = build_model(params)
-        out["params_count"] = count_params(model)
-        step = TrainStep(model, {**params, "compile": False}, device)
-        step.model = DistributedDataParallel(step.model, device_ids=[rank] if cuda else None)
-        # Compiled around DDP, as a user would (TorchDynamo's DDPOptimizer splits graphs at bucket bounds).
-        step.forward_fn = compiled(step.model, params["compile"]) if params.get("compile") else step.model
-        source = Source({**params, "seed": params["seed"] + rank}, device)
-
-        def agree(steady: bool) -> bool:
-            flag = torch.tensor([1 if steady else 0], device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MIN)  # steady only when every rank is
-            return bool(flag.item())
-
-        timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"],
-                            agree=agree)
-        dist.barrier()
-        out.update(status="ok", timing=timing)
+        rec: dict[str, Any] = {}
+        timing = measure(payload, {**params, "threads": None}, rec, DdpRanks(rank, world))
+        if rec.get("status") == "ok":
+            dist.barrier()
+        out.update(record=rec, timing=timing)
         dist.destroy_process_group()
-    except BaseException as exc:  # noqa: BLE001
-        out["error"] = error_message(exc)
-        out["status"] = "oom" if is_oom(exc) else "error"
+    except BaseException as exc:  # noqa: BLE001 - a rank's failure is reported, never lost
+        out["record"] = {"status": "oom" if is_oom(exc) else "error", "error": error_message(exc)}
     queue.put(out)
+
+
+def _end(procs: list[Any]) -> None:
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + KILL_GRACE_S
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+
+
+def _describe_exit(code: int | None) -> str:
+    import signal
+
+    if code is not None and code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def collect(procs: list[Any], queue: Any, world: int, budget_s: float) -> tuple[dict[int, dict[str, Any]], str | None,
+                                                                                   str]:
+    """Each rank's result as it comes; at the first failed or dead rank stop waiting for the rest.
+
+    Returns (results by rank, why it stopped early or None, the status for the record)."""
+    results: dict[int, dict[str, Any]] = {}
+    deadline = time.monotonic() + budget_s
+    while len(results) < world:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            missing = sorted(set(range(world)) - set(results))
+            return results, (f"rank(s) {', '.join(map(str, missing))} did not finish within {budget_s:.0f} s"), "timeout"
+        try:
+            r = queue.get(timeout=min(0.5, remaining))
+        except queue_mod.Empty:
+            dead = [i for i, p in enumerate(procs) if i not in results and not p.is_alive()]
+            if dead:
+                try:  # a rank that exited right after reporting: its message may still be in the pipe
+                    r = queue.get(timeout=1.0)
+                except queue_mod.Empty:
+                    i = dead[0]
+                    return results, f"rank {i} {_describe_exit(procs[i].exitcode)} without a result", "error"
+            else:
+                continue
+        results[int(r["rank"])] = r
+        rec = r.get("record") or {}
+        if rec.get("status") != "ok":
+            return results, f"rank {r['rank']}: {rec.get('error')}", str(rec.get("status") or "error")
+    return results, None, "ok"
 
 
 def measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]) -> None:
     """world_size ranks on this machine; a step takes as long as its slowest rank."""
-    from benchbench.measurement import summarize
-
     world = params["world_size"]
     if params["device"] == "cuda":
         import torch
@@ -80,33 +146,36 @@ def measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: di
             rec.update(status="error", error=f"world_size={world} needs {world} GPUs; "
                                                f"this machine has {torch.cuda.device_count()}")
             return
-    from benchbench.runner.cell import timing_fields
-
     ctx = mp.get_context("spawn" if params["device"] == "cuda" else "fork")
     queue = ctx.Queue()
     port = _free_port()
-    procs = [ctx.Process(target=_rank_main, args=(r, world, port, params, queue)) for r in range(world)]
+    procs = [ctx.Process(target=_rank_main, args=(r, world, port, payload, params, queue)) for r in range(world)]
+    t0 = time.perf_counter()
     for p in procs:
         p.start()
-    results = []
+    # Inside the cell's own timeout (its process group is killed there): leave time to record why.
+    timeout = float(params["timeout_s"])
+    budget = max(timeout * 0.8, timeout - 4 * KILL_GRACE_S)
     try:
-        for _ in range(world):
-            results.append(queue.get(timeout=float(params["timeout_s"])))
-    except Exception:  # noqa: BLE001 - a rank died without reporting
-        pass
-    for p in procs:
-        p.join(KILL_GRACE_S)
-        if p.is_alive():
-            p.kill()
-    results.sort(key=lambda r: r["rank"])
-    bad = [r for r in results if r["status"] != "ok"]
-    if len(results) < world or bad:
-        first = bad[0] if bad else {"status": "error", "error": f"{world - len(results)} rank(s) died without a result"}
-        rec.update(status=first["status"], error=f"rank {first.get('rank', '?')}: {first.get('error')}")
+        results, why, status = collect(procs, queue, world, budget)
+    finally:
+        _end(procs)
+    if why is not None:
+        rec.update(status=status, error=f"{why} (benchbench ended the other rank(s) after "
+                                        f"{time.perf_counter() - t0:.1f} s)")
+        if results.get(0, {}).get("record", {}).get("params_count"):
+            rec["params_count"] = results[0]["record"]["params_count"]
         return
-    from benchbench.measure.timer import LoopTiming
+    merge_ranks(rec, [results[i] for i in range(world)], params, world)
 
-    timings = [r["timing"] for r in results]
+
+def merge_ranks(rec: dict[str, Any], results: list[dict[str, Any]], params: dict[str, Any], world: int) -> None:
+    """One record from the ranks': the slowest rank per step, rank 0's explanation, every rank's state."""
+    from benchbench.measure.timer import LoopTiming
+    from benchbench.measurement import summarize
+
+    timings: list[LoopTiming] = [r["timing"] for r in results]
+    recs: list[dict[str, Any]] = [r["record"] for r in results]
     slowest = LoopTiming(
         step_s=[max(vals) for vals in zip(*(t.step_s for t in timings))],
         data_wait_s=[max(vals) for vals in zip(*(t.data_wait_s for t in timings))],
@@ -115,11 +184,29 @@ def measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: di
         starved_s=[max(vals) for vals in zip(*(t.starved_s for t in timings))],
         block_wall_s=max((t.block_wall_s or 0.0) for t in timings) or None,
     )
-    # Global batch: every rank trains batch_size images per step.
+    main = recs[0]
+    # Rank 0's explanations, training and data-wait extras; the slowest rank's timing (global batch).
+    for key, value in main.items():
+        if key not in ("status", "error", "step_time_s", "data_wait_s", "warmup", "throughput_img_s", "timing"):
+            rec[key] = value
     rec.update(timing_fields(slowest, params["batch_size"] * world))
-    rec["params_count"] = results[0]["params_count"]
+    for k in ("steps_per_epoch", "epoch_boundary_s"):
+        if k in (main.get("data_wait_s") or {}):
+            rec["data_wait_s"][k] = main["data_wait_s"][k]
+    rec["build_s"] = max(r.get("build_s") or 0.0 for r in recs)
+    mems = [r.get("memory") or {} for r in recs]
+    rec["memory"] = {**{k: max(m.get(k) or 0 for m in mems) for k in mems[0] if isinstance(mems[0][k], (int, float))},
+                     "per_rank": mems, "basis": "the largest rank's peak; every rank's in per_rank"}
+    for tracker in ("gpu_conditions", "cpu_contention"):
+        states = [r.get(tracker) for r in recs]
+        if any(states):
+            # A degraded rank degrades the step (the slowest rank sets it): its state leads, all are kept.
+            worst = next((s for s in states if s and (s.get("throttled") or s.get("shared") or s.get("contended"))),
+                         states[0] or next(s for s in states if s))
+            rec[tracker] = {**worst, "per_rank": states}
     medians = [float(summarize(t.step_s)["median"]) for t in timings]
     rec["ranks"] = {"world_size": world, "backend": "nccl" if params["device"] == "cuda" else "gloo",
                     "median_step_s": medians, "slowest_rank": int(max(range(world), key=lambda i: medians[i])),
-                    "step_s": [t.step_s for t in timings], "warmup_steps": [len(t.warmup_s) for t in timings]}
+                    "step_s": [t.step_s for t in timings], "warmup_steps": [len(t.warmup_s) for t in timings],
+                    "losses": [(r.get("training") or {}).get("losses") for r in recs]}
     rec["status"] = "ok"

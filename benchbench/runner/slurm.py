@@ -26,15 +26,17 @@ def job_main(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import os
     import socket
 
-    from benchbench.measure.calibrate import calibrate, dtypes_of
+    from benchbench.measure.calibrate import dtypes_of
     from benchbench.measure.env import environment
+    from benchbench.runner import calibrate_in_child
     from benchbench.runner.isolation import run_isolated
 
     device = payloads[0]["params"]["device"]
     env = dict(environment(device))
     env["node"] = socket.gethostname()
     if any(p.get("explain") for p in payloads):
-        env["peak_flops"] = calibrate(device, dtypes_of([p["params"] for p in payloads]))
+        # In a child: the job's own process holds no CUDA context while its cells run (NVML would list it).
+        env["peak_flops"] = calibrate_in_child(device, dtypes_of([p["params"] for p in payloads]))
     out = []
     for p in payloads:
         rec = run_isolated({**p, "env": env, "cwd": os.getcwd()}, float(p["params"]["timeout_s"]))

@@ -102,7 +102,9 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def resolve_device(requested: str | None, suite_device: str = "auto") -> str:
+def resolve_device(requested: str | None, suite_device: str = "auto", available: bool = True) -> str:
+    """The device cells run on. `available=False` expands a suite for a device this machine lacks (listing
+    what a GPU runner would run, on a laptop); running always needs it."""
     choice = requested or suite_device or "auto"
     if choice not in ("auto", *DEVICES):
         raise BenchbenchError(f"unknown device {choice!r}: choose auto, cpu or cuda")
@@ -110,7 +112,7 @@ def resolve_device(requested: str | None, suite_device: str = "auto") -> str:
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda":
+    if choice == "cuda" and available:
         import torch
 
         if not torch.cuda.is_available():
@@ -122,9 +124,10 @@ def load_suite(
     path: str | Path,
     device: str | None = None,
     filters: list[str] | None = None,
+    available: bool = True,
 ) -> Suite:
     doc = load_yaml(path)
-    return build_suite(doc, device=device, filters=filters, path=Path(path))
+    return build_suite(doc, device=device, filters=filters, path=Path(path), available=available)
 
 
 def build_suite(
@@ -132,6 +135,7 @@ def build_suite(
     device: str | None = None,
     filters: list[str] | None = None,
     path: Path | None = None,
+    available: bool = True,
 ) -> Suite:
     doc = {str(k): v for k, v in doc.items()}
     for key in doc:
@@ -176,7 +180,7 @@ def build_suite(
             "fixed": _canon_dict({k: v for k, v in prof.items() if k not in SUITE_KEYS}, where),
         }
 
-    dev = resolve_device(device, fixed.get("device", "auto"))
+    dev = resolve_device(device, fixed.get("device", "auto"), available)
     if dev in canon_profiles:
         # A profile merges axis by axis into the matrix, replaces include/exclude
         # lists it names, and overrides fixed settings.

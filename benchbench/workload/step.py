@@ -76,6 +76,9 @@ class TrainStep:
         self.amp_dtype = AMP_DTYPES.get(amp)
         # fp16 needs loss scaling to keep small gradients; bf16 has fp32's range.
         self.scaler = torch.amp.GradScaler(device.type) if amp == "fp16" else None
+        #: GradScaler's found-inf flags of every step, on the device (a reference to its own tensor: no copy,
+        #: no sync); read once after the timed block to say which steps it skipped.
+        self.found_inf: list[torch.Tensor] = []
 
     def autocast(self) -> ContextManager[Any]:
         if self.amp_dtype is None:
@@ -101,6 +104,8 @@ class TrainStep:
         with phase("optimizer"):
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
+                state = self.scaler._per_optimizer_states[id(self.optimizer)]  # noqa: SLF001 - reset by update()
+                self.found_inf.extend(state.get("found_inf_per_device", {}).values())
                 self.scaler.update()
             else:
                 self.optimizer.step()

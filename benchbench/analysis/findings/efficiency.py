@@ -16,7 +16,10 @@ MATMUL_EXACT = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "mmbackward
                 "bmmbackward0", "mm_backward", "addmm_backward"}
 MATMUL_PREFIXES = ("convolution", "_convolution", "cudnn_convolution", "mkldnn_convolution", "slow_conv",
                    "thnn_conv", "conv1d", "conv2d", "conv3d", "conv_transpose", "nvjet", "cutlass")
-MATMUL_SUBSTRINGS = ("scaled_dot_product", "gemm", "convolutionbackward")
+MATMUL_SUBSTRINGS = ("scaled_dot_product", "gemm", "convolutionbackward", "attention_forward", "attention_backward",
+                     "flash_fwd", "flash_bwd", "fmha", "flash_attention", "efficient_attention")
+CONV_PREFIXES = ("convolution", "_convolution", "cudnn_convolution", "mkldnn_convolution", "slow_conv", "thnn_conv",
+                 "conv1d", "conv2d", "conv3d", "conv_transpose", "convolutionbackward")
 LAYOUT_OPS = ("copy_", "contiguous", "_to_copy", "clone", "to_dense", "permute", "transpose", "reorder", "as_strided")
 
 
@@ -27,6 +30,12 @@ def _is_matmul(name: str) -> bool:
     """
     n = name.lower().split("::")[-1].strip()
     return n in MATMUL_EXACT or n.startswith(MATMUL_PREFIXES) or any(k in n for k in MATMUL_SUBSTRINGS)
+
+
+def is_conv(name: str) -> bool:
+    """Convolution work (forward and backward), which cuDNN runs in TF32 in an fp32 cell by default."""
+    n = name.lower().split("::")[-1].strip()
+    return n.startswith(CONV_PREFIXES) or "convolutionbackward" in n or n.startswith("cudnn") and "conv" in n
 
 
 def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:

@@ -1,0 +1,92 @@
+"""Trackers: what runs beside a cell's timed block and says what the machine was doing meanwhile.
+
+Like optimum-benchmark's trackers: each is a context manager entered around the timed block (with an
+ExitStack, so every one is closed on every path, an exception's too), and gives the record fields it
+measured. A new tracker is one module with a factory `for_cell(ctx) -> tracker | None` (None: it has
+nothing to measure here, e.g. NVML on a CPU machine) plus one line in `TRACKERS`; the record field is the
+registry's key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TrackerContext:
+    """What a tracker may know of the cell it watches."""
+
+    device: Any  # torch.device
+    params: dict[str, Any]
+    threads: int  # torch's intra-op threads in the cell's process
+
+
+class Tracker(Protocol):
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: Any) -> Any: ...
+
+    def result(self, images: int) -> dict[str, Any]:
+        """The record field's value, once the block is over (`images`: trained in the block)."""
+
+
+def _gpu_conditions(ctx: TrackerContext) -> Tracker | None:
+    from benchbench.measure.gpu_state import for_cell
+
+    return for_cell(ctx)
+
+
+def _cpu_contention(ctx: TrackerContext) -> Tracker | None:
+    from benchbench.measure.contention import for_cell
+
+    return for_cell(ctx)
+
+
+#: record field -> factory. Order is entry order (the last entered is the first closed).
+TRACKERS: dict[str, Callable[[TrackerContext], Tracker | None]] = {
+    "gpu_conditions": _gpu_conditions,  # NVML: clocks, throttling, power, other processes, energy
+    "cpu_contention": _cpu_contention,  # /proc: other processes' CPU time on the cell's cores, load, steal
+}
+
+
+class Trackers:
+    """Every tracker that applies to a cell, entered together around its timed block."""
+
+    def __init__(self, ctx: TrackerContext, registry: dict[str, Callable[[TrackerContext], Tracker | None]]
+                 | None = None) -> None:
+        self.active: dict[str, Tracker] = {}
+        self.errors: dict[str, str] = {}
+        for name, factory in (registry or TRACKERS).items():
+            try:
+                t = factory(ctx)
+            except Exception as exc:  # noqa: BLE001 - a tracker that cannot start is said, never fatal
+                self.errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
+            if t is not None:
+                self.active[name] = t
+        self._stack: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> Trackers:
+        self._stack = contextlib.ExitStack()
+        for t in self.active.values():
+            self._stack.enter_context(t)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._stack is not None:
+            self._stack.__exit__(*exc)
+            self._stack = None
+
+    def results(self, images: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, t in self.active.items():
+            try:
+                out[name] = t.result(images)
+            except Exception as exc:  # noqa: BLE001
+                self.errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+        if self.errors:
+            out["tracker_errors"] = dict(self.errors)
+        return out
