@@ -131,7 +131,7 @@ class HistoryStore:
                     "gpu_busy_s": gpu.get("gpu_busy_s"), "gpu_idle_fraction": gpu.get("gpu_idle_fraction"),
                     "env_json": json.dumps(env, sort_keys=True), "breakdown_json": json.dumps(keep) if keep else None,
                     "source": source,
-                    "gpu_throttled": int(bool(cond.get("throttled"))) if cond else None,
+                    "gpu_throttled": None if cond.get("throttled") is None else int(bool(cond["throttled"])),
                     "gpu_shared": int(bool(cond.get("shared"))) if cond else None,
                     "energy_j_per_image": cond.get("energy_j_per_image"),
                     "gpu_conditions_json": json.dumps(cond) if cond else None,
