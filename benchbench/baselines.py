@@ -29,19 +29,26 @@ def _fingerprint(records: list[dict[str, Any]]) -> str:
     return str(fps.pop())
 
 
+def check_name(name: str) -> str:
+    """A baseline's name is its folder: letters, digits, '.', '-', '_' — never a path, never renamed silently."""
+    from benchbench.errors import short_repr
+
+    if not name.strip() or slugify(name) != name or len(name) > 80:
+        raise BenchbenchError(f"--name {short_repr(name, 60)}: a baseline name is at most 80 letters, digits, '.', "
+                              "'-' or '_' (it names a folder), e.g. main-segformer_channels")
+    return name
+
+
 def save(records: list[dict[str, Any]], name: str, root: Path = DEFAULT_ROOT) -> Path:
-    if not name.strip() or slugify(name) == "suite" and name.strip() != "suite":
-        raise BenchbenchError(f"--name {name!r}: give a baseline a name of letters or digits")
-    safe = slugify(name)
+    safe = check_name(name)
     fp = _fingerprint(records)
     path = Path(root) / safe / f"{fp}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    from benchbench.outputs import write_text
+
     clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in clean), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "".join(json.dumps(r) + "\n" for r in clean), "the baseline")
     env = next((r.get("env") for r in records if r.get("env")), {}) or {}
-    (path.parent / f"{fp}.env.json").write_text(json.dumps(env, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_text(path.parent / f"{fp}.env.json", json.dumps(env, indent=2, sort_keys=True) + "\n", "the baseline")
     return path
 
 

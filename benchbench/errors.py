@@ -25,6 +25,19 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     return " (did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?)"
 
 
+def clip(message: str, word: int = 160, total: int = 2000) -> str:
+    """A message as it is printed: no single value in it longer than `word` characters (a 5,000-character
+    suite name, a megabyte of YAML), and the whole at most `total`."""
+    import re
+
+    def cut(m: re.Match[str]) -> str:
+        s = m.group(0)
+        return f"{s[:100]}…({len(s):,} characters)…{s[-20:]}"
+
+    out = re.sub(r"\S{%d,}" % (word + 1), cut, message)
+    return out if len(out) <= total else out[: total - 40] + f" …({len(out) - total + 40:,} more characters)"
+
+
 def short_repr(value: object, limit: int = 120) -> str:
     """A value as a message shows it: never the whole of a huge (or maliciously expanded) one."""
     text = repr(value)

@@ -51,14 +51,9 @@ class ResultStore:
 
     def check_writable(self) -> None:
         """Before the first cell: a record measured and then lost to an unwritable --output is the worst case."""
-        if self.path.is_dir():
-            raise BenchbenchError(f"results path {self.path} is a directory; give a .jsonl file")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            os.close(fd)
-        except OSError as exc:
-            raise BenchbenchError(f"cannot write results to {self.path}: {exc.strerror or exc}") from None
+        from benchbench.outputs import check_file
+
+        check_file(self.path, "results")
         self.repair_tail()
 
     def repair_tail(self) -> Path | None:
@@ -88,7 +83,7 @@ class ResultStore:
         return aside
 
     def append(self, record: dict[str, Any]) -> None:
-        line = (json.dumps(record, sort_keys=False, allow_nan=False, default=_jsonable) + "\n").encode()
+        line = record_line(record).encode()
         if not self._checked:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.repair_tail()
@@ -110,6 +105,11 @@ class ResultStore:
             raise ResultsWriteError(f"could not record a cell in {self.path}: {exc.strerror or exc}") from None
         finally:
             os.close(fd)
+
+
+def record_line(record: dict[str, Any]) -> str:
+    """A record as one line of the results file (JSON has no NaN: a statistic that does not exist is null)."""
+    return json.dumps(record, sort_keys=False, allow_nan=False, default=_jsonable) + "\n"
 
 
 def _jsonable(obj: Any) -> Any:
@@ -152,7 +152,7 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[st
             else:
                 problem = check_record(rec)
                 if problem is None:
-                    out.append(rec)
+                    out.append(complete(rec))
                     continue
                 why = f"is not a usable benchbench record: {problem}"
             skipped += 1
@@ -163,6 +163,16 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[st
     if not out:
         raise BenchbenchError("no benchbench result records in " + ", ".join(str(f) for f in files))
     return out
+
+
+def complete(rec: dict[str, Any]) -> dict[str, Any]:
+    """A validated record with every field a reader may look up present (null when the record lacks it), as
+    the runner writes them: what validation accepts, readers can read."""
+    full = base_record(rec["suite"], rec["run_id"], rec["cell_id"], rec.get("label") or rec["cell_id"], rec["params"])
+    full.update(rec)
+    if not full.get("label"):
+        full["label"] = rec["cell_id"]
+    return full
 
 
 def merge_repeats(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

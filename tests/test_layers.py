@@ -12,7 +12,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "benchbench"
 LAYERS = [
-    ("errors", "measurement", "timeline", "py.typed"),
+    ("errors", "outputs", "measurement", "timeline", "py.typed"),
     ("suite",),
     ("workload",),
     ("measure",),

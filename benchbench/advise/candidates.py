@@ -124,6 +124,12 @@ def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
+def applicable_knobs(params: dict[str, Any]) -> set[str]:
+    """The knobs that can change this cell at all — known from its settings alone, before anything runs."""
+    stub = {"cell_id": "-", "status": "ok", "params": params, "step_time_s": {"median": 1.0, "samples": [1.0]}}
+    return {c.knob for c in candidates(stub)}
+
+
 def candidates(rec: dict[str, Any], peaks: dict[str, Any] | None = None) -> list[Candidate]:
     """Each knob changed alone from the base, with its bound and where the bound came from."""
     p = rec["params"]

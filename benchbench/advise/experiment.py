@@ -36,6 +36,7 @@ class Options:
     threshold: float = 0.05  # the smallest speed-up the experiment decides on
     alpha: float = ALPHA
     budget_s: float | None = None
+    invocation: dict[str, Any] = field(default_factory=dict)  # what was asked, recorded in every run
 
 
 @dataclass
@@ -105,7 +106,7 @@ class Experiment:
         t = time.monotonic()
         rec = self._run(make_payload(self.suite, cell, self.run_id, self.env, RunOptions(explain=explain)))
         self.run_seconds.append(time.monotonic() - t)
-        rec["advise"] = {"role": role, "knob": knob, "base": self.base.id}
+        rec["advise"] = {"role": role, "knob": knob, "base": self.base.id, "invocation": self.opts.invocation}
         self._store(rec)
         self.done += 1
         return rec

@@ -50,6 +50,14 @@ class Story:
         return asdict(self)
 
 
+#: finding kind -> the share of the step its fix can at most remove (Amdahl: 1 / (1 - share) at stake)
+BOUND_SHARES: dict[str, Any] = {
+    "input_bound": lambda e: e.get("data_wait_fraction"),
+    "input_epoch_boundary": lambda e: e.get("data_wait_fraction"),
+    "launch_bound": lambda e: (e.get("gpu_idle_launch_s") or 0) / (e.get("step_s") or math.inf),
+}
+
+
 def impact(f: Finding) -> tuple[float, str]:
     """The throughput factor a finding puts at stake, and whether it was measured or is a bound."""
     e = f.evidence
@@ -64,8 +72,10 @@ def impact(f: Finding) -> tuple[float, str]:
         s = e.get("speedup") or 1.0
         return max(s, 1 / s), "measured"
     # A dominant module is where the time goes, not a fix: without a measured cell it is context.
-    share = {"input_bound": e.get("data_wait_fraction"), "input_epoch_boundary": e.get("data_wait_fraction"),
-             "launch_bound": (e.get("gpu_idle_launch_s") or 0) / (e.get("step_s") or math.inf)}.get(f.kind)
+    # Each kind's share is read from that kind's own evidence, and only for that kind: evidence keys mean
+    # different things in different findings (`step_s` is a list in the scaling findings).
+    share_of = BOUND_SHARES.get(f.kind)
+    share = share_of(e) if share_of else None
     if share:
         return 1 / (1 - min(share, 0.99)), "bound"
     return 1.0, "context"

@@ -37,7 +37,7 @@ def with_trace(record: dict[str, Any], trace: Path) -> dict[str, Any]:
     tl = read_timeline(trace)
     if not tl.has_gpu:
         return record
-    g = summarize_gpu(tl, record["step_time_s"]["median"], Measurement(record).input_stall.get("median"),
+    g = summarize_gpu(tl, Measurement(record).median, Measurement(record).input_stall.get("median"),
                       "timed loop median")
     return {**record, "breakdown": as_breakdown(g.to_dict(), g.steps)}
 
@@ -65,7 +65,7 @@ def trace_findings(g: dict[str, Any], name: str, enqueue_s: float | None = None,
         if v / busy >= t.dominant_module_share:
             out.append(Finding("dominant_module", [name], f"{name}: {k} takes {v / busy:.0%} of GPU busy time "
                                f"({v * 1e3:.1f} of {busy * 1e3:.1f} ms per step)", {"module": k, "share": v / busy}))
-    if g.get("top_kernels"):
+    if g.get("top_kernels") and busy:
         top = g["top_kernels"][:3]
         out.append(Finding("top_kernels", [name], f"{name}: the largest GPU time per step goes to "
                            + ", ".join(f"{x['name']} {x['gpu_s'] * 1e3:.1f} ms ({x['share']:.0%})" for x in top),
@@ -86,7 +86,7 @@ def explain_trace(path: Path, step_time_s: float | None = None,
     data_wait = enqueue = None
     if record is not None:
         if step_time_s is None:
-            step_time_s, source = record["step_time_s"]["median"], f"record {record['cell_id']} (timed median)"
+            step_time_s, source = Measurement(record).median, f"record {record['cell_id']} (timed median)"
         data_wait = Measurement(record).input_stall.get("median")
         enqueue = (((record.get("timing") or {}).get("host_enqueue_s")) or {}).get("median")
     g = summarize_gpu(tl, step_time_s, data_wait, source).to_dict()

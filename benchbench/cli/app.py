@@ -9,12 +9,18 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from benchbench.errors import BenchbenchError
+
+if not sys.stdout.isatty() and not os.environ.get("TERMINAL_WIDTH"):
+    # Out of a terminal (logs, CI, pipes) help would be cut at rich's 80 columns: `--executor,--isol…`.
+    import typer.rich_utils
+
+    typer.rich_utils.MAX_WIDTH = 160
 
 app = typer.Typer(
     add_completion=False,
@@ -28,7 +34,7 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA when available), cpu or cuda.")]
 FilterOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--filter", "-f", help="Run only cells with KEY=VALUE (repeatable; same key twice = either)."),
 ]
 
@@ -62,16 +68,33 @@ def main() -> None:
     try:
         app()
     except BenchbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        from rich.markup import escape
+
+        from benchbench.errors import clip
+
+        err_console.print(f"[bold red]error:[/] {escape(clip(str(exc)))}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (KeyboardInterrupt, Interrupted):
         err_console.print("interrupted before anything was measured; nothing was written", highlight=False)
         sys.exit(130)
-    except Exception as exc:  # noqa: BLE001 - a bug in benchbench: say so briefly
+    except OSError as exc:  # a path the machine refuses (too long, no permission, a full disk): the input's fault
+        from rich.markup import escape
+
+        from benchbench.errors import clip
+
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        err_console.print(f"[bold red]error:[/] {escape(clip(where + (exc.strerror or str(exc))))}", highlight=False,
+                          soft_wrap=True)
+        sys.exit(2)
+    except Exception as exc:
         if os.environ.get("BENCHBENCH_DEBUG"):
             raise
+        from rich.markup import escape
+
+        from benchbench.errors import clip
+
         err_console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc}\n"
+            f"[bold red]internal error:[/] {type(exc).__name__}: {escape(clip(str(exc)))}\n"
             "This is a bug in benchbench; rerun with BENCHBENCH_DEBUG=1 for the traceback.",
             highlight=False,
         )

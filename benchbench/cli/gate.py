@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
+from benchbench.analysis.gate_stats import ALPHA, ci_label
 from benchbench.cli.app import (
     _records,
     app,
     console,
     err_console,
 )
-from benchbench.analysis.gate_stats import ALPHA, ci_label
 from benchbench.errors import BenchbenchError
 
 
@@ -24,20 +24,20 @@ from benchbench.errors import BenchbenchError
 def compare(
     paths: Annotated[list[Path], typer.Argument(metavar="[BASELINE] CANDIDATE",
                                                 help="Baseline and candidate results (files or directories).")],
-    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Use the stored baseline NAME.")] = None,
-    threshold: Annotated[Optional[float], typer.Option(
+    baseline: Annotated[str | None, typer.Option("--baseline", help="Use the stored baseline NAME.")] = None,
+    threshold: Annotated[float | None, typer.Option(
         help="Minimum effect that counts (0.05 = 5%); overrides the cells' gate_threshold. Default: each cell's "
              "gate_threshold, else 5%.")] = None,
     alpha: Annotated[float, typer.Option(help=f"1 - the interval's confidence (default {ALPHA}: a {1 - ALPHA:.0%} "
                                               "interval, the setting the false-alarm rate was measured at).")] = ALPHA,
-    run_cv: Annotated[Optional[float], typer.Option(
+    run_cv: Annotated[float | None, typer.Option(
         "--run-cv", help="This machine's known run-to-run CV of a cell's median (0.01 = 1%): lets one run a side "
                          "be judged.")] = None,
-    history: Annotated[Optional[Path], typer.Option(
+    history: Annotated[Path | None, typer.Option(
         "--history", help="The history store: each cell's night-to-night spread widens its interval "
                           "(runs of one night share that night's machine state).")] = None,
-    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the verdicts as JSON here.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the verdicts as JSON here.")] = None,
     allow_env_mismatch: Annotated[bool, typer.Option(help="Compare results from different environments.")] = False,
     baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
     refuse_degraded_gpu: Annotated[bool, typer.Option(
@@ -50,9 +50,11 @@ def compare(
     """
     from benchbench import baselines as bl
     from benchbench.analysis import compare as cmp
+    from benchbench.outputs import Outputs, write_text
     from benchbench.report.compare import render_markdown, rows
     from benchbench.results import read_records
 
+    Outputs().file(markdown, "the Markdown summary (--markdown)").file(json_out, "the JSON (--json)").check()
     if baseline:
         if len(paths) != 1:
             raise BenchbenchError("with --baseline NAME give exactly one CANDIDATE results path")
@@ -77,12 +79,10 @@ def compare(
         table.add_row(*(escape(str(r[c])) for c in cols), style=colors.get(r["verdict"]))
     console.print(table)
     if markdown:
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text(render_markdown(verdicts), encoding="utf-8")
+        write_text(markdown, render_markdown(verdicts), "the Markdown summary (--markdown)")
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"threshold": threshold, "alpha": alpha, "run_cv": run_cv,
-                                        "verdicts": [v.to_dict() for v in verdicts]}, indent=2), encoding="utf-8")
+        write_text(json_out, json.dumps({"threshold": threshold, "alpha": alpha, "run_cv": run_cv,
+                                         "verdicts": [v.to_dict() for v in verdicts]}, indent=2), "the JSON (--json)")
     for v in verdicts:
         for w in v.warnings:
             err_console.print(f"warning: {v.label}: {w}", style="yellow", highlight=False)
@@ -108,7 +108,10 @@ def baseline_save(
 ) -> None:
     """Store results as baseline NAME for their environment."""
     from benchbench import baselines as bl
+    from benchbench.outputs import check_folder
 
+    bl.check_name(name)
+    check_folder(baselines_dir, "the baseline (--baselines-dir)")
     path = bl.save(_records(results), name, baselines_dir)
     console.print(f"baseline saved: {path}", highlight=False)
 
@@ -130,16 +133,14 @@ def export(
     format: Annotated[str, typer.Option("--format", help="pytest-benchmark")] = "pytest-benchmark",
 ) -> None:
     """Convert results to another tool's format (pytest-benchmark JSON)."""
+    from benchbench.outputs import check_file, write_text
     from benchbench.results import to_pytest_benchmark
 
     if format != "pytest-benchmark":
         raise BenchbenchError(f"unknown export format {format!r}: supported: pytest-benchmark")
+    check_file(output, "the export (--output)")
     doc = to_pytest_benchmark(_records(results))
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(doc, indent=2), encoding="utf-8")
-    except OSError as exc:
-        raise BenchbenchError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_text(output, json.dumps(doc, indent=2), "the export (--output)")
     console.print(f"{len(doc['benchmarks'])} benchmarks -> {output}", highlight=False)
 
 
@@ -150,8 +151,12 @@ def merge(
     allow_env_mismatch: Annotated[bool, typer.Option(help="Merge results from different environments.")] = False,
 ) -> None:
     """Combine shard results into one file (refusing mixed environments unless told)."""
-    from benchbench.results import ResultStore, dedupe
+    from benchbench.outputs import check_file, write_text
+    from benchbench.results import dedupe, record_line
 
+    if output.exists():
+        raise BenchbenchError(f"{output} exists; merge never overwrites results (choose another --output)")
+    check_file(output, "the merged results (--output)")
     records = _records(results)
     fps = {(r.get("env") or {}).get("fingerprint") for r in records}
     if len(fps) > 1 and not allow_env_mismatch:
@@ -159,11 +164,8 @@ def merge(
             f"these results come from {len(fps)} different environments ({', '.join(sorted(map(str, fps)))}); "
             "their timings are not comparable. Pass --allow-env-mismatch to merge anyway."
         )
-    if output.exists():
-        raise BenchbenchError(f"{output} exists; merge never overwrites results (choose another --output)")
-    store = ResultStore(output)
     unique = dedupe(records)
-    for r in unique:
-        store.append(r)
+    # All or nothing: written beside the target and renamed, so a full disk leaves no partial file to block a rerun.
+    write_text(output, "".join(record_line(r) for r in unique), "the merged results (--output)")
     n = len(unique)
     console.print(f"{n} records from {len(results)} inputs -> {output}", highlight=False)

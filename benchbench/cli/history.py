@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -46,16 +46,19 @@ def history_add(
 @history_app.command("show")
 def history_show(
     db: DbOpt = Path("results/history.db"),
-    suite: Annotated[Optional[str], typer.Option("--suite", help="Only this suite.")] = None,
-    cell: Annotated[Optional[str], typer.Option("--cell", help="Only this cell (id prefix or label).")] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write a trend plot: .png or .html.")] = None,
+    suite: Annotated[str | None, typer.Option("--suite", help="Only this suite.")] = None,
+    cell: Annotated[str | None, typer.Option("--cell", help="Only this cell (id prefix or label).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write a trend plot: .png or .html.")] = None,
     threshold: Annotated[float, typer.Option(help="Minimum change marked on the plot.")] = 0.05,
 ) -> None:
     """Each cell's nights (median step time, p10-p90 band), change points marked."""
     from benchbench.history.check import check
+    from benchbench.outputs import check_file
 
     if output and output.suffix.lower() not in (".png", ".html"):
         raise BenchbenchError(f"-o must end in .png or .html, got {output.name}")
+    if output:
+        check_file(output, "the trend plot (-o)")
     all_series = load_series(db, suite, cell)
     found = check(all_series, threshold, last=10**9)
     table = Table(title=f"history: {db}")
@@ -78,18 +81,20 @@ def history_check(
     db: DbOpt = Path("results/history.db"),
     last: Annotated[int, typer.Option("--last", help="Fail on a slowdown that starts within the last K nights.")] = 1,
     threshold: Annotated[float, typer.Option(help="Minimum change (0.05 = 5%).")] = 0.05,
-    suite: Annotated[Optional[str], typer.Option("--suite", help="Only this suite.")] = None,
-    markdown: Annotated[Optional[Path], typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the change points as JSON here.")] = None,
+    suite: Annotated[str | None, typer.Option("--suite", help="Only this suite.")] = None,
+    markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the change points as JSON here.")] = None,
 ) -> None:
     """Change points (E-divisive means) in every cell's series; exit 1 on a recent slowdown."""
     from benchbench.history.check import check, failing
+    from benchbench.outputs import Outputs, write_text
     from benchbench.report.history import change_text
 
     if not 0 < threshold < 1:
         raise BenchbenchError(f"--threshold must be between 0 and 1, got {threshold}")
     if last < 1:
         raise BenchbenchError(f"--last must be at least 1, got {last}")
+    Outputs().file(markdown, "the Markdown summary (--markdown)").file(json_out, "the JSON (--json)").check()
     all_series = load_series(db, suite, None)
     found = check(all_series, threshold, last)
     for c in found:
@@ -103,12 +108,10 @@ def history_check(
         lines = [f"## benchbench history check: {'regression' if failing(found) else 'no recent regression'}", "",
                  f"{len(all_series)} series, threshold {threshold:.0%}, last {last} night(s).", ""]
         lines += [f"- {'**recent** ' if c.recent else ''}{md_escape(change_text(c))}" for c in found] or ["_No change._"]
-        markdown.parent.mkdir(parents=True, exist_ok=True)
-        markdown.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_text(markdown, "\n".join(lines) + "\n", "the Markdown summary (--markdown)")
     if json_out:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps({"threshold": threshold, "last": last,
-                                        "changes": [c.to_dict() for c in found]}, indent=2), encoding="utf-8")
+        write_text(json_out, json.dumps({"threshold": threshold, "last": last,
+                                         "changes": [c.to_dict() for c in found]}, indent=2), "the JSON (--json)")
     if failing(found):
         err_console.print(f"regression: {len(failing(found))} slowdown(s) in the last {last} night(s)",
                           highlight=False)

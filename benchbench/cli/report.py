@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -20,24 +20,26 @@ def report(
     results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results JSONL files or directories.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the reports.")] = Path("reports"),
     format: Annotated[str, typer.Option("--format", help="Comma-separated: md, html.")] = "md,html",
-    reference: Annotated[Optional[str], typer.Option(help="Cell id (prefix) or label of the reference.")] = None,
+    reference: Annotated[str | None, typer.Option(help="Cell id (prefix) or label of the reference.")] = None,
     pair: Annotated[
-        Optional[list[str]], typer.Option("--pair", help="Explain the difference of two cells: A,B (ids or labels).")
+        list[str] | None, typer.Option("--pair", help="Explain the difference of two cells: A,B (ids or labels).")
     ] = None,
-    history: Annotated[Optional[Path], typer.Option("--history", help="A history store: adds each cell's trend "
+    history: Annotated[Path | None, typer.Option("--history", help="A history store: adds each cell's trend "
                                                     "over nights to the HTML report.")] = None,
-    traces: Annotated[Optional[Path], typer.Option("--traces", help="A folder of profiler traces named by cell id "
+    traces: Annotated[Path | None, typer.Option("--traces", help="A folder of profiler traces named by cell id "
                                                    "(run --trace): each cell's breakdown is rebuilt from its "
                                                    "GPU timeline.")] = None,
 ) -> None:
     """Write Markdown and HTML reports (tables, findings, plots) from results files."""
     from benchbench import results as res
+    from benchbench.outputs import check_folder
     from benchbench.suite import slugify
 
     formats = [f.strip().lower() for f in format.split(",") if f.strip()]
     bad = [f for f in formats if f not in ("md", "html")]
     if bad or not formats:
         raise BenchbenchError(f"--format takes md and/or html, got {format!r}")
+    check_folder(output, "the reports (--output)")
     pairs = []
     for p in pair or []:
         a, sep, b = p.partition(",")
@@ -61,10 +63,7 @@ def report(
     from benchbench.report.build import build, headline_lines, write_reports
 
     data = build(records, ref_id, suite, None, pairs or None, history)
-    try:
-        paths = write_reports(data, stem, formats)
-    except OSError as exc:
-        raise BenchbenchError(f"cannot write the reports under {output}: {exc.strerror or exc}") from None
+    paths = write_reports(data, stem, formats)
     for line in headline_lines(data):
         console.print(escape(line), highlight=False)
     console.print("reports: " + ", ".join(map(str, paths)), highlight=False)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -34,85 +33,42 @@ from benchbench.errors import BenchbenchError
 from benchbench.measurement import is_ok
 
 
-@app.command("list")
-def list_cmd(
-    suite_path: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
-    device: DeviceOpt = "auto",
-    filter: FilterOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print every cell's resolved settings as JSON.")] = False,
-) -> None:
-    """Show the expanded cells, their stable ids and the settings they resolve to (also for a device this
-    machine lacks: `--device cuda` lists what a GPU runner would run)."""
-    suite = _suite(suite_path, device, filter, available=False)
-    if as_json:
-        print(json.dumps([{"id": c.id, "label": c.label, "params": c.params} for c in suite.cells], indent=2))
-        return
-    table = Table(title=f"{suite.name}: {len(suite.cells)} cells on {suite.device}")
-    table.add_column("#", justify="right")
-    table.add_column("id")
-    table.add_column("cell")
-    for key in suite.varied:
-        table.add_column(key)
-    for i, c in enumerate(suite.cells, 1):
-        ref = " (ref)" if c.id == suite.reference.id else ""
-        table.add_row(str(i), c.id, c.label + ref, *[_fmt(c.params[k]) for k in suite.varied])
-    console.print(table)
-    fixed = {k: v for k, v in suite.cells[0].params.items() if k not in suite.varied}
-    console.print("fixed settings: " + ", ".join(f"{k}={_fmt(v)}" for k, v in fixed.items()), highlight=False)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, dict):
-        return ",".join(f"{k}={x}" for k, x in v.items())
-    if isinstance(v, list):
-        return "x".join(map(str, v))
-    return str(v)
-
-
-@app.command()
-def env(
-    device: DeviceOpt = "auto",
-) -> None:
-    """Print the environment fingerprint (what results are keyed and compared on)."""
-    from benchbench.measure.env import environment
-    from benchbench.suite import resolve_device
-
-    print(json.dumps(environment(resolve_device(None if device == "auto" else device)), indent=2))
-
-
 @app.command()
 def run(
     suite_path: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
     device: DeviceOpt = "auto",
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Results JSONL file to append to.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Results JSONL file to append to.")] = None,
     filter: FilterOpt = None,
     resume: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--resume", help="Results file to continue (skip its ok cells), or 'latest' for this suite's."),
     ] = None,
     isolation: Annotated[str, typer.Option("--executor", "--isolation", help="process (default: one process per cell), "
                                            "inline (debugging) or slurm (each cell a SLURM job, via submitit).")]
     = "process",
-    slurm_partition: Annotated[Optional[str], typer.Option(help="SLURM partition.")] = None,
-    gpus_per_cell: Annotated[int, typer.Option(help="SLURM: GPUs per cell (x world_size).")] = 0,
-    max_parallel: Annotated[int, typer.Option(help="SLURM: jobs in flight at once.")] = 8,
-    slurm_time: Annotated[int, typer.Option(help="SLURM: a job's time limit in minutes.")] = 60,
-    slurm_setup: Annotated[Optional[list[str]], typer.Option(help="SLURM: a shell line run before each job "
+    slurm_partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    gpus_per_cell: Annotated[int | None, typer.Option(help="SLURM: GPUs per cell (x world_size) [default: 0].")]
+    = None,
+    max_parallel: Annotated[int | None, typer.Option(help="SLURM: jobs in flight at once [default: 8].")] = None,
+    slurm_time: Annotated[int | None, typer.Option(help="SLURM: a job's time limit in minutes [default: 60].")]
+    = None,
+    slurm_setup: Annotated[list[str] | None, typer.Option(help="SLURM: a shell line run before each job "
                                                              "(repeatable), e.g. 'module load cuda'.")] = None,
-    slurm_constraint: Annotated[Optional[str], typer.Option(help="SLURM: node constraint, e.g. the GPU type the "
+    slurm_constraint: Annotated[str | None, typer.Option(help="SLURM: node constraint, e.g. the GPU type the "
                                                             "baseline was taken on.")] = None,
-    cells_per_job: Annotated[int, typer.Option(help="SLURM: cells per job (amortises a job's start).")] = 1,
+    cells_per_job: Annotated[int | None, typer.Option(help="SLURM: cells per job (amortises a job's start) "
+                                                         "[default: 1].")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/<run-id>.jsonl goes.")] = Path("results"),
     reports_dir: Annotated[Path, typer.Option(help="Where reports/<suite>/<run-id>.md goes.")] = Path("reports"),
     allow_failures: Annotated[bool, typer.Option(help="Exit 0 even when some cells failed.")] = False,
     explain: Annotated[
-        Optional[bool], typer.Option(help="FLOPs, memory and profiler passes after each cell's timed steps "
+        bool | None, typer.Option(help="FLOPs, memory and profiler passes after each cell's timed steps "
                                           "(default on; a resumed run keeps its own).")
     ] = None,
-    trace: Annotated[Optional[Path], typer.Option(help="Write each cell's profiler trace (Chrome JSON) here.")] = None,
-    repeat: Annotated[Optional[int], typer.Option(help="Run every cell N times, each in a fresh process (noise "
+    trace: Annotated[Path | None, typer.Option(help="Write each cell's profiler trace (Chrome JSON) here.")] = None,
+    repeat: Annotated[int | None, typer.Option(help="Run every cell N times, each in a fresh process (noise "
                                                      "calibration; default 1; a resumed run keeps its own).")] = None,
-    shard: Annotated[Optional[str], typer.Option(help="Run shard K/N of the cells (deterministic, cost-balanced).")] = None,
+    shard: Annotated[str | None, typer.Option(help="Run shard K/N of the cells (deterministic, cost-balanced).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print library warnings as they come.")] = False,
 ) -> None:
     """Run every cell of a suite, append one JSON line per cell, print and write a comparison."""
@@ -127,13 +83,22 @@ def run(
     from benchbench import results as res
     from benchbench.measure.env import environment
     from benchbench.runner import RunOptions, calibrate_peak, preflight
-
     from benchbench.runner.executors import get_executor
 
-    slurm = {"partition": slurm_partition, "gpus_per_cell": gpus_per_cell, "max_parallel": max_parallel,
-             "time_min": slurm_time, "setup": slurm_setup, "constraint": slurm_constraint,
-             "cells_per_job": cells_per_job}
+    slurm_given = {"--slurm-partition": slurm_partition, "--gpus-per-cell": gpus_per_cell,
+                   "--max-parallel": max_parallel, "--slurm-time": slurm_time, "--slurm-setup": slurm_setup,
+                   "--slurm-constraint": slurm_constraint, "--cells-per-job": cells_per_job}
+    given = [k for k, v in slurm_given.items() if v is not None]
+    if given and isolation != "slurm":
+        raise BenchbenchError(f"{', '.join(given)} set(s) how SLURM jobs are submitted: they apply with --executor "
+                              f"slurm only (this run's executor is {isolation!r})")
+    slurm = {k: v for k, v in {"partition": slurm_partition, "gpus_per_cell": gpus_per_cell,
+                               "max_parallel": max_parallel, "time_min": slurm_time, "setup": slurm_setup,
+                               "constraint": slurm_constraint, "cells_per_job": cells_per_job}.items()
+             if v is not None}
     executor = get_executor(isolation)  # an unknown executor is an input error before anything runs
+    if isolation == "slurm":
+        executor = get_executor("slurm", **slurm)  # its options checked before anything runs
     if repeat is not None and repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
     prior: list[dict[str, Any]] = []
@@ -175,7 +140,12 @@ def run(
     if output and resume:
         out_path = output
     store = res.ResultStore(out_path)
-    store.check_writable()  # before the first cell is measured, not after
+    from benchbench.outputs import Outputs
+
+    # Every output before the first cell is measured, not after: the results, the reports' folder, the traces'.
+    Outputs().folder(Path(reports_dir) / suite.slug, "the reports (--reports-dir)").folder(
+        trace, "the traces (--trace)").check()
+    store.check_writable()
     if isolation == "slurm":  # its job folder lives beside the run's results, removed when every job is back
         executor = get_executor("slurm", folder=out_path.parent / ".submitit" / run_id, **slurm)
     from benchbench.runner.loop import plan, run_planned
@@ -195,7 +165,7 @@ def run(
 
     records: list[dict[str, Any]] = []
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
-    interrupted = write_failed = False
+    interrupted = write_failed = refused = False
     t0 = time.monotonic()
     try:
         with Progress(
@@ -229,11 +199,16 @@ def run(
         interrupted = True
     except res.ResultsWriteError as exc:
         interrupted = True
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         write_failed = True
+    except BenchbenchError as exc:  # the executor refused to go on (SLURM refused a job): what ran is kept
+        interrupted = True
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        refused = True
     finally:
         signal.signal(signal.SIGTERM, old_term)
 
+    report_failed = False
     all_records = (res.read_records([out_path], warn=False) if out_path.exists() and out_path.stat().st_size
                    else [])
     # An --output file may hold earlier runs too: the table and report show this run.
@@ -247,23 +222,34 @@ def run(
             console.print(escape(line), highlight=False)
         try:
             paths = write_reports(data, Path(reports_dir) / suite.slug / run_id, ["md", "html"])
-        except OSError as exc:  # a full disk: the results are safe, the report can be made later
+        except BenchbenchError as exc:  # a full disk since the check: the results are safe, say how to report
             paths = []
-            err_console.print(f"warning: could not write the reports ({exc.strerror or exc}); make them later with "
-                              f"`benchbench report {out_path}`", highlight=False)
+            report_failed = True
+            err_console.print(f"error: {escape(str(exc))}; the results are kept: make the reports later with "
+                              f"`benchbench report {out_path}`", highlight=False, soft_wrap=True)
         console.print(f"results: {out_path}\nreports: " + ", ".join(map(str, paths)), highlight=False)
     console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
+    unexplained = [r for r in records if r.get("explain_errors")]
+    if unexplained:  # measured, but part of the why is missing: said, never silent
+        first = unexplained[0]
+        name, why = next(iter(first["explain_errors"].items()))
+        err_console.print(f"warning: {len(unexplained)} cell(s) were measured but an explanation pass failed "
+                          f"(record field explain_errors), e.g. {escape(str(first.get('label')))}: {name}: "
+                          f"{escape(str(why))[:300]}", style="yellow", highlight=False, soft_wrap=True)
     n_warn = sum(len(r.get("warnings") or []) for r in records)
     if n_warn and not verbose:
         console.print(f"{n_warn} library warning(s) recorded in {out_path.with_suffix('.log')} (--verbose prints "
                       "them)", style="dim", highlight=False)
     if interrupted:
+        # soft_wrap: the command is one line however narrow the log, so it can be pasted as it is
         err_console.print(
             f"interrupted: {len(records)} of {len(todo)} runs recorded in {out_path}.\n"
             f"Resume with: benchbench run {suite_path} --resume {out_path}",
-            highlight=False,
+            highlight=False, soft_wrap=True,
         )
-        raise typer.Exit(1 if write_failed else 130)
+        raise typer.Exit(1 if write_failed else 2 if refused else 130)
+    if report_failed:
+        raise typer.Exit(2)
     failed = [r for r in latest if not is_ok(r)]
     if failed and not allow_failures:
         err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)

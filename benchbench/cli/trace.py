@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,9 +19,9 @@ from benchbench.cli.app import (
 @app.command("explain-trace")
 def explain_trace_cmd(
     trace: Annotated[Path, typer.Argument(metavar="TRACE", help="A torch.profiler Chrome trace (.json or .json.gz).")],
-    step_time: Annotated[Optional[float], typer.Option("--step-time", help="The training step's real (unprofiled) "
+    step_time: Annotated[float | None, typer.Option("--step-time", help="The training step's real (unprofiled) "
                                                       "time in seconds: GPU idle is judged against it.")] = None,
-    record: Annotated[Optional[Path], typer.Option("--record", help="benchbench results holding the traced cell "
+    record: Annotated[Path | None, typer.Option("--record", help="benchbench results holding the traced cell "
                                                    "(its timed step, data wait and host enqueue time).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the analysis as JSON.")] = False,
 ) -> None:

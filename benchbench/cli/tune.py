@@ -28,17 +28,18 @@ def tune_batch_cmd(
     """Find the largest batch that fits and the batch where throughput stops improving, by measurement."""
     from benchbench import results as res
     from benchbench.measure.env import environment
-    from benchbench.tune import tune_batch
     from benchbench.runner import preflight
+    from benchbench.tune import tune_batch
 
     if start < 1 or max_batch < start:
         raise BenchbenchError("need 1 <= --start <= --max-batch")
     if not 0 < margin <= 1:
         raise BenchbenchError(f"--margin must be in (0, 1], got {margin}")
     suite = _suite(suite_path, device, filter)
-    preflight(suite.cells)
     run_id = res.new_run_id()
     store = res.ResultStore(Path(results_dir) / suite.slug / f"tune-{run_id}.jsonl")
+    store.check_writable()  # before the first probe is measured
+    preflight(suite.cells)
     env_info = dict(environment(suite.device))
     table = Table(title="batch-size search")
     for col in ("cell", "probes (batch: img/s)", "largest fit", "throughput plateau", "best", "stopped"):

@@ -64,9 +64,12 @@ SCHEMA_VERSION = max(MIGRATIONS)
 class HistoryStore:
     def __init__(self, path: str | Path = DEFAULT_DB, create: bool = True) -> None:
         self.path = Path(path)
-        if not create and not self.path.exists():
+        if create:
+            from benchbench.outputs import check_file
+
+            check_file(self.path, "the history store")
+        elif not self.path.is_file():
             raise BenchbenchError(f"history store not found: {self.path} (create it with `benchbench history add`)")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self.db = sqlite3.connect(self.path, timeout=30)
             self.db.executescript(SCHEMA)
@@ -75,6 +78,8 @@ class HistoryStore:
             if "locked" in str(exc):
                 raise BenchbenchError(f"history store {self.path} is locked by another writer for over 30 s; "
                                       "try again when it is done") from None
+            if "readonly" in str(exc) or "read-only" in str(exc) or "unable to open" in str(exc):
+                raise BenchbenchError(f"history store {self.path} cannot be written: {exc}") from None
             raise BenchbenchError(f"{self.path} is not a benchbench history store: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise BenchbenchError(f"{self.path} is not a benchbench history store: {exc}") from None
@@ -108,7 +113,7 @@ class HistoryStore:
         with self.db:
             for r in records:
                 m = Measurement(r)
-                st = r.get("step_time_s") or {}
+                st = m.stats if m.ok else {}  # derived from the samples, as every reader derives them
                 env = r.get("env") or {}
                 gpu = (r.get("breakdown") or {}).get("gpu") or {}
                 bd = r.get("breakdown")
@@ -196,6 +201,12 @@ class Series:
         return [n.median_s for n in self.nights]
 
 
+def _band(rows: list[dict[str, Any]], key: str) -> float:
+    """The median over a night's runs of a band edge; a row stored without it (a store an older benchbench
+    filled from a record without samples) falls back to its median: a band of zero width, never a crash."""
+    return float(np.median([r[key] if r[key] is not None else r["median_s"] for r in rows]))
+
+
 def series(rows: list[dict[str, Any]]) -> list[Series]:
     """Rows grouped into per-cell, per-environment series of nights, oldest first.
 
@@ -212,8 +223,8 @@ def series(rows: list[dict[str, Any]]) -> list[Series]:
         bd = next((json.loads(r["breakdown_json"]) for r in reversed(rs) if r["breakdown_json"]), None)
         s.nights.append(Night(
             run_id=run_id, started_at=min(r["started_at"] or "" for r in rs), git_commit=rs[-1]["git_commit"],
-            run_medians_s=[r["median_s"] for r in rs], p10_s=float(np.median([r["p10_s"] for r in rs])),
-            p90_s=float(np.median([r["p90_s"] for r in rs])), env=json.loads(rs[-1]["env_json"] or "{}"),
+            run_medians_s=[r["median_s"] for r in rs], p10_s=_band(rs, "p10_s"), p90_s=_band(rs, "p90_s"),
+            env=json.loads(rs[-1]["env_json"] or "{}"),
             breakdown=bd, images_per_step=work))
     for s in out.values():
         s.nights.sort(key=lambda n: (n.started_at, n.run_id))

@@ -99,7 +99,7 @@ class CpuContention:
         self._t0 = time.monotonic()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._t1 = time.monotonic()
         self._cpu1 = _cpu_times(self.cores)
         self._procs1 = _proc_table()

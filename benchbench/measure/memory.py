@@ -106,7 +106,7 @@ def phase_peaks(step: Any, batches: Iterator[Any], to_device: Callable[[Any], An
             reset()
             self.rss0 = current_rss()
 
-        def __exit__(self, *exc: Any) -> None:
+        def __exit__(self, *exc: object) -> None:
             if cuda:
                 torch.cuda.synchronize(device)
                 marks[self.name] = {

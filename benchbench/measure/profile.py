@@ -22,6 +22,7 @@ from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from benchbench.timeline.host import PHASES  # noqa: F401 - the one list of phases (plots read it here)
+
 PHASE_PREFIX = "bb.phase:"
 MODULE_PREFIX = "bb.module:"
 STEP_NAME = "bb.step"

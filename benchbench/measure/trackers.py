@@ -27,7 +27,7 @@ class TrackerContext:
 class Tracker(Protocol):
     def __enter__(self) -> Any: ...
 
-    def __exit__(self, *exc: Any) -> Any: ...
+    def __exit__(self, *exc: object) -> Any: ...
 
     def result(self, images: int) -> dict[str, Any]:
         """The record field's value, once the block is over (`images`: trained in the block)."""
@@ -75,7 +75,7 @@ class Trackers:
             self._stack.enter_context(t)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._stack is not None:
             self._stack.__exit__(*exc)
             self._stack = None

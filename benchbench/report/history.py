@@ -69,11 +69,15 @@ def trend_svg(all_series: list[Series], found: list[Change]) -> str:
 def write_trend(path: Path, all_series: list[Series], found: list[Change], title: str = "benchbench history") -> Path:
     """PNG (a picture) or HTML (the plot plus the change table); chosen by the file's suffix."""
     if path.suffix.lower() == ".png":
-        path.parent.mkdir(parents=True, exist_ok=True)
+        import io
+
+        from benchbench.outputs import write_bytes
+
         fig = trend_figure(all_series, found)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
         plt.close(fig)
-        return path
+        return write_bytes(path, buf.getvalue(), "the trend plot")
     return write_atomic(path, history_page(all_series, found, title))
 
 

@@ -116,7 +116,7 @@ def flops_vs_time(records: list[dict[str, Any]]) -> str | None:
     if len(ok) < 2:
         return None
     x = [r["flops"]["train_step_per_image"] * r["params"]["batch_size"] / 1e9 for r in ok]
-    y = [r["step_time_s"]["median"] for r in ok]
+    y = [Measurement(r).median for r in ok]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(x, y)
     for xi, yi, r in zip(x, y, ok):

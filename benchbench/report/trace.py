@@ -17,7 +17,7 @@ def print_explanation(doc: dict[str, Any], console: Console) -> None:
     head = (f"{doc['trace']}: {doc['steps']} step(s) ({doc['step_source']}) on {doc.get('device') or 'GPU'}; "
             f"{doc['launches_per_step']:.0f} launches, {doc['kernels_per_step']:.0f} kernels per step; "
             f"GPU busy {_ms(doc['gpu_busy_s'])} ms")
-    if doc.get("step_time_s"):
+    if doc.get("step_time_s") and doc.get("gpu_idle_fraction") is not None:
         head += (f" of a {_ms(doc['step_time_s'])} ms step ({doc['step_time_source']}): "
                  f"idle {doc['gpu_idle_fraction']:.0%}")
     console.print(escape(head), highlight=False)

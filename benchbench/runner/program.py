@@ -105,7 +105,7 @@ def measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]
 
             pass_payload = payload if ranks.main else {**payload, "trace_dir": None}
             rec.update(run_passes(PassContext(pass_payload, params, model, step, source, device, rec, rss0)))
-    except BaseException as exc:  # noqa: BLE001 - every failure is data about the cell
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
         rec["status"] = "oom" if is_oom(exc) else "error"
@@ -147,7 +147,7 @@ def training_fields(losses: list[float], step: Any, warmup_steps: int = 0) -> di
         skipped_at = ([i for i, v in enumerate(torch.stack([f.reshape(()).float().cpu() for f in found]).tolist())
                        if v > 0] if found else [])
         scale = float(scaler.get_scale())
-        out["grad_scaler"] = {"init_scale": float(scaler._init_scale),  # noqa: SLF001 - 65536 by default
+        out["grad_scaler"] = {"init_scale": float(scaler._init_scale),
                               "final_scale": scale, "skipped_steps": len(skipped_at), "skipped_at": skipped_at,
                               "steps": len(found)}
         step.found_inf.clear()

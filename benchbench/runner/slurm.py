@@ -45,12 +45,54 @@ def job_main(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+#: What SLURM accepts as a partition list (`a,b`) or a constraint expression (`a100&nvlink`, `[a|b]*2`):
+#: never white space, quotes, `;`, `$` or a newline, which would be shell text in the job script.
+SLURM_NAME = re.compile(r"^[A-Za-z0-9_.\-,&|*:\[\]()!]{1,200}$")
+
+
+def check_slurm_name(option: str, value: str | None) -> str | None:
+    from benchbench.errors import BenchbenchError, short_repr
+
+    if value is None:
+        return None
+    if not SLURM_NAME.match(value):
+        raise BenchbenchError(f"{option} {short_repr(value, 60)}: not a SLURM name (letters, digits and _ . - , & | * "
+                              ": [ ] ( ) ! only; no spaces, quotes, ';' or newlines, which would reach the job "
+                              "script as shell text)")
+    return value
+
+
+def submitit_module() -> Any:
+    """submitit, or a message saying how to install it (it is in the `slurm` extra only)."""
+    try:
+        import submitit
+    except ImportError:
+        from benchbench.errors import BenchbenchError
+
+        raise BenchbenchError("--executor slurm needs submitit: pip install 'benchbench[slurm]' (or pip install "
+                              "submitit)") from None
+    return submitit
+
+
 class SlurmExecutor(Sequential):
     name = "slurm"
 
     def __init__(self, folder: str | Path = "results/.submitit", partition: str | None = None,
                  gpus_per_cell: int = 0, max_parallel: int = 8, time_min: int = 60, setup: list[str] | None = None,
                  constraint: str | None = None, cells_per_job: int = 1, poll_s: float = 1.0) -> None:
+        from benchbench.errors import BenchbenchError
+
+        submitit_module()
+        check_slurm_name("--slurm-partition", partition)
+        check_slurm_name("--slurm-constraint", constraint)
+        for line in setup or []:
+            if "\n" in line or "\r" in line:
+                raise BenchbenchError("--slurm-setup takes one shell line per option (repeat the option for more): "
+                                      "a line holds no newline")
+        for option, value, low in (("--gpus-per-cell", gpus_per_cell, 0), ("--max-parallel", max_parallel, 1),
+                                   ("--slurm-time", time_min, 1), ("--cells-per-job", cells_per_job, 1)):
+            if value < low:
+                raise BenchbenchError(f"{option} must be at least {low}, got {value}")
         self.folder = Path(folder)
         self.partition, self.gpus_per_cell, self.max_parallel = partition, gpus_per_cell, max(1, max_parallel)
         self.time_min, self.setup, self.constraint = time_min, setup or [], constraint
@@ -62,8 +104,7 @@ class SlurmExecutor(Sequential):
         return next(iter(self.run_many([payload])))[1]
 
     def _executor(self, world: int, cpus: int) -> Any:
-        import submitit
-
+        submitit = submitit_module()
         ex = submitit.AutoExecutor(folder=str(self.folder / "%j"), cluster="slurm")
         params: dict[str, Any] = {"timeout_min": self.time_min, "cpus_per_task": cpus, "nodes": 1,
                                   "slurm_job_name": "benchbench"}
@@ -91,7 +132,7 @@ class SlurmExecutor(Sequential):
                     group = pending.pop(0)
                     world = max(int(p["params"].get("world_size") or 1) for p in group)
                     threads = max(int(p["params"].get("threads") or 1) for p in group)
-                    job = self._executor(world, max(threads, world)).submit(job_main, group)
+                    job = self._submit(group, world, max(threads, world))
                     for p in group:
                         if on_start:
                             on_start(p)
@@ -118,6 +159,18 @@ class SlurmExecutor(Sequential):
                     self.folder.parent.rmdir()  # `.submitit/` itself, once no other run uses it
                 except OSError:
                     pass
+
+    def _submit(self, group: list[dict[str, Any]], world: int, cpus: int) -> Any:
+        """Submit one job; sbatch's refusal (no controller, a bad partition) is SLURM's own message, exit 2."""
+        from benchbench.errors import BenchbenchError
+
+        try:
+            return self._executor(world, cpus).submit(job_main, group)
+        except Exception as exc:  # noqa: BLE001 - submitit's FailedJobError, or sbatch missing (OSError)
+            text = str(exc).strip()
+            said = [ln.strip() for ln in text.splitlines() if "sbatch:" in ln or "error" in ln.lower()]
+            raise BenchbenchError("SLURM refused the job: " + ("; ".join(dict.fromkeys(said))[:600] if said else
+                                                               text[:600] or type(exc).__name__)) from None
 
     def _status(self, pending: list[Any], running: list[Any], done: list[Any]) -> None:
         if self.on_status is None:

@@ -13,10 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
-from benchbench.errors import BenchbenchError, did_you_mean
+from benchbench.errors import BenchbenchError, did_you_mean, short_repr
 from benchbench.suite.schema import (
     DEVICES,
     NON_IDENTITY_KEYS,
@@ -35,40 +34,10 @@ from benchbench.suite.validate import (
     _explain,
     _matches,
 )
+from benchbench.suite.yaml_load import load_yaml
 
-
-MAX_YAML_NODES = 100_000  # a suite is a few hundred nodes; a "billion laughs" alias bomb is billions
+MAX_NAME = 120
 MAX_CELLS_DEFAULT = 10_000
-
-
-class _BoundedLoader(yaml.SafeLoader):
-    """yaml.safe_load that counts the nodes it would expand, aliases included, and stops at a bound:
-    safe_load expands every alias, so nine nested levels of nine aliases are 9**9 nodes (GBs of memory)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._total = 0
-        self._sizes: dict[int, int] = {}
-
-    def _size(self, node: Any) -> int:
-        key = id(node)
-        if key not in self._sizes:
-            self._sizes[key] = 0  # a recursive alias is counted once (safe_load refuses it later anyway)
-            kids = node.value if isinstance(node.value, list) else []
-            total = 1
-            for k in kids:
-                total += sum(self._size(x) for x in k) if isinstance(k, tuple) else self._size(k)
-            self._sizes[key] = total
-        return self._sizes[key]
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        alias = self.check_event(yaml.AliasEvent)
-        node = super().compose_node(parent, index)
-        self._total += self._size(node) if alias else 1
-        if self._total > MAX_YAML_NODES:
-            raise yaml.YAMLError(f"the document expands to more than {MAX_YAML_NODES:,} values (YAML aliases "
-                                 "that repeat aliases: a 'billion laughs' bomb?); refused")
-        return node
 
 
 def max_cells() -> int:
@@ -79,27 +48,6 @@ def max_cells() -> int:
         return max(1, int(os.environ.get("BENCHBENCH_MAX_CELLS", MAX_CELLS_DEFAULT)))
     except ValueError:
         raise BenchbenchError("BENCHBENCH_MAX_CELLS must be a whole number") from None
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.exists():
-        raise BenchbenchError(f"suite file not found: {p}")
-    if p.is_dir():
-        raise BenchbenchError(f"suite path is a directory, expected a YAML file: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BenchbenchError(f"cannot read suite file {p}: {exc}") from None
-    try:
-        doc = yaml.load(text, Loader=_BoundedLoader)  # noqa: S506 - a SafeLoader that also bounds aliases
-    except yaml.YAMLError as exc:
-        raise BenchbenchError(f"suite file {p} is not valid YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BenchbenchError(
-            f"suite file {p} must contain a mapping with at least a 'matrix:' or settings, got {type(doc).__name__}"
-        )
-    return doc
 
 
 def resolve_device(requested: str | None, suite_device: str = "auto", available: bool = True) -> str:
@@ -127,7 +75,10 @@ def load_suite(
     available: bool = True,
 ) -> Suite:
     doc = load_yaml(path)
-    return build_suite(doc, device=device, filters=filters, path=Path(path), available=available)
+    try:
+        return build_suite(doc, device=device, filters=filters, path=Path(path), available=available)
+    except RecursionError:
+        raise BenchbenchError(f"suite file {path} nests values too deeply to be a suite") from None
 
 
 def build_suite(
@@ -146,7 +97,10 @@ def build_suite(
             )
     name = doc.get("name") or (path.stem if path else "suite")
     if not isinstance(name, str):
-        raise BenchbenchError(f"name must be a string, got {name!r}")
+        raise BenchbenchError(f"name must be a string, got {short_repr(name, 60)}")
+    if len(name) > MAX_NAME:
+        raise BenchbenchError(f"name {short_repr(name, 60)} is {len(name):,} characters: a suite name is at most "
+                              f"{MAX_NAME} (it names the results folder and every report)")
     description = doc.get("description") or ""
     if not isinstance(description, str):
         raise BenchbenchError(f"description must be a string, got {description!r}")

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from benchbench.errors import BenchbenchError, did_you_mean, short_repr
-from benchbench.suite.schema import PARAM_KEYS, SUITE_KEYS, CellParams  # noqa: F401
+from benchbench.suite.schema import PARAM_KEYS, SUITE_KEYS, CellParams
 
 
 def _fmt_loc(prefix: str, loc: tuple[Any, ...]) -> str:
@@ -82,6 +82,10 @@ def _canon_matrix(raw: Any, where: str, present: bool = False) -> dict[str, list
             raise BenchbenchError(f"{where}.{axis} must be a list of values, got {short_repr(values)} (write [{short_repr(values)}])")
         if not values:
             raise BenchbenchError(f"{where}.{axis} is an empty list: the matrix would have no cells")
+        if axis == "device":
+            raise BenchbenchError(f"{where}.device: a run measures on one device (every cell of it against one "
+                                  "environment and one calibrated peak): choose it with --device or `device:`, and "
+                                  "give per-device settings in `profiles:` (cpu, cuda)")
         out[axis] = [_canon_value(axis, v, f"{where}.{axis}[{i}]") for i, v in enumerate(values)]
     return out
 
@@ -91,7 +95,12 @@ def _canon_list(raw: Any, where: str) -> list[dict[str, Any]]:
         return []
     if not isinstance(raw, list):
         raise BenchbenchError(f"{where} must be a list of mappings, got {type(raw).__name__}")
-    return [_canon_dict(item, f"{where}[{i}]") for i, item in enumerate(raw)]
+    out = [_canon_dict(item, f"{where}[{i}]") for i, item in enumerate(raw)]
+    for i, item in enumerate(out):
+        if "device" in item:
+            raise BenchbenchError(f"{where}[{i}].device: a run measures on one device; choose it with --device "
+                                  "or `device:` and give per-device settings in `profiles:`")
+    return out
 
 
 def _matches(combo: dict[str, Any], pattern: dict[str, Any]) -> bool:

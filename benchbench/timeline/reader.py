@@ -165,6 +165,9 @@ def load_trace(path: str | Path) -> dict[str, Any]:
             doc = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as exc:
         raise BenchbenchError(f"{p} is not a readable JSON trace (torch.profiler's export_chrome_trace): {exc}") from None
+    except RecursionError:
+        raise BenchbenchError(f"{p} is nested too deeply to be a trace (torch.profiler's traces are a flat list of "
+                              "events)") from None
     if isinstance(doc, list):
         doc = {"traceEvents": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):

@@ -161,6 +161,17 @@ def _works(params: dict[str, Any]) -> bool:
         return False
 
 
+def check_names(params: dict[str, Any]) -> None:
+    """What `list` can say without building anything: the architecture, the encoder and the decoder width
+    setting exist (run checks the same, and more, in `preflight`)."""
+    arch = params["arch"]
+    if is_custom(arch):
+        return
+    name = canonical_arch(arch)
+    check_encoder(params["encoder"])
+    decoder_kwargs(name, params.get("decoder_channels"))
+
+
 def preflight(params: dict[str, Any]) -> None:
     """Fail before the first cell for what can be known without running it.
 
