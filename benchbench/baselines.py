@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from benchbench.errors import BenchbenchError
 from benchbench.measure.env import describe
+from benchbench.record import Record
 from benchbench.suite import slugify
 
 DEFAULT_ROOT = Path("results") / "baselines"
 
 
-def _fingerprint(records: list[dict[str, Any]]) -> str:
-    fps = {(r.get("env") or {}).get("fingerprint") for r in records}
+def _fingerprint(records: list[Record]) -> str:
+    fps = {r.env.fingerprint if r.env else None for r in records}
     fps.discard(None)
     if len(fps) != 1:
         raise BenchbenchError(
@@ -39,20 +39,20 @@ def check_name(name: str) -> str:
     return name
 
 
-def save(records: list[dict[str, Any]], name: str, root: Path = DEFAULT_ROOT) -> Path:
+def save(records: list[Record], name: str, root: Path = DEFAULT_ROOT) -> Path:
     safe = check_name(name)
     fp = _fingerprint(records)
     path = Path(root) / safe / f"{fp}.jsonl"
     from benchbench.outputs import write_text
+    from benchbench.results import record_line
 
-    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in records]
-    write_text(path, "".join(json.dumps(r) + "\n" for r in clean), "the baseline")
-    env = next((r.get("env") for r in records if r.get("env")), {}) or {}
+    write_text(path, "".join(record_line(r) for r in records), "the baseline")
+    env = next((r.env.model_dump(exclude_none=True) for r in records if r.env), {})
     write_text(path.parent / f"{fp}.env.json", json.dumps(env, indent=2, sort_keys=True) + "\n", "the baseline")
     return path
 
 
-def find(name: str, candidate: list[dict[str, Any]], root: Path = DEFAULT_ROOT) -> Path:
+def find(name: str, candidate: list[Record], root: Path = DEFAULT_ROOT) -> Path:
     folder = Path(root) / slugify(name)
     if not folder.is_dir():
         raise BenchbenchError(f"no baseline named {name!r} in {root} (create one with: benchbench baseline save)")

@@ -11,7 +11,7 @@ the timed block, CUDA events and one sync per block on a GPU — never a sync pe
 throughput on an H100), and its per-step samples become the benchmark's rounds, so
 `pytest --benchmark-autosave` and `--benchmark-compare-fail=median:5%` work on benchbench cells with the
 numbers `run` reports. The cell runs inside the pytest process (no per-cell isolation; use `benchbench run`
-for that); the record is returned and kept in `benchmark.extra_info["benchbench"]`.
+for that); the typed record is returned.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def feed(benchmark: Any, samples: list[float]) -> None:
 
 @pytest.fixture
 def benchbench_cell(benchmark: Any) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    def run(params: dict[str, Any]) -> dict[str, Any]:
+    def run(params: dict[str, Any]) -> Any:
         import torch
 
         from benchbench.errors import BenchbenchError
@@ -50,14 +50,14 @@ def benchbench_cell(benchmark: Any) -> Callable[[dict[str, Any]], dict[str, Any]
         if p["device"] == "auto":
             p["device"] = "cuda" if torch.cuda.is_available() else "cpu"
         rec = measure_inline(p, explain=False, suite="pytest")
-        if rec["status"] != "ok":
-            raise BenchbenchError(f"cell {rec['cell_id']} did not run: {rec['status']}: {rec.get('error')}")
+        if not rec.ok:
+            raise BenchbenchError(f"cell {rec.cell_id} did not run: {rec.status}: {rec.error}")
+        from benchbench.record.columns import export_info
+
         benchmark.group = "benchbench"
-        benchmark.extra_info.update({"cell_id": rec["cell_id"], "batch_size": p["batch_size"],
-                                     "params_count": rec.get("params_count"),
-                                     "throughput_img_s": rec.get("throughput_img_s"),
-                                     "clock": (rec.get("timing") or {}).get("clock"), "benchbench": rec})
-        feed(benchmark, rec["step_time_s"]["samples"])
+        benchmark.extra_info.update({"cell_id": rec.cell_id, "params_count": rec.params_count, "clock": rec.clock,
+                                     **export_info(rec)})
+        feed(benchmark, rec.samples)
         return rec
 
     return run

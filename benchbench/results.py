@@ -17,14 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import (  # noqa: F401 - the record type
-    REQUIRED,
-    SCHEMA,
-    STATUSES,
-    base_record,
-    clean_nans,
-    record_key,
-)
+from benchbench.record import Record, RecordError
 
 
 def new_run_id() -> str:
@@ -82,8 +75,9 @@ class ResultStore:
               f"{aside} and repaired the file", file=sys.stderr)
         return aside
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = record_line(record).encode()
+    def append(self, record: Record | dict[str, Any]) -> None:
+        """Append one record (a document is validated through the type first: nothing untyped is written)."""
+        line = record_line(record if isinstance(record, Record) else Record.of(record)).encode()
         if not self._checked:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.repair_tail()
@@ -107,9 +101,9 @@ class ResultStore:
             os.close(fd)
 
 
-def record_line(record: dict[str, Any]) -> str:
+def record_line(record: Record) -> str:
     """A record as one line of the results file (JSON has no NaN: a statistic that does not exist is null)."""
-    return json.dumps(record, sort_keys=False, allow_nan=False, default=_jsonable) + "\n"
+    return json.dumps(record.to_json(), sort_keys=False, allow_nan=False, default=_jsonable) + "\n"
 
 
 def _jsonable(obj: Any) -> Any:
@@ -120,8 +114,9 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[str, Any]]:
-    """Records from files or directories of *.jsonl; unreadable lines are reported, not fatal."""
+def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[Record]:
+    """Records from files or directories of *.jsonl, each read through the typed record (older schemas
+    upgraded); a line that is not a usable record is reported with its file and line, not fatal."""
     files: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -133,9 +128,7 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[st
             raise BenchbenchError(f"results file not found: {p}")
     if not files:
         raise BenchbenchError("no results files (*.jsonl) found in " + ", ".join(str(p) for p in paths))
-    from benchbench.record_check import check_record
-
-    out: list[dict[str, Any]] = []
+    out: list[Record] = []
     skipped = 0
     for f in files:
         try:
@@ -146,15 +139,12 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[st
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                out.append(Record.of(json.loads(line)))
+                continue
             except (json.JSONDecodeError, RecursionError):
                 why = "is not valid JSON"
-            else:
-                problem = check_record(rec)
-                if problem is None:
-                    out.append(complete(rec))
-                    continue
-                why = f"is not a usable benchbench record: {problem}"
+            except RecordError as exc:
+                why = f"is not a usable benchbench record: {exc}"
             skipped += 1
             if warn and skipped <= 20:
                 print(f"warning: {f}:{n} {why}; skipped", file=sys.stderr)
@@ -165,74 +155,59 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[dict[st
     return out
 
 
-def complete(rec: dict[str, Any]) -> dict[str, Any]:
-    """A validated record with every field a reader may look up present (null when the record lacks it), as
-    the runner writes them: what validation accepts, readers can read."""
-    full = base_record(rec["suite"], rec["run_id"], rec["cell_id"], rec.get("label") or rec["cell_id"], rec["params"])
-    full.update(rec)
-    if not full.get("label"):
-        full["label"] = rec["cell_id"]
-    return full
-
-
-def merge_repeats(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def merge_repeats(records: list[Record]) -> list[Record]:
     """One record per cell: the last one, with the samples of all its ok repeats pooled.
 
     `run --repeat N` and `--resume` can leave several records of a cell; reports
     show one row per cell, and the spread between runs is kept in `repeats`.
     """
-    from benchbench.measurement import Measurement, merge
-
-    groups: dict[str, list[dict[str, Any]]] = {}
+    groups: dict[str, list[Record]] = {}
     for r in records:
-        groups.setdefault(r["cell_id"], []).append(r)
+        groups.setdefault(r.cell_id, []).append(r)
     out = []
     for recs in groups.values():
-        ok = [r for r in recs if Measurement(r).runs]
+        ok = [r for r in recs if r.runs]
         if len(ok) <= 1:
             out.append(ok[0] if ok else recs[-1])
             continue
-        out.append(clean_nans(merge(ok)))
+        out.append(Record.merge(ok))
     return out
 
 
-def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """pytest-benchmark's JSON (storage format), one benchmark per cell, step samples as rounds."""
+def to_pytest_benchmark(records: list[Record]) -> dict[str, Any]:
+    """pytest-benchmark's JSON (storage format), one benchmark per cell, step samples as rounds; the statistics
+    are the record's own (`Record.stats`), the extra info its declared export columns."""
     import platform
 
-    from benchbench.measurement import Measurement
+    from benchbench.record.columns import export_info
 
-    env = next((r.get("env") for r in records if r.get("env")), {}) or {}
+    env = next((r.env for r in records if r.env), None)
+    envd = env.model_dump() if env else {}
     benches = []
     for r in merge_repeats(records):
-        m = Measurement(r)
-        if not m.ok or not m.samples:
+        if not r.ok:
             continue
-        data = m.samples
-        s = m.stats
+        data = r.samples
+        s = r.stats
         import numpy as np
 
         a = np.asarray(data)
         q1, q3 = (float(x) for x in np.percentile(a, [25, 75]))
-        iqr = q3 - q1
         std = float(a.std(ddof=1)) if a.size > 1 else 0.0
-        lo, hi = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-        name = f"{r.get('suite')}::{r.get('label') or r['cell_id']}"
+        lo, hi = q1 - 1.5 * s["iqr"], q3 + 1.5 * s["iqr"]
+        name = f"{r.suite}::{r.label}"
         benches.append({
-            "group": r.get("suite"),
+            "group": r.suite,
             "name": name,
-            "fullname": f"{name}[{r['cell_id']}]",
-            "params": {"cell_id": r["cell_id"]},
-            "param": r["cell_id"],
-            "extra_info": {"throughput_img_s": m.throughput, "batch_size": m.batch_ran,
-                           "images_per_step": m.images_per_step,
-                           "data_wait_fraction": (r.get("data_wait_s") or {}).get("fraction"),
-                           "params": r["params"]},
-            "options": {"disable_gc": False, "timer": m.clock, "min_rounds": len(data),
+            "fullname": f"{name}[{r.cell_id}]",
+            "params": {"cell_id": r.cell_id},
+            "param": r.cell_id,
+            "extra_info": export_info(r),
+            "options": {"disable_gc": False, "timer": r.clock, "min_rounds": len(data),
                         "max_time": 0, "min_time": 0, "warmup": True},
             "stats": {
                 "min": s["min"], "max": s["max"], "mean": s["mean"], "stddev": std, "rounds": len(data),
-                "median": s["median"], "iqr": iqr, "q1": q1, "q3": q3,
+                "median": s["median"], "iqr": s["iqr"], "q1": q1, "q3": q3,
                 "iqr_outliers": int(((a < lo) | (a > hi)).sum()),
                 "stddev_outliers": int((np.abs(a - s["mean"]) > std).sum()),
                 "outliers": f"{int((np.abs(a - s['mean']) > std).sum())};{int(((a < lo) | (a > hi)).sum())}",
@@ -247,35 +222,32 @@ def to_pytest_benchmark(records: list[dict[str, Any]]) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - the export does not need pytest-benchmark installed
         pbv = "5.1.0"
     return {
-        "machine_info": {"node": platform.node(), "processor": env.get("cpu"), "machine": platform.machine(),
-                         "python_version": env.get("python"), "release": platform.release(), "system": platform.system(),
-                         "cpu": {"brand_raw": env.get("cpu")}, "gpu": env.get("gpu"),
-                         "benchbench_fingerprint": env.get("fingerprint")},
-        "commit_info": {"id": env.get("git_commit"), "dirty": str(env.get("git_commit", "")).endswith("-dirty")},
+        "machine_info": {"node": platform.node(), "processor": envd.get("cpu"), "machine": platform.machine(),
+                         "python_version": envd.get("python"), "release": platform.release(),
+                         "system": platform.system(), "cpu": {"brand_raw": envd.get("cpu")}, "gpu": envd.get("gpu"),
+                         "benchbench_fingerprint": envd.get("fingerprint")},
+        "commit_info": {"id": envd.get("git_commit"), "dirty": str(envd.get("git_commit") or "").endswith("-dirty")},
         "benchmarks": benches,
-        "datetime": next((r.get("started_at") for r in records if r.get("started_at")), None),
+        "datetime": next((r.started_at for r in records if r.started_at), None),
         "version": pbv,
     }
 
 
-def completed_runs(records: list[dict[str, Any]]) -> dict[str, int]:
+def completed_runs(records: list[Record]) -> dict[str, int]:
     """ok records per cell: how many of a cell's repeats are already done (for --resume)."""
-    from benchbench.measurement import is_ok
-
     done: dict[str, int] = {}
     for r in records:
-        if is_ok(r):
-            done[r["cell_id"]] = done.get(r["cell_id"], 0) + 1
+        if r.ok:
+            done[r.cell_id] = done.get(r.cell_id, 0) + 1
     return done
 
 
-def dedupe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def dedupe(records: list[Record]) -> list[Record]:
     """Each record once (shards and merges can carry the same record twice)."""
     seen: set[str] = set()
     out = []
     for r in records:
-        key = record_key(r)
-        if key not in seen:
-            seen.add(key)
+        if r.key not in seen:
+            seen.add(r.key)
             out.append(r)
     return out

@@ -12,19 +12,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from benchbench.measurement import Measurement, is_ok
+from benchbench.record import Record
 from benchbench.runner import RunOptions, make_payload, run_cell
+from benchbench.runner.loop import as_record
 from benchbench.suite import Cell, Suite, cell_id
 
 
-def _tp(rec: dict[str, Any]) -> float:
-    return float(Measurement(rec).throughput or 0.0)
+def _tp(rec: Record) -> float:
+    return float(rec.throughput or 0.0)
 
 
 @dataclass
 class TuneResult:
     cell: Cell
-    probes: list[dict[str, Any]]
+    probes: list[Record]
     largest_fit: int | None  # largest probed batch within the memory margin (None: no limit seen)
     plateau: int | None  # smallest probed batch after which throughput grew < gain
     best_throughput: int | None  # the fastest probed batch within the memory margin
@@ -33,45 +34,45 @@ class TuneResult:
 
 def tune_batch(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any], *, start: int = 1, max_batch: int = 256,
                margin: float = 0.9, gain: float = 0.05, steps: int = 5, warmup: int = 3,
-               on_probe: Callable[[dict[str, Any]], None] | None = None,
+               on_probe: Callable[[Record], None] | None = None,
                options: RunOptions | None = None) -> TuneResult:
     total = env.get("gpu_memory_bytes")
-    probes: list[dict[str, Any]] = []
+    probes: list[Record] = []
     bs = start
     stopped = f"reached --max-batch {max_batch}"
     while bs <= max_batch:
         params = {**cell.params, "batch_size": bs, "steps": steps, "warmup": warmup, "on_oom": "fail"}
         probe_cell = Cell(id=cell_id(params), label=f"{cell.label} bs={bs}", params=params)
-        rec = run_cell(make_payload(suite, probe_cell, run_id, env, RunOptions(explain=False)),
+        raw = run_cell(make_payload(suite, probe_cell, run_id, env, RunOptions(explain=False)),
                        options or RunOptions())
-        rec["probe_of"] = cell.id
+        rec = as_record(raw).model_copy(update={"probe_of": cell.id})
         probes.append(rec)
         if on_probe:
             on_probe(rec)
-        if rec["status"] == "oom":
+        if rec.status == "oom":
             stopped = f"out of memory at batch {bs}"
             break
-        if rec["status"] != "ok":
-            stopped = f"{rec['status']} at batch {bs}: {rec.get('error')}"
+        if rec.status != "ok":
+            stopped = f"{rec.status} at batch {bs}: {rec.error}"
             break
-        peak = (rec.get("memory") or {}).get("cuda_peak_reserved_bytes")
+        peak = rec.memory.cuda_peak_reserved_bytes if rec.memory else None
         if total and peak and peak > margin * total:
             stopped = f"batch {bs} uses {peak / total:.0%} of device memory (margin {margin:.0%})"
             break
-        ok = [p for p in probes if is_ok(p)]
+        ok = [p for p in probes if p.ok]
         if len(ok) >= 3 and _tp(ok[-1]) < _tp(ok[-2]) * (1 + gain) and _tp(ok[-2]) < _tp(ok[-3]) * (1 + gain):
             stopped = "throughput stopped growing for two doublings"
             break
         bs *= 2
-    ok = [p for p in probes if is_ok(p)]
-    fits = [p for p in ok if not total or ((p.get("memory") or {}).get("cuda_peak_reserved_bytes") or 0)
+    ok = [p for p in probes if p.ok]
+    fits = [p for p in ok if not total or ((p.memory.cuda_peak_reserved_bytes if p.memory else None) or 0)
             <= margin * total]
-    largest = max((p["params"]["batch_size"] for p in fits), default=None) if (total or len(ok) < len(probes)) else None
+    largest = max((p.params["batch_size"] for p in fits), default=None) if (total or len(ok) < len(probes)) else None
     plateau = None
     for a, b in zip(ok, ok[1:]):
         if _tp(b) < _tp(a) * (1 + gain):
-            plateau = a["params"]["batch_size"]
+            plateau = a.params["batch_size"]
             break
     # Never recommend a batch that broke the memory margin, however fast it ran.
-    best = max(fits, key=_tp)["params"]["batch_size"] if fits else None
+    best = max(fits, key=_tp).params["batch_size"] if fits else None
     return TuneResult(cell, probes, largest, plateau, best, stopped)

@@ -28,7 +28,6 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     from benchbench.analysis.gate_stats import judge
-    from benchbench.measurement import Measurement
     from benchbench.results import read_records
 
     key, value = args.knob.split("=", 1)
@@ -46,7 +45,7 @@ def main() -> int:
         recs = read_records([out])
     runs: dict[str, list[float]] = {}
     for r in recs:
-        runs.setdefault(str(r["params"][key]), []).append(Measurement(r).per_image_s)
+        runs.setdefault(str(r.params[key]), []).append(r.per_image_s)
     b, c = runs[str(base)], runs[str(yaml.safe_load(value))]
     res = judge(b, c, 0.05)
     speed, lo, hi = 1 / res["ratio"], 1 / res["ci_high"], 1 / res["ci_low"]

@@ -100,10 +100,10 @@ def main() -> None:
     # 8-12%): blocks of steps with and without the extra Linear, alternately, on the
     # cell's own model, until the median ratio reaches the target.
     import torch
+    from gate_model import WithExtra, build
 
     from benchbench.workload.data import Source
     from benchbench.workload.step import TrainStep
-    from gate_model import WithExtra, build
 
     params = suite.cells[0].params
     src = Source(params, torch.device("cpu"))
@@ -136,7 +136,7 @@ def main() -> None:
     print(f"extra Linear {n}x{n}: side-by-side step ratio {ratio:.3f}", flush=True)
 
     def geo(paths: list[Path]) -> float:
-        meds = [statistics.median(r["step_time_s"]["samples"]) for p in paths for r in read_records([p])]
+        meds = [r.median for p in paths for r in read_records([p])]
         return math.exp(statistics.fmean(math.log(m) for m in meds))
 
     # The side-by-side ratio is not what fresh processes see (the extra Linear's share of a
@@ -168,7 +168,7 @@ def main() -> None:
 
     det = [verdict(det_base[i], slow_runs[i]) for i in range(args.pairs)]
 
-    run_meds = [statistics.median(r["step_time_s"]["samples"]) for p in base_runs for r in read_records([p])]
+    run_meds = [r.median for p in base_runs for r in read_records([p])]
     summary = {
         "pairs": args.pairs, "repeat": args.repeat, "threshold": args.threshold, "alpha": ALPHA,
         "mde_reported_median": mde, "mde_reported_range": [min(v["mde"] for v in aa), max(v["mde"] for v in aa)],

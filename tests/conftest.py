@@ -55,3 +55,45 @@ def make_camvid(root: Path, n: int = 6, size: tuple[int, int] = (40, 48), classe
 def write_suite(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def record(**fields):  # noqa: ANN003, ANN201
+    """A typed record from the fields a test cares about (suite, run and schema filled in; older-style
+    documents upgraded as files are)."""
+    from benchbench.record import Record
+
+    doc = {"schema": "benchbench.result/1", "suite": "s", "run_id": "r", **fields}
+    doc.setdefault("params", {"batch_size": 1})
+    return Record.of(doc)
+
+
+def as_records(*docs):  # noqa: ANN002, ANN201
+    """Test documents as typed records; a document giving only a median gets that median as its one sample."""
+    import copy
+
+    out = []
+    for d in docs:
+        d = copy.deepcopy(d)
+        st = d.get("step_time_s")
+        if isinstance(st, dict) and not st.get("samples") and st.get("median") is not None:
+            st["samples"] = [st["median"]]
+        out.append(record(**d))
+    return out
+
+
+def upd(r, **fields):  # noqa: ANN001, ANN003, ANN201
+    """A typed record with some fields replaced (as documents), validated again."""
+    from benchbench.record import Record
+
+    return Record.of({**r.to_json(), **fields})
+
+
+def write_records(path: Path, recs: list) -> Path:
+    """A results file of records (typed) or documents (dicts, written as they are)."""
+    import json
+
+    from benchbench.record import Record
+    from benchbench.results import record_line
+
+    path.write_text("".join(record_line(r) if isinstance(r, Record) else json.dumps(r) + "\n" for r in recs))
+    return path

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import TESTS, write_suite
+from conftest import TESTS, record, upd, write_suite
 
 from benchbench.advise.candidates import candidates
 from benchbench.advise.numerics import verdict
@@ -27,8 +27,8 @@ def by_knob(cands: list) -> dict:
 
 def test_launch_bound_segformer_gets_compile_cuda_graphs_and_batch_bounded_by_its_idle() -> None:
     rec = with_trace(next(r for r in read_records([H100 / "traced-segformer.jsonl"])
-                          if r["cell_id"] == "9183703d22aa"), C64)
-    idle = rec["breakdown"]["gpu"]["idle_breakdown_s"]["launch"] / rec["step_time_s"]["median"]
+                          if r.cell_id == "9183703d22aa"), C64)
+    idle = rec.gpu.idle("launch") / rec.median
     assert 0.25 < idle < 0.3
     k = by_knob(candidates(rec))
     assert [c.to for c in k["compile"]] == [True, "reduce-overhead"]
@@ -41,14 +41,16 @@ def test_launch_bound_segformer_gets_compile_cuda_graphs_and_batch_bounded_by_it
 
 
 def test_grad_scaler_sync_bounds_a_fused_optimizer() -> None:
-    from test_syncs import item, step_with  # a real .item() in the optimizer phase, built event by event
+    from test_syncs import (  # a real .item() in the optimizer phase, built event by event
+        item,
+        step_with,
+    )
 
-    rec = next(r for r in read_records([H100 / "traced-segformer.jsonl"]) if r["cell_id"] == "9183703d22aa")
+    rec = next(r for r in read_records([H100 / "traced-segformer.jsonl"]) if r.cell_id == "9183703d22aa")
     g = step_with(item).summary(step_time_s=1e-3).to_dict()
     g["idle_breakdown_s"] = {"launch": 0.0, "sync": 0.3e-3, "data_wait": 0.0}
-    rec = {**rec, "params": {**rec["params"], "amp": "fp16"},
-           "step_time_s": {"median": 1e-3, "samples": [1e-3] * 5},
-           "breakdown": {"gpu": g, "phases": {"optimizer": 0.1e-3}, "modules": {}, "top_ops": [], "step_s": 0.7e-3}}
+    rec = upd(rec, params={**rec.params, "amp": "fp16"}, step_time_s={"samples": [1e-3] * 5},
+              breakdown={"gpu": g, "phases": {"optimizer": 0.1e-3}, "modules": {}, "top_ops": [], "step_s": 0.7e-3})
     [opt] = by_knob(candidates(rec))["optimizer"]
     assert opt.to == "adamw-fused" and opt.bound == pytest.approx(1 / (1 - 0.4), rel=1e-6)
     assert "host-sync idle 30%" in opt.why
@@ -56,7 +58,7 @@ def test_grad_scaler_sync_bounds_a_fused_optimizer() -> None:
 
 def test_an_epoch_boundary_stall_is_not_a_case_for_more_workers() -> None:
     recs = read_records([H100 / "input_pipeline.jsonl"])
-    r = next(r for r in recs if r["params"]["num_workers"] == 4 and r["params"]["amp"] == "none")
+    r = next(r for r in recs if r.params["num_workers"] == 4 and r.params["amp"] == "none")
     k = by_knob(candidates(r))
     [w] = k["num_workers"]
     assert w.to == 8 and w.bound < 1.02 and "more workers cannot help" in w.why
@@ -64,20 +66,24 @@ def test_an_epoch_boundary_stall_is_not_a_case_for_more_workers() -> None:
     assert cache.bound > 1.1  # the whole stall, boundaries included, is what caching can at most remove
 
 
+def T(**training) -> object:  # noqa: N802 - a record of a training trajectory, nothing else
+    return record(cell_id="c", status="error", training=training)
+
+
 def test_numerics_verdicts() -> None:
-    base = {"training": {"losses": [2.0, 1.8, 1.6, 1.5]}}
-    seed = {"training": {"losses": [2.1, 1.9, 1.7, 1.55]}}
-    same = {"training": {"losses": [2.0, 1.801, 1.6, 1.499]}}
+    base = T(**{"losses": [2.0, 1.8, 1.6, 1.5]})
+    seed = T(**{"losses": [2.1, 1.9, 1.7, 1.55]})
+    same = T(**{"losses": [2.0, 1.801, 1.6, 1.499]})
     assert verdict(base, seed, same, "free")["verdict"] == "unchanged"
-    off = {"training": {"losses": [2.0, 2.4, 2.9, 3.0]}}
+    off = T(**{"losses": [2.0, 2.4, 2.9, 3.0]})
     v = verdict(base, seed, off, "free")
     assert v["verdict"] == "diverges" and "did not go down" in v["why"]
-    moved = {"training": {"losses": [2.0, 1.5, 1.2, 1.0]}}
+    moved = T(**{"losses": [2.0, 1.5, 1.2, 1.0]})
     assert verdict(base, seed, moved, "free")["verdict"] == "changes the numerics"
-    nan = {"training": {"losses": [2.0, float("nan"), float("nan"), float("nan")]}}
+    nan = T(**{"losses": [2.0, float("nan"), float("nan"), float("nan")]})
     assert verdict(base, seed, nan, "free")["verdict"] == "diverges"
     assert verdict(base, seed, moved, "model")["verdict"] == "changes the model — check accuracy"
-    bad_params = {"training": {"losses": [2.0, 1.8, 1.6, 1.5], "nonfinite_params": 2}}
+    bad_params = T(**{"losses": [2.0, 1.8, 1.6, 1.5], "nonfinite_params": 2})
     assert verdict(base, seed, bad_params, "free")["verdict"] == "diverges"
 
 
@@ -86,20 +92,20 @@ def test_grad_scaler_back_off_is_expected_skips_that_do_not_stop_diverge() -> No
     so the loss repeats) is what it is meant to do. Compared at equal updates, such a run is unchanged;
     skips still happening at the end of the run, or more than the back-off can explain, diverge."""
     fp32 = [2.0, 1.9, 1.8, 1.7, 1.6, 1.55, 1.5, 1.45, 1.4, 1.35, 1.3, 1.25]
-    base = {"training": {"losses": fp32}}
-    seed = {"training": {"losses": [v * 1.02 for v in fp32]}}
+    base = T(**{"losses": fp32})
+    seed = T(**{"losses": [v * 1.02 for v in fp32]})
     # three skipped steps (the loss stays where it was), then the fp32 trajectory one update at a time
-    backoff = {"training": {"losses": [2.0, 2.0, 2.0] + fp32[:9],
-                            "grad_scaler": {"skipped_steps": 3, "skipped_at": [0, 1, 2], "init_scale": 65536.0}}}
+    backoff = T(losses=[2.0, 2.0, 2.0] + fp32[:9],
+                grad_scaler={"skipped_steps": 3, "skipped_at": [0, 1, 2], "init_scale": 65536.0})
     v = verdict(base, seed, backoff, "free")
     assert v["verdict"] == "unchanged" and "backed off" in v["why"], v
-    late = {"training": {"losses": [2.0, 1.9, 1.8, 1.7, 1.6, 1.55, 1.5, 1.45, 1.4, 1.4, 1.4, 1.4],
-                         "grad_scaler": {"skipped_steps": 3, "skipped_at": [9, 10, 11], "init_scale": 65536.0}}}
+    late = T(losses=[2.0, 1.9, 1.8, 1.7, 1.6, 1.55, 1.5, 1.45, 1.4, 1.4, 1.4, 1.4],
+             grad_scaler={"skipped_steps": 3, "skipped_at": [9, 10, 11], "init_scale": 65536.0})
     v = verdict(base, seed, late, "free")
     assert v["verdict"] == "diverges" and "did not stop" in v["why"]
-    older = {"training": {"losses": fp32, "grad_scaler": {"skipped_steps": 3}}}  # a count only: back-off
+    older = T(losses=fp32, grad_scaler={"skipped_steps": 3})  # a count only: back-off
     assert verdict(base, seed, older, "free")["verdict"] != "diverges"
-    older_many = {"training": {"losses": fp32, "grad_scaler": {"skipped_steps": 40}}}
+    older_many = T(**{"losses": fp32, "grad_scaler": {"skipped_steps": 40}})
     assert verdict(base, seed, older_many, "free")["verdict"] == "diverges"
 
 
@@ -151,7 +157,7 @@ steps: 3
         assert key in amp
     [results] = list((tmp_path / "res").rglob("advise-*.jsonl"))
     recs = read_records([results])
-    roles = [r["advise"]["role"] for r in recs]
+    roles = [r.advise.role for r in recs]
     assert roles == ["base-explained", "seed", "base", "candidate"]  # diverged at the first pair: stopped there
     # Every run is a normal record: report reads them.
     code, _, err = cli("report", results, "-o", tmp_path / "rep2", "--format", "md")
@@ -195,16 +201,16 @@ steps: 6
     assert "<svg" in html and "bound" in html
 
 
-def _gpu_fp32_record(top_ops: list[tuple[str, float]], busy: float, step: float, **params) -> dict:
+def _gpu_fp32_record(top_ops: list[tuple[str, float]], busy: float, step: float, **params):  # noqa: ANN202
     """An fp32 CUDA cell whose breakdown's operators take `top_ops` seconds of GPU time in a `step`."""
-    return {"cell_id": "x", "status": "ok",
+    return record(**{"cell_id": "x", "status": "ok",
             "params": {"device": "cuda", "amp": "none", "data": {"kind": "synthetic"}, "num_workers": 0,
                        "channels_last": True, "compile": True, "optimizer": "sgd", "batch_size": 8,
                        "resolution": [32, 32], "pin_memory": None, **params},
             "step_time_s": {"median": step, "samples": [step] * 5},
             "breakdown": {"gpu": {"idle_breakdown_s": {"launch": step - busy, "sync": 0, "data_wait": 0}},
                           "phases_sum_s": busy, "op_self_total_s": busy,
-                          "top_ops": [{"name": n, "self_time_s": t} for n, t in top_ops]}}
+                          "top_ops": [{"name": n, "self_time_s": t} for n, t in top_ops]}})
 
 
 def test_the_amp_bound_uses_each_kinds_own_math_mode_and_holds() -> None:
@@ -225,25 +231,25 @@ def test_the_amp_bound_uses_each_kinds_own_math_mode_and_holds() -> None:
 
 def test_amp_bounds_hold_on_the_h100_measurements() -> None:
     """Every AMP cell measured on the H100 beside its fp32 base: the base's bound is at least what was measured."""
-    recs = {(r["params"]["amp"], r["params"]["channels_last"], r["params"]["compile"]): r
+    recs = {(r.params["amp"], r.params["channels_last"], r.params["compile"]): r
             for r in read_records([H100 / "amp_layout_compile.jsonl"])}
     for cl in (False, True):
         base = recs[("none", cl, False)]
-        bounds = {c.to: c.bound for c in candidates(base, base["env"]["peak_flops"]) if c.knob == "amp"}
+        bounds = {c.to: c.bound for c in candidates(base, base.env.peak_flops) if c.knob == "amp"}
         for dt in ("bf16", "fp16"):
             cand = recs.get((dt, cl, False))
             if cand is None:
                 continue
-            measured = base["step_time_s"]["median"] / cand["step_time_s"]["median"]
+            measured = base.median / cand.median
             assert bounds[dt] is None or bounds[dt] >= measured, (dt, cl, bounds[dt], measured)
 
 
 def test_pin_memory_is_no_knob_where_it_already_pins() -> None:
     """pin_memory None pins on CUDA (the loader's default there): True would be the same run under a new id."""
     r = read_records([H100 / "input_pipeline.jsonl"])[0]
-    assert r["params"]["pin_memory"] is None and r["params"]["device"] == "cuda"
+    assert r.params["pin_memory"] is None and r.params["device"] == "cuda"
     assert "pin_memory" not in {c.knob for c in candidates(r)}
-    off = {**r, "params": {**r["params"], "pin_memory": False}}
+    off = upd(r, params={**r.params, "pin_memory": False})
     assert [c.to for c in candidates(off) if c.knob == "pin_memory"] == [True]
 
 
@@ -263,13 +269,14 @@ def test_pairs_alternate_abba_so_a_warming_gpu_favours_neither_side() -> None:
         second = len(order) % 2 == 1  # within each pair of runs, the second runs 10% slower
         order.append(payload["cell_id"])
         t = 0.11 if second else 0.10
-        return {"cell_id": payload["cell_id"], "status": "ok", "params": payload["params"],
-                "step_time_s": {"median": t, "samples": [t] * 5}, "training": {"losses": [2.0, 1.9, 1.8]}}
+        return {"schema": "benchbench.result/2", "suite": "s", "run_id": "r", "cell_id": payload["cell_id"],
+                "status": "ok", "params": payload["params"], "step_time_s": {"samples": [t] * 5},
+                "training": {"losses": [2.0, 1.9, 1.8]}}
 
     exp = Experiment(suite, base, "r", {}, run, lambda rec: None, Options(repeat_max=4, min_runs=4))
     params = {**base.params, "num_workers": 2}
     cand = Candidate("num_workers", 0, 2, 2.0, "test", "free", params)
-    seed = {"training": {"losses": [2.0, 1.95, 1.85]}}
+    seed = T(losses=[2.0, 1.95, 1.85])
     o = exp.ab(cand, seed)
     roles = ["B" if c == base.id else "C" for c in order]
     assert roles == ["B", "C", "C", "B", "B", "C", "C", "B"]

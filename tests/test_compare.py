@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import as_records, upd, write_records
 
 from benchbench.analysis.compare import compare, judge
 from benchbench.errors import BenchbenchError
@@ -69,8 +70,8 @@ def gate_runs() -> list[list[dict]]:
     from benchbench.results import read_records
 
     recs = read_records([H100_GATE])
-    ids = list(dict.fromkeys(r["run_id"] for r in recs))
-    return [[r for r in recs if r["run_id"] == i] for i in ids]
+    ids = list(dict.fromkeys(r.run_id for r in recs))
+    return [[r for r in recs if r.run_id == i] for i in ids]
 
 
 def test_h100_gate_fixture_verdicts() -> None:
@@ -101,7 +102,7 @@ def test_h100_gate_fixture_exit_codes(tmp_path: Path, cli) -> None:
 
 def test_cell_threshold_from_the_suite() -> None:
     a, _, plus5, _ = gate_runs()
-    tight = [{**r, "params": {**r["params"], "gate_threshold": 0.02}} for r in plus5]
+    tight = [upd(r, params={**r.params, "gate_threshold": 0.02}) for r in plus5]
     [v] = compare(a, tight)
     assert v.threshold == 0.02 and v.verdict == "slower"
     [v] = compare(a, tight, threshold=0.05)  # an explicit --threshold wins
@@ -110,13 +111,13 @@ def test_cell_threshold_from_the_suite() -> None:
 
 def test_oom_backoff_and_world_size_are_not_the_same_work() -> None:
     a, a2, _, _ = gate_runs()
-    backed = [{**r, "oom_backoff": {"attempts": [{"batch_size": 16, "status": "oom"}], "batch_size_ran": 8}}
+    backed = [upd(r, oom_backoff={"attempts": [{"batch_size": 16, "status": "oom"}], "batch_size_ran": 8})
               for r in a2]
     [v] = compare(a, backed)
     assert v.verdict == "failed" and "ran batch 8 after an OOM at batch 16" in v.reason
     [v] = compare(backed, a)
     assert v.verdict == "incomparable"
-    ranks = [{**r, "params": {**r["params"], "world_size": 2}} for r in a2]
+    ranks = [upd(r, params={**r.params, "world_size": 2}) for r in a2]
     [v] = compare(a, ranks)
     assert v.verdict == "incomparable" and "not the same work" in v.reason
 
@@ -141,21 +142,21 @@ def three(cid: str, median: float, seed: int, **kw) -> list[dict]:
 def test_cell_matching_new_missing_failed() -> None:
     b = three("a", 1.0, 0) + [record("gone", runs(1.0)[0]), record("f", runs(1.0)[0])]
     c = three("a", 1.0, 2) + [record("fresh", runs(1.0)[0]), record("f", [], status="timeout")]
-    v = {x.cell_id: x.verdict for x in compare(b, c)}
+    v = {x.cell_id: x.verdict for x in compare(as_records(*b), as_records(*c))}
     assert v == {"a": "unchanged", "gone": "missing", "f": "failed", "fresh": "new"}
 
 
 def test_env_mismatch_is_refused_with_the_difference() -> None:
     b = three("a", 1.0, 0, fp="aaa", gpu="A100")
     c = three("a", 1.0, 1, fp="bbb", gpu="H100")
+    b, c = as_records(*b), as_records(*c)
     with pytest.raises(BenchbenchError, match="gpu: 'A100' -> 'H100'"):
         compare(b, c)
     assert compare(b, c, allow_env_mismatch=True)[0].verdict == "unchanged"
 
 
-def write(path: Path, recs: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
-    return path
+def write(path: Path, recs: list) -> Path:
+    return write_records(path, recs)
 
 
 def test_cli_compare_baseline_markdown_json(tmp_path: Path, cli) -> None:
@@ -209,11 +210,11 @@ def test_plugin_runs_a_cell_through_pytest_benchmark(benchbench_cell, benchmark)
     events on a GPU; never a sync per step) and hands its samples to pytest-benchmark as rounds."""
     rec = benchbench_cell({"arch": "Unet", "encoder": "resnet18", "resolution": 32, "batch_size": 2, "warmup": 1,
                            "steps": 3, "device": "cpu"})
-    assert rec["status"] == "ok" and rec["params"]["device"] == "cpu"
+    assert rec.status == "ok" and rec.params["device"] == "cpu"
     assert benchmark.stats is not None and benchmark.stats.stats.rounds == 3
-    assert benchmark.stats.stats.median == pytest.approx(rec["step_time_s"]["median"])
-    assert len(rec["training"]["losses"]) == rec["warmup"]["steps"] + 3 and "cpu_contention" in rec
-    assert benchmark.extra_info["throughput_img_s"] == pytest.approx(rec["throughput_img_s"])
+    assert benchmark.stats.stats.median == pytest.approx(rec.median)
+    assert len(rec.training.losses) == rec.warmup.steps + 3 and rec.cpu_contention is not None
+    assert benchmark.extra_info["throughput_img_s"] == pytest.approx(rec.throughput)
 
 
 def test_night_to_night_spread_from_the_history_widens_the_interval(tmp_path: Path, cli) -> None:
@@ -222,7 +223,7 @@ def test_night_to_night_spread_from_the_history_widens_the_interval(tmp_path: Pa
 
     a, _, plus5, plus9 = gate_runs()
     [narrow] = compare(a, plus5, threshold=0.02)
-    [wide] = compare(a, plus5, threshold=0.02, nights_cv={a[0]["cell_id"]: 0.03})
+    [wide] = compare(a, plus5, threshold=0.02, nights_cv={a[0].cell_id: 0.03})
     assert narrow.verdict == "slower" and wide.verdict == "noisy"
     assert wide.ci_high - wide.ci_low > 3 * (narrow.ci_high - narrow.ci_low) and "night-to-night" in wide.method
     assert night_cv([1.0, 1.0, 1.0]) is None  # too few nights to know

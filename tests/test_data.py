@@ -10,7 +10,13 @@ from PIL import Image
 
 from benchbench.errors import BenchbenchError
 from benchbench.suite import CellParams
-from benchbench.workload.data import IGNORE_INDEX, Source, check_data, ensure_synthetic_disk, find_pairs
+from benchbench.workload.data import (
+    IGNORE_INDEX,
+    Source,
+    check_data,
+    ensure_synthetic_disk,
+    find_pairs,
+)
 
 
 def cell(**kw):

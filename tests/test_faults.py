@@ -155,9 +155,9 @@ def test_tune_batch_never_recommends_a_batch_that_broke_the_margin(monkeypatch) 
         bs = payload["params"]["batch_size"]
         used = 0.99 if bs == 256 else 0.3 + 0.004 * bs
         step = bs / measured[bs]  # a record whose samples give that throughput (the one type derives it)
-        return {"cell_id": "c", "status": "ok", "params": payload["params"],
-                "step_time_s": {"samples": [step] * 3, "median": step},
-                "memory": {"cuda_peak_reserved_bytes": used * total}}
+        return {"schema": "benchbench.result/2", "suite": "t", "run_id": "r", "cell_id": "c", "status": "ok",
+                "params": payload["params"], "step_time_s": {"samples": [step] * 3},
+                "memory": {"cuda_peak_reserved_bytes": int(used * total)}}
 
     monkeypatch.setattr(tune, "run_cell", fake_run)
     suite = build_suite({"name": "t", "device": "cpu"})
@@ -174,8 +174,10 @@ def test_merged_repeats_keep_the_work_per_step() -> None:
         return {"cell_id": "c", "status": "ok", "repeat": rep, "params": {"batch_size": 4, "world_size": 2},
                 "throughput_img_s": 80.0, "step_time_s": {"samples": [0.1] * 5, "median": 0.1}}
 
-    [m] = merge_repeats([rec(0), rec(1)])
-    assert m["throughput_img_s"] == pytest.approx(80.0) and m["repeats"]["n"] == 2
+    from conftest import as_records
+
+    [m] = merge_repeats(as_records(rec(0), rec(1)))
+    assert m.throughput == pytest.approx(80.0) and m.repeats.n == 2
     backed = [dict(rec(i), params={"batch_size": 8, "world_size": 1}, oom_backoff={"batch_size_ran": 4})
               for i in range(2)]
-    assert merge_repeats(backed)[0]["throughput_img_s"] == pytest.approx(40.0)
+    assert merge_repeats(as_records(*backed))[0].throughput == pytest.approx(40.0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 
+from conftest import as_records
+
 from benchbench.analysis.findings import THRESHOLDS, find_all
 
 
@@ -45,7 +47,7 @@ def test_segformer_case() -> None:
     big = with_breakdown(rec("c512", 2.0, decoder_channels=512), enc=0.3, dec=1.6, fuse=1.4)
     mid = with_breakdown(rec("c256", 0.8, decoder_channels=256), enc=0.3, dec=0.45, fuse=0.35)
     small = with_breakdown(rec("c128", 0.45, decoder_channels=128), enc=0.3, dec=0.12, fuse=0.08)
-    fs = find_all([big, mid, small])
+    fs = find_all(as_records(big, mid, small))
     dom = [f for f in fs if f.kind == "dominant_module" and f.cells == ["c512"]]
     assert dom and "decoder takes 80% of step time" in dom[0].sentence
     assert "decoder.fuse_stage" in dom[0].sentence and "1/4 input resolution" in dom[0].sentence
@@ -59,7 +61,7 @@ def test_segformer_case() -> None:
 def test_silent_without_evidence() -> None:
     a = with_breakdown(rec("a", 1.0), enc=0.45, dec=0.45, fuse=0.2)
     b = with_breakdown(rec("b", 1.05, optimizer="sgd"), enc=0.45, dec=0.45, fuse=0.2)
-    fs = find_all([a, b])
+    fs = find_all(as_records(a, b))
     assert not kinds(fs) & {"dominant_module", "pairwise_delta", "input_bound", "low_utilization",
                             "layout_conversions", "channel_scaling"}
 
@@ -69,15 +71,15 @@ def test_input_bound_with_measured_fix() -> None:
     slow["data_wait_s"] = {"median": 0.4, "fraction": 0.4}
     fast = rec("w2", 0.6, data={"kind": "synthetic-disk"}, num_workers=2)
     fast["data_wait_s"] = {"median": 0.01, "fraction": 0.02}
-    [f] = [f for f in find_all([slow, fast]) if f.kind == "input_bound"]
+    [f] = [f for f in find_all(as_records(slow, fast)) if f.kind == "input_bound"]
     assert "40%" in f.sentence and f.verified_by["axis"] == "num_workers"
-    assert not [f for f in find_all([fast]) if f.kind == "input_bound"]
+    assert not [f for f in find_all(as_records(fast)) if f.kind == "input_bound"]
 
 
 def test_workers_that_do_not_help() -> None:
     a = rec("w0", 1.0)
     b = rec("w1", 1.3, num_workers=1)
-    [f] = [f for f in find_all([a, b]) if f.kind == "input_bound"]
+    [f] = [f for f in find_all(as_records(a, b)) if f.kind == "input_bound"]
     assert "not input-bound" in f.sentence
 
 
@@ -87,23 +89,23 @@ def test_low_utilization_and_layout() -> None:
            {"name": "aten::convolution_backward", "self_time_s": 0.5, "calls": 1, "share": 0.5}]
     r = with_breakdown(rec("u", 1.0), enc=0.5, dec=0.4, fuse=0.1, ops=ops)
     r["flops"].update(achieved_flops_per_s=1e9, utilization=0.05)
-    fs = find_all([r])
+    fs = find_all(as_records(r))
     assert {"low_utilization", "layout_conversions"} <= kinds(fs)
     r["flops"]["utilization"] = 0.9
     r["breakdown"]["top_ops"] = ops[2:]
-    assert not {"low_utilization", "layout_conversions"} & kinds(find_all([r]))
+    assert not {"low_utilization", "layout_conversions"} & kinds(find_all(as_records(r)))
 
 
 def test_amp_effect_and_scaling() -> None:
     a = rec("fp32", 1.0)
     b = rec("bf16", 0.98, amp="bf16")
-    [f] = [f for f in find_all([a, b]) if f.kind == "amp_effect"]
+    [f] = [f for f in find_all(as_records(a, b)) if f.kind == "amp_effect"]
     assert "CPU" in f.sentence
     res = [rec(f"r{r}", 0.1 * (r / 64) ** 2.6, resolution=[r, r]) for r in (64, 128, 256)]
-    [s] = [f for f in find_all(res) if f.kind == "scaling"]
+    [s] = [f for f in find_all(as_records(*res)) if f.kind == "scaling"]
     assert s.evidence["exponent"] > 1.15 and "super-linear" in s.sentence
     bs = [rec(f"b{b}", b / t, batch_size=b) for b, t in ((2, 10.0), (4, 18.0), (8, 19.0))]
-    [p] = [f for f in find_all(bs) if f.kind == "scaling"]
+    [p] = [f for f in find_all(as_records(*bs)) if f.kind == "scaling"]
     assert p.evidence["plateau"] == 8
 
 
@@ -122,7 +124,7 @@ def test_low_utilization_says_which_operators_are_slow() -> None:
                       {"name": "aten::convolution", "self_time_s": 0.3, "calls": 4, "share": 0.3}])
     mm = low("mm", [{"name": "aten::convolution", "self_time_s": 0.96, "calls": 4, "share": 0.96},
                     {"name": "aten::add_", "self_time_s": 0.04, "calls": 4, "share": 0.04}], amp="fp16")
-    [a] = [f for f in find_all([mem]) if f.kind == "low_utilization"]
-    [b] = [f for f in find_all([mm]) if f.kind == "low_utilization"]
+    [a] = [f for f in find_all(as_records(mem)) if f.kind == "low_utilization"]
+    [b] = [f for f in find_all(as_records(mm)) if f.kind == "low_utilization"]
     assert "memory-bound" in a.sentence and "70% of operator time is in non-matmul" in a.sentence
     assert "memory-bound" not in b.sentence and "96% of operator time" in b.sentence and "amp=fp16" in b.sentence

@@ -111,7 +111,6 @@ def test_damaged_traces_never_traceback(tmp_path_factory, edits) -> None:
     import sys
 
     import pytest as _pytest
-
     from test_syncs import item, step_with
 
     from benchbench.cli import main

@@ -136,7 +136,7 @@ def test_the_gpu_check_keeps_to_its_deadline_and_keeps_what_it_measured(tmp_path
 
     env = {**os.environ, "PYTHON": sys.executable, "BUDGET_S": "20"}
     t0 = time.monotonic()
-    r = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--archive", str(tmp_path / "c.tgz"),
+    subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--archive", str(tmp_path / "c.tgz"),
                         str(tmp_path / "check")], capture_output=True, text=True, env=env, timeout=300)
     assert time.monotonic() - t0 < 20 + 30  # a step's limit never runs past the deadline (+ kill grace)
     summary = (tmp_path / "check" / "summary.txt").read_text()

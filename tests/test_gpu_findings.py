@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import upd
 from typer.testing import CliRunner
 
 from benchbench.analysis.findings import find_all
@@ -22,7 +23,7 @@ UNET = H100 / "trace-unet-disk-workers4-3be7596980d6.json.gz"
 
 @pytest.fixture(scope="module")
 def segformer() -> list[dict]:
-    recs = {r["cell_id"]: r for r in read_records([H100 / "traced-segformer.jsonl"])}
+    recs = {r.cell_id: r for r in read_records([H100 / "traced-segformer.jsonl"])}
     return [with_trace(recs["9183703d22aa"], C64), with_trace(recs["f0b0d46df99f"], C512)]
 
 
@@ -59,7 +60,7 @@ def test_epoch_boundary_stall_for_the_four_worker_cell() -> None:
     recs = read_records([H100 / "input_pipeline.jsonl"])
     fs = find_all(recs)
     eb = [f for f in fs if f.kind == "input_epoch_boundary"]
-    workers = {r["cell_id"]: r["params"]["num_workers"] for r in recs}
+    workers = {r.cell_id: r.params["num_workers"] for r in recs}
     assert {workers[f.cells[0]] for f in eb} == {4, 8}
     f = next(f for f in eb if workers[f.cells[0]] == 4 and "amp=none" in f.sentence)
     assert "every 8th step, the first of each epoch (64 images / batch 8)" in f.sentence
@@ -88,8 +89,8 @@ def test_no_name_longer_than_80_characters(segformer: list[dict]) -> None:
         for op in (f.evidence.get("op_deltas_s") or {}):
             assert len(op) <= 80
     for r in segformer:
-        for k in r["breakdown"]["gpu"]["top_kernels"]:
-            assert len(k["name"]) <= 80
+        for k in r.gpu.top_kernels:
+            assert len(k.name) <= 80
 
 
 def test_explain_trace_json_has_the_documented_keys() -> None:
@@ -118,9 +119,10 @@ def test_explain_trace_text_and_bad_input(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "--step-time" in res.output  # idle unknown without the real step time
     bad = tmp_path / "x.json"
     bad.write_text("nope")
-    from benchbench.cli import main
     import subprocess
     import sys
+
+    from benchbench.cli import main
 
     out = subprocess.run([sys.executable, "-m", "benchbench", "explain-trace", str(bad)], capture_output=True, text=True)
     assert out.returncode == 2 and "not a readable JSON trace" in out.stderr and "Traceback" not in out.stderr
@@ -161,8 +163,8 @@ def test_a_host_sync_is_named_with_its_op_and_phase(tmp_path: Path) -> None:
     assert "1x cudaDeviceSynchronize from aten::_local_scalar_dense in optimizer" in f["sentence"]
     assert "`.item()`" in f["sentence"]
     # As a record of an fp16 cell with a plain AdamW: GradScaler, and the fused optimizer as the fix.
-    rec = with_trace({**read_records([H100 / "traced-segformer.jsonl"])[0]}, path)
-    rec["params"] = {**rec["params"], "amp": "fp16"}
+    rec = with_trace(read_records([H100 / "traced-segformer.jsonl"])[0], path)
+    rec = upd(rec, params={**rec.params, "amp": "fp16"})
     [f] = host_sync([rec], THRESHOLDS)
     assert "GradScaler.step" in f.sentence and "adamw-fused" in f.suggestion
 
@@ -183,7 +185,7 @@ def test_breakdown_deltas_carry_the_gpu_split(segformer: list[dict]) -> None:
     from benchbench.analysis.records import breakdown_deltas
     from benchbench.report.compare import deltas_text
 
-    d = breakdown_deltas(segformer[0]["breakdown"], segformer[1]["breakdown"])
+    d = breakdown_deltas(segformer[0].breakdown, segformer[1].breakdown)
     assert d["gpu_busy_delta_s"] == pytest.approx(0.0178, abs=0.0005) and d["gpu_idle_delta_s"] < 0
     assert d["module_deltas_s"]["decoder"] == pytest.approx(0.0175, abs=0.0005)
     text = "; ".join(deltas_text(d))
@@ -197,19 +199,20 @@ def test_input_bound_on_a_gpu_means_the_gpu_starved() -> None:
     from benchbench.analysis.records import THRESHOLDS
 
     recs = read_records([H100 / "input_pipeline.jsonl"])
-    r = next(r for r in recs if r["params"]["num_workers"] == 0 and r["params"]["data"]["kind"] == "synthetic-disk"
-             and r["params"]["amp"] == "none")
-    host = r["data_wait_s"]["samples"]
-    assert r["data_wait_s"]["fraction"] > 0.5
+    r = next(r for r in recs if r.params["num_workers"] == 0 and r.params["data"]["kind"] == "synthetic-disk"
+             and r.params["amp"] == "none")
+    host = r.data_wait_s.samples
+    assert r.data_wait_s.fraction > 0.5
     old = data_wait([r], THRESHOLDS)  # no starvation timing: the host wait, said to be an upper bound
     assert old and "upper bound" in old[0].sentence
-    gpu_bound = {**r, "data_wait_s": {**r["data_wait_s"], "gpu_starved_s": {
-        "median": 0.0, "p90": 0.0, "max": 0.0, "samples": [0.0] * len(host), "fraction": 0.0}}}
+    dw = r.data_wait_s.model_dump()
+    gpu_bound = upd(r, data_wait_s={**dw, "gpu_starved_s": {
+        "median": 0.0, "p90": 0.0, "max": 0.0, "samples": [0.0] * len(host), "fraction": 0.0}})
     assert data_wait([gpu_bound], THRESHOLDS) == []
     starved = [0.8 * w for w in host]
-    input_bound = {**r, "data_wait_s": {**r["data_wait_s"], "gpu_starved_s": {
+    input_bound = upd(r, data_wait_s={**dw, "gpu_starved_s": {
         "median": float(np.median(starved)), "p90": max(starved), "max": max(starved), "samples": starved,
-        "fraction": r["data_wait_s"]["fraction"] * 0.8}}}
+        "fraction": r.data_wait_s.fraction * 0.8}})
     [f] = data_wait([input_bound], THRESHOLDS)
     assert "the GPU sits idle waiting for the input pipeline" in f.sentence and "the host waited" in f.sentence
     assert f.evidence["stall_basis"] == "GPU idle waiting for the batch"

@@ -11,7 +11,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from benchbench.measure.gpu_state import degraded, judge_reasons, open_tracker, state_label
+from benchbench.measure.gpu_state import judge_reasons, open_tracker
+from benchbench.record.machine import GpuConditions
+from benchbench.record.state import gpu_degraded, gpu_state_label
+
+
+def degraded(r: dict) -> str | None:
+    return gpu_degraded(GpuConditions.model_validate(r))
+
+
+def state_label(r: dict) -> str | None:
+    return gpu_state_label(GpuConditions.model_validate(r))
 
 
 class NotSupported(Exception):
@@ -215,8 +225,10 @@ def test_compare_warns_about_and_can_refuse_a_degraded_gpu(tmp_path, cli) -> Non
     assert v["verdict"] == "unchanged" and v["warnings"] == ["candidate measured on a GPU throttled (sw_thermal_slowdown)"]
     code, out, err = cli("compare", b, c, "--refuse-degraded-gpu")
     assert code == 1 and "incomparable" in out and "no verdict" in err
+    from conftest import as_records
+
     from benchbench.analysis.summary import display_rows, summary_frame
 
-    rows = display_rows(summary_frame(cand[:1] + base[:1]))
+    rows = display_rows(summary_frame(as_records(cand[0], base[0])))
     assert rows[0]["GPU state"] == "throttled (sw_thermal_slowdown)" and rows[1]["GPU state"] == ""
     assert rows[0]["J/img"] != ""

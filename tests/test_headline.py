@@ -3,14 +3,13 @@ pairwise difference is split into parts that add up to it, and a difference with
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
+from conftest import upd
 
 from benchbench.analysis.findings import find_all
 from benchbench.analysis.parts import split_difference, step_parts
-from benchbench.measurement import Measurement
 from benchbench.report.build import build, headline_lines
 from benchbench.results import merge_repeats, read_records
 from benchbench.suite import load_suite
@@ -36,7 +35,7 @@ def test_segformer_suite_leads_with_decoder_width() -> None:
 
 def test_input_pipeline_suite_leads_with_the_input_pipeline() -> None:
     recs = merge_repeats(read_records([H100 / "input_pipeline.jsonl"]))
-    data = build(recs, recs[0]["cell_id"], "input_pipeline")
+    data = build(recs, recs[0].cell_id, "input_pipeline")
     first = data.stories[0]
     assert first.theme == "input pipeline" and first.basis == "measured" and first.impact > 5
     assert "data wait +104.2 ms (100%)" in first.sentence and "decoder +0.000" not in first.sentence
@@ -44,16 +43,16 @@ def test_input_pipeline_suite_leads_with_the_input_pipeline() -> None:
 
 def test_a_data_wait_difference_is_split_into_parts_that_add_up() -> None:
     recs = read_records([H100 / "input_pipeline.jsonl"])
-    disk = next(r for r in recs if r["params"]["num_workers"] == 0 and r["params"]["data"]["kind"] != "synthetic"
-                and r["params"]["amp"] == "none")
-    synth = next(r for r in recs if r["params"]["data"]["kind"] == "synthetic")
+    disk = next(r for r in recs if r.params["num_workers"] == 0 and r.params["data"]["kind"] != "synthetic"
+                and r.params["amp"] == "none")
+    synth = next(r for r in recs if r.params["data"]["kind"] == "synthetic")
     for r in (disk, synth):
-        assert sum(step_parts(r).values()) == pytest.approx(Measurement(r).median)
+        assert sum(step_parts(r).values()) == pytest.approx(r.median)
     split = split_difference(disk, synth)
     assert sum(split["parts_s"].values()) == pytest.approx(split["delta_s"])
     assert max(split["parts_s"], key=lambda k: abs(split["parts_s"][k])) == "data wait"
-    [pair] = [f for f in find_all(recs) if f.kind == "pairwise_delta" and set(f.cells) == {disk["cell_id"],
-                                                                                         synth["cell_id"]}]
+    [pair] = [f for f in find_all(recs) if f.kind == "pairwise_delta" and set(f.cells) == {disk.cell_id,
+                                                                                         synth.cell_id}]
     assert "data wait +104.2 ms (100%)" in pair.sentence and "(0%)" not in pair.sentence
 
 
@@ -86,26 +85,25 @@ matrix:
 
 
 def test_two_identical_cells_differ_only_by_noise() -> None:
-    a = next(r for r in read_records([CPU_EXAMPLE]) if r["label"] == "Segformer mit_b0 dc=128")
-    b = copy.deepcopy(a)
-    b["cell_id"], b["label"], b["params"]["seed"] = "twin00000000", "twin", 1
-    b["step_time_s"]["samples"] = [s * 1.08 for s in b["step_time_s"]["samples"]]  # 8%: within a 5% run CV
-    fs = [f for f in find_all([a, b], pairs=[(a["cell_id"], "twin")]) if f.kind == "pairwise_delta"]
+    a = next(r for r in read_records([CPU_EXAMPLE]) if r.label == "Segformer mit_b0 dc=128")
+    b = upd(a, cell_id="twin00000000", label="twin", params={**a.params, "seed": 1},
+            step_time_s={"samples": [s * 1.08 for s in a.samples]})  # 8%: within a 5% run CV
+    fs = [f for f in find_all([a, b], pairs=[(a.cell_id, "twin")]) if f.kind == "pairwise_delta"]
     [f] = fs
     assert "unresolved" in f.sentence and "runs a side" in f.sentence and "of which" not in f.sentence
     assert f.evidence["resolved"] is False and f.evidence["runs_to_resolve"] >= 2
-    data = build([a, b], a["cell_id"], "twins", pairs=[(a["cell_id"], "twin")])
+    data = build([a, b], a.cell_id, "twins", pairs=[(a.cell_id, "twin")])
     assert all(s.basis != "measured" or s.theme == "reference" for s in data.stories)
 
 
 def test_a_non_monotonic_scaling_curve_says_so() -> None:
     """The issue's run: mobilevit C=64 at 124 ms, C=128 at 103 ms, one run each: within this CPU's noise."""
-    recs = copy.deepcopy(merge_repeats(read_records([CPU_EXAMPLE])))
-    mv = {r["params"]["decoder_channels"]: r for r in recs if r["params"]["encoder"] == "tu-mobilevit_xxs"
-          and r["params"]["arch"] == "Segformer"}
-    for c, ms in ((64, 124.0), (128, 103.0)):
-        st = mv[c]["step_time_s"]
-        st["samples"] = [s * ms / 1e3 / st["median"] for s in st["samples"]]
+    recs = merge_repeats(read_records([CPU_EXAMPLE]))
+    for i, r in enumerate(recs):
+        c = r.params["decoder_channels"]
+        if r.params["encoder"] == "tu-mobilevit_xxs" and r.params["arch"] == "Segformer" and c in (64, 128):
+            ms = {64: 124.0, 128: 103.0}[c]
+            recs[i] = upd(r, step_time_s={"samples": [s * ms / 1e3 / r.median for s in r.samples]})
     [f] = [f for f in find_all(recs) if f.kind == "channel_scaling" and "mobilevit" in f.sentence]
     assert "not monotonic: C=64 (124 ms) is slower than C=128 (103 ms)" in f.sentence
     assert "unresolved" in f.sentence and f.evidence["unresolved_steps"][0][2] is False

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from benchbench.history.changepoint import changes, e_divisive
 from benchbench.errors import BenchbenchError
+from benchbench.history.changepoint import changes, e_divisive
 from benchbench.history.store import HistoryStore, series
 from benchbench.results import read_records
 
@@ -21,7 +21,7 @@ def nights(n: int = 20, step_at: int | None = None, factor: float = 1.08, fp_cha
            commit_at: int | None = None) -> list[dict]:
     """Night i: the three processes of one real A run (alternating the two A/A runs: their real spread),
     step samples scaled by `factor` from night `step_at` on."""
-    recs = read_records([GATE])
+    recs = [r.to_json() for r in read_records([GATE])]
     run_ids = list(dict.fromkeys(r["run_id"] for r in recs))
     a_runs = [[r for r in recs if r["run_id"] == rid] for rid in run_ids[:2]]
     out = []
@@ -34,7 +34,7 @@ def nights(n: int = 20, step_at: int | None = None, factor: float = 1.08, fp_cha
             st = r["step_time_s"]
             st["samples"] = [x * scale for x in st["samples"]]
             for k in ("median", "p10", "p90", "mean", "min", "max", "iqr"):
-                st[k] = st[k] * scale
+                st[k] = st[k] * scale  # (re-derived from the samples when read: kept consistent anyway)
             env = dict(r["env"])
             env["git_commit"] = f"c{i + 1:02d}" if commit_at is None or i + 1 >= commit_at else "c00"
             if fp_change_at is not None and i + 1 >= fp_change_at:
@@ -98,7 +98,9 @@ def test_fingerprint_change_starts_a_new_series(tmp_path: Path, cli) -> None:
     """A driver upgrade with a 10% speed change is a new series, not a regression."""
     recs = nights(20, step_at=13, factor=1.10, fp_change_at=13)
     store = HistoryStore(tmp_path / "h.db")
-    store.add(recs)
+    from conftest import as_records
+
+    store.add(as_records(*recs))
     ss = series(store.rows())
     assert [len(s.nights) for s in ss] == [12, 8] and {s.fingerprint for s in ss} == {"newdriver", recs[0]["env"]["fingerprint"]}
     code = __import__("subprocess").run(
@@ -157,14 +159,16 @@ def test_a_store_made_before_versioning_is_migrated_in_place(tmp_path) -> None:
     assert con.execute("PRAGMA user_version").fetchone()[0] == 0
     con.close()
     store = HistoryStore(db)
-    assert store.version == SCHEMA_VERSION == 2
+    assert store.version == SCHEMA_VERSION == 3
     cols = {row[1] for row in store.db.execute("PRAGMA table_info(records)")}
-    assert {"gpu_throttled", "gpu_shared", "energy_j_per_image", "gpu_conditions_json"} <= cols
+    assert {"gpu_throttled", "gpu_shared", "energy_j_per_image", "gpu_conditions_json", "cpu_contended"} <= cols
     rec = {"schema": "benchbench.result/1", "suite": "s", "run_id": "night2", "cell_id": "c", "status": "ok",
            "params": {"batch_size": 4}, "started_at": "2026-11-02T00:00:00Z",
            "step_time_s": {"samples": [0.1, 0.1, 0.1], "median": 0.1},
            "gpu_conditions": {"throttled": True, "shared": False, "energy_j_per_image": 0.5}}
-    assert store.add([rec]) == (1, 0)
+    from benchbench.record import Record
+
+    assert store.add([Record.of(rec)]) == (1, 0)
     rows = store.rows("s")
     assert [r["run_id"] for r in rows] == ["night1", "night2"]
     assert rows[0]["gpu_throttled"] is None and rows[1]["gpu_throttled"] == 1

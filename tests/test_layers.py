@@ -1,7 +1,7 @@
 """The one-way flow, checked: no module imports from a layer after it, and no module is too large.
 
 suite -> workload -> measure -> runner -> results -> analysis -> history -> advise -> report -> cli.
-Beneath them all: errors, the record type (measurement) and the trace reader (timeline),
+Beneath them all: errors, the record type (record) and the trace reader (timeline),
 which both the runner (writing records, reading its own traces) and analysis use.
 """
 
@@ -12,12 +12,12 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "benchbench"
 LAYERS = [
-    ("errors", "outputs", "measurement", "timeline", "py.typed"),
+    ("errors", "outputs", "record", "timeline", "py.typed"),
     ("suite",),
     ("workload",),
     ("measure",),
     ("runner", "tune"),
-    ("results", "baselines", "record_check"),
+    ("results", "baselines"),
     ("analysis",),
     ("history",),
     ("advise",),

@@ -4,7 +4,13 @@ import pytest
 import torch
 
 from benchbench.errors import BenchbenchError
-from benchbench.workload.models import DECODER_KNOBS, build_model, decoder_kwargs, preflight, smp_archs
+from benchbench.workload.models import (
+    DECODER_KNOBS,
+    build_model,
+    decoder_kwargs,
+    preflight,
+    smp_archs,
+)
 
 
 def params(**kw):

@@ -43,9 +43,9 @@ def test_an_append_that_does_not_fit_leaves_the_file_whole(tmp_path: Path) -> No
     big = {**REC, "cell_id": "d", "padding": "x" * 5000}
     assert _append_under_limit(path, size + 100, big) == 3  # the write fails part-way...
     assert path.stat().st_size == size  # ...and is undone: no partial line
-    assert [r["cell_id"] for r in read_records([path])] == ["c"]
+    assert [r.cell_id for r in read_records([path])] == ["c"]
     ResultStore(path).append(big)  # space again: the next record lands on its own line
-    assert [r["cell_id"] for r in read_records([path])] == ["c", "d"]
+    assert [r.cell_id for r in read_records([path])] == ["c", "d"]
 
 
 def test_a_damaged_tail_is_set_aside_before_appending(tmp_path: Path, capsys) -> None:
@@ -54,7 +54,7 @@ def test_a_damaged_tail_is_set_aside_before_appending(tmp_path: Path, capsys) ->
     with open(path, "a") as f:
         f.write('{"schema": "benchbench.result/1", "cell_id": "half')  # cut mid-write by an older version
     ResultStore(path).append({**REC, "cell_id": "e"})
-    assert [r["cell_id"] for r in read_records([path])] == ["c", "e"]
+    assert [r.cell_id for r in read_records([path])] == ["c", "e"]
     [aside] = list(tmp_path.glob("r.jsonl.damaged-*"))
     assert aside.read_text().endswith('"half')
     assert "partial line" in capsys.readouterr().err
@@ -112,7 +112,7 @@ matrix:
     done = subprocess.run(cmd[:5] + ["--resume", str(out), "--no-explain", "--reports-dir", str(tmp_path / "rep")],
                           cwd=TESTS, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert sorted(r["params"]["seed"] for r in read_records([out])) == [0, 1, 2]
+    assert sorted(r.params["seed"] for r in read_records([out])) == [0, 1, 2]
 
 
 def test_a_yaml_alias_bomb_is_refused_quickly(tmp_path: Path, cli) -> None:
@@ -199,8 +199,8 @@ matrix:
     code, _, err = cli("run", suite, "--resume", out, "--reports-dir", tmp_path / "rep")
     assert code == 0, err
     recs = read_records([out])
-    assert sorted((r["params"]["seed"], r["repeat"]) for r in recs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
-    assert not any(r.get("flops") for r in recs)  # --no-explain was kept
+    assert sorted((r.params["seed"], r.repeat) for r in recs) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert not any(r.flops for r in recs)  # --no-explain was kept
     other = write_suite(tmp_path / "other.yaml", "name: other\narch: \"factories:tiny\"\ndevice: cpu\n"
                         "resolution: 32\nbatch_size: 2\nclasses: 3\nwarmup: 1\nsteps: 1\n")
     code, _, err = cli("run", other, "--resume", out, "--reports-dir", tmp_path / "rep")
@@ -254,10 +254,11 @@ def test_damaged_records_are_skipped_with_their_line_never_a_traceback(tmp_path:
 def test_a_bom_and_a_newer_schema(tmp_path: Path) -> None:
     p = tmp_path / "bom.jsonl"
     p.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\n")
-    assert [r["cell_id"] for r in read_records([p])] == ["c1"]  # the BOM did not cost the first record
-    from benchbench.record_check import check_record
+    assert [r.cell_id for r in read_records([p])] == ["c1"]  # the BOM did not cost the first record
+    from benchbench.record import Record, RecordError
 
-    assert "another benchbench version" in check_record({**GOOD, "schema": "benchbench.result/99"})
+    with pytest.raises(RecordError, match="another benchbench version"):
+        Record.of({**GOOD, "schema": "benchbench.result/99"})
 
 
 def test_bad_output_places_and_shards(tmp_path: Path, cli) -> None:
@@ -293,7 +294,7 @@ def test_factory_import_time_code_runs_isolated(tmp_path: Path) -> None:
             assert p.returncode == 2 and expect in p.stderr
         else:
             [rec] = read_records([out])
-            assert rec["status"] == "error" and "KeyboardInterrupt" in rec["error"]
+            assert rec.status == "error" and "KeyboardInterrupt" in rec.error
 
 
 def test_minor_input_errors(tmp_path: Path, cli) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from conftest import write_suite
 
-from benchbench.results import SCHEMA
+from benchbench.record import SCHEMA
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -72,7 +72,7 @@ device: cpu
     recs = read_jsonl(path)
     assert len(recs) == 4
     for r in recs:
-        assert r["schema"] == SCHEMA and r["status"] == "ok" and r["error"] is None
+        assert r["schema"] == SCHEMA and r["status"] == "ok" and r.get("error") is None
         assert len(r["step_time_s"]["samples"]) == 3
         assert r["step_time_s"]["p10"] <= r["step_time_s"]["median"] <= r["step_time_s"]["p90"]
         assert r["throughput_img_s"] == pytest.approx(2 / r["step_time_s"]["median"])

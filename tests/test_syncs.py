@@ -111,9 +111,10 @@ def test_fused_optimizer_with_grad_scaler_has_no_sync() -> None:
 def test_launch_bound_evidence_is_the_gpus_not_the_hosts_enqueue_time() -> None:
     """Enqueue time ~ step time holds in a GPU-bound loop too (a full launch queue blocks launches)."""
     from benchbench.analysis.findings.gpu import launch_bound_text
+    from benchbench.record.explain import GpuTimeline
 
     g = step_with(lambda t: None).summary(step_time_s=1e-3).to_dict()
-    txt = launch_bound_text(g, enqueue=0.99e-3)
+    txt = launch_bound_text(GpuTimeline.model_validate(g), enqueue=0.99e-3)
     assert "started within 20 us of their launch" in txt and "host sets the pace" in txt
     assert "no evidence on its own" in txt
     assert g["launch_queue_empty_share"] == pytest.approx(1.0) and g["launch_delay_median_s"] == pytest.approx(4e-6)  # 6 and 2 us

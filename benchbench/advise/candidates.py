@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchbench.analysis.findings.efficiency import LAYOUT_OPS, _is_matmul, is_conv
-from benchbench.measurement import Measurement
+from benchbench.record import Record
 
 #: what a knob changes: "free" knobs change how the same math runs; the others change what is trained
 KINDS = {
@@ -66,16 +66,17 @@ def amdahl(share: float, factor: float = math.inf) -> float:
 class Shares:
     """The base's measured shares of its step, on one basis: a GPU's timed step, a CPU's profiled step."""
 
-    def __init__(self, rec: dict[str, Any]) -> None:
-        self.m = Measurement(rec)
-        self.bd = rec.get("breakdown") or {}
-        self.gpu = self.bd.get("gpu") or {}
-        self.step = self.m.median
-        self.basis = self.step if self.gpu else (self.bd.get("step_s") or self.step)
-        ops = self.bd.get("top_ops") or []
-        total = self.bd.get("op_self_total_s") or sum(o["self_time_s"] for o in ops) or 0.0
-        self.ops = [(o["name"], o["self_time_s"]) for o in ops]
-        self.op_total = total
+    def __init__(self, rec: Record) -> None:
+        from benchbench.record.explain import Breakdown
+
+        self.m = rec
+        self.bd = rec.breakdown or Breakdown()
+        self.gpu = rec.gpu
+        self.step = rec.median
+        self.basis = self.step if self.gpu else (self.bd.step_s or self.step)
+        ops = self.bd.top_ops
+        self.ops = [(o.name, o.self_time_s) for o in ops]
+        self.op_total = self.bd.op_self_total_s or sum(t for _, t in self.ops) or 0.0
 
     def of(self, seconds: float | None) -> float:
         return (seconds or 0.0) / self.basis if self.basis else 0.0
@@ -85,17 +86,16 @@ class Shares:
         if not self.op_total:
             return 0.0
         part = sum(t for n, t in self.ops if pred(n)) / self.op_total
-        return part * self.of(self.bd.get("phases_sum_s") or self.basis)
+        return part * self.of(self.bd.phases_sum_s or self.basis)
 
     def phase(self, name: str) -> float:
-        return self.of((self.bd.get("phases") or {}).get(name))
+        return self.of(self.bd.phases.get(name))
 
     def idle(self, cause: str) -> float:
-        return ((self.gpu.get("idle_breakdown_s") or {}).get(cause) or 0.0) / self.step if self.gpu else 0.0
+        return self.gpu.idle(cause) / self.step if self.gpu else 0.0
 
     def module(self, name: str) -> float:
-        m = (self.bd.get("modules") or {}).get(name) or {}
-        return self.of((m.get("forward") or 0.0) + (m.get("backward") or 0.0))
+        return self.of(self.bd.module_total(name))
 
     @property
     def listed(self) -> float:
@@ -107,16 +107,16 @@ class Shares:
         """Share of the step that is operator time at all (the rest: idle, host overhead between ops)."""
         if not self.op_total:
             return 0.0
-        return self.of(self.bd.get("phases_sum_s") or self.basis)
+        return self.of(self.bd.phases_sum_s or self.basis)
 
     @property
     def stall(self) -> float:
-        return float(self.m.input_stall.get("fraction") or 0.0)
+        return float(self.m.input_stall.fraction or 0.0)
 
-    def stall_shape(self, rec: dict[str, Any]) -> Any:
+    def stall_shape(self, rec: Record) -> Any:
         from benchbench.analysis.datawait import characterize, steps_per_epoch
 
-        samples = self.m.input_stall.get("samples") or []
+        samples = self.m.input_stall.samples
         return characterize(samples, steps_per_epoch(rec)) if samples else None
 
 
@@ -126,13 +126,14 @@ def _pct(x: float) -> str:
 
 def applicable_knobs(params: dict[str, Any]) -> set[str]:
     """The knobs that can change this cell at all — known from its settings alone, before anything runs."""
-    stub = {"cell_id": "-", "status": "ok", "params": params, "step_time_s": {"median": 1.0, "samples": [1.0]}}
+    stub = Record(suite="-", run_id="-", cell_id="-", params=params, status="ok",
+                  step_time_s={"samples": [1.0]})  # type: ignore[arg-type]
     return {c.knob for c in candidates(stub)}
 
 
-def candidates(rec: dict[str, Any], peaks: dict[str, Any] | None = None) -> list[Candidate]:
+def candidates(rec: Record, peaks: dict[str, Any] | None = None) -> list[Candidate]:
     """Each knob changed alone from the base, with its bound and where the bound came from."""
-    p = rec["params"]
+    p = rec.params
     s = Shares(rec)
     cuda = p.get("device") == "cuda"
     out: list[Candidate] = []
@@ -149,7 +150,7 @@ def candidates(rec: dict[str, Any], peaks: dict[str, Any] | None = None) -> list
         out.append(Candidate(knob, frm, to, bound, why, KINDS[knob], new))
 
     if p["data"]["kind"] != "synthetic":
-        b, why = amdahl(s.stall), f"input stall {_pct(s.stall)} of the step ({s.m.input_stall['basis']})"
+        b, why = amdahl(s.stall), f"input stall {_pct(s.stall)} of the step ({s.m.input_stall.basis})"
         steady_b, steady_why = b, why
         shape = s.stall_shape(rec)
         if shape is not None and shape.kind in ("epoch_boundary", "periodic"):
@@ -211,7 +212,7 @@ def candidates(rec: dict[str, Any], peaks: dict[str, Any] | None = None) -> list
     return out
 
 
-def amp_bound(s: Shares, rec: dict[str, Any], dt: str, peaks: dict[str, Any]) -> tuple[float, str]:
+def amp_bound(s: Shares, rec: Record, dt: str, peaks: dict[str, Any]) -> tuple[float | None, str]:
     """The most autocast to `dt` can buy: each kind of work at its own best case, Amdahl over the step.
 
     matmuls and attention: peak[dt] / peak of the mode they ran in (fp32 on a GPU unless TF32 matmuls were
@@ -219,9 +220,9 @@ def amp_bound(s: Shares, rec: dict[str, Any], dt: str, peaks: dict[str, Any]) ->
     operators: 2x (16-bit tensors are half the bytes); operator time outside the listed operators: the largest
     of those factors; idle and host time between operators: 1x. A peak not measured leaves its work unbounded.
     """
-    cuda = rec["params"].get("device") == "cuda"
-    modes = (rec.get("flops") or {}).get("math_modes") or {"convolution": "tf32" if cuda else "fp32",
-                                                             "matmul": "fp32"}
+    cuda = rec.device == "cuda"
+    modes = (rec.flops.math_modes if rec.flops else None) or {"convolution": "tf32" if cuda else "fp32",
+                                                               "matmul": "fp32"}
 
     def ratio(kind: str) -> float:
         new = (peaks.get(dt) or {}).get("flops_per_s")

@@ -24,7 +24,8 @@ from benchbench.advise.candidates import Candidate, candidates
 from benchbench.advise.numerics import verdict as numerics_verdict
 from benchbench.analysis.gate_stats import ALPHA, judge
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import Measurement, is_ok
+from benchbench.record import Record
+from benchbench.record.parts import AdviseTag
 from benchbench.suite import Cell, Suite, cell_id, make_label
 
 
@@ -42,8 +43,8 @@ class Options:
 @dataclass
 class Outcome:
     candidate: Candidate
-    base_runs: list[dict[str, Any]] = field(default_factory=list)
-    runs: list[dict[str, Any]] = field(default_factory=list)
+    base_runs: list[Record] = field(default_factory=list)
+    runs: list[Record] = field(default_factory=list)
     verdict: str = "not measured"
     reason: str = ""
     speedup: float | None = None
@@ -65,20 +66,20 @@ class BudgetSpent(Exception):
 class Ledger:
     """Records already measured (a resumed experiment), handed out in the order they were made."""
 
-    def __init__(self, records: list[dict[str, Any]] | None = None) -> None:
-        self.queue: dict[tuple[str, str, str], deque[dict[str, Any]]] = defaultdict(deque)
+    def __init__(self, records: list[Record] | None = None) -> None:
+        self.queue: dict[tuple[str, str, str], deque[Record]] = defaultdict(deque)
         for r in records or []:
-            tag = r.get("advise") or {}
-            self.queue[(tag.get("role", ""), tag.get("knob", ""), r["cell_id"])].append(r)
+            tag = r.advise or AdviseTag(role="")
+            self.queue[(tag.role, tag.knob, r.cell_id)].append(r)
 
-    def take(self, role: str, knob: str, cid: str) -> dict[str, Any] | None:
+    def take(self, role: str, knob: str, cid: str) -> Record | None:
         q = self.queue.get((role, knob, cid))
         return q.popleft() if q else None
 
 
 class Experiment:
-    def __init__(self, suite: Suite, base: Cell, run_id: str, env: dict[str, Any], run: Callable[[dict], dict],
-                 store: Callable[[dict], None], opts: Options, ledger: Ledger | None = None,
+    def __init__(self, suite: Suite, base: Cell, run_id: str, env: dict[str, Any], run: Callable[[dict], Any],
+                 store: Callable[[Record], None], opts: Options, ledger: Ledger | None = None,
                  on_run: Callable[[str, int, float], None] | None = None) -> None:
         self.suite, self.base, self.run_id, self.env = suite, base, run_id, env
         self._run, self._store, self.opts = run, store, opts
@@ -93,7 +94,7 @@ class Experiment:
     def cell(self, params: dict[str, Any], label: str) -> Cell:
         return Cell(id=cell_id(params), label=label, params=params)
 
-    def measure(self, cell: Cell, role: str, knob: str, explain: bool = False) -> dict[str, Any]:
+    def measure(self, cell: Cell, role: str, knob: str, explain: bool = False) -> Record:
         prior = self.ledger.take(role, knob, cell.id)
         if prior is not None:
             self.done += 1
@@ -101,12 +102,14 @@ class Experiment:
         if self.opts.budget_s is not None and time.monotonic() - self.t0 > self.opts.budget_s:
             raise BudgetSpent()
         from benchbench.runner import RunOptions, make_payload
+        from benchbench.runner.loop import as_record
 
         self.on_run(f"{knob or 'base'}: {role} run", self.done, self.eta())
         t = time.monotonic()
-        rec = self._run(make_payload(self.suite, cell, self.run_id, self.env, RunOptions(explain=explain)))
+        rec = as_record(self._run(make_payload(self.suite, cell, self.run_id, self.env, RunOptions(explain=explain))))
         self.run_seconds.append(time.monotonic() - t)
-        rec["advise"] = {"role": role, "knob": knob, "base": self.base.id, "invocation": self.opts.invocation}
+        rec = rec.model_copy(update={"advise": AdviseTag(role=role, knob=knob, base=self.base.id,
+                                                         invocation=self.opts.invocation)})
         self._store(rec)
         self.done += 1
         return rec
@@ -116,13 +119,13 @@ class Experiment:
         return per * max(self.planned - self.done, 0)
 
     # ---------------------------------------------------------------- the experiment
-    def explain_base(self) -> dict[str, Any]:
+    def explain_base(self) -> Record:
         rec = self.measure(self.base, "base-explained", "", explain=True)
-        if not is_ok(rec):
-            raise BenchbenchError(f"the base cell {self.base.label} did not run: {rec['status']}: {rec.get('error')}")
+        if not rec.ok:
+            raise BenchbenchError(f"the base cell {self.base.label} did not run: {rec.status}: {rec.error}")
         return rec
 
-    def choose(self, base_rec: dict[str, Any]) -> list[Candidate]:
+    def choose(self, base_rec: Record) -> list[Candidate]:
         from benchbench.workload.preflight import preflight_cells
 
         named = set(self.opts.knobs or [])
@@ -145,7 +148,7 @@ class Experiment:
                                   f"(it has {', '.join(sorted({c.knob for c in candidates(base_rec)})) or 'none'})")
         return out
 
-    def ab(self, cand: Candidate, other_seed: dict[str, Any] | None) -> Outcome:
+    def ab(self, cand: Candidate, other_seed: Record | None) -> Outcome:
         o = Outcome(cand)
         ccell = self.cell(cand.params, f"{self.base.label} {cand.knob}={_fmt(cand.to)}")
         for k in range(self.opts.repeat_max):
@@ -157,9 +160,9 @@ class Experiment:
             else:
                 o.runs.append(self.measure(ccell, "candidate", cand.knob))
                 o.base_runs.append(self.measure(self.base, "base", cand.knob))
-            bad = next((r for r in o.runs + o.base_runs if not is_ok(r)), None)
+            bad = next((r for r in o.runs + o.base_runs if not r.ok), None)
             if bad is not None:
-                o.verdict, o.reason = "failed", f"{bad['status']}: {bad.get('error')}"
+                o.verdict, o.reason = "failed", f"{bad.status}: {bad.error}"
                 return o
             if k == 0:
                 o.numerics = numerics_verdict(o.base_runs[0], other_seed, o.runs[0], cand.kind)
@@ -169,15 +172,15 @@ class Experiment:
             if k + 1 >= self.opts.min_runs and self.judge(o) in ("faster", "slower", "unchanged"):
                 break
         self.judge(o)
-        mb = [_peak_memory(r) for r in o.base_runs]
-        mc = [_peak_memory(r) for r in o.runs]
+        mb = [r.peak_memory for r in o.base_runs]
+        mc = [r.peak_memory for r in o.runs]
         if all(mb) and all(mc):
             o.memory_ratio = (sum(mc) / len(mc)) / (sum(mb) / len(mb))
         return o
 
     def judge(self, o: Outcome) -> str:
-        base = [Measurement(r).per_image_s for r in o.base_runs]
-        cand = [Measurement(r).per_image_s for r in o.runs]
+        base = [r.per_image_s for r in o.base_runs]
+        cand = [r.per_image_s for r in o.runs]
         res = judge(base, cand, self.opts.threshold, self.opts.alpha)
         o.verdict, o.reason = res["verdict"], res["reason"]
         if res.get("ratio"):
@@ -216,8 +219,8 @@ class Experiment:
 @dataclass
 class AdviseResult:
     base: Cell
-    base_record: dict[str, Any] | None = None
-    other_seed: dict[str, Any] | None = None
+    base_record: Record | None = None
+    other_seed: Record | None = None
     candidates: list[Candidate] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     combined: Outcome | None = None
@@ -247,11 +250,6 @@ class AdviseResult:
         knobs = [best.candidate.knob] if best.candidate.knob != "combined" else [
             o.candidate.knob for o in self.outcomes if o.recommended]
         return {"params": best.candidate.params, "speedup": best.speedup, "interval": best.interval, "knobs": knobs}
-
-
-def _peak_memory(r: dict[str, Any]) -> float | None:
-    mem = r.get("memory") or {}
-    return mem.get("cuda_peak_allocated_bytes") or mem.get("peak_rss_bytes")
 
 
 def _fmt(v: Any) -> str:

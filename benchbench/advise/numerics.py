@@ -25,13 +25,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from benchbench.record import Record
+from benchbench.record.parts import GradScaler
+
 #: skips in the last share of the run mean they did not stop
 LATE_SHARE = 0.25
 
 
-def losses(rec: dict[str, Any]) -> list[float]:
+def losses(rec: Record | None) -> list[float]:
     """The trajectory; a non-finite loss was stored as null (JSON has no NaN) and reads as NaN again."""
-    return [math.nan if v is None else float(v) for v in (rec.get("training") or {}).get("losses") or []]
+    if rec is None or rec.training is None:
+        return []
+    return [math.nan if v is None else float(v) for v in rec.training.losses]
 
 
 def distance(a: list[float], b: list[float]) -> float | None:
@@ -42,18 +47,18 @@ def distance(a: list[float], b: list[float]) -> float | None:
     return sum(abs(math.log(x) - math.log(y)) for x, y in pairs) / len(pairs)
 
 
-def scaler(rec: dict[str, Any]) -> dict[str, Any]:
-    return (rec.get("training") or {}).get("grad_scaler") or {}
+def scaler(rec: Record) -> GradScaler:
+    return (rec.training.grad_scaler if rec.training else None) or GradScaler()
 
 
-def skipped(rec: dict[str, Any]) -> int:
-    return int(scaler(rec).get("skipped_steps") or 0)
+def skipped(rec: Record) -> int:
+    return int(scaler(rec).skipped_steps or 0)
 
 
-def skipped_at(rec: dict[str, Any]) -> list[int] | None:
+def skipped_at(rec: Record) -> list[int] | None:
     """The steps GradScaler skipped, where the record says (older records kept only a count)."""
-    at = scaler(rec).get("skipped_at")
-    return [int(i) for i in at] if isinstance(at, list) else None
+    at = scaler(rec).skipped_at
+    return [int(i) for i in at] if at is not None else None
 
 
 def aligned(base: list[float], cand: list[float], skips: list[int]) -> tuple[list[float], list[float]]:
@@ -71,12 +76,12 @@ def aligned(base: list[float], cand: list[float], skips: list[int]) -> tuple[lis
     return a, b
 
 
-def skip_judgement(rec: dict[str, Any], steps: int) -> tuple[str | None, str]:
+def skip_judgement(rec: Record, steps: int) -> tuple[str | None, str]:
     """(why it diverges or None, what the skips were) for a candidate's GradScaler skips."""
     n = skipped(rec)
     if not n:
         return None, ""
-    init = float(scaler(rec).get("init_scale") or 2.0 ** 16)
+    init = float(scaler(rec).init_scale or 2.0 ** 16)
     most = max(1, math.ceil(math.log2(init))) + 1  # halvings from the initial scale down to 1, and one more
     at = skipped_at(rec)
     if at is None:  # an older record: only the count is known
@@ -93,17 +98,17 @@ def skip_judgement(rec: dict[str, Any], steps: int) -> tuple[str | None, str]:
                   f"{', '.join(map(str, at[:8]))}): expected, losses compared at equal updates")
 
 
-def verdict(base: dict[str, Any], other_seed: dict[str, Any] | None, cand: dict[str, Any], kind: str) -> dict[str, Any]:
+def verdict(base: Record, other_seed: Record | None, cand: Record, kind: str) -> dict[str, Any]:
     """The numerics verdict of a candidate run against a base run of the same seed."""
     lb, lc = losses(base), losses(cand)
     at = skipped_at(cand) or []
     base_cmp, cand_cmp = aligned(lb, lc, at) if at else (lb, lc)
-    out: dict[str, Any] = {"distance": distance(base_cmp, cand_cmp), "tolerance": distance(lb, losses(other_seed or {})),
+    out: dict[str, Any] = {"distance": distance(base_cmp, cand_cmp), "tolerance": distance(lb, losses(other_seed)),
                            "steps": min(len(lb), len(lc)), "first_loss": lc[0] if lc else None,
                            "last_loss": lc[-1] if lc else None, "skipped_steps": skipped(cand),
                            "skipped_at": skipped_at(cand)}
     bad = [v for v in lc if not math.isfinite(v)]
-    bad_params = int((cand.get("training") or {}).get("nonfinite_params") or 0)
+    bad_params = int((cand.training.nonfinite_params if cand.training else 0) or 0)
     if kind != "free":
         out["verdict"] = f"changes the {kind} — check accuracy"
         if bad or bad_params:

@@ -22,9 +22,9 @@ from benchbench.analysis.gate_stats import (  # noqa: F401 - the gate's statisti
 )
 from benchbench.analysis.records import breakdown_deltas, images_per_step
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import is_ok
 from benchbench.measure.env import FINGERPRINT_KEYS, env_diff
-from benchbench.measure.gpu_state import degraded
+from benchbench.record import Record
+from benchbench.record.state import cpu_degraded, gpu_degraded
 
 VERDICTS = ("slower", "faster", "unchanged", "noisy", "new", "missing", "failed", "incomparable")
 
@@ -54,22 +54,26 @@ class CellVerdict:
         return asdict(self)
 
 
-def _why(base: dict[str, Any], cand: dict[str, Any]) -> dict[str, Any]:
+def _env(r: Record) -> dict[str, Any]:
+    return r.env.model_dump() if r.env else {}
+
+
+def _why(base: Record, cand: Record) -> dict[str, Any]:
     """Phase / module / operator / GPU deltas when both sides carry a breakdown, and env differences."""
-    why = breakdown_deltas(base.get("breakdown"), cand.get("breakdown"))
-    diff = env_diff(base.get("env") or {}, cand.get("env") or {})
+    why = breakdown_deltas(base.breakdown, cand.breakdown)
+    diff = env_diff(_env(base), _env(cand))
     if diff:
         why["env"] = {k: {"baseline": a, "candidate": b} for k, (a, b) in diff.items()}
     return why
 
 
-def check_env(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], allow: bool) -> None:
-    envs_b = {(r.get("env") or {}).get("fingerprint") for r in baseline}
-    envs_c = {(r.get("env") or {}).get("fingerprint") for r in candidate}
+def check_env(baseline: list[Record], candidate: list[Record], allow: bool) -> None:
+    envs_b = {r.env.fingerprint if r.env else None for r in baseline}
+    envs_c = {r.env.fingerprint if r.env else None for r in candidate}
     if envs_b == envs_c or allow:
         return
-    eb = next((r.get("env") for r in baseline if r.get("env")), {}) or {}
-    ec = next((r.get("env") for r in candidate if r.get("env")), {}) or {}
+    eb = next((_env(r) for r in baseline if r.env), {})
+    ec = next((_env(r) for r in candidate if r.env), {})
     diff = env_diff(eb, ec) or {"fingerprint": (sorted(map(str, envs_b)), sorted(map(str, envs_c)))}
     lines = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
     raise BenchbenchError(
@@ -78,33 +82,42 @@ def check_env(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], a
     )
 
 
-def _work(recs: list[dict[str, Any]]) -> set[int]:
-    return {images_per_step(r) for r in recs if is_ok(r)}
+def _work(recs: list[Record]) -> set[int]:
+    return {images_per_step(r) for r in recs if r.ok}
 
 
-def _work_note(recs: list[dict[str, Any]]) -> str:
-    r = next((r for r in recs if r.get("oom_backoff")), None)
-    if r is None:
+def _work_note(recs: list[Record]) -> str:
+    r = next((r for r in recs if r.oom_backoff), None)
+    if r is None or r.oom_backoff is None:
         return f"ran {images_per_step(recs[0])} images per step"
-    return (f"ran batch {r['oom_backoff'].get('batch_size_ran')} after an OOM at batch {r['params']['batch_size']}"
-            + (f" x {r['params'].get('world_size')} ranks" if (r["params"].get("world_size") or 1) > 1 else ""))
+    return (f"ran batch {r.oom_backoff.batch_size_ran} after an OOM at batch {r.params['batch_size']}"
+            + (f" x {r.world_size} ranks" if r.world_size > 1 else ""))
 
 
-def cell_threshold(recs: list[dict[str, Any]], threshold: float | None) -> float:
-    """An explicit --threshold wins; else the cell's own gate_threshold (suite or cell); else 5%."""
+def cell_threshold(recs: list[Record], threshold: float | None) -> float:
+    """An explicit --threshold wins; else the cell's own gate_threshold (suite or cell); else the default."""
     if threshold is not None:
         return threshold
-    own = next(((r.get("params") or {}).get("gate_threshold") for r in reversed(recs)
-                if (r.get("params") or {}).get("gate_threshold")), None)
+    own = next((r.params.get("gate_threshold") for r in reversed(recs) if r.params.get("gate_threshold")), None)
     return float(own) if own else DEFAULT_THRESHOLD
 
 
-def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], threshold: float | None = None,
+def degraded_warnings(side: str, recs: list[Record]) -> list[str]:
+    """Why a side's runs cannot be trusted: a throttled or shared GPU, contended CPU cores."""
+    gpu = [f"{side} measured on a GPU {w}" for w in dict.fromkeys(filter(None, (gpu_degraded(r.gpu_conditions)
+                                                                                 for r in recs)))]
+    cpu = [f"{side} measured on contended CPU cores: {w.split(': ', 1)[-1]}" for w in dict.fromkeys(
+        filter(None, (cpu_degraded(r.cpu_contention) for r in recs)))]
+    return gpu + cpu
+
+
+def compare(baseline: list[Record], candidate: list[Record], threshold: float | None = None,
             alpha: float = ALPHA, allow_env_mismatch: bool = False,
             known_run_cv: float | None = None,
             nights_cv: dict[str, float] | None = None, refuse_degraded: bool = False) -> list[CellVerdict]:
     """`nights_cv`: per cell id, its night-to-night CV from the history store (gate_stats.night_cv).
-    `refuse_degraded`: a cell with a run measured on a throttled or shared GPU gets no verdict on speed."""
+    `refuse_degraded`: a cell with a run measured on a throttled or shared GPU, or on contended CPU cores,
+    gets no verdict on speed."""
     if threshold is not None and not 0 < threshold < 1:
         raise BenchbenchError(f"--threshold must be between 0 and 1 (0.05 = 5%), got {threshold}")
     if not 0 < alpha < 1:
@@ -112,29 +125,29 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], thr
     if known_run_cv is not None and not 0 < known_run_cv < 1:
         raise BenchbenchError(f"--run-cv must be between 0 and 1 (0.01 = 1%), got {known_run_cv}")
     check_env(baseline, candidate, allow_env_mismatch)
-    gb: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    gc: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    gb: dict[str, list[Record]] = defaultdict(list)
+    gc: dict[str, list[Record]] = defaultdict(list)
     for r in baseline:
-        gb[r["cell_id"]].append(r)
+        gb[r.cell_id].append(r)
     for r in candidate:
-        gc[r["cell_id"]].append(r)
+        gc[r.cell_id].append(r)
     out: list[CellVerdict] = []
     for cid in list(gb) + [c for c in gc if c not in gb]:
         b, c = gb.get(cid, []), gc.get(cid, [])
-        label = (c or b)[0].get("label") or cid
+        label = (c or b)[0].label or cid
         thr = cell_threshold(c or b, threshold)
         if not c:
             out.append(CellVerdict(cid, label, "missing", threshold=thr, reason="cell not in the candidate"))
             continue
-        ok_b = [r for r in b if is_ok(r)]
+        ok_b = [r for r in b if r.ok]
         if not ok_b:
             out.append(CellVerdict(cid, label, "new", threshold=thr,
                                    reason="cell not in the baseline" if not b else "no ok baseline record"))
             continue
-        bad = [r for r in c if not is_ok(r)]
+        bad = [r for r in c if not r.ok]
         if bad:
             out.append(CellVerdict(cid, label, "failed", threshold=thr,
-                                   reason=f"{bad[0]['status']}: {bad[0].get('error')}",
+                                   reason=f"{bad[0].status}: {bad[0].error}",
                                    runs_baseline=len(b), runs_candidate=len(c)))
             continue
         wb, wc = _work(ok_b), _work(c)
@@ -142,14 +155,13 @@ def compare(baseline: list[dict[str, Any]], candidate: list[dict[str, Any]], thr
             # Step times at different work per step are not comparable; a candidate that had to
             # back off where the baseline did not no longer fits: a (memory) regression.
             lost = len(wc) == 1 and len(wb) == 1 and next(iter(wc)) < next(iter(wb)) and any(
-                r.get("oom_backoff") for r in c)
+                r.oom_backoff for r in c)
             out.append(CellVerdict(cid, label, "failed" if lost else "incomparable", threshold=thr,
                                    runs_baseline=len(ok_b), runs_candidate=len(c),
                                    reason=f"not the same work: baseline {_work_note(ok_b)}, candidate "
                                           f"{_work_note(c)}"))
             continue
-        warn = [f"{side} measured on a GPU {why}" for side, recs in (("baseline", ok_b), ("candidate", c))
-                for why in dict.fromkeys(filter(None, (degraded(r.get("gpu_conditions")) for r in recs)))]
+        warn = degraded_warnings("baseline", ok_b) + degraded_warnings("candidate", c)
         if warn and refuse_degraded:
             out.append(CellVerdict(cid, label, "incomparable", threshold=thr, runs_baseline=len(ok_b),
                                    runs_candidate=len(c), reason="refused: " + "; ".join(warn), warnings=warn))

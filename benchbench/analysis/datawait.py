@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from benchbench.record import Record
+
 SPIKE_FACTOR = 5.0  # a spike waits >= 5x the median wait ...
 SPIKE_MIN_S = 2e-3  # ... and at least 2 ms more than it
 
@@ -40,12 +42,12 @@ class DataWaitShape:
         return asdict(self)
 
 
-def steps_per_epoch(record: dict[str, Any]) -> int | None:
+def steps_per_epoch(record: Record) -> int | None:
     """From the record (the runner stores it), or from a generated data set's size."""
-    n = (record.get("data_wait_s") or {}).get("steps_per_epoch")
+    n = record.data_wait_s.steps_per_epoch if record.data_wait_s else None
     if n:
         return int(n)
-    p = record.get("params") or {}
+    p = record.params
     data = p.get("data") or {}
     if data.get("kind") == "synthetic-disk" and p.get("batch_size"):
         count = int(data.get("count", 64))

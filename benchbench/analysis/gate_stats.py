@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
-from benchbench.measurement import Measurement
+from benchbench.record import Record
 
 ALPHA = 0.01  # two-sided: a 99% interval (false alarms measured in benchmarks/gate.py)
 POWER = 0.80  # for the minimum detectable effect
@@ -82,9 +82,9 @@ class Interval:
         return math.exp(math.log1p(threshold) + q * se) - 1
 
 
-def run_medians(recs: list[dict[str, Any]]) -> list[float]:
+def run_medians(recs: list[Record]) -> list[float]:
     """One value per run (process): its median step, from its own samples (a merged record: each of its runs)."""
-    return [med for r in recs for med in Measurement(r).run_medians]
+    return [med for r in recs for med in r.run_medians]
 
 
 def night_cv(values: list[float]) -> float | None:

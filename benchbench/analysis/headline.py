@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from benchbench.analysis.records import Finding, label, ok, per_image
+from benchbench.record import Record
 
 MAX_STORIES = 5
 BASIS_ORDER = {"measured": 0, "bound": 1, "context": 2}  # a measured effect leads a bound, a bound context
@@ -92,7 +93,7 @@ def theme_of(f: Finding) -> str:
     return THEMES.get(f.kind, f.kind)
 
 
-def reference_story(records: list[dict[str, Any]], reference_id: str | None) -> Story | None:
+def reference_story(records: list[Record], reference_id: str | None) -> Story | None:
     """The comparison the suite is about: its reference (the summary's: the first ok cell if none is named)."""
     from benchbench.analysis.summary import reference_record
 
@@ -106,16 +107,16 @@ def reference_story(records: list[dict[str, Any]], reference_id: str | None) -> 
     sentence = f"Against the reference {label(ref)}: {label(fast[1])} is {fast[0]:.2f}x its throughput"
     if slow[1] is not fast[1]:
         sentence += f", {label(slow[1])} {slow[0]:.2f}x"
-    if ref.get("params_count") and slow[1].get("params_count"):
-        sentence += (f" (at {slow[1]['params_count'] / 1e6:.1f} M vs {ref['params_count'] / 1e6:.1f} M "
+    if ref.params_count and slow[1].params_count:
+        sentence += (f" (at {slow[1].params_count / 1e6:.1f} M vs {ref.params_count / 1e6:.1f} M "
                      "parameters: parameter count does not predict speed)"
-                     if slow[1]["params_count"] < ref["params_count"] and slow[0] < 1 else "")
+                     if slow[1].params_count < ref.params_count and slow[0] < 1 else "")
     span = max(fast[0], 1 / slow[0]) if slow[0] > 0 else fast[0]
-    return Story("reference", sentence, span, "measured", [ref["cell_id"], fast[1]["cell_id"], slow[1]["cell_id"]],
+    return Story("reference", sentence, span, "measured", [ref.cell_id, fast[1].cell_id, slow[1].cell_id],
                  "cells")
 
 
-def stories(records: list[dict[str, Any]], findings: list[Finding], reference_id: str | None = None,
+def stories(records: list[Record], findings: list[Finding], reference_id: str | None = None,
             limit: int = MAX_STORIES) -> list[Story]:
     """One story per theme, the strongest finding's sentence leading, ranked by impact."""
     by_theme: dict[str, list[tuple[float, str, int, Finding]]] = {}

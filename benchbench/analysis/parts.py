@@ -11,23 +11,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from benchbench.measurement import Measurement
+from benchbench.record import Record
 
 IDLE = ("launch", "sync", "data_wait")
 
 
-def step_parts(r: dict[str, Any]) -> dict[str, float]:
+def step_parts(r: Record) -> dict[str, float]:
     """{part: seconds} adding up to the timed median step."""
-    m = Measurement(r)
-    step = m.median
-    bd = r.get("breakdown") or {}
-    gpu = bd.get("gpu") or {}
-    if gpu.get("idle_breakdown_s") is not None and gpu.get("gpu_busy_s"):
-        busy = min(gpu["gpu_busy_s"], step)
-        ph = {k: max(v, 0.0) for k, v in (gpu.get("gpu_phases_s") or {}).items()}
+    step = r.median
+    bd = r.breakdown
+    gpu = r.gpu
+    if gpu is not None and gpu.idle_breakdown_s is not None and gpu.gpu_busy_s:
+        busy = min(gpu.gpu_busy_s, step)
+        ph = {k: max(v, 0.0) for k, v in gpu.gpu_phases_s.items()}
         total = sum(ph.values()) or 1.0
         parts = {f"GPU {k}": busy * v / total for k, v in ph.items() if v}
-        idle = gpu["idle_breakdown_s"]
+        idle = gpu.idle_breakdown_s
         rest = step - busy
         isum = sum(idle.values()) or 1.0
         parts.update({f"GPU idle ({k.replace('_', ' ')})": rest * idle.get(k, 0.0) / isum for k in IDLE
@@ -35,8 +34,8 @@ def step_parts(r: dict[str, Any]) -> dict[str, float]:
         if not any(k.startswith("GPU idle") for k in parts) and rest > 0:
             parts["GPU idle"] = rest
         return parts
-    wait = min(float(m.input_stall.get("median") or 0.0), step)  # the one definition of the input stall
-    phases = {k: max(float(v or 0.0), 0.0) for k, v in (bd.get("phases") or {}).items() if k != "data_wait"}
+    wait = min(float(r.input_stall.median or 0.0), step)  # the one definition of the input stall
+    phases = {k: max(float(v or 0.0), 0.0) for k, v in (bd.phases if bd else {}).items() if k != "data_wait"}
     total = sum(phases.values())
     parts = {"data wait": wait}
     if total > 0:
@@ -46,25 +45,25 @@ def step_parts(r: dict[str, Any]) -> dict[str, float]:
     return parts
 
 
-def module_times(r: dict[str, Any], parts: dict[str, float]) -> dict[str, float]:
+def module_times(r: Record, parts: dict[str, float]) -> dict[str, float]:
     """Top-level modules' forward + backward time, scaled like the phases (`parts`: the record's step_parts)."""
-    bd = r.get("breakdown") or {}
-    gpu = bd.get("gpu") or {}
-    mods = gpu.get("gpu_modules_s") if gpu else bd.get("modules")
-    mods = mods or {}
-    raw = {k: (v.get("forward") or 0.0) + (v.get("backward") or 0.0) for k, v in mods.items() if "." not in k}
+    bd, gpu = r.breakdown, r.gpu
+    if bd is None:
+        return {}
+    mods = gpu.gpu_modules_s if gpu else bd.modules
+    raw = {k: v.total for k, v in mods.items() if "." not in k}
     if gpu:
         return raw
-    base = bd.get("phases_sum_s") or bd.get("step_s") or 0.0
+    base = bd.phases_sum_s or bd.step_s or 0.0
     compute = sum(v for k, v in parts.items() if k != "data wait")
     scale = compute / base if base else 0.0
     return {k: v * scale for k, v in raw.items()}
 
 
-def split_difference(slow: dict[str, Any], fast: dict[str, Any]) -> dict[str, Any]:
+def split_difference(slow: Record, fast: Record) -> dict[str, Any]:
     """The difference of two cells' timed steps, by part (adding up to it) and by top-level module."""
     ps, pf = step_parts(slow), step_parts(fast)
-    delta = Measurement(slow).median - Measurement(fast).median
+    delta = slow.median - fast.median
     parts = {k: ps.get(k, 0.0) - pf.get(k, 0.0) for k in set(ps) | set(pf)}
     ms, mf = module_times(slow, ps), module_times(fast, pf)
     mods = {k: ms.get(k, 0.0) - mf.get(k, 0.0) for k in set(ms) | set(mf)}

@@ -23,6 +23,7 @@ from benchbench.cli.app import (
     err_console,
 )
 from benchbench.errors import BenchbenchError, short_repr
+from benchbench.record import Record
 from benchbench.runner.executors import EXECUTORS
 
 #: what an advise run was asked, recorded in every record it writes: `--resume` continues *that* experiment
@@ -48,13 +49,12 @@ def parse_knobs(knobs: str | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def continue_advise(prior: list[dict[str, Any]], given: dict[str, Any], resume: Path) -> dict[str, Any]:
+def continue_advise(prior: list[Record], given: dict[str, Any], resume: Path) -> dict[str, Any]:
     """The options the resumed experiment was asked; a command line that contradicts them is refused."""
-    if prior and not all(isinstance(r.get("advise"), dict) for r in prior):
+    if prior and not all(r.advise is not None for r in prior):
         raise BenchbenchError(f"--resume {resume}: that is a `benchbench run` results file, not an advise "
                               "experiment's; a results file belongs to one kind of run (resume it with `run --resume`)")
-    asked = next((r["advise"]["invocation"] for r in reversed(prior)
-                  if isinstance(r["advise"].get("invocation"), dict)), None)
+    asked = next((r.advise.invocation for r in reversed(prior) if r.advise and r.advise.invocation), None)
     if asked is None:  # written before advise recorded what it was asked: the command line decides
         return {k: given[k] if given[k] is not None else DEFAULTS.get(k) for k in RESUMED_OPTIONS}
     clash = [f"--{k.replace('_', '-')} {given[k]!r} (the experiment had {asked.get(k)!r})"
@@ -112,16 +112,16 @@ def advise(
         raise BenchbenchError(f"--budget-min must be a positive number of minutes, got {budget_min}")
     executor = get_executor(isolation)
     suite = _suite(suite_path, device, filter)
-    prior: list[dict[str, Any]] = []
+    prior: list[Record] = []
     if resume:
         if not resume.is_file():
             raise BenchbenchError(f"--resume: results file not found: {resume}")
         res.ResultStore(resume).repair_tail()
         prior = res.read_records([resume]) if resume.stat().st_size else []
-        if any(r.get("suite") != suite.name for r in prior):
+        if any(r.suite != suite.name for r in prior):
             raise BenchbenchError(f"--resume {resume} holds records of another suite, not {short_repr(suite.name)}")
         opts_in = continue_advise(prior, given, resume)
-        run_id, out_path = (prior[-1]["run_id"] if prior else "advise-" + res.new_run_id()), resume
+        run_id, out_path = (prior[-1].run_id if prior else "advise-" + res.new_run_id()), resume
     else:
         opts_in = {k: given[k] if given[k] is not None else DEFAULTS.get(k) for k in RESUMED_OPTIONS}
         run_id = "advise-" + res.new_run_id()

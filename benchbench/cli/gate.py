@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
@@ -68,7 +68,7 @@ def compare(
     if history:
         from benchbench.history.store import nights_cv
 
-        nights = nights_cv(history, {(r.get("env") or {}).get("fingerprint") for r in cand})
+        nights = nights_cv(history, {r.env.fingerprint if r.env else None for r in cand})
     verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv, nights, refuse_degraded_gpu)
     table = Table(title=f"compare ({1 - alpha:.0%} intervals over runs)")
     cols = ("verdict", "cell", "change", "interval", "threshold", "MDE", "runs", "reason")
@@ -158,7 +158,7 @@ def merge(
         raise BenchbenchError(f"{output} exists; merge never overwrites results (choose another --output)")
     check_file(output, "the merged results (--output)")
     records = _records(results)
-    fps = {(r.get("env") or {}).get("fingerprint") for r in records}
+    fps = {r.env.fingerprint if r.env else None for r in records}
     if len(fps) > 1 and not allow_env_mismatch:
         raise BenchbenchError(
             f"these results come from {len(fps)} different environments ({', '.join(sorted(map(str, fps)))}); "
@@ -169,3 +169,29 @@ def merge(
     write_text(output, "".join(record_line(r) for r in unique), "the merged results (--output)")
     n = len(unique)
     console.print(f"{n} records from {len(results)} inputs -> {output}", highlight=False)
+
+
+@app.command()
+def upgrade(
+    results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results JSONL files.")],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the upgraded records here "
+                                                   "(one input file).")] = None,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite each file in the current schema.")] = False,
+) -> None:
+    """Rewrite results files in the current record schema (older ones are read through their upgrade anyway)."""
+    from benchbench.outputs import check_file, write_text
+    from benchbench.record import SCHEMA
+    from benchbench.results import read_records, record_line
+
+    if bool(output) == in_place:
+        raise BenchbenchError("give either --output FILE (one input) or --in-place")
+    if output and len(results) != 1:
+        raise BenchbenchError("--output takes one input file; use --in-place for several")
+    for path in results:
+        if not path.is_file():
+            raise BenchbenchError(f"results file not found: {path}")
+        target = output or path
+        check_file(target, "the upgraded results")
+        recs = read_records([path])
+        write_text(target, "".join(record_line(r) for r in recs), "the upgraded results")
+        console.print(f"{len(recs)} records -> {target} ({SCHEMA})", highlight=False)

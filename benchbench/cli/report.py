@@ -53,12 +53,12 @@ def report(
         records = attach_traces(records, traces)
     ref_id = None
     if reference:
-        match = [r for r in records if r["cell_id"].startswith(reference) or r.get("label") == reference]
+        match = [r for r in records if r.cell_id.startswith(reference) or r.label == reference]
         if not match:
             raise BenchbenchError(f"--reference {reference!r} matches no cell in the results")
-        ref_id = match[0]["cell_id"]
-    suite = str(records[0].get("suite") or "results")
-    run_ids = sorted({str(r.get("run_id")) for r in records})
+        ref_id = match[0].cell_id
+    suite = records[0].suite or "results"
+    run_ids = sorted({r.run_id for r in records})
     stem = output / slugify(suite) / slugify(run_ids[-1] if len(run_ids) == 1 else f"{run_ids[0]}-merged")
     from benchbench.report.build import build, headline_lines, write_reports
 

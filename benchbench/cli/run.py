@@ -30,7 +30,7 @@ from benchbench.cli.app import (
     err_console,
 )
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import is_ok
+from benchbench.record import Record
 
 
 @app.command()
@@ -115,10 +115,11 @@ def run(
         if note:
             err_console.print(f"warning: {note}", highlight=False)
     repeat, explain = repeat or 1, True if explain is None else explain
+    from benchbench.record.parts import Invocation
     from benchbench.runner.plan import file_sha1
 
-    invocation = {"suite_sha1": file_sha1(suite_path), "filters": list(filter or []), "shard": shard,
-                  "repeat": repeat, "explain": explain}
+    invocation = Invocation(suite_sha1=file_sha1(suite_path), filters=list(filter or []), shard=shard,
+                            repeat=repeat, explain=explain)
     suite = _suite(suite_path, device, filter)
     if shard:
         from benchbench.suite import shard_cells
@@ -133,7 +134,7 @@ def run(
     done_count: dict[str, int] = {}
     if resume:
         done_count = res.completed_runs(prior)
-        run_id = prior[-1]["run_id"] if prior else res.new_run_id()
+        run_id = prior[-1].run_id if prior else res.new_run_id()
     else:
         run_id = res.new_run_id()
         out_path = output or res.default_path(results_dir, suite.slug, run_id)
@@ -163,7 +164,7 @@ def run(
         highlight=False,
     )
 
-    records: list[dict[str, Any]] = []
+    records: list[Record] = []
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
     interrupted = write_failed = refused = False
     t0 = time.monotonic()
@@ -189,10 +190,10 @@ def run(
                     f"{n['failed']} failed"))
 
             for rec in run_planned(suite, todo, run_id, env_info, options, executor, on_start):
-                rec["invocation"] = invocation
+                rec = rec.model_copy(update={"invocation": invocation})
                 store.append(rec)
                 records.append(rec)
-                if rec.get("warnings"):
+                if rec.warnings:
                     _log_warnings(out_path, rec, progress.console if verbose else None)
                 progress.advance(task)
     except (KeyboardInterrupt, Interrupted):
@@ -212,7 +213,7 @@ def run(
     all_records = (res.read_records([out_path], warn=False) if out_path.exists() and out_path.stat().st_size
                    else [])
     # An --output file may hold earlier runs too: the table and report show this run.
-    latest = res.merge_repeats([r for r in all_records if r.get("run_id") == run_id])
+    latest = res.merge_repeats([r for r in all_records if r.run_id == run_id])
     if latest:
         from benchbench.report.build import build, headline_lines, write_reports
 
@@ -229,14 +230,14 @@ def run(
                               f"`benchbench report {out_path}`", highlight=False, soft_wrap=True)
         console.print(f"results: {out_path}\nreports: " + ", ".join(map(str, paths)), highlight=False)
     console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
-    unexplained = [r for r in records if r.get("explain_errors")]
+    unexplained = [r for r in records if r.explain_errors]
     if unexplained:  # measured, but part of the why is missing: said, never silent
         first = unexplained[0]
-        name, why = next(iter(first["explain_errors"].items()))
+        name, why = next(iter((first.explain_errors or {}).items()))
         err_console.print(f"warning: {len(unexplained)} cell(s) were measured but an explanation pass failed "
-                          f"(record field explain_errors), e.g. {escape(str(first.get('label')))}: {name}: "
+                          f"(record field explain_errors), e.g. {escape(first.label)}: {name}: "
                           f"{escape(str(why))[:300]}", style="yellow", highlight=False, soft_wrap=True)
-    n_warn = sum(len(r.get("warnings") or []) for r in records)
+    n_warn = sum(len(r.warnings or []) for r in records)
     if n_warn and not verbose:
         console.print(f"{n_warn} library warning(s) recorded in {out_path.with_suffix('.log')} (--verbose prints "
                       "them)", style="dim", highlight=False)
@@ -250,15 +251,15 @@ def run(
         raise typer.Exit(1 if write_failed else 2 if refused else 130)
     if report_failed:
         raise typer.Exit(2)
-    failed = [r for r in latest if not is_ok(r)]
+    failed = [r for r in latest if not r.ok]
     if failed and not allow_failures:
         err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)
         raise typer.Exit(1)
 
 
-def _log_warnings(out_path: Path, rec: dict[str, Any], echo: Any) -> None:
+def _log_warnings(out_path: Path, rec: Record, echo: Any) -> None:
     """The run's log beside its results: what libraries warned about, per cell."""
-    lines = [f"{rec.get('started_at')} cell {rec['cell_id']} ({rec.get('label')}): {w}" for w in rec["warnings"]]
+    lines = [f"{rec.started_at} cell {rec.cell_id} ({rec.label}): {w}" for w in rec.warnings or []]
     with open(out_path.with_suffix(".log"), "a", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
     if echo is not None:

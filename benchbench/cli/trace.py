@@ -30,7 +30,7 @@ def explain_trace_cmd(
 
     doc = explain_trace(trace, step_time, _records([record]) if record else None)
     if as_json:
-        from benchbench.measurement import clean_nans
+        from benchbench.record import clean_nans
 
         sys.stdout.write(json.dumps(clean_nans(doc), indent=2, allow_nan=False) + "\n")  # JSON has no NaN
         return

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from benchbench.cli.app import DeviceOpt, FilterOpt, _suite, app, console
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import Measurement, is_ok
 
 
 @app.command("tune-batch")
@@ -48,8 +47,8 @@ def tune_batch_cmd(
         with console.status(f"probing {cell.label}"):
             r = tune_batch(suite, cell, run_id, env_info, start=start, max_batch=max_batch, margin=margin,
                            gain=gain, steps=steps, on_probe=store.append)
-        probes = ", ".join(f"{p['params']['batch_size']}: " + (f"{Measurement(p).throughput:.1f}" if is_ok(p)
-                                                                else p["status"]) for p in r.probes)
+        probes = ", ".join(f"{p.params['batch_size']}: " + (f"{p.throughput:.1f}" if p.ok else p.status)
+                           for p in r.probes)
         table.add_row(cell.label, probes, str(r.largest_fit or "no limit reached"), str(r.plateau or "-"),
                       str(r.best_throughput or "-"), r.stopped_because)
     console.print(table)

@@ -24,7 +24,9 @@ from typing import Any
 import numpy as np
 
 from benchbench.errors import BenchbenchError
-from benchbench.measurement import Measurement, record_key
+from benchbench.record import Record
+from benchbench.record.columns import HISTORY
+from benchbench.record.explain import Breakdown
 
 DEFAULT_DB = Path("results") / "history.db"
 SCHEMA = """
@@ -57,6 +59,7 @@ MIGRATIONS: dict[int, list[tuple[str, str]]] = {
     1: [],  # the table above
     2: [("gpu_throttled", "INTEGER"), ("gpu_shared", "INTEGER"), ("energy_j_per_image", "REAL"),
         ("gpu_conditions_json", "TEXT")],
+    3: [("cpu_contended", "INTEGER"), ("cpu_contention_json", "TEXT")],
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -107,39 +110,31 @@ class HistoryStore:
     def close(self) -> None:
         self.db.close()
 
-    def add(self, records: Iterable[dict[str, Any]], source: str = "") -> tuple[int, int]:
+    def add(self, records: Iterable[Record], source: str = "") -> tuple[int, int]:
         """Insert records not seen before; returns (added, already there)."""
         added = seen = 0
         with self.db:
             for r in records:
-                m = Measurement(r)
-                st = m.stats if m.ok else {}  # derived from the samples, as every reader derives them
-                env = r.get("env") or {}
-                gpu = (r.get("breakdown") or {}).get("gpu") or {}
-                bd = r.get("breakdown")
                 keep = None
-                if bd:  # what the why of a change needs, not the whole trace summary
-                    keep = {k: bd.get(k) for k in ("time_basis", "step_s", "phases", "modules", "top_ops")}
-                    if gpu:
-                        keep["gpu"] = {k: gpu.get(k) for k in ("gpu_busy_s", "gpu_idle_s", "gpu_phases_s",
-                                                                "gpu_modules_s", "gpu_idle_fraction")}
-                cond = r.get("gpu_conditions") or {}
+                if r.breakdown:  # what the why of a change needs, not the whole trace summary
+                    keep = r.breakdown.model_dump(include={"time_basis", "step_s", "phases", "modules", "top_ops"})
+                    if r.gpu:
+                        keep["gpu"] = r.gpu.model_dump(include={"gpu_busy_s", "gpu_idle_s", "gpu_phases_s",
+                                                                "gpu_modules_s", "gpu_idle_fraction"})
+                env = r.env.model_dump(exclude_none=True) if r.env else {}
+                cpu = r.cpu_contention
                 row = {
-                    "key": record_key(r), "run_id": r.get("run_id"), "suite": r.get("suite"), "cell_id": r["cell_id"],
-                    "label": r.get("label"), "fingerprint": env.get("fingerprint"),
-                    "git_commit": env.get("git_commit"), "started_at": r.get("started_at"), "repeat": r.get("repeat"),
-                    "status": r.get("status"), "images_per_step": m.images_per_step if m.ok else None,
-                    "median_s": st.get("median"), "p10_s": st.get("p10"), "p90_s": st.get("p90"),
-                    "iqr_s": st.get("iqr"), "cv": st.get("cv"), "mean_s": st.get("mean"), "min_s": st.get("min"),
-                    "max_s": st.get("max"), "n": st.get("n"), "throughput_img_s": m.throughput,
-                    "data_wait_fraction": (r.get("data_wait_s") or {}).get("fraction"),
-                    "gpu_busy_s": gpu.get("gpu_busy_s"), "gpu_idle_fraction": gpu.get("gpu_idle_fraction"),
+                    "key": r.key, "run_id": r.run_id, "suite": r.suite, "cell_id": r.cell_id, "label": r.label,
+                    "fingerprint": env.get("fingerprint"), "git_commit": env.get("git_commit"),
+                    "started_at": r.started_at, "repeat": r.repeat, "status": r.status,
+                    "images_per_step": r.images_per_step if r.ok else None,
+                    **{col: get(r) for col, get in HISTORY.items()},
                     "env_json": json.dumps(env, sort_keys=True), "breakdown_json": json.dumps(keep) if keep else None,
                     "source": source,
-                    "gpu_throttled": None if cond.get("throttled") is None else int(bool(cond["throttled"])),
-                    "gpu_shared": int(bool(cond.get("shared"))) if cond else None,
-                    "energy_j_per_image": cond.get("energy_j_per_image"),
-                    "gpu_conditions_json": json.dumps(cond) if cond else None,
+                    "gpu_conditions_json": r.gpu_conditions.model_dump_json(exclude_none=True)
+                    if r.gpu_conditions else None,
+                    "cpu_contended": None if cpu is None or cpu.contended is None else int(cpu.contended),
+                    "cpu_contention_json": cpu.model_dump_json(exclude_none=True, exclude={"per_rank"}) if cpu else None,
                 }
                 cols = ",".join(row)
                 cur = self.db.execute(f"INSERT OR IGNORE INTO records ({cols}) VALUES ({','.join('?' * len(row))})",
@@ -179,7 +174,7 @@ class Night:
     p10_s: float
     p90_s: float
     env: dict[str, Any]
-    breakdown: dict[str, Any] | None
+    breakdown: Breakdown | None
     images_per_step: int | None
 
     @property
@@ -201,6 +196,17 @@ class Series:
         return [n.median_s for n in self.nights]
 
 
+def _breakdown(text: str) -> Breakdown | None:
+    """A night's stored breakdown (the parts a change's why needs); one an older version stored differently
+    is left out of the why, never a crash."""
+    from pydantic import ValidationError
+
+    try:
+        return Breakdown.model_validate(json.loads(text))
+    except (ValueError, ValidationError):
+        return None
+
+
 def _band(rows: list[dict[str, Any]], key: str) -> float:
     """The median over a night's runs of a band edge; a row stored without it (a store an older benchbench
     filled from a record without samples) falls back to its median: a band of zero width, never a crash."""
@@ -220,7 +226,7 @@ def series(rows: list[dict[str, Any]]) -> list[Series]:
     out: dict[tuple[Any, ...], Series] = {}
     for (suite, cid, fp, work, run_id), rs in by_night.items():
         s = out.setdefault((suite, cid, fp, work), Series(suite, cid, rs[-1]["label"] or cid, fp))
-        bd = next((json.loads(r["breakdown_json"]) for r in reversed(rs) if r["breakdown_json"]), None)
+        bd = next((_breakdown(r["breakdown_json"]) for r in reversed(rs) if r["breakdown_json"]), None)
         s.nights.append(Night(
             run_id=run_id, started_at=min(r["started_at"] or "" for r in rs), git_commit=rs[-1]["git_commit"],
             run_medians_s=[r["median_s"] for r in rs], p10_s=_band(rs, "p10_s"), p90_s=_band(rs, "p90_s"),

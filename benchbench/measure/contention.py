@@ -158,10 +158,3 @@ def for_cell(ctx: Any) -> CpuContention | None:
         return None
     cores = set(os.sched_getaffinity(0))
     return CpuContention(cores, int(ctx.threads), int(ctx.params.get("num_workers") or 0))
-
-
-def degraded(c: dict[str, Any] | None) -> str | None:
-    """Why a CPU measurement cannot be trusted, or None: another process held the cell's cores."""
-    if not c or not c.get("contended"):
-        return None
-    return "CPU contended: " + str(c.get("why") or "other processes on the cell's cores")

@@ -227,31 +227,6 @@ def open_tracker(device_index: int, uuid: str | None = None, nvml: Any = None,
         return None
 
 
-def degraded(conditions: dict[str, Any] | None) -> str | None:
-    """Why a measurement's GPU was not in a state to trust, or None: throttled (sustained thermal or hardware
-    slowdown, not power capping), or shared with other processes."""
-    if not conditions:
-        return None
-    why = []
-    if conditions.get("throttled"):
-        why.append("throttled (" + ", ".join(conditions.get("throttle_reasons") or []) + ")")
-    if conditions.get("shared"):
-        why.append(f"shared with {conditions.get('other_processes')} other process(es)")
-    return " and ".join(why) or None
-
-
-def state_label(conditions: dict[str, Any] | None) -> str | None:
-    """A short word on a measurement's GPU for tables: degraded's reason, "power-capped", "unknown" or "ok"."""
-    if not conditions:
-        return None
-    bad = degraded(conditions)
-    if bad:
-        return bad
-    if conditions.get("throttled") is None and "reason_samples" in conditions:
-        return "clock reasons unknown"
-    return "power-capped (normal at full load)" if conditions.get("power_capped") else "ok"
-
-
 def for_cell(ctx: Any) -> GpuConditions | None:
     """NVML's view of a CUDA cell's GPU during the timed block, where NVML exists (else None)."""
     if ctx.device.type != "cuda":

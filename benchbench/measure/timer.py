@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchbench.measurement import summarize
+from benchbench.record import summarize
 
 __all__ = ["LoopTiming", "is_steady", "summarize", "timed_loop"]
 

@@ -10,7 +10,6 @@ import yaml
 
 from benchbench.advise.experiment import AdviseResult, Outcome, _fmt
 from benchbench.analysis.gate_stats import ci_label
-from benchbench.measurement import Measurement
 from benchbench.report.markdown import md_escape
 from benchbench.report.plots import _safe, _svg, plt
 
@@ -75,7 +74,7 @@ def to_json(res: AdviseResult) -> dict[str, Any]:
     rec = res.recommended
     return {
         "base": {"cell_id": res.base.id, "label": res.base.label, "params": res.base.params,
-                 "throughput_img_s": Measurement(res.base_record).throughput if res.base_record else None},
+                 "throughput_img_s": res.base_record.throughput if res.base_record else None},
         "candidates": [out(o) for o in res.ranked()],
         "combined": out(res.combined) if res.combined else None,
         "recommended": {"params": rec["params"], "speedup": rec["speedup"],

@@ -14,6 +14,7 @@ from benchbench.analysis.findings import Finding, find_all
 from benchbench.analysis.headline import Story, cell_findings, stories
 from benchbench.analysis.records import run_cv
 from benchbench.analysis.summary import display_rows, summary_frame
+from benchbench.record import Record
 from benchbench.report.breakdown import cell_breakdowns
 
 
@@ -34,7 +35,7 @@ class ReportData:
     anchors: dict[int, str] = field(default_factory=dict)  # finding index -> where it is shown
 
 
-def build(records: list[dict[str, Any]], reference_id: str | None, title: str, varied: list[str] | None = None,
+def build(records: list[Record], reference_id: str | None, title: str, varied: list[str] | None = None,
           pairs: list[tuple[str, str]] | None = None, history_db: Path | None = None) -> ReportData:
     findings = find_all(records, pairs=pairs)
     own, cross = cell_findings(findings)
@@ -47,8 +48,8 @@ def build(records: list[dict[str, Any]], reference_id: str | None, title: str, v
         from benchbench.history.store import load_series
         from benchbench.report.history import history_section
 
-        cells = {r["cell_id"] for r in records}
-        found = [s for s in load_series(history_db, str(records[0].get("suite")), None) if s.cell_id in cells]
+        cells = {r.cell_id for r in records}
+        found = [s for s in load_series(history_db, records[0].suite, None) if s.cell_id in cells]
         if found:
             data.history_html = history_section(found, check(found, 0.05, last=10**9))
     return data

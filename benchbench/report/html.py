@@ -10,7 +10,7 @@ import jinja2
 from benchbench.analysis.summary import reference_record
 from benchbench.measure.env import describe
 from benchbench.measure.flops import CONVENTION
-from benchbench.measurement import Measurement
+from benchbench.record import Record
 from benchbench.report import plots
 from benchbench.report.files import write_atomic
 
@@ -31,7 +31,7 @@ def _plots(data: Any) -> list[tuple[str, str, list[str]]]:
     records = data.records
     ref = reference_record(records, data.reference_id)
     out: list[tuple[str, str, list[str]]] = []
-    svg = plots.relative_throughput(records, Measurement(ref).throughput if ref else None)
+    svg = plots.relative_throughput(records, ref.throughput if ref else None)
     if svg:
         out.append(("Throughput relative to the reference", svg, ["reference"]))
     for axis, svg in plots.along_axes(records, data.varied or _varied(records)):
@@ -60,17 +60,17 @@ def render_html(data: Any) -> str:
         home = next((t for t in themes if t in story_themes), None)
         (placed.setdefault(home, []) if home else more).append((title, svg))
     in_story = {i for st in data.stories for i in st.findings}
-    env = next((r.get("env") for r in records if r.get("env")), None) or {}
+    env = next((r.env.model_dump() for r in records if r.env), None) or {}
     bds = {c["id"]: c for c in data.breakdowns}
-    cells = [{"id": r["cell_id"], "label": r.get("label") or r["cell_id"], "status": r.get("status"),
-              "findings": [(i, data.findings[i]) for i in data.own.get(r["cell_id"], [])],
-              "bd": bds.get(r["cell_id"])} for r in records]
+    cells = [{"id": r.cell_id, "label": r.label, "status": r.status,
+              "findings": [(i, data.findings[i]) for i in data.own.get(r.cell_id, [])],
+              "bd": bds.get(r.cell_id)} for r in records]
     cv, basis = data.run_cv
     return _ENV.get_template("report.html.j2").render(
         title=data.title,
-        run_ids=sorted({str(r.get("run_id")) for r in records}),
+        run_ids=sorted({r.run_id for r in records}),
         n_cells=len(records),
-        n_ok=sum(Measurement(r).ok for r in records),
+        n_ok=sum(r.ok for r in records),
         env_line=describe(env) if env else "",
         convention=CONVENTION,
         columns=columns,
@@ -86,11 +86,11 @@ def render_html(data: Any) -> str:
     )
 
 
-def _varied(records: list[dict[str, Any]]) -> list[str]:
+def _varied(records: list[Record]) -> list[str]:
     import json
 
-    keys = sorted({k for r in records for k in r.get("params", {})})
-    return [k for k in keys if len({json.dumps(r["params"].get(k), sort_keys=True) for r in records}) > 1]
+    keys = sorted({k for r in records for k in r.params})
+    return [k for k in keys if len({json.dumps(r.params.get(k), sort_keys=True) for r in records}) > 1]
 
 
 def write_html(path: str | Path, text: str) -> Path:

@@ -7,7 +7,6 @@ from typing import Any
 
 import pandas as pd
 
-from benchbench.measurement import Measurement
 from benchbench.report.files import write_atomic
 
 
@@ -28,10 +27,10 @@ def _finding_line(data: Any, i: int) -> str:
 def render_markdown(data: Any) -> str:
     """`data`: a report.build.ReportData (computed once, rendered here)."""
     records = data.records
-    run_ids = sorted({str(r.get("run_id")) for r in records})
+    run_ids = sorted({r.run_id for r in records})
     lines = [f"# benchbench: {md_escape(data.title)}", ""]
     lines.append(f"Run: {', '.join(md_escape(r) for r in run_ids)} · cells: {len(records)} · "
-                 f"ok: {sum(Measurement(r).ok for r in records)}")
+                 f"ok: {sum(r.ok for r in records)}")
     lines += ["", "## Headline", ""]
     if not data.stories:
         lines.append("_No finding crossed its threshold._")
@@ -62,16 +61,16 @@ def render_markdown(data: Any) -> str:
     from benchbench.measure.flops import CONVENTION
 
     bds = {c["id"]: c for c in data.breakdowns}
-    cells = [r for r in records if r["cell_id"] in bds or r["cell_id"] in data.own]
+    cells = [r for r in records if r.cell_id in bds or r.cell_id in data.own]
     if cells:
         lines += ["## Per cell", "", f"Breakdowns from a short torch.profiler pass after the timed steps. "
                   f"FLOPs: {CONVENTION}.", ""]
     for r in cells:
-        lines += [f"### {md_escape(r.get('label') or r['cell_id'])}", ""]
-        lines += [_finding_line(data, i) for i in data.own.get(r["cell_id"], [])]
-        if data.own.get(r["cell_id"]):
+        lines += [f"### {md_escape(r.label)}", ""]
+        lines += [_finding_line(data, i) for i in data.own.get(r.cell_id, [])]
+        if data.own.get(r.cell_id):
             lines.append("")
-        cell = bds.get(r["cell_id"])
+        cell = bds.get(r.cell_id)
         if not cell:
             continue
         for key, cols in (("phases", ("name", "s", "share")), ("modules", ("name", "fwd", "bwd", "gmac", "act")),
@@ -87,7 +86,7 @@ def render_markdown(data: Any) -> str:
             lines += ["| GPU timeline (per step) | |", "|---|---|"]
             lines += [f"| {md_escape(row['name'])} | {md_escape(row['value'])} |" for row in cell["gpu"]]
             lines.append("")
-    env = next((r.get("env") for r in records if r.get("env")), None)
+    env = next((r.env.model_dump() for r in records if r.env), None)
     if env:
         lines += ["## Environment", "", "| key | value |", "|---|---|"]
         lines += [f"| {md_escape(k)} | {md_escape(v)} |" for k, v in env.items()

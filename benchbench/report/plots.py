@@ -11,7 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchbench.measure.profile import PHASES  # noqa: E402
-from benchbench.measurement import Measurement  # noqa: E402
+from benchbench.record import Record  # noqa: E402
+from benchbench.record.explain import PhasePeak  # noqa: E402
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9})
 
@@ -29,28 +30,28 @@ def _svg(fig: Any) -> str:
     return text[text.index("<svg") :]
 
 
-def _ok(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in records if Measurement(r).throughput]
+def _ok(records: list[Record]) -> list[Record]:
+    return [r for r in records if r.throughput]
 
 
-def _tp(r: dict[str, Any]) -> float:
-    return float(Measurement(r).throughput or 0.0)
+def _tp(r: Record) -> float:
+    return float(r.throughput or 0.0)
 
 
-def relative_throughput(records: list[dict[str, Any]], ref_tp: float | None) -> str | None:
+def relative_throughput(records: list[Record], ref_tp: float | None) -> str | None:
     ok = _ok(records)
     if not ok or not ref_tp:
         return None
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(ok) + 1))
     vals = [_tp(r) / ref_tp for r in ok]
-    ax.barh([_safe(r["label"]) for r in ok], vals, color=["#4c78a8" if v >= 1 else "#e45756" for v in vals])
+    ax.barh([_safe(r.label) for r in ok], vals, color=["#4c78a8" if v >= 1 else "#e45756" for v in vals])
     ax.axvline(1.0, color="black", lw=0.8)
     ax.invert_yaxis()
     ax.set_xlabel("throughput relative to the reference cell (x)")
     return _svg(fig)
 
 
-def along_axes(records: list[dict[str, Any]], axes: list[str]) -> list[tuple[str, str]]:
+def along_axes(records: list[Record], axes: list[str]) -> list[tuple[str, str]]:
     out = []
     ok = _ok(records)
     for axis in axes:
@@ -58,12 +59,12 @@ def along_axes(records: list[dict[str, Any]], axes: list[str]) -> list[tuple[str
             continue
         groups: dict[str, list[tuple[Any, float]]] = {}
         for r in ok:
-            v = r["params"].get(axis)
+            v = r.params.get(axis)
             x = v[0] * v[1] if axis == "resolution" else v
             if not isinstance(x, (int, float)) or isinstance(x, bool):
                 continue
-            key = " ".join(str(r["params"].get(k)) for k in ("arch", "encoder") if True)
-            others = [f"{k}={r['params'][k]}" for k in axes if k not in (axis, "arch", "encoder")]
+            key = " ".join(str(r.params.get(k)) for k in ("arch", "encoder"))
+            others = [f"{k}={r.params.get(k)}" for k in axes if k not in (axis, "arch", "encoder")]
             groups.setdefault(key + (" " + " ".join(others) if others else ""), []).append((x, _tp(r)))
         groups = {k: sorted(v) for k, v in groups.items() if len(v) >= 2}
         if not groups:
@@ -79,22 +80,23 @@ def along_axes(records: list[dict[str, Any]], axes: list[str]) -> list[tuple[str
     return out
 
 
-def stacked(records: list[dict[str, Any]], what: str) -> str | None:
-    ok = [r for r in _ok(records) if r.get("breakdown")]
+def stacked(records: list[Record], what: str) -> str | None:
+    ok = [r for r in _ok(records) if r.breakdown]
     if not ok:
         return None
-    labels = [_safe(r["label"]) for r in ok]
-    gpu = all((r["breakdown"].get("gpu") or {}).get("idle_breakdown_s") for r in ok)
+    bds = [r.breakdown for r in ok if r.breakdown]
+    labels = [_safe(r.label) for r in ok]
+    gpu = all(b.gpu and b.gpu.idle_breakdown_s for b in bds)
     if what == "phase":
         keys = [k for k in PHASES if not (gpu and k == "data_wait")]
-        series = {k: [r["breakdown"]["phases"].get(k, 0.0) for r in ok] for k in keys}
+        series = {k: [b.phases.get(k, 0.0) for b in bds] for k in keys}
         if gpu:  # the rest of the timed step: the GPU idle, by cause
             for cause in ("launch", "sync", "data_wait"):
-                series[f"GPU idle: {cause}"] = [r["breakdown"]["gpu"]["idle_breakdown_s"].get(cause, 0.0) for r in ok]
+                series[f"GPU idle: {cause}"] = [b.gpu.idle(cause) if b.gpu else 0.0 for b in bds]
     else:
-        keys = sorted({m for r in ok for m in r["breakdown"]["modules"] if "." not in m})
+        keys = sorted({m for b in bds for m in b.modules if "." not in m})
         series = {
-            f"{m} {d}": [r["breakdown"]["modules"].get(m, {}).get(d, 0.0) for r in ok]
+            f"{m} {d}": [getattr(b.modules[m], d) if m in b.modules else 0.0 for b in bds]
             for m in keys for d in ("forward", "backward")
         }
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(ok) + 1.5))
@@ -111,16 +113,17 @@ def stacked(records: list[dict[str, Any]], what: str) -> str | None:
     return _svg(fig)
 
 
-def flops_vs_time(records: list[dict[str, Any]]) -> str | None:
-    ok = [r for r in _ok(records) if (r.get("flops") or {}).get("train_step_per_image")]
+def flops_vs_time(records: list[Record]) -> str | None:
+    ok = [r for r in _ok(records) if r.flops and r.flops.train_step_per_image]
     if len(ok) < 2:
         return None
-    x = [r["flops"]["train_step_per_image"] * r["params"]["batch_size"] / 1e9 for r in ok]
-    y = [Measurement(r).median for r in ok]
+    # per step: the work that really ran (an OOM back-off's batch, x world size), as the FLOPs pass counts it
+    x = [(r.flops.train_step_per_image or 0.0) * r.images_per_step / 1e9 for r in ok if r.flops]
+    y = [r.median for r in ok]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.scatter(x, y)
     for xi, yi, r in zip(x, y, ok):
-        ax.annotate(_safe(r["label"]), (xi, yi), fontsize=6)
+        ax.annotate(_safe(r.label), (xi, yi), fontsize=6)
     k = sum(a * b for a, b in zip(x, y)) / sum(a * a for a in x)  # least squares through the origin
     ax.plot([0, max(x)], [0, k * max(x)], color="grey", lw=0.8, ls="--")
     ax.set_xlabel("GMAC per training step")
@@ -129,23 +132,24 @@ def flops_vs_time(records: list[dict[str, Any]]) -> str | None:
     return _svg(fig)
 
 
-def memory_by_phase(records: list[dict[str, Any]]) -> str | None:
-    ok = [r for r in _ok(records) if (r.get("memory") or {}).get("activations_by_module")]
+def memory_by_phase(records: list[Record]) -> str | None:
+    mems = [r.memory for r in _ok(records) if r.memory and r.memory.activations_by_module]
+    ok = [r for r in _ok(records) if r.memory and r.memory.activations_by_module]
     if not ok:
         return None
-    labels = [_safe(r["label"]) for r in ok]
+    labels = [_safe(r.label) for r in ok]
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(ok) + 1.5))
-    cuda = any("peak_allocated_bytes" in v for r in ok for v in (r["memory"].get("by_phase") or {}).values())
+    cuda = any(v.peak_allocated_bytes is not None for m in mems for v in (m.by_phase or {}).values())
     if cuda:
         for phase in ("forward", "backward", "optimizer"):
-            ax.barh(labels, [r["memory"]["by_phase"].get(phase, {}).get("peak_allocated_bytes", 0) / 2**20 for r in ok],
-                    alpha=0.5, label=f"{phase} peak")
+            ax.barh(labels, [((((m.by_phase or {}).get(phase)) or PhasePeak()).peak_allocated_bytes or 0) / 2**20
+                             for m in mems], alpha=0.5, label=f"{phase} peak")
         ax.set_xlabel("allocator peak (MiB)")
     else:
-        mods = sorted({m for r in ok for m in r["memory"]["activations_by_module"] if "." not in m and m != "total"})
+        mods = sorted({k for m in mems for k in (m.activations_by_module or {}) if "." not in k and k != "total"})
         left = [0.0] * len(ok)
         for m in mods:
-            vals = [r["memory"]["activations_by_module"].get(m, 0) / 2**20 for r in ok]
+            vals = [(mm.activations_by_module or {}).get(m, 0) / 2**20 for mm in mems]
             ax.barh(labels, vals, left=left, label=_safe(m))
             left = [a + b for a, b in zip(left, vals)]
         ax.set_xlabel("activations saved for backward (MiB per step)")

@@ -8,7 +8,7 @@ import resource
 import time
 from typing import Any
 
-from benchbench.measurement import base_record, clean_nans
+from benchbench.record import base_record, clean_nans
 
 
 def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:

@@ -172,7 +172,7 @@ def measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: di
 def merge_ranks(rec: dict[str, Any], results: list[dict[str, Any]], params: dict[str, Any], world: int) -> None:
     """One record from the ranks': the slowest rank per step, rank 0's explanation, every rank's state."""
     from benchbench.measure.timer import LoopTiming
-    from benchbench.measurement import summarize
+    from benchbench.record import summarize
 
     timings: list[LoopTiming] = [r["timing"] for r in results]
     recs: list[dict[str, Any]] = [r["record"] for r in results]

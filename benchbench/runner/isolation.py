@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from benchbench.measurement import base_record
+from benchbench.record import base_record
 
 # Kineto (the profiler's backend) logs every start/stop and, without a GPU, a
 # device-count error; cells inherit this from the fork server.

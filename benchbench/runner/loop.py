@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from benchbench.record import Record
 from benchbench.runner.executors import Executor
 from benchbench.suite import Cell, Suite
 
@@ -20,9 +21,30 @@ def plan(cells: list[Cell], repeat: int, done: dict[str, int]) -> list[tuple[Cel
     return [(c, rep) for rep in range(repeat) for c in cells if done.get(c.id, 0) <= rep]
 
 
+def as_record(raw: dict[str, Any] | Record) -> Record:
+    """The typed record of what an executor sent back. One the type refuses is a benchbench bug: its fields are
+    kept (in `extra`, never lost) under an error record that says so, and the run goes on."""
+    from benchbench.record import Record, RecordError
+
+    if isinstance(raw, Record):
+        return raw
+    try:
+        return Record.of(raw)
+    except RecordError as exc:
+        from benchbench.record import base_record
+
+        keep = {k: v for k, v in raw.items() if k not in ("schema",)} if isinstance(raw, dict) else {"raw": repr(raw)}
+        rec = base_record(str(keep.get("suite", "?")), str(keep.get("run_id", "?")), str(keep.get("cell_id", "?")),
+                          str(keep.get("label") or keep.get("cell_id", "?")),
+                          keep.get("params") if isinstance(keep.get("params"), dict) else {"batch_size": 1})
+        rec.update(error=f"internal error: the runner wrote a record the schema refuses ({exc}); its fields are "
+                         "kept in `extra` — please report this", extra={"invalid_record": keep})
+        return Record.of(rec)
+
+
 def run_planned(suite: Suite, planned: list[tuple[Cell, int]], run_id: str, env: dict[str, Any], options: Any,
                 executor: Executor, on_start: Callable[[dict[str, Any]], None] | None = None
-                ) -> Iterator[dict[str, Any]]:
+                ) -> Iterator[Record]:
     from benchbench.runner import make_payload
 
     payloads = []
@@ -30,6 +52,7 @@ def run_planned(suite: Suite, planned: list[tuple[Cell, int]], run_id: str, env:
         p = make_payload(suite, cell, run_id, env, options)
         p["repeat"] = rep
         payloads.append(p)
-    for payload, rec in executor.run_many(payloads, on_start):
-        rec["repeat"] = payload["repeat"]
-        yield rec
+    for payload, raw in executor.run_many(payloads, on_start):
+        if isinstance(raw, dict):
+            raw["repeat"] = payload["repeat"]
+        yield as_record(raw)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.errors import BenchbenchError
+from benchbench.record import Record
 
 
 def file_sha1(path: Path) -> str | None:
@@ -34,16 +35,20 @@ def resume_path(resume: str, results_dir: Path, slug: str) -> Path:
     return runs[-1]
 
 
-def continue_invocation(prior: list[dict[str, Any]], suite_name: str, suite_path: Path, filters: list[str] | None,
+def continue_invocation(prior: list[Record], suite_name: str, suite_path: Path, filters: list[str] | None,
                         shard: str | None, repeat: int | None, explain: bool | None) -> tuple[Any, ...]:
     """(filters, shard, repeat, explain) the resumed run was asked, and a warning or None."""
-    others = sorted({str(r.get("suite")) for r in prior} - {suite_name})
+    others = sorted({r.suite for r in prior} - {suite_name})
     if others:
         raise BenchbenchError(f"--resume: that results file belongs to suite {', '.join(map(repr, others))}, not "
                               f"{suite_name!r}; resume it with its own suite")
-    asked = next((r["invocation"] for r in reversed(prior) if isinstance(r.get("invocation"), dict)), None)
-    if asked is None:  # written before runs recorded what they were asked: the command line decides
+    if any(r.advise is not None for r in prior):
+        raise BenchbenchError("--resume: that is an advise experiment's results file, not a run's; a results file "
+                              "belongs to one kind of run (resume it with `advise --resume`)")
+    inv = next((r.invocation for r in reversed(prior) if r.invocation is not None), None)
+    if inv is None:  # written before runs recorded what they were asked: the command line decides
         return filters, shard, repeat, explain, None
+    asked = inv.model_dump()
     given = {"filters": list(filters) if filters else None, "shard": shard, "repeat": repeat, "explain": explain}
     clash = [f"--{k} {v!r} (the run had {asked.get(k)!r})" for k, v in given.items()
              if v is not None and v != asked.get(k) and not (k == "filters" and not asked.get(k) and not v)]

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchbench.record import Record
 from benchbench.runner.errors import error_message, is_oom
 
 
@@ -104,7 +105,10 @@ def measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]
             from benchbench.runner.passes import PassContext, run_passes
 
             pass_payload = payload if ranks.main else {**payload, "trace_dir": None}
-            rec.update(run_passes(PassContext(pass_payload, params, model, step, source, device, rec, rss0)))
+            dw = rec["data_wait_s"]
+            stall = (dw.get("gpu_starved_s") or dw).get("median")
+            rec.update(run_passes(PassContext(pass_payload, params, model, step, source, device, rec["memory"], rss0,
+                                              rec["step_time_s"]["median"], stall, images)))
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
@@ -161,7 +165,7 @@ def timing_fields(timing: Any, images_per_step: int) -> dict[str, Any]:
     its end), as a plain training loop would see it; on a CPU it is images over
     the median step.
     """
-    from benchbench.measurement import summarize, throughput
+    from benchbench.record import summarize, throughput
 
     step_s, wait_s, warmup_s, steady = timing.step_s, timing.data_wait_s, timing.warmup_s, timing.steady
     stats = summarize(step_s)
@@ -193,10 +197,11 @@ def timing_fields(timing: Any, images_per_step: int) -> dict[str, Any]:
 
 
 def measure_inline(params: dict[str, Any], explain: bool = False, suite: str = "inline",
-                   on_record: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                   on_record: Callable[[Record], None] | None = None) -> Record:
     """One cell in this process, through the same program as `benchbench run`: the pytest plugin's and the
     benchmarks' way in. `params` are a cell's resolved settings (`CellParams(...).model_dump(mode="json")`)."""
-    from benchbench.measurement import base_record, clean_nans
+    from benchbench.record import base_record, clean_nans
+    from benchbench.runner.loop import as_record
     from benchbench.suite import cell_id
 
     rec = base_record(suite, "inline", cell_id(params), str(params.get("arch")), params)
@@ -204,7 +209,7 @@ def measure_inline(params: dict[str, Any], explain: bool = False, suite: str = "
     t0 = time.perf_counter()
     measure({"explain": explain, "cell_id": rec["cell_id"]}, params, rec)
     rec["wall_s"] = time.perf_counter() - t0
-    rec = clean_nans(rec)
+    out = as_record(clean_nans(rec))
     if on_record:
-        on_record(rec)
-    return rec
+        on_record(out)
+    return out

@@ -12,7 +12,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from benchbench.timeline.reader import BACKWARD_PREFIX, MODULE_PREFIX, PHASE_PREFIX, STEP_NAME, HostRange, Timeline
+from benchbench.timeline.reader import (
+    BACKWARD_PREFIX,
+    MODULE_PREFIX,
+    PHASE_PREFIX,
+    STEP_NAME,
+    HostRange,
+    Timeline,
+)
 
 PHASES = ("data_wait", "host_to_device", "forward", "loss", "backward", "optimizer")
 

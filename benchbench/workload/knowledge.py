@@ -9,16 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 
-def why_module(r: dict[str, Any], module: str) -> str:
-    """Architecture knowledge: what makes this module expensive."""
-    p = r["params"]
+def why_module(p: dict[str, Any], module: str, flops_by_module: dict[str, float] | None = None) -> str:
+    """Architecture knowledge: what makes this module of a cell with settings `p` expensive."""
     arch = str(p["arch"]).lower()
     h, w = p["resolution"]
     if module != "decoder":
         return ""
     if arch == "segformer":
         c = p.get("decoder_channels") or 256
-        stages = segformer_stages(r)
+        stages = segformer_stages(p, flops_by_module)
         extra = ""
         if stages == 5:
             extra = (" With this encoder SMP also builds a fifth branch at 1/2 resolution and downsamples it, "
@@ -32,9 +31,8 @@ def why_module(r: dict[str, Any], module: str) -> str:
     return ""
 
 
-def segformer_stages(r: dict[str, Any]) -> int:
-    mods = (r.get("flops") or {}).get("by_module") or {}
-    n = len([k for k in mods if k.startswith("decoder.mlp_stage.")])
+def segformer_stages(p: dict[str, Any], flops_by_module: dict[str, float] | None = None) -> int:
+    n = len([k for k in flops_by_module or {} if k.startswith("decoder.mlp_stage.")])
     if n:
         return n
-    return 4 if str(r["params"].get("encoder", "")).startswith("mit_") else 5
+    return 4 if str(p.get("encoder", "")).startswith("mit_") else 5

@@ -9,7 +9,6 @@ per family of rules; a new rule is a function in one of them plus a line in RULE
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from benchbench.analysis.findings import (
     efficiency,
@@ -21,6 +20,7 @@ from benchbench.analysis.findings import (
 )
 from benchbench.analysis.findings import pairs as pair_rules
 from benchbench.analysis.records import THRESHOLDS, Finding, Thresholds
+from benchbench.record import Record
 
 RULES = (
     modules.dominant_module,
@@ -36,7 +36,7 @@ RULES = (
 )
 
 
-def find_all(records: list[dict[str, Any]], t: Thresholds = THRESHOLDS,
+def find_all(records: list[Record], t: Thresholds = THRESHOLDS,
              pairs: list[tuple[str, str]] | None = None) -> list[Finding]:
     """Every rule over the records; `pairs` asks for the difference of named cells (`--pair A,B`)."""
     out: list[Finding] = []

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from benchbench.analysis.records import (
     Finding,
     Thresholds,
@@ -11,6 +9,7 @@ from benchbench.analysis.records import (
     ok,
     verifier,
 )
+from benchbench.record import Record
 
 MATMUL_EXACT = {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "mmbackward0", "addmmbackward0",
                 "bmmbackward0", "mm_backward", "addmm_backward"}
@@ -38,19 +37,18 @@ def is_conv(name: str) -> bool:
     return n.startswith(CONV_PREFIXES) or "convolutionbackward" in n or n.startswith("cudnn") and "conv" in n
 
 
-def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def utilization(records: list[Record], t: Thresholds) -> list[Finding]:
     out = []
     for r in ok(records):
-        fl = r.get("flops") or {}
-        util = fl.get("utilization")
-        if util is None or util >= t.low_utilization:
+        fl = r.flops
+        util = fl.utilization if fl else None
+        if fl is None or util is None or util >= t.low_utilization:
             continue
-        ops = (r.get("breakdown") or {}).get("top_ops") or []
-        total = (r.get("breakdown") or {}).get("op_self_total_s") or sum(o["self_time_s"] for o in ops) or 1.0
-        nonmm = sum(o["self_time_s"] for o in ops if not _is_matmul(o["name"]))
+        ops = r.breakdown.top_ops if r.breakdown else []
+        total = (r.breakdown.op_self_total_s if r.breakdown else None) or sum(o.self_time_s for o in ops) or 1.0
+        nonmm = sum(o.self_time_s for o in ops if not _is_matmul(o.name))
         share = nonmm / total
-        g = (r.get("breakdown") or {}).get("gpu") or {}
-        idle = g.get("gpu_idle_fraction")
+        idle = r.gpu.gpu_idle_fraction if r.gpu else None
         idle_txt = (f"; and the GPU is idle {idle:.0%} of the timed step, so part of the gap is the host, "
                     "not the kernels" if idle is not None and idle >= t.launch_idle_share else "")
         if share >= 0.5:
@@ -58,16 +56,16 @@ def utilization(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                    "normalization, elementwise, copies): memory-bound work")
         else:
             why = (f"matmul / convolution operators take {1 - share:.0%} of operator time, so they themselves run "
-                   f"far below the peak (amp={r['params'].get('amp')}: a dtype or shape without fast kernels on "
+                   f"far below the peak (amp={r.params.get('amp')}: a dtype or shape without fast kernels on "
                    "this device?)")
-        out.append(Finding("low_utilization", [r["cell_id"]],
-                           f"{label(r)} runs at {fl['achieved_flops_per_s'] / 1e9:.1f} GFLOP/s, {util:.0%} of the "
+        out.append(Finding("low_utilization", [r.cell_id],
+                           f"{label(r)} runs at {(fl.achieved_flops_per_s or 0) / 1e9:.1f} GFLOP/s, {util:.0%} of the "
                            f"measured peak; {why}{idle_txt}",
                            {"utilization": util, "non_matmul_share": share, "gpu_idle_fraction": idle}))
     return out
 
 
-def layout(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def layout(records: list[Record], t: Thresholds) -> list[Finding]:
     out = _layout_per_cell(records, t)
     if len(out) <= 3:
         return out
@@ -79,17 +77,18 @@ def layout(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                     out[0].suggestion if verified else "try channels_last", verified)]
 
 
-def _layout_per_cell(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def _layout_per_cell(records: list[Record], t: Thresholds) -> list[Finding]:
     out = []
     for r in ok(records):
-        bd = r.get("breakdown") or {}
-        ops = bd.get("top_ops") or []
-        total = bd.get("op_self_total_s") or 0
-        lay = sum(o["self_time_s"] for o in ops if any(k in o["name"] for k in LAYOUT_OPS))
+        bd = r.breakdown
+        if bd is None:
+            continue
+        total = bd.op_self_total_s or 0
+        lay = sum(o.self_time_s for o in bd.top_ops if any(k in o.name for k in LAYOUT_OPS))
         if not total or lay / total < t.layout_share:
             continue
         verified = verifier(records, r, "channels_last", "any")
-        out.append(Finding("layout_conversions", [r["cell_id"]],
+        out.append(Finding("layout_conversions", [r.cell_id],
                            f"{label(r)}: {lay / total:.0%} of operator time is copies and layout conversions",
                            {"layout_share": lay / total}, (
                                f"channels_last {verified['from']} -> {verified['to']} measured: "

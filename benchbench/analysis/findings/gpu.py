@@ -1,6 +1,6 @@
 """Findings read from the GPU's own timeline: launch-bound steps, host syncs, busy/idle deltas.
 
-Rules take the GPU summary dict (a record's `breakdown.gpu`, or a trace's), so `explain-trace`
+Rules take a GPU timeline (a record's `breakdown.gpu`, or a trace's), so `explain-trace`
 on a user's trace and the report on a suite's records say the same things the same way.
 """
 
@@ -16,6 +16,8 @@ from benchbench.analysis.records import (
     step_s,
     verifier,
 )
+from benchbench.record import Record
+from benchbench.record.explain import GpuTimeline
 
 SYNC_CAUSES = {
     "aten::_local_scalar_dense": "a tensor read on the host (`.item()`, `float(t)`, `if t:`)",
@@ -29,19 +31,19 @@ SYNC_CAUSES = {
 }
 
 
-def gpu_of(r: dict[str, Any]) -> dict[str, Any] | None:
-    return ((r.get("breakdown") or {}).get("gpu")) or None
+def gpu_of(r: Record) -> GpuTimeline | None:
+    return r.gpu
 
 
 def _ms(x: float | None) -> str:
     return "?" if x is None else f"{x * 1e3:.1f} ms"
 
 
-def enqueue_s(r: dict[str, Any]) -> float | None:
-    return (((r.get("timing") or {}).get("host_enqueue_s")) or {}).get("median")
+def enqueue_s(r: Record) -> float | None:
+    return r.timing.host_enqueue_s.median if r.timing and r.timing.host_enqueue_s else None
 
 
-def launch_bound_text(g: dict[str, Any], enqueue: float | None = None) -> str | None:
+def launch_bound_text(g: GpuTimeline, enqueue: float | None = None) -> str | None:
     """The evidence sentence of a launch-bound step, or None if the GPU is not idle waiting for launches.
 
     The evidence is the GPU's: its idle gaps against the timed step, and how soon kernels start after
@@ -49,13 +51,13 @@ def launch_bound_text(g: dict[str, Any], enqueue: float | None = None) -> str | 
     Host enqueue time is not evidence either way: once ~1000 launches are queued, a launch blocks
     until the GPU frees a slot, so a GPU-bound loop also spends its whole step enqueueing.
     """
-    step, idle = g.get("step_time_s"), (g.get("idle_breakdown_s") or {}).get("launch")
+    step, idle = g.step_time_s, (g.idle_breakdown_s or {}).get("launch")
     if not step or idle is None:
         return None
     txt = (f"the GPU is idle {idle / step:.0%} of a {_ms(step)} step ({_ms(idle)}) waiting for the host to launch "
-           f"work: {g['launches_per_step']:.0f} launches per step ({g['kernels_per_step']:.0f} kernels) keep it busy "
-           f"only {_ms(g['gpu_busy_s'])}")
-    share, delay = g.get("launch_queue_empty_share"), g.get("launch_delay_median_s")
+           f"work: {g.launches_per_step:.0f} launches per step ({g.kernels_per_step:.0f} kernels) keep it busy "
+           f"only {_ms(g.gpu_busy_s)}")
+    share, delay = g.launch_queue_empty_share, g.launch_delay_median_s
     if share is not None and delay is not None:
         txt += (f"; {share:.0%} of kernels started within 20 us of their launch returning (median launch-to-start "
                 f"{delay * 1e6:.0f} us in the profiled steps): the queue runs empty and the host sets the pace")
@@ -68,25 +70,25 @@ def launch_bound_text(g: dict[str, Any], enqueue: float | None = None) -> str | 
 LAUNCH_ADVICE = "torch.compile (fewer, fused kernels), CUDA graphs, or a larger batch (more work per launch)"
 
 
-def launch_bound_finding(g: dict[str, Any], cell: str, name: str, enqueue: float | None,
+def launch_bound_finding(g: GpuTimeline, cell: str, name: str, enqueue: float | None,
                          t: Thresholds) -> Finding | None:
-    """A launch-bound finding from a GPU summary, or None below the threshold (records and traces alike)."""
-    step, idle = g.get("step_time_s"), (g.get("idle_breakdown_s") or {}).get("launch")
+    """A launch-bound finding from a GPU timeline, or None below the threshold (records and traces alike)."""
+    step, idle = g.step_time_s, (g.idle_breakdown_s or {}).get("launch")
     if not step or idle is None or idle / step < t.launch_idle_share:
         return None
     return Finding("launch_bound", [cell], f"{name}: {launch_bound_text(g, enqueue)}",
-                   {"gpu_idle_launch_s": idle, "step_s": step, "gpu_busy_s": g["gpu_busy_s"],
-                    "launches_per_step": g["launches_per_step"], "host_enqueue_s": enqueue}, LAUNCH_ADVICE)
+                   {"gpu_idle_launch_s": idle, "step_s": step, "gpu_busy_s": g.gpu_busy_s,
+                    "launches_per_step": g.launches_per_step, "host_enqueue_s": enqueue}, LAUNCH_ADVICE)
 
 
-def launch_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def launch_bound(records: list[Record], t: Thresholds) -> list[Finding]:
     out = []
     for r in ok(records):
         g = gpu_of(r)
-        f = launch_bound_finding(g, r["cell_id"], label(r), enqueue_s(r), t) if g else None
+        f = launch_bound_finding(g, r.cell_id, label(r), enqueue_s(r), t) if g else None
         if f is None or g is None:
             continue
-        if (r.get("timing") or {}).get("clock") != "cuda-events":
+        if r.clock != "cuda-events":
             f.sentence += ("; this record's steps were timed with a host sync after each one (before benchbench "
                            "timed with CUDA events), which adds idle time of its own: re-run for the exact share")
         for axis in ("compile", "batch_size"):
@@ -95,57 +97,57 @@ def launch_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                 f.verified_by = v
         v = f.verified_by
         if v:
-            og = gpu_of(next(o for o in ok(records) if o["cell_id"] == v["cell_id"]))
+            og = gpu_of(next(o for o in ok(records) if o.cell_id == v["cell_id"]))
             extra = ""
-            if og and og.get("gpu_idle_fraction") is not None:
-                extra = f", GPU idle {g['gpu_idle_fraction']:.0%} -> {og['gpu_idle_fraction']:.0%}"
+            if og and og.gpu_idle_fraction is not None and g.gpu_idle_fraction is not None:
+                extra = f", GPU idle {g.gpu_idle_fraction:.0%} -> {og.gpu_idle_fraction:.0%}"
             f.suggestion = f"{v['axis']} {v['from']} -> {v['to']} measured: {v['speedup']:.2f}x faster per image{extra}"
         out.append(f)
     return out
 
 
-def sync_text(g: dict[str, Any]) -> str | None:
-    syncs = g.get("host_syncs") or []
+def sync_text(g: GpuTimeline) -> str | None:
+    syncs = g.host_syncs
     if not syncs:
         return None
     parts = []
     for s in syncs[:3]:
-        cause = SYNC_CAUSES.get(s["op"], "")
-        idle = s.get("gpu_idle_after_s_per_step")
-        parts.append(f"{s['per_step']:.0f}x {s['call']} from {s['op']} in {s['phase']}"
+        cause = SYNC_CAUSES.get(s.op, "")
+        parts.append(f"{s.per_step:.0f}x {s.call} from {s.op} in {s.phase}"
                      + (f" ({cause})" if cause else "")
-                     + f", host blocked {_ms(s.get('wait_s_per_step'))} per step"
-                     + (f", then the drained GPU sat idle {_ms(idle)} until the host launched again"
-                        if idle is not None else ""))
-    total = sum(s["per_step"] for s in syncs)
+                     + f", host blocked {_ms(s.wait_s_per_step)} per step"
+                     + f", then the drained GPU sat idle {_ms(s.gpu_idle_after_s_per_step)} until the host launched "
+                       "again")
+    total = sum(s.per_step for s in syncs)
     return f"{total:.0f} host sync(s) per step inside the training step: " + "; ".join(parts)
 
 
 SYNC_ADVICE = "keep values on the device (a fused optimizer for GradScaler; log losses every N steps)"
 
 
-def host_sync_finding(g: dict[str, Any], cell: str, name: str, suggestion: str = SYNC_ADVICE) -> Finding | None:
-    """The host syncs inside a step, named, from a GPU summary (records and traces alike)."""
+def host_sync_finding(g: GpuTimeline, cell: str, name: str, suggestion: str = SYNC_ADVICE) -> Finding | None:
+    """The host syncs inside a step, named, from a GPU timeline (records and traces alike)."""
     txt = sync_text(g)
     if not txt:
         return None
-    return Finding("host_sync", [cell], f"{name}: {txt}", {"host_syncs": g["host_syncs"]}, suggestion)
+    return Finding("host_sync", [cell], f"{name}: {txt}", {"host_syncs": [s.model_dump() for s in g.host_syncs]},
+                   suggestion)
 
 
-def host_sync(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def host_sync(records: list[Record], t: Thresholds) -> list[Finding]:
     out = []
     for r in ok(records):
         g = gpu_of(r)
         if not g:
             continue
-        p = r["params"]
+        p = r.params
         scaler = p.get("amp") == "fp16" and not str(p.get("optimizer", "")).endswith("-fused")
         advice = ("a fused optimizer (optimizer: adamw-fused) keeps GradScaler's check on the device" if scaler
                   else "keep the value on the device, or read it once every N steps")
-        f = host_sync_finding(g, r["cell_id"], label(r), advice)
+        f = host_sync_finding(g, r.cell_id, label(r), advice)
         if f is None:
             continue
-        if scaler and any(s["phase"] == "optimizer" for s in g["host_syncs"]):
+        if scaler and any(s.phase == "optimizer" for s in g.host_syncs):
             f.sentence += ("; with amp=fp16 this is GradScaler.step checking for inf/NaN gradients, which it must "
                            "read on the host unless the optimizer is fused")
         f.verified_by = verifier(records, r, "optimizer", "any")
@@ -156,19 +158,19 @@ def host_sync(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     return out
 
 
-def _busy_parts(g: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
-    mods = {k: v["forward"] + v["backward"] for k, v in (g.get("gpu_modules_s") or {}).items() if "." not in k}
-    return dict(g.get("gpu_phases_s") or {}), mods
+def _busy_parts(g: GpuTimeline) -> tuple[dict[str, float], dict[str, float]]:
+    mods = {k: v.total for k, v in g.gpu_modules_s.items() if "." not in k}
+    return dict(g.gpu_phases_s), mods
 
 
-def timeline_delta(slow: dict[str, Any], fast: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+def timeline_delta(slow: Record, fast: Record) -> tuple[str, dict[str, Any]] | None:
     """A step-time difference split into GPU busy (by phase and module), idle and data wait."""
     gs, gf = gpu_of(slow), gpu_of(fast)
-    if not gs or not gf or gs.get("gpu_idle_s") is None or gf.get("gpu_idle_s") is None:
+    if not gs or not gf or gs.gpu_idle_s is None or gf.gpu_idle_s is None:
         return None
     d_step = step_s(slow) - step_s(fast)
-    d_busy = gs["gpu_busy_s"] - gf["gpu_busy_s"]
-    d_idle = gs["gpu_idle_s"] - gf["gpu_idle_s"]
+    d_busy = gs.gpu_busy_s - gf.gpu_busy_s
+    d_idle = gs.gpu_idle_s - gf.gpu_idle_s
     ps, ms = _busy_parts(gs)
     pf, mf = _busy_parts(gf)
     d_mod = {k: ms.get(k, 0.0) - mf.get(k, 0.0) for k in set(ms) | set(mf)}
@@ -178,7 +180,7 @@ def timeline_delta(slow: dict[str, Any], fast: dict[str, Any]) -> tuple[str, dic
     txt = (f"{d_step * 1e3:+.1f} ms/step = GPU busy {d_busy * 1e3:+.1f} ms ("
            + ", ".join(f"{k} {v * 1e3:+.1f}" for k, v in top_mod) + "; "
            + ", ".join(f"{k} {v * 1e3:+.1f}" for k, v in top_ph) + f") and GPU idle {d_idle * 1e3:+.1f} ms "
-           f"({gf['gpu_idle_s'] * 1e3:.1f} -> {gs['gpu_idle_s'] * 1e3:.1f} ms)")
+           f"({gf.gpu_idle_s * 1e3:.1f} -> {gs.gpu_idle_s * 1e3:.1f} ms)")
     if d_busy > 0 and d_idle < 0:
         txt += (f": {-d_idle / d_busy:.0%} of the extra GPU work filled time the faster cell's GPU spent idle, "
                 "waiting for the host")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from benchbench.analysis.datawait import characterize, steps_per_epoch
 from benchbench.analysis.findings.gpu import _ms
 from benchbench.analysis.records import (
@@ -16,23 +14,23 @@ from benchbench.analysis.records import (
     step_s,
     verifier,
 )
-from benchbench.measurement import Measurement
+from benchbench.record import Record
 
 
-def data_wait(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def data_wait(records: list[Record], t: Thresholds) -> list[Finding]:
     """Input-bound cells, with the shape of the wait deciding the advice."""
     out = []
     for r in ok(records):
-        dw = Measurement(r).input_stall  # on a GPU: its idle while waiting, not the host's wait
-        frac = dw.get("fraction") or 0.0
+        dw = r.input_stall  # on a GPU: its idle while waiting, not the host's wait
+        frac = dw.fraction or 0.0
         if frac < t.input_bound_share:
             continue
-        host = dw["host_wait"]
-        on_gpu = "GPU" in dw["basis"]
-        host_txt = (f"; the host waited {(host.get('fraction') or 0):.0%} of the step (median "
-                    f"{(host.get('median') or 0) * 1e3:.1f} ms), ahead of the GPU for the rest") if on_gpu else ""
+        host = dw.host_wait
+        on_gpu = "GPU" in dw.basis
+        host_txt = (f"; the host waited {(host.fraction or 0):.0%} of the step (median "
+                    f"{(host.median or 0) * 1e3:.1f} ms), ahead of the GPU for the rest") if on_gpu else ""
         # Older records kept only the median wait: one value, no shape to read.
-        samples = dw.get("samples") or ([dw["median"]] if dw.get("median") is not None else [])
+        samples = dw.samples or ([dw.median] if dw.median is not None else [])
         shape = characterize(samples, steps_per_epoch(r))
         step = step_s(r)
         if shape.kind in ("epoch_boundary", "periodic") and shape.spike_median_s is not None:
@@ -40,7 +38,7 @@ def data_wait(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
             per_epoch = shape.period or shape.steps_per_epoch or 1
             extra = shape.spike_median_s - shape.median_s
             what = (f"every {per_epoch}th step, the first of each epoch "
-                    f"({(r['params'].get('data') or {}).get('count', '?')} images / batch {r['params']['batch_size']})"
+                    f"({(r.params.get('data') or {}).get('count', '?')} images / batch {r.params['batch_size']})"
                     if shape.kind == "epoch_boundary" else f"every {per_epoch}th step")
             sentence = (f"{label(r)}: the {'GPU starvation' if on_gpu else 'data wait'} is "
                         f"{shape.median_s * 1e3:.1f} ms on {n_steps - shape.spikes} of "
@@ -54,7 +52,7 @@ def data_wait(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
                           f"1000 steps per epoch amortises the boundary to {at_1000:.1%} of the time; for a small "
                           "one, iterate across epochs without a drain (a sampler that spans epochs) or generate "
                           "more images (data.count)")
-            out.append(Finding("input_epoch_boundary", [r["cell_id"]], sentence,
+            out.append(Finding("input_epoch_boundary", [r.cell_id], sentence,
                                {"data_wait_fraction": frac, **shape.to_dict(), "boundary_cost_s": extra},
                                suggestion))
             continue
@@ -73,35 +71,35 @@ def data_wait(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
         if verified:
             suggestion = (f"{verified['axis']} {verified['from']} -> {verified['to']} measured: "
                           f"{verified['speedup']:.2f}x faster per image")
-        boundary = host.get("epoch_boundary_s")
+        boundary = host.epoch_boundary_s
         if boundary is not None and shape.median_s is not None:
             host_txt += (f"; a new epoch's first batch waits {boundary * 1e3:.1f} ms (measured apart from the timed "
-                         f"steps; {host.get('steps_per_epoch') or '?'} steps per epoch here)")
+                         f"steps; {host.steps_per_epoch or '?'} steps per epoch here)")
         if ceiling and ceiling["to"].get("kind") == "synthetic":
             suggestion += f" (the model alone, on synthetic data: {ceiling['speedup']:.2f}x)"
         what = "the GPU sits idle waiting for the input pipeline" if on_gpu else "waits for the input pipeline"
-        out.append(Finding("input_bound", [r["cell_id"]],
+        out.append(Finding("input_bound", [r.cell_id],
                            f"{label(r)}: {frac:.0%} of each step {what} "
                            f"(median {shape.median_s * 1e3:.1f} ms, mean {shape.mean_s * 1e3:.1f} ms; "
-                           f"{dw['basis']}): {kinds.get(shape.kind, shape.kind)}{host_txt}",
-                           {"data_wait_fraction": frac, "stall_basis": dw["basis"], **shape.to_dict()},
+                           f"{dw.basis}): {kinds.get(shape.kind, shape.kind)}{host_txt}",
+                           {"data_wait_fraction": frac, "stall_basis": dw.basis, **shape.to_dict()},
                            suggestion, verified))
     return out
 
 
-def input_bound(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def input_bound(records: list[Record], t: Thresholds) -> list[Finding]:
     out = data_wait(records, t)
     # Workers that change nothing: the job was not input-bound.
     for g in groups_along(records, "num_workers"):
-        g = sorted(g, key=lambda r: r["params"]["num_workers"])
+        g = sorted(g, key=lambda r: r.params["num_workers"])
         base = g[0]
         for r in g[1:]:
             speed = per_image(base) / per_image(r)
-            if speed < 1.0 and (Measurement(base).input_stall.get("fraction") or 0) < t.input_bound_share:
-                out.append(Finding("input_bound", [r["cell_id"], base["cell_id"]],
+            if speed < 1.0 and (base.input_stall.fraction or 0) < t.input_bound_share:
+                out.append(Finding("input_bound", [r.cell_id, base.cell_id],
                                    f"{label(r)} is {1 / speed:.2f}x slower than {label(base)}: the step was not "
                                    f"input-bound, and worker processes compete with compute threads "
-                                   f"for {((r.get('env') or {}).get('cpu_count') or '?')} CPU cores",
-                                   {"speedup": speed}, f"keep num_workers={base['params']['num_workers']}"))
+                                   f"for {(r.env.cpu_count if r.env else None) or '?'} CPU cores",
+                                   {"speedup": speed}, f"keep num_workers={base.params['num_workers']}"))
                 break
     return out

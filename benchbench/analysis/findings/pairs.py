@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from itertools import combinations
-from typing import Any
 
 from benchbench.analysis.findings.gpu import timeline_delta
 from benchbench.analysis.gate_stats import resolution
@@ -18,17 +17,17 @@ from benchbench.analysis.records import (
     run_cv,
     step_s,
 )
-from benchbench.measurement import Measurement
+from benchbench.record import Record
 from benchbench.timeline.names import short_op
 
 
-def _op_times(r: dict[str, Any]) -> dict[str, float]:
-    return {o["name"]: o["self_time_s"] for o in ((r.get("breakdown") or {}).get("top_ops") or [])}
+def _op_times(r: Record) -> dict[str, float]:
+    return {o.name: o.self_time_s for o in (r.breakdown.top_ops if r.breakdown else [])}
 
 
-def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str, str]] | None = None) -> list[Finding]:
-    by_id = {r["cell_id"]: r for r in ok(records)}
-    candidates: list[tuple[dict[str, Any], dict[str, Any]]] = []
+def pairwise(records: list[Record], t: Thresholds, pairs: list[tuple[str, str]] | None = None) -> list[Finding]:
+    by_id = {r.cell_id: r for r in ok(records)}
+    candidates: list[tuple[Record, Record]] = []
     if pairs:
         for a, b in pairs:
             ra = next((r for k, r in by_id.items() if k.startswith(a) or label(r) == a), None)
@@ -56,11 +55,11 @@ def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str
             continue
         delta = step_s(slow) - step_s(fast)
         split = split_difference(slow, fast)
-        runs = (len(Measurement(slow).runs) or 1, len(Measurement(fast).runs) or 1)
+        runs = (len(slow.runs) or 1, len(fast.runs) or 1)
         resolved, needed = resolution(ratio, cv, *runs)
         pc = ""
-        if slow.get("params_count") and fast.get("params_count") and slow["params_count"] != fast["params_count"]:
-            pc = f" (at {slow['params_count'] / 1e6:.1f} M vs {fast['params_count'] / 1e6:.1f} M parameters)"
+        if slow.params_count and fast.params_count and slow.params_count != fast.params_count:
+            pc = f" (at {slow.params_count / 1e6:.1f} M vs {fast.params_count / 1e6:.1f} M parameters)"
         head = f"{label(slow)} is {ratio:.1f}x slower per image than {label(fast)}{pc}: "
         gpu = timeline_delta(slow, fast)
         if not resolved:
@@ -72,7 +71,7 @@ def pairwise(records: list[dict[str, Any]], t: Thresholds, pairs: list[tuple[str
             body = f"{delta * 1e3:+.1f} ms/step = {parts_text(split)}"
         os_, of = _op_times(slow), _op_times(fast)
         op_deltas = sorted(((os_.get(n, 0.0) - of.get(n, 0.0), n) for n in set(os_) | set(of)), reverse=True)[:3]
-        out.append(Finding("pairwise_delta", [slow["cell_id"], fast["cell_id"]], head + body,
+        out.append(Finding("pairwise_delta", [slow.cell_id, fast.cell_id], head + body,
                            {"ratio": ratio, "delta_s": delta, "differs_in": diff_axes(slow, fast),
                             "parts_s": split["parts_s"], "module_deltas_s": split["modules_s"],
                             "op_deltas_s": {short_op(n): d for d, n in op_deltas}, "resolved": resolved,

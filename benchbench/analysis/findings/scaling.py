@@ -16,46 +16,47 @@ from benchbench.analysis.records import (
     step_s,
     throughput,
 )
+from benchbench.record import Record
 
 
-def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def scaling(records: list[Record], t: Thresholds) -> list[Finding]:
     out = []
     for g in groups_along(records, "resolution"):
-        px = np.array([r["params"]["resolution"][0] * r["params"]["resolution"][1] for r in g], dtype=float)
+        px = np.array([r.params["resolution"][0] * r.params["resolution"][1] for r in g], dtype=float)
         st = np.array([step_s(r) for r in g])
         k, _ = np.polyfit(np.log(px), np.log(st), 1)
-        arch = g[0]["params"]["arch"]
+        arch = g[0].params["arch"]
         kind = "super-linear (attention or memory traffic dominates)" if k > 1.15 else (
             "sub-linear (fixed per-step costs dominate at small sizes)" if k < 0.85 else "about linear")
-        out.append(Finding("scaling", [r["cell_id"] for r in g],
-                           f"{arch}/{g[0]['params']['encoder']}: step time grows as pixels^{k:.2f} ({kind}) "
+        out.append(Finding("scaling", [r.cell_id for r in g],
+                           f"{arch}/{g[0].params['encoder']}: step time grows as pixels^{k:.2f} ({kind}) "
                            f"over {len(g)} resolutions", {"axis": "resolution", "exponent": float(k),
                                                           "pixels": px.tolist(), "step_s": st.tolist()}))
     for g in groups_along(records, "batch_size"):
-        g = sorted(g, key=lambda r: r["params"]["batch_size"])
+        g = sorted(g, key=lambda r: r.params["batch_size"])
         tps = [throughput(r) for r in g]
         plateau = None
         for prev, cur, r in zip(tps, tps[1:], g[1:]):
             if cur < prev * (1 + t.batch_plateau_gain):
-                plateau = r["params"]["batch_size"]
+                plateau = r.params["batch_size"]
                 break
-        bs = [r["params"]["batch_size"] for r in g]
+        bs = [r.params["batch_size"] for r in g]
         txt = (f"throughput stops growing at batch {plateau}" if plateau else "throughput still grows at the largest batch")
-        out.append(Finding("scaling", [r["cell_id"] for r in g],
-                           f"{g[0]['params']['arch']}/{g[0]['params']['encoder']}: over batch sizes {bs}, {txt} "
+        out.append(Finding("scaling", [r.cell_id for r in g],
+                           f"{g[0].params['arch']}/{g[0].params['encoder']}: over batch sizes {bs}, {txt} "
                            f"({', '.join(f'{x:.1f}' for x in tps)} img/s)",
                            {"axis": "batch_size", "batch_sizes": bs, "throughput": tps, "plateau": plateau}))
     for g in groups_along(records, "world_size"):
-        g = sorted(g, key=lambda r: r["params"].get("world_size") or 1)
-        one = next((r for r in g if (r["params"].get("world_size") or 1) == 1), None)
+        g = sorted(g, key=lambda r: r.params.get("world_size") or 1)
+        one = next((r for r in g if (r.params.get("world_size") or 1) == 1), None)
         if not one:
             continue
         for r in g[1:]:
-            ws = r["params"]["world_size"]
+            ws = r.params["world_size"]
             gain = throughput(r) / throughput(one)
             eff = gain / ws
-            slow = (r.get("ranks") or {}).get("slowest_rank")
-            out.append(Finding("scaling", [r["cell_id"], one["cell_id"]],
+            slow = r.ranks.slowest_rank if r.ranks else None
+            out.append(Finding("scaling", [r.cell_id, one.cell_id],
                                f"{label(r)}: {ws} ranks give {gain:.2f}x "
                                f"the throughput of one, a scaling efficiency of {eff:.0%}"
                                + (f" (slowest rank: {slow})" if slow is not None else ""),
@@ -63,25 +64,25 @@ def scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
     return out
 
 
-def channel_scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Finding]:
+def channel_scaling(records: list[Record], t: Thresholds) -> list[Finding]:
     """How step time, memory and the decoder's FLOPs change with decoder_channels."""
     out = []
     for g in groups_along(records, "decoder_channels"):
-        g = [r for r in g if r["params"].get("decoder_channels")]
+        g = [r for r in g if r.params.get("decoder_channels")]
         if len(g) < 2:
             continue
-        g = sorted(g, key=lambda r: -r["params"]["decoder_channels"])
-        cs = [r["params"]["decoder_channels"] for r in g]
+        g = sorted(g, key=lambda r: -r.params["decoder_channels"])
+        cs = [r.params["decoder_channels"] for r in g]
         steps = [step_s(r) for r in g]
-        acts = [((r.get("memory") or {}).get("activations_by_module") or {}).get("total") for r in g]
+        acts = [(r.memory.activations_by_module or {}).get("total") if r.memory else None for r in g]
         saves = [f"{(b - a) / a:+.0%}" for a, b in zip(steps, steps[1:])]
-        sentence = (f"{g[0]['params']['arch']}/{g[0]['params']['encoder']}: decoder_channels "
+        sentence = (f"{g[0].params['arch']}/{g[0].params['encoder']}: decoder_channels "
                     f"{' -> '.join(map(str, cs))} measured step time {' -> '.join(f'{x * 1e3:.0f}' for x in steps)} ms "
                     f"({', '.join(saves)})")
         if all(a for a in acts):
             sentence += f", activations {' -> '.join(f'{a / 2**20:.1f}' for a in acts)} MiB"
         evidence: dict[str, Any] = {"decoder_channels": cs, "step_s": steps, "activation_bytes": acts}
-        fuse = [((r.get("flops") or {}).get("by_module") or {}) for r in g]
+        fuse = [(r.flops.by_module if r.flops else {}) for r in g]
         key = next((k for k in ("decoder.fuse_stage", "decoder") if all(f.get(k) for f in fuse)), None)
         if key and len(set(cs)) >= 2:
             k, _ = np.polyfit(np.log(cs), np.log([f[key] for f in fuse]), 1)
@@ -94,12 +95,12 @@ def channel_scaling(records: list[dict[str, Any]], t: Thresholds) -> list[Findin
         for a, b in zip(g, g[1:]):  # wider first: a narrower decoder should never be slower
             if step_s(b) > step_s(a):
                 resolved, needed = resolution(step_s(b) / step_s(a), cv)
-                sentence += (f"; not monotonic: C={b['params']['decoder_channels']} ({step_s(b) * 1e3:.0f} ms) is slower "
-                             f"than C={a['params']['decoder_channels']} ({step_s(a) * 1e3:.0f} ms)" + (
+                sentence += (f"; not monotonic: C={b.params['decoder_channels']} ({step_s(b) * 1e3:.0f} ms) is slower "
+                             f"than C={a.params['decoder_channels']} ({step_s(a) * 1e3:.0f} ms)" + (
                                  "" if resolved else f", within this machine's run-to-run variation (run CV {cv:.1%}, "
                                  f"{basis}): unresolved, {needed} runs a side would resolve it"))
                 evidence.setdefault("unresolved_steps", []).append(
-                    [a["params"]["decoder_channels"], b["params"]["decoder_channels"], resolved, needed])
-        out.append(Finding("channel_scaling", [r["cell_id"] for r in g], sentence, evidence,
+                    [a.params["decoder_channels"], b.params["decoder_channels"], resolved, needed])
+        out.append(Finding("channel_scaling", [r.cell_id for r in g], sentence, evidence,
                            f"decoder_channels {cs[0]} -> {cs[-1]}: {steps[0] / steps[-1]:.1f}x faster per step"))
     return out

@@ -22,8 +22,11 @@ class PassContext:
     step: Any  # workload.step.TrainStep
     source: Any  # workload.data.Source
     device: Any
-    record: dict[str, Any]  # the cell's record so far (timing, memory)
+    memory: dict[str, Any]  # the timed block's memory figures (the memory pass adds to them)
     rss0: int
+    step_median_s: float  # the timed block's median step (the profiled step is stretched; idle is judged on this)
+    stall_median_s: float | None  # the input stall per step as the device felt it (GPU starvation on CUDA)
+    images_per_step: int  # the work per step that really ran (batch x ranks)
     batches: Iterator[Any] = field(init=False)
 
     def __post_init__(self) -> None:

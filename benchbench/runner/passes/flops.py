@@ -8,19 +8,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchbench.measurement import Measurement
-
 
 def run(ctx: Any) -> dict[str, Any]:
     from benchbench.measure.flops import count_flops, effective_peak, math_modes
 
     params = ctx.params
     flops = count_flops(ctx.model, params, ctx.step.loss_fn, ctx.device)
-    median = ctx.record["step_time_s"]["median"]
+    median = ctx.step_median_s
     train = flops.get("train_step_per_image")
     if train and median:
-        images = Measurement({**ctx.record, "params": params}).images_per_step
-        achieved = 2 * train * images / median  # hardware convention: 2 flops per MAC
+        achieved = 2 * train * ctx.images_per_step / median  # hardware convention: 2 flops per MAC
         flops["achieved_flops_per_s"] = achieved
         modes = math_modes(params["amp"], ctx.device)
         peaks = (ctx.payload.get("env") or {}).get("peak_flops") or {}

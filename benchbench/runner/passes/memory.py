@@ -8,5 +8,4 @@ from typing import Any
 def run(ctx: Any) -> dict[str, Any]:
     from benchbench.measure.memory import memory_pass
 
-    return {"memory": {**ctx.record["memory"],
-                       **memory_pass(ctx.step, ctx.batches, ctx.source.to_device, ctx.device, ctx.rss0)}}
+    return {"memory": {**ctx.memory, **memory_pass(ctx.step, ctx.batches, ctx.source.to_device, ctx.device, ctx.rss0)}}

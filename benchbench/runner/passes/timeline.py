@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from benchbench.measurement import Measurement
-
 
 def run(ctx: Any) -> dict[str, Any]:
     from benchbench.measure.profile import profile_pass
@@ -17,8 +15,7 @@ def run(ctx: Any) -> dict[str, Any]:
         trace = os.path.join(ctx.payload["trace_dir"], f"{ctx.payload['cell_id']}.json")
     bd = profile_pass(ctx.step, ctx.batches, ctx.source.to_device, ctx.device,
                       steps=ctx.payload.get("profile_steps", 3), trace_path=trace,
-                      step_time_s=ctx.record["step_time_s"]["median"],
-                      data_wait_s=Measurement(ctx.record).input_stall.get("median"))
+                      step_time_s=ctx.step_median_s, data_wait_s=ctx.stall_median_s)
     if trace:
         bd["trace"] = trace
     return {"breakdown": bd}

@@ -1,0 +1,161 @@
+"""The parts of a result record, each a typed model: what was measured, in what unit, and what it may be.
+
+Every part is closed (`extra="forbid"`): a field the runner writes must be declared here first, so no
+reader can come to depend on an undeclared one, and a record with a wrong-typed field is refused where it is
+read, with its file and line. Times are seconds, memory bytes, FLOPs multiply-adds (MACs) unless the
+field says `flops_per_s` (2 flops per MAC, the hardware convention).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from benchbench.record.stats import summarize
+
+
+class Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Summary(Part):
+    """A set of samples and the statistics derived from them (recomputed on load: the samples decide)."""
+
+    samples: list[float] = Field(default_factory=list)
+    median: float | None = None
+    p10: float | None = None
+    p90: float | None = None
+    iqr: float | None = None
+    cv: float | None = None
+    mean: float | None = None
+    min: float | None = None
+    max: float | None = None
+    n: int = 0
+
+    @model_validator(mode="after")
+    def _derive(self) -> Summary:
+        if self.samples:
+            s = summarize(self.samples)
+            for k in ("median", "p10", "p90", "iqr", "mean", "min", "max", "n"):
+                object.__setattr__(self, k, s[k])
+            object.__setattr__(self, "cv", s["cv"] if s["cv"] == s["cv"] else None)
+        return self
+
+
+class StepTimes(Summary):
+    @field_validator("samples")
+    @classmethod
+    def _positive(cls, v: list[float]) -> list[float]:
+        if any(not math.isfinite(x) or x <= 0 for x in v):
+            raise ValueError("a step time is not a positive finite number")
+        return v
+
+
+class Wait(Part):
+    samples: list[float] = Field(default_factory=list)
+    median: float | None = None
+    p90: float | None = None
+    max: float | None = None
+    fraction: float | None = None  # of the timed block's step time
+
+
+class DataWait(Wait):
+    """Time blocked on the input pipeline per step; on CUDA also the GPU's idle waiting for the batch."""
+
+    gpu_starved_s: Wait | None = None
+    steps_per_epoch: int | None = None
+    epoch_boundary_s: float | None = None
+
+
+class Warmup(Part):
+    steps: int = 0
+    steady: bool = False
+    samples: list[float] = Field(default_factory=list)
+
+
+class Enqueue(Part):
+    median: float | None = None
+    p10: float | None = None
+    p90: float | None = None
+    samples: list[float] = Field(default_factory=list)
+
+
+class Timing(Part):
+    clock: Literal["perf_counter", "cuda-events"] = "perf_counter"
+    block_wall_s: float | None = None
+    throughput_basis: str | None = None
+    host_enqueue_s: Enqueue | None = None
+
+
+class GradScaler(Part):
+    init_scale: float | None = None
+    final_scale: float | None = None
+    skipped_steps: int | None = None
+    skipped_at: list[int] | None = None
+    steps: int | None = None
+
+
+class Training(Part):
+    """What the steps did to the model: every loss (warm-up then timed), non-finite values, GradScaler's skips."""
+
+    losses: list[float | None] = Field(default_factory=list)
+    nonfinite: int = 0
+    warmup_steps: int | None = None
+    nonfinite_params: int | None = None
+    grad_scaler: GradScaler | None = None
+
+
+class RunRecord(Part):
+    samples: list[float]
+    images_per_step: int
+    clock: str = "perf_counter"
+    block_wall_s: float | None = None
+    run_id: str | None = None
+    repeat: int | None = None
+    median_s: float | None = None
+    throughput_img_s: float | None = None
+
+
+class Repeats(Part):
+    n: int = 0
+    runs: list[RunRecord] = Field(default_factory=list)
+    run_medians_s: list[float] = Field(default_factory=list)
+    between_run_cv: float | None = None
+
+
+class OomBackoff(Part):
+    attempts: list[dict[str, Any]] = Field(default_factory=list)
+    batch_size_ran: int | None = None
+
+
+class Ranks(Part):
+    world_size: int
+    backend: str
+    median_step_s: list[float] = Field(default_factory=list)
+    slowest_rank: int = 0
+    step_s: list[list[float]] = Field(default_factory=list)
+    warmup_steps: list[int] = Field(default_factory=list)
+    losses: list[list[float | None] | None] | None = None
+
+
+class AdviseTag(Part):
+    role: str
+    knob: str = ""
+    base: str | None = None
+    invocation: dict[str, Any] | None = None
+
+
+class Invocation(Part):
+    suite_sha1: str | None = None
+    filters: list[str] | None = None
+    shard: str | None = None
+    repeat: int | None = None
+    explain: bool | None = None
+
+
+class ExecutorInfo(Part):
+    name: str
+    job_id: str | None = None
+    node: str | None = None
