@@ -44,9 +44,13 @@ class ResultStore:
 
     def check_writable(self) -> None:
         """Before the first cell: a record measured and then lost to an unwritable --output is the worst case."""
-        from benchbench.outputs import check_file
+        from benchbench.outputs import OutputError, check_file
 
         check_file(self.path, "results")
+        try:  # the file exists from now on: an interruption before the first record still leaves one to resume
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+        except OSError as exc:
+            raise OutputError(f"cannot write results to {self.path}: {exc.strerror or exc}") from None
         self.repair_tail()
 
     def repair_tail(self) -> Path | None:

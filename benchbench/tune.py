@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchbench.policy import TUNE
 from benchbench.record import Record
 from benchbench.runner import RunOptions, make_payload, run_cell
 from benchbench.runner.loop import as_record
@@ -32,23 +33,29 @@ class TuneResult:
     stopped_because: str
 
 
-def tune_batch(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any], *, start: int = 1, max_batch: int = 256,
-               margin: float = 0.9, gain: float = 0.05, steps: int = 5, warmup: int = 3,
-               on_probe: Callable[[Record], None] | None = None,
-               options: RunOptions | None = None) -> TuneResult:
+def tune_batch(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any], *, start: int = TUNE.start,
+               max_batch: int = TUNE.max_batch, margin: float = TUNE.margin, gain: float = TUNE.gain,
+               steps: int = TUNE.steps, warmup: int = TUNE.warmup,
+               on_probe: Callable[[Record], Record | None] | None = None,
+               run: Callable[[dict[str, Any]], Any] | None = None,
+               prior: dict[str, Record] | None = None) -> TuneResult:
+    """`run`: the executor's (a session's); `prior`: probes an interrupted search already made, by cell id, replayed
+    instead of measured again."""
     total = env.get("gpu_memory_bytes")
+    run = run or (lambda payload: run_cell(payload, RunOptions()))
     probes: list[Record] = []
     bs = start
     stopped = f"reached --max-batch {max_batch}"
     while bs <= max_batch:
         params = {**cell.params, "batch_size": bs, "steps": steps, "warmup": warmup, "on_oom": "fail"}
         probe_cell = Cell(id=cell_id(params), label=f"{cell.label} bs={bs}", params=params)
-        raw = run_cell(make_payload(suite, probe_cell, run_id, env, RunOptions(explain=False)),
-                       options or RunOptions())
-        rec = as_record(raw).model_copy(update={"probe_of": cell.id})
+        rec = (prior or {}).get(probe_cell.id)
+        if rec is None:
+            raw = run(make_payload(suite, probe_cell, run_id, env, RunOptions(explain=False)))
+            rec = as_record(raw).model_copy(update={"probe_of": cell.id})
+            if on_probe:
+                rec = on_probe(rec) or rec
         probes.append(rec)
-        if on_probe:
-            on_probe(rec)
         if rec.status == "oom":
             stopped = f"out of memory at batch {bs}"
             break

@@ -159,7 +159,7 @@ def test_a_store_made_before_versioning_is_migrated_in_place(tmp_path) -> None:
     assert con.execute("PRAGMA user_version").fetchone()[0] == 0
     con.close()
     store = HistoryStore(db)
-    assert store.version == SCHEMA_VERSION == 3
+    assert store.version == SCHEMA_VERSION == 4
     cols = {row[1] for row in store.db.execute("PRAGMA table_info(records)")}
     assert {"gpu_throttled", "gpu_shared", "energy_j_per_image", "gpu_conditions_json", "cpu_contended"} <= cols
     rec = {"schema": "benchbench.result/1", "suite": "s", "run_id": "night2", "cell_id": "c", "status": "ok",
@@ -181,3 +181,17 @@ def test_a_store_made_before_versioning_is_migrated_in_place(tmp_path) -> None:
     con.close()
     with pytest.raises(BenchbenchError, match="newer than this"):
         HistoryStore(db)
+
+
+def test_the_nightly_check_judges_each_cell_by_its_own_threshold(tmp_path: Path, cli) -> None:
+    """A suite's gate_threshold (2% on a GPU) is the cell's minimum effect for compare, for `history check` and
+    for the report's history section alike: a +4% step is a regression at the cell's 2%, not at the default 5%."""
+    recs = nights(20, step_at=16, factor=1.04)
+    for r in recs:
+        r["params"] = {**r["params"], "gate_threshold": 0.02}
+    db = tmp_path / "h.db"
+    assert cli("history", "add", write(tmp_path / "n.jsonl", recs), "--db", db)[0] == 0
+    code, out, err = cli("history", "check", "--db", db, "--last", "5")
+    assert code == 1 and "regression" in err, out + err
+    code, out, err = cli("history", "check", "--db", db, "--last", "5", "--threshold", "0.05")
+    assert code == 0, out + err  # an explicit threshold for every cell wins

@@ -103,10 +103,11 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     p["qs_run"] = d / "qs-run.jsonl"  # a `run` of the quickstart suite
     p["qs_run"].write_text("".join(json.dumps({**r, "suite": "quickstart"}) + "\n" for r in recs[:2]))
     p["qs_advise"] = d / "qs-advise.jsonl"  # an advise experiment on it, asked for --knobs amp
-    tag = {"role": "base-explained", "knob": "", "base": recs[0]["cell_id"],
-           "invocation": {"cell": "Unet", "knobs": ["amp"], "repeat_max": 3, "min_runs": 2, "min_effect": 0.05}}
-    p["qs_advise"].write_text(json.dumps({**recs[0], "suite": "quickstart", "run_id": "advise-x", "advise": tag})
-                              + "\n")
+    tag = {"role": "base-explained", "knob": "", "base": recs[0]["cell_id"]}
+    asked = {"kind": "advise", "options": {"cell": "Unet", "knobs": ["amp"], "repeat_max": 3, "min_runs": 2,
+                                           "min_effect": 0.05}}
+    p["qs_advise"].write_text(json.dumps({**recs[0], "suite": "quickstart", "run_id": "advise-x", "advise": tag,
+                                          "invocation": asked}) + "\n")
     p["db"] = d / "history.db"
     code, text = invoke("history", "add", p["results"], "--db", p["db"])
     assert code == 0, text
@@ -142,9 +143,10 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (["advise", "{quickstart}", "--cell", "Unet", "--device", "cpu", "--knobs", "workers"], "not a knob"),
     (["advise", "{quickstart}", "--cell", "Unet", "--device", "cpu", "--knobs", "cache"], "not a knob that applies"),
     (["advise", "{quickstart}", "--cell", "Unet", "--device", "cpu", "--budget-min", "nan"], "--budget-min"),
-    (["advise", "{quickstart}", "--cell", "Unet", "--device", "cpu", "--resume", "{qs_run}"], "not an advise"),
+    (["advise", "{quickstart}", "--cell", "Unet", "--device", "cpu", "--resume", "{qs_run}"],
+     "written by `run`, not `advise`"),
     (["advise", "{quickstart}", "--device", "cpu", "--resume", "{qs_advise}", "--knobs", "compile"],
-     "contradicts it: --knobs ['compile'] (the experiment had ['amp'])"),
+     "contradicts it: --knobs ['compile'] (the advise had ['amp'])"),
     # SLURM's options: names, not shell text; never ignored silently
     (["run", "{quickstart}", "--device", "cpu", "--executor", "slurm", "--slurm-partition", "gpu\n#SBATCH --x"],
      "not a SLURM name"),
@@ -201,9 +203,9 @@ def test_a_slurm_script_cannot_be_given_a_line_of_the_users_choosing(tmp_path, m
     fake_slurm(tmp_path, monkeypatch)
     from submitit.slurm.slurm import _make_sbatch_string
 
-    from benchbench.runner.slurm import SlurmExecutor
+    from benchbench.runner.slurm import SlurmConfig, SlurmExecutor
 
-    ex = SlurmExecutor(folder=tmp_path, partition="gpu,debug", constraint="a100&nvlink", time_min=30)
+    ex = SlurmExecutor(SlurmConfig(partition="gpu,debug", constraint="a100&nvlink", time_min=30), tmp_path)
     params = ex._executor(1, 1).parameters  # what submitit renders into the script
     text = _make_sbatch_string(command="python -c pass", folder=str(tmp_path), **{
         k: v for k, v in params.items() if k in ("partition", "constraint", "time", "cpus_per_task", "nodes",
@@ -216,7 +218,7 @@ def test_a_slurm_script_cannot_be_given_a_line_of_the_users_choosing(tmp_path, m
     # nothing of the values outside their own header line
     assert sum("a100" in ln for ln in lines) == 1 and sum("debug" in ln for ln in lines) == 1
     with pytest.raises(Exception, match="not a SLURM name"):
-        SlurmExecutor(folder=tmp_path, partition="gpu\n#SBATCH --time=99999")
+        SlurmConfig(partition="gpu\n#SBATCH --time=99999")
 
 
 def test_slurm_without_submitit_says_how_to_install_it(pool, tmp_path, monkeypatch) -> None:

@@ -12,12 +12,13 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "benchbench"
 LAYERS = [
-    ("errors", "outputs", "record", "timeline", "py.typed"),
+    ("errors", "outputs", "policy", "record", "timeline", "py.typed"),
     ("suite",),
     ("workload",),
     ("measure",),
     ("runner", "tune"),
     ("results", "baselines"),
+    ("session",),
     ("analysis",),
     ("history",),
     ("advise",),

@@ -34,17 +34,18 @@ def test_quickstart_cells_run_as_slurm_jobs(tmp_path: Path, cli, monkeypatch, sl
                             "--cells-per-job", "2", "--reports-dir", tmp_path / "rep")
     assert code == 0, err
     recs = read_records([out])
-    assert sorted(r["params"]["seed"] for r in recs) == [0, 1, 2] and all(r["status"] == "ok" for r in recs)
-    assert all(r["executor"]["name"] == "slurm" and r["executor"]["job_id"] for r in recs)
-    assert len({r["executor"]["job_id"] for r in recs}) == 2  # 3 cells, 2 a job
-    assert all(r["env"]["node"] and r["env"]["fingerprint"] for r in recs)  # measured where they ran
+    assert sorted(r.params["seed"] for r in recs) == [0, 1, 2] and all(r.ok for r in recs)
+    assert all(r.executor.name == "slurm" and r.executor.job_id for r in recs)
+    assert len({r.executor.job_id for r in recs}) == 2  # 3 cells, 2 a job
+    assert all(r.env.node and r.env.fingerprint for r in recs)  # measured where they ran
     # the same shape as a process-executor record
     local = tmp_path / "local.jsonl"
     code, _, err = cli("run", suite, "--output", local, "--no-explain", "--filter", "seed=0",
                        "--reports-dir", tmp_path / "rep")
     assert code == 0, err
     [one] = read_records([local])
-    assert set(one) <= set(recs[0]) and set(recs[0]) - set(one) == {"executor"}
+    fields = lambda r: set(r.to_json())  # noqa: E731 - what each record carries
+    assert fields(one) <= fields(recs[0]) and fields(recs[0]) - fields(one) == {"executor"}
     assert not (out.parent / ".submitit").exists()  # cleaned after a successful run
 
 
@@ -56,8 +57,8 @@ def test_a_job_slurm_kills_is_a_record(tmp_path: Path, cli, monkeypatch, slurm_c
     code, _, err = cli("run", suite, "--executor", "slurm", "--slurm-time", "1", "--output", out, "--no-explain",
                        "--reports-dir", tmp_path / "rep")
     [rec] = read_records([out])
-    assert code == 1 and rec["status"] == "timeout" and "time limit" in rec["error"], (rec, err)
-    json.dumps(rec)
+    assert code == 1 and rec.status == "timeout" and "time limit" in rec.error, (rec, err)
+    json.dumps(rec.to_json())
 
 
 def test_sigterm_cancels_the_jobs_and_resume_completes(tmp_path: Path, slurm_cluster) -> None:  # noqa: F811
@@ -88,7 +89,7 @@ def test_sigterm_cancels_the_jobs_and_resume_completes(tmp_path: Path, slurm_clu
     done = subprocess.run(cmd[:5] + ["--resume", str(out), "--reports-dir", str(tmp_path / "rep")], cwd=TESTS,
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert sorted(r["params"]["seed"] for r in read_records([out]) if r["status"] == "ok") == [0, 1]
+    assert sorted(r.params["seed"] for r in read_records([out]) if r.ok) == [0, 1]
 
 
 def test_the_quickstart_suite_on_slurm(tmp_path: Path, cli, slurm_cluster) -> None:  # noqa: F811
@@ -98,8 +99,8 @@ def test_the_quickstart_suite_on_slurm(tmp_path: Path, cli, slurm_cluster) -> No
                             "--cells-per-job", "2", "--no-explain", "--output", out, "--reports-dir", tmp_path / "rep")
     assert code == 0, err
     recs = read_records([out])
-    assert sorted(r["params"]["arch"] for r in recs) == ["Segformer", "Unet"]
-    assert all(r["status"] == "ok" and r["executor"]["name"] == "slurm" for r in recs)
+    assert sorted(r.params["arch"] for r in recs) == ["Segformer", "Unet"]
+    assert all(r.ok and r.executor.name == "slurm" for r in recs)
     assert "1. [" in stdout  # the headline under the table, as with the process executor
 
 

@@ -24,6 +24,7 @@ from benchbench.advise.candidates import Candidate, candidates
 from benchbench.advise.numerics import verdict as numerics_verdict
 from benchbench.analysis.gate_stats import ALPHA, judge
 from benchbench.errors import BenchbenchError
+from benchbench.policy import ADVISE
 from benchbench.record import Record
 from benchbench.record.parts import AdviseTag
 from benchbench.suite import Cell, Suite, cell_id, make_label
@@ -32,12 +33,11 @@ from benchbench.suite import Cell, Suite, cell_id, make_label
 @dataclass
 class Options:
     knobs: list[str] | None = None  # named knobs: considered alone, and always measured
-    repeat_max: int = 5
-    min_runs: int = 3
-    threshold: float = 0.05  # the smallest speed-up the experiment decides on
+    repeat_max: int = ADVISE.repeat_max
+    min_runs: int = ADVISE.min_runs
+    threshold: float = ADVISE.min_effect  # the smallest speed-up the experiment decides on
     alpha: float = ALPHA
     budget_s: float | None = None
-    invocation: dict[str, Any] = field(default_factory=dict)  # what was asked, recorded in every run
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Ledger:
 
 class Experiment:
     def __init__(self, suite: Suite, base: Cell, run_id: str, env: dict[str, Any], run: Callable[[dict], Any],
-                 store: Callable[[Record], None], opts: Options, ledger: Ledger | None = None,
+                 store: Callable[[Record], Record | None], opts: Options, ledger: Ledger | None = None,
                  on_run: Callable[[str, int, float], None] | None = None) -> None:
         self.suite, self.base, self.run_id, self.env = suite, base, run_id, env
         self._run, self._store, self.opts = run, store, opts
@@ -108,9 +108,8 @@ class Experiment:
         t = time.monotonic()
         rec = as_record(self._run(make_payload(self.suite, cell, self.run_id, self.env, RunOptions(explain=explain))))
         self.run_seconds.append(time.monotonic() - t)
-        rec = rec.model_copy(update={"advise": AdviseTag(role=role, knob=knob, base=self.base.id,
-                                                         invocation=self.opts.invocation)})
-        self._store(rec)
+        rec = rec.model_copy(update={"advise": AdviseTag(role=role, knob=knob, base=self.base.id)})
+        rec = self._store(rec) or rec  # the session stamps what it was asked and keeps it
         self.done += 1
         return rec
 

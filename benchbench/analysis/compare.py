@@ -23,6 +23,7 @@ from benchbench.analysis.gate_stats import (  # noqa: F401 - the gate's statisti
 from benchbench.analysis.records import breakdown_deltas, images_per_step
 from benchbench.errors import BenchbenchError
 from benchbench.measure.env import FINGERPRINT_KEYS, env_diff
+from benchbench.policy import cell_threshold as policy_threshold
 from benchbench.record import Record
 from benchbench.record.state import cpu_degraded, gpu_degraded
 
@@ -95,11 +96,9 @@ def _work_note(recs: list[Record]) -> str:
 
 
 def cell_threshold(recs: list[Record], threshold: float | None) -> float:
-    """An explicit --threshold wins; else the cell's own gate_threshold (suite or cell); else the default."""
-    if threshold is not None:
-        return threshold
+    """An explicit --threshold wins; else the cell's own gate_threshold (suite or cell); else the gate's."""
     own = next((r.params.get("gate_threshold") for r in reversed(recs) if r.params.get("gate_threshold")), None)
-    return float(own) if own else DEFAULT_THRESHOLD
+    return policy_threshold(own, threshold)
 
 
 def degraded_warnings(side: str, recs: list[Record]) -> list[str]:

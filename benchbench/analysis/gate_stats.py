@@ -39,11 +39,12 @@ from typing import Any
 import numpy as np
 from scipy import optimize, stats
 
+from benchbench.policy import GATE
 from benchbench.record import Record
 
-ALPHA = 0.01  # two-sided: a 99% interval (false alarms measured in benchmarks/gate.py)
-POWER = 0.80  # for the minimum detectable effect
-DEFAULT_THRESHOLD = 0.05
+ALPHA = GATE.alpha  # two-sided: a 99% interval (false alarms measured in benchmarks/gate.py)
+POWER = GATE.power  # for the minimum detectable effect
+DEFAULT_THRESHOLD = GATE.threshold
 
 
 def ci_label(alpha: float = ALPHA) -> str:
@@ -179,7 +180,7 @@ def judge(base: list[float], cand: list[float], threshold: float = DEFAULT_THRES
 #: A run-to-run CV to assume where a report has one run a cell. A suite's cells run minutes apart: on this
 #: shared 2-core CPU, 120 runs of one 25-minute gate experiment had CV 8.6% (adjacent runs 2-4%); a
 #: GPU-bound H100 cell ~0.1%, a launch-bound one several %. Measured spread (`--repeat`) replaces it.
-ASSUMED_RUN_CV = {"cpu": 0.08, "cuda": 0.02}
+ASSUMED_RUN_CV = GATE.assumed_run_cv
 
 
 def resolution(ratio: float, cv: float, n_a: int = 1, n_b: int = 1, alpha: float = ALPHA,

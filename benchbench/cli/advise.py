@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import signal
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,21 +13,19 @@ from rich.table import Table
 
 from benchbench.cli.app import (
     DeviceOpt,
+    ExecutorOpt,
     FilterOpt,
-    Interrupted,
-    _on_sigterm,
     _suite,
     app,
     console,
     err_console,
+    executor_choice,
+    with_executor_options,
 )
 from benchbench.errors import BenchbenchError, short_repr
-from benchbench.record import Record
-from benchbench.runner.executors import EXECUTORS
+from benchbench.policy import ADVISE
 
-#: what an advise run was asked, recorded in every record it writes: `--resume` continues *that* experiment
-RESUMED_OPTIONS = ("cell", "knobs", "repeat_max", "min_runs", "min_effect")
-DEFAULTS = {"repeat_max": 5, "min_runs": 3, "min_effect": 0.05}
+DEFAULTS = {"repeat_max": ADVISE.repeat_max, "min_runs": ADVISE.min_runs, "min_effect": ADVISE.min_effect}
 
 
 def parse_knobs(knobs: str | None) -> list[str] | None:
@@ -49,110 +46,88 @@ def parse_knobs(knobs: str | None) -> list[str] | None:
     return list(dict.fromkeys(names))
 
 
-def continue_advise(prior: list[Record], given: dict[str, Any], resume: Path) -> dict[str, Any]:
-    """The options the resumed experiment was asked; a command line that contradicts them is refused."""
-    if prior and not all(r.advise is not None for r in prior):
-        raise BenchbenchError(f"--resume {resume}: that is a `benchbench run` results file, not an advise "
-                              "experiment's; a results file belongs to one kind of run (resume it with `run --resume`)")
-    asked = next((r.advise.invocation for r in reversed(prior) if r.advise and r.advise.invocation), None)
-    if asked is None:  # written before advise recorded what it was asked: the command line decides
-        return {k: given[k] if given[k] is not None else DEFAULTS.get(k) for k in RESUMED_OPTIONS}
-    clash = [f"--{k.replace('_', '-')} {given[k]!r} (the experiment had {asked.get(k)!r})"
-             for k in RESUMED_OPTIONS if given[k] is not None and given[k] != asked.get(k)]
-    if clash:
-        raise BenchbenchError("--resume continues the experiment as it was started; this command line contradicts "
-                              "it: " + "; ".join(clash) + ". Leave these options out to continue it, or start anew.")
-    return {k: asked.get(k) for k in RESUMED_OPTIONS}
-
-
 @app.command()
+@with_executor_options
 def advise(
     suite_path: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
     cell: Annotated[str | None, typer.Option("--cell", help="The base cell (id prefix or label); default: the "
-                                                "suite's only cell.")] = None,
+                                             "suite's only cell.")] = None,
     device: DeviceOpt = "auto",
     filter: FilterOpt = None,
     knobs: Annotated[str | None, typer.Option(help="Only these knobs, comma-separated (always measured): "
-                                                 "num_workers, pin_memory, persistent_workers, prefetch_factor, "
-                                                 "cache, amp, channels_last, compile, optimizer, batch_size, "
-                                                 "decoder_channels, resolution.")] = None,
+                                              "num_workers, pin_memory, persistent_workers, prefetch_factor, "
+                                              "cache, amp, channels_last, compile, optimizer, batch_size, "
+                                              "decoder_channels, resolution.")] = None,
     budget_min: Annotated[float | None, typer.Option("--budget-min", help="Stop starting runs after M "
-                                                        "minutes (what was measured is kept).")] = None,
-    repeat_max: Annotated[int | None, typer.Option(help="Most runs a side per knob [default: 5].")] = None,
-    min_runs: Annotated[int | None, typer.Option(help="Runs a side before the interval is read [default: 3].")]
-    = None,
+                                                     "minutes (what was measured is kept).")] = None,
+    repeat_max: Annotated[int | None, typer.Option(help=f"Most runs a side per knob [default: {ADVISE.repeat_max}]."
+                                                   )] = None,
+    min_runs: Annotated[int | None, typer.Option(help="Runs a side before the interval is read [default: "
+                                                 f"{ADVISE.min_runs}].")] = None,
     min_effect: Annotated[float | None, typer.Option(help="Smallest speed-up decided on (0.05 = 5%); knobs "
-                                                        "bounded below it are skipped unless named [default: 0.05]."
-                                                        )] = None,
+                                                     "bounded below it are skipped unless named [default: "
+                                                     f"{ADVISE.min_effect}].")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Folder for the advise report (md, "
-                                                   "html, yaml, json); default reports/<suite>.")] = None,
+                                                "html, yaml, json); default reports/<suite>.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the JSON here.")] = None,
     results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/advise-<run>.jsonl goes.")] = Path("results"),
-    resume: Annotated[Path | None, typer.Option(help="An interrupted advise's results file: replay its runs, "
-                                                   "measure the rest (its options are recorded in it).")] = None,
-    isolation: Annotated[str, typer.Option("--executor", "--isolation", help="Where each run goes: "
-                                           + ", ".join(EXECUTORS) + " (default process: a fresh process per run).")]
-    = "process",
+    resume: Annotated[str | None, typer.Option(help="An interrupted advise's results file (or 'latest'): replay its "
+                                               "runs, measure the rest (its options are recorded in it).")] = None,
+    isolation: ExecutorOpt = "process",
+    executor_options: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Which knob makes this cell faster, by how much (with an interval), and does it still train the same?"""
-    signal.signal(signal.SIGTERM, _on_sigterm)  # from the start: a SIGTERM during preflight is an interruption too
-    from benchbench import results as res
     from benchbench.advise.candidates import applicable_knobs
-    from benchbench.advise.experiment import Experiment, Ledger, Options, base_cell
-    from benchbench.analysis.gate_stats import ALPHA
-    from benchbench.measure.env import environment
+    from benchbench.advise.experiment import base_cell
     from benchbench.outputs import Outputs
-    from benchbench.report import advise as render
-    from benchbench.runner import calibrate_peak, preflight
-    from benchbench.runner.executors import get_executor
+    from benchbench.runner import preflight
+    from benchbench.session import Session
 
     given = {"cell": cell, "knobs": parse_knobs(knobs), "repeat_max": repeat_max, "min_runs": min_runs,
              "min_effect": min_effect}
     if budget_min is not None and not (math.isfinite(budget_min) and budget_min > 0):
         raise BenchbenchError(f"--budget-min must be a positive number of minutes, got {budget_min}")
-    executor = get_executor(isolation)
-    suite = _suite(suite_path, device, filter)
-    prior: list[Record] = []
-    if resume:
-        if not resume.is_file():
-            raise BenchbenchError(f"--resume: results file not found: {resume}")
-        res.ResultStore(resume).repair_tail()
-        prior = res.read_records([resume]) if resume.stat().st_size else []
-        if any(r.suite != suite.name for r in prior):
-            raise BenchbenchError(f"--resume {resume} holds records of another suite, not {short_repr(suite.name)}")
-        opts_in = continue_advise(prior, given, resume)
-        run_id, out_path = (prior[-1].run_id if prior else "advise-" + res.new_run_id()), resume
-    else:
-        opts_in = {k: given[k] if given[k] is not None else DEFAULTS.get(k) for k in RESUMED_OPTIONS}
-        run_id = "advise-" + res.new_run_id()
-        out_path = res.default_path(results_dir, suite.slug, run_id)
-    rmax, rmin, effect = opts_in["repeat_max"], opts_in["min_runs"], opts_in["min_effect"]
-    if rmax < 2 or rmin < 2 or rmin > rmax:
-        raise BenchbenchError("need 2 <= --min-runs <= --repeat-max (one run a side cannot be judged)")
-    if not 0 < effect < 1:
-        raise BenchbenchError(f"--min-effect must be between 0 and 1, got {effect}")
-    base = base_cell(suite, opts_in["cell"])
-    if opts_in["knobs"]:
-        fits = applicable_knobs(base.params)
-        away = [k for k in opts_in["knobs"] if k not in fits]
-        if away:
-            raise BenchbenchError(f"--knobs {', '.join(away)}: not a knob that applies to this cell (it has "
-                                  f"{', '.join(sorted(fits)) or 'none'})")
-    report_dir = output or Path("reports") / suite.slug
-    store = res.ResultStore(out_path)
-    # Every output before the first run is measured, not after an 8-minute experiment.
-    Outputs().folder(report_dir, "the advise report (--output)").file(json_out, "the JSON (--json)").check()
-    store.check_writable()
-    preflight([base], isolation)
-    env = dict(environment(suite.device))
+    chosen = executor_choice(isolation, executor_options or {})
+    session = Session.open("advise", lambda opts: _suite(suite_path, device, filter), suite_path, given=given,
+                           defaults=dict(DEFAULTS), executor=isolation, executor_options=chosen, output=None,
+                           results_dir=results_dir, resume=resume)
+    try:
+        o = session.options
+        if o["repeat_max"] < 2 or o["min_runs"] < 2 or o["min_runs"] > o["repeat_max"]:
+            raise BenchbenchError("need 2 <= --min-runs <= --repeat-max (one run a side cannot be judged)")
+        if not 0 < o["min_effect"] < 1:
+            raise BenchbenchError(f"--min-effect must be between 0 and 1, got {o['min_effect']}")
+        base = base_cell(session.suite, o["cell"])
+        if o["knobs"]:
+            fits = applicable_knobs(base.params)
+            away = [k for k in o["knobs"] if k not in fits]
+            if away:
+                raise BenchbenchError(f"--knobs {', '.join(away)}: not a knob that applies to this cell (it has "
+                                      f"{', '.join(sorted(fits)) or 'none'})")
+        report_dir = output or Path("reports") / session.suite.slug
+        # Every output before the first run is measured, not after an 8-minute experiment.
+        session.check_outputs(Outputs().folder(report_dir, "the advise report (--output)")
+                              .file(json_out, "the JSON (--json)"))
+        preflight([base], session.executor_name)
+        _experiment(session, base, budget_min, report_dir, json_out, device)
+    finally:
+        session.close()
+
+
+def _experiment(session: Any, base: Any, budget_min: float | None, report_dir: Path, json_out: Path | None,
+                device: str) -> None:
+    from benchbench.advise.experiment import Experiment, Ledger, Options
+    from benchbench.analysis.gate_stats import ALPHA
+    from benchbench.report import advise as render
+
+    suite, o = session.suite, session.options
     with console.status("calibrating the device's peak matmul rate"):
         # every dtype a candidate can switch to: the AMP bound is the ratio of measured peaks
-        env["peak_flops"] = calibrate_peak(suite, isolation, ("fp32", "bf16") + (("fp16",) if suite.device == "cuda"
-                                                                                 else ()))
-    opts = Options(knobs=opts_in["knobs"], repeat_max=rmax, min_runs=rmin, threshold=effect,
-                   budget_s=budget_min * 60 if budget_min else None, invocation=dict(opts_in))
-    console.print(f"[bold]advise[/] {escape(base.label)} ({base.id}) on {suite.device} -> {out_path}", highlight=False)
-    interrupted = write_failed = False
+        env = session.environment(True, ("fp32", "bf16") + (("fp16",) if suite.device == "cuda" else ()))
+    opts = Options(knobs=o["knobs"], repeat_max=o["repeat_max"], min_runs=o["min_runs"], threshold=o["min_effect"],
+                   budget_s=budget_min * 60 if budget_min else None)
+    console.print(f"[bold]advise[/] {escape(base.label)} ({base.id}) on {suite.device} -> {session.out_path}",
+                  highlight=False)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed} runs"),
                   TimeElapsedColumn(), TextColumn("ETA ~{task.fields[eta]}"), console=console) as progress:
         task = progress.add_task("base", total=None, eta="?")
@@ -160,21 +135,14 @@ def advise(
         def on_run(desc: str, done: int, eta: float) -> None:
             progress.update(task, description=desc, completed=done, eta=f"{eta / 60:.1f} min" if eta else "?")
 
-        exp = Experiment(suite, base, run_id, env, executor.run, store.append, opts, Ledger(prior), on_run)
-        try:
+        exp = Experiment(suite, base, session.run_id, env, session.executor.run, session.record, opts,
+                         Ledger(session.prior), on_run)
+        with session.measuring() as outcome:
             result = exp.run()
-        except (KeyboardInterrupt, Interrupted):
-            interrupted = True
-        except res.ResultsWriteError as exc:  # a full disk: stop like any interruption, the file stays whole
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            interrupted = write_failed = True
-    resume_cmd = f"benchbench advise {suite_path} --resume {out_path}" + (
-        f" --device {device}" if device != "auto" else "")
-    if interrupted:
-        # The options are recorded in the file: the resume command needs none of them (soft_wrap: one line).
-        err_console.print(f"interrupted: {exp.done} runs recorded in {out_path}.\nResume with: {resume_cmd}",
-                          highlight=False, soft_wrap=True)
-        raise typer.Exit(1 if write_failed else 130)
+    if outcome.stopped:
+        from benchbench.cli.run import stopped
+
+        stopped(session, outcome, exp.done, exp.planned or exp.done, "advise", device)
     table = Table(title=f"advise: {base.label} ({result.runs} runs, {result.seconds / 60:.1f} min)")
     for c in render.COLUMNS:
         table.add_column(c, overflow="fold")
@@ -184,7 +152,7 @@ def advise(
     console.print(table)
     console.print(escape(render.headline(result)), style="bold", highlight=False)
     try:
-        paths = render.write_all(result, report_dir / run_id, suite.name, ALPHA)
+        paths = render.write_all(result, report_dir / session.run_id, suite.name, ALPHA)
         if json_out:
             import json
 
@@ -192,7 +160,8 @@ def advise(
 
             write_text(json_out, json.dumps(render.to_json(result), indent=2, default=str), "the JSON (--json)")
     except BenchbenchError as exc:  # the disk filled since the check: every run is kept, the report is a replay
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}\nEvery run is kept in {out_path}; write the report "
-                          f"again without measuring: {resume_cmd}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}\nEvery run is kept in {session.out_path}; write "
+                          f"the report again without measuring: {session.resume_command('advise', device)}",
+                          highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
-    console.print(f"results: {out_path}\nreport: " + ", ".join(map(str, paths)), highlight=False)
+    console.print(f"results: {session.out_path}\nreport: " + ", ".join(map(str, paths)), highlight=False)

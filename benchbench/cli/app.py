@@ -39,12 +39,81 @@ FilterOpt = Annotated[
 ]
 
 
-class Interrupted(Exception):
-    """SIGTERM is handled like Ctrl-C: stop after recording what finished."""
+from benchbench.session import Interrupted, _on_sigterm  # noqa: E402, F401 - SIGTERM is handled like Ctrl-C
 
 
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise Interrupted()
+def with_executor_options(fn: Any) -> Any:
+    """Give a command that runs cells every executor's options, generated from each executor's config (its fields
+    declare their flags: `runner.executors.option`), passed to it as `executor_options={name: {field: value}}`.
+    A new executor's options reach every such command without an edit here."""
+    import dataclasses
+    import functools
+    import inspect
+    import typing
+
+    from benchbench.runner.executors import EXECUTORS
+
+    hints = typing.get_type_hints(fn, include_extras=True)
+    sig = inspect.signature(fn)
+    params = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in sig.parameters.values()
+              if p.name != "executor_options"]
+    generated: dict[str, tuple[str, str, str]] = {}  # parameter -> (executor, field, flag)
+    for name in EXECUTORS:
+        cfg = EXECUTORS[name]().config
+        types = typing.get_type_hints(cfg)
+        for f in dataclasses.fields(cfg):
+            if f.metadata.get("cli") is False or "flag" not in f.metadata:
+                continue
+            t = types[f.name]
+            multiple = typing.get_origin(t) is tuple
+            base = list[str] if multiple else next((a for a in typing.get_args(t) if a is not type(None)), t)
+            default = f.default if f.default is not dataclasses.MISSING else None
+            shown = f" [default: {default}]" if default not in (None, ()) else ""
+            param = f"{name}__{f.name}"
+            generated[param] = (name, f.name, f.metadata["flag"])
+            ann = typing.Annotated[typing.Optional[base], typer.Option(f.metadata["flag"],  # noqa: UP045
+                                                                      help=f.metadata["help"] + shown)]
+            params.append(inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=ann))
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        opts: dict[str, dict[str, Any]] = {name: {} for name in EXECUTORS}
+        for param, (name, fld, _) in generated.items():
+            value = kwargs.pop(param, None)
+            opts[name][fld] = tuple(value) if isinstance(value, list) else value
+        return fn(*args, executor_options=opts, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    wrapper._executor_flags = {param: flag for param, (_, _, flag) in generated.items()}  # type: ignore[attr-defined]
+    return wrapper
+
+
+def executor_choice(name: str, executor_options: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The chosen executor's options; another executor's options given here are refused, never ignored."""
+    from benchbench.runner.executors import EXECUTORS, spec
+
+    spec(name)  # an unknown executor is an input error before anything runs
+    import dataclasses
+
+    for other, fields in executor_options.items():
+        if other == name:
+            continue
+        flags = {f.name: f.metadata.get("flag") for f in dataclasses.fields(EXECUTORS[other]().config)}
+        stray = [flags[k] for k, v in fields.items() if v not in (None, ())]
+        if stray:
+            raise BenchbenchError(f"{', '.join(stray)} set(s) how the {other} executor runs cells: they apply with "
+                                  f"--executor {other} only (this command's executor is {name!r})")
+    return {k: v for k, v in executor_options.get(name, {}).items() if v not in (None, ())}
+
+
+def _executor_help() -> str:
+    from benchbench.runner.executors import help_line
+
+    return "Where cells run: " + help_line() + "."
+
+
+ExecutorOpt = Annotated[str, typer.Option("--executor", "--isolation", help=_executor_help())]
 
 
 def _suite(path: Path, device: str, filters: list[str] | None, available: bool = True) -> Any:

@@ -18,6 +18,7 @@ from benchbench.cli.app import (
 )
 from benchbench.errors import BenchbenchError
 from benchbench.history.store import load_series
+from benchbench.policy import GATE, HISTORY
 
 history_app = typer.Typer(help="Every night in one store; trends and change points per cell.", no_args_is_help=True)
 app.add_typer(history_app, name="history")
@@ -49,7 +50,8 @@ def history_show(
     suite: Annotated[str | None, typer.Option("--suite", help="Only this suite.")] = None,
     cell: Annotated[str | None, typer.Option("--cell", help="Only this cell (id prefix or label).")] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write a trend plot: .png or .html.")] = None,
-    threshold: Annotated[float, typer.Option(help="Minimum change marked on the plot.")] = 0.05,
+    threshold: Annotated[float | None, typer.Option(help="Minimum change marked on the plot [default: each cell's "
+                                                    f"gate_threshold, else {GATE.threshold}].")] = None,
 ) -> None:
     """Each cell's nights (median step time, p10-p90 band), change points marked."""
     from benchbench.history.check import check
@@ -79,8 +81,10 @@ def history_show(
 @history_app.command("check")
 def history_check(
     db: DbOpt = Path("results/history.db"),
-    last: Annotated[int, typer.Option("--last", help="Fail on a slowdown that starts within the last K nights.")] = 1,
-    threshold: Annotated[float, typer.Option(help="Minimum change (0.05 = 5%).")] = 0.05,
+    last: Annotated[int, typer.Option("--last", help="Fail on a slowdown that starts within the last K nights.")] = (
+        HISTORY.last),
+    threshold: Annotated[float | None, typer.Option(help="Minimum change (0.05 = 5%) for every cell [default: each "
+                                                    f"cell's gate_threshold, else {GATE.threshold}].")] = None,
     suite: Annotated[str | None, typer.Option("--suite", help="Only this suite.")] = None,
     markdown: Annotated[Path | None, typer.Option("--markdown", help="Write a Markdown summary here.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the change points as JSON here.")] = None,
@@ -90,7 +94,7 @@ def history_check(
     from benchbench.outputs import Outputs, write_text
     from benchbench.report.history import change_text
 
-    if not 0 < threshold < 1:
+    if threshold is not None and not 0 < threshold < 1:
         raise BenchbenchError(f"--threshold must be between 0 and 1, got {threshold}")
     if last < 1:
         raise BenchbenchError(f"--last must be at least 1, got {last}")
@@ -101,12 +105,12 @@ def history_check(
         style = "red" if c.recent and c.direction == "slower" else ("yellow" if c.recent else None)
         console.print(escape(("RECENT " if c.recent else "") + change_text(c)), style=style, highlight=False)
     if not found:
-        console.print(f"no change of {threshold:.0%} or more in {len(all_series)} series", highlight=False)
+        console.print(f"no change of {_thr(threshold)} or more in {len(all_series)} series", highlight=False)
     if markdown:
         from benchbench.report.markdown import md_escape
 
         lines = [f"## benchbench history check: {'regression' if failing(found) else 'no recent regression'}", "",
-                 f"{len(all_series)} series, threshold {threshold:.0%}, last {last} night(s).", ""]
+                 f"{len(all_series)} series, threshold {_thr(threshold)}, last {last} night(s).", ""]
         lines += [f"- {'**recent** ' if c.recent else ''}{md_escape(change_text(c))}" for c in found] or ["_No change._"]
         write_text(markdown, "\n".join(lines) + "\n", "the Markdown summary (--markdown)")
     if json_out:
@@ -116,3 +120,7 @@ def history_check(
         err_console.print(f"regression: {len(failing(found))} slowdown(s) in the last {last} night(s)",
                           highlight=False)
         raise typer.Exit(1)
+
+
+def _thr(threshold: float | None) -> str:
+    return f"{threshold:.0%}" if threshold is not None else f"each cell's gate_threshold (else {GATE.threshold:.0%})"

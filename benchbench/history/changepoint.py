@@ -26,9 +26,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MIN_SIZE = 3
-PERMUTATIONS = 199  # smallest p-value: 1/200 = 0.005
-ALPHA = 0.05
+from benchbench.policy import GATE, HISTORY
+
+MIN_SIZE = HISTORY.min_size
+PERMUTATIONS = HISTORY.permutations  # smallest p-value: 1/400 = 0.0025
+ALPHA = GATE.alpha  # the one alpha of every statistical decision (compare's 99% interval too)
 
 
 def _q(d: np.ndarray, tau: int, lo: int, hi: int) -> float:

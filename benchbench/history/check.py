@@ -9,6 +9,7 @@ from benchbench.analysis.records import breakdown_deltas
 from benchbench.history.changepoint import ChangePoint, changes
 from benchbench.history.store import Series
 from benchbench.measure.env import env_diff
+from benchbench.policy import cell_threshold
 
 
 @dataclass
@@ -62,10 +63,11 @@ def _change(s: Series, cp: ChangePoint, last: int) -> Change:
     )
 
 
-def check(all_series: list[Series], threshold: float, last: int) -> list[Change]:
+def check(all_series: list[Series], threshold: float | None, last: int) -> list[Change]:
+    """Every series judged at its cell's own threshold (its gate_threshold), unless one is given for all."""
     out: list[Change] = []
     for s in all_series:
-        out.extend(check_series(s, threshold, last))
+        out.extend(check_series(s, cell_threshold(s.threshold, threshold), last))
     return out
 
 

@@ -60,6 +60,7 @@ MIGRATIONS: dict[int, list[tuple[str, str]]] = {
     2: [("gpu_throttled", "INTEGER"), ("gpu_shared", "INTEGER"), ("energy_j_per_image", "REAL"),
         ("gpu_conditions_json", "TEXT")],
     3: [("cpu_contended", "INTEGER"), ("cpu_contention_json", "TEXT")],
+    4: [("gate_threshold", "REAL")],  # the cell's own minimum effect: the nightly check judges it by it
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -135,6 +136,7 @@ class HistoryStore:
                     if r.gpu_conditions else None,
                     "cpu_contended": None if cpu is None or cpu.contended is None else int(cpu.contended),
                     "cpu_contention_json": cpu.model_dump_json(exclude_none=True, exclude={"per_rank"}) if cpu else None,
+                    "gate_threshold": r.params.get("gate_threshold"),
                 }
                 cols = ",".join(row)
                 cur = self.db.execute(f"INSERT OR IGNORE INTO records ({cols}) VALUES ({','.join('?' * len(row))})",
@@ -190,6 +192,7 @@ class Series:
     label: str
     fingerprint: str | None
     nights: list[Night] = field(default_factory=list)
+    threshold: float | None = None  # the cell's gate_threshold, as its latest night was run with
 
     @property
     def values(self) -> list[float]:
@@ -226,6 +229,7 @@ def series(rows: list[dict[str, Any]]) -> list[Series]:
     out: dict[tuple[Any, ...], Series] = {}
     for (suite, cid, fp, work, run_id), rs in by_night.items():
         s = out.setdefault((suite, cid, fp, work), Series(suite, cid, rs[-1]["label"] or cid, fp))
+        s.threshold = next((r["gate_threshold"] for r in reversed(rs) if r.get("gate_threshold")), s.threshold)
         bd = next((_breakdown(r["breakdown_json"]) for r in reversed(rs) if r["breakdown_json"]), None)
         s.nights.append(Night(
             run_id=run_id, started_at=min(r["started_at"] or "" for r in rs), git_commit=rs[-1]["git_commit"],

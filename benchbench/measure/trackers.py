@@ -3,8 +3,8 @@
 Like optimum-benchmark's trackers: each is a context manager entered around the timed block (with an
 ExitStack, so every one is closed on every path, an exception's too), and gives the record fields it
 measured. A new tracker is one module with a factory `for_cell(ctx) -> tracker | None` (None: it has
-nothing to measure here, e.g. NVML on a CPU machine) plus one line in `TRACKERS`; the record field is the
-registry's key.
+nothing to measure here, e.g. NVML on a CPU machine) plus one line in `TRACKERS`. Its result lands in the
+record's `trackers[name]`; the trackers whose fields the record types (`TYPED`) land in their own part.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ TRACKERS: dict[str, Callable[[TrackerContext], Tracker | None]] = {
 }
 
 
+#: trackers whose results are typed parts of the record, under the tracker's name
+TYPED = frozenset({"gpu_conditions", "cpu_contention"})
+
+
 class Trackers:
     """Every tracker that applies to a cell, entered together around its timed block."""
 
@@ -84,9 +88,14 @@ class Trackers:
         out: dict[str, Any] = {}
         for name, t in self.active.items():
             try:
-                out[name] = t.result(images)
+                value = t.result(images)
             except Exception as exc:  # noqa: BLE001
                 self.errors[name] = f"{type(exc).__name__}: {exc}"[:300]
+                continue
+            if name in TYPED:
+                out[name] = value
+            else:
+                out.setdefault("trackers", {})[name] = value
         if self.errors:
             out["tracker_errors"] = dict(self.errors)
         return out

@@ -76,6 +76,7 @@ class Record(BaseModel):
     training: Training | None = None
     gpu_conditions: GpuConditions | None = None
     cpu_contention: CpuContention | None = None
+    trackers: dict[str, dict[str, Any]] | None = None  # trackers the record does not type (yet): their results
     tracker_errors: dict[str, str] | None = None
     env: Environment | None = None
     started_at: str | None = None

@@ -144,15 +144,15 @@ class AdviseTag(Part):
     role: str
     knob: str = ""
     base: str | None = None
-    invocation: dict[str, Any] | None = None
 
 
 class Invocation(Part):
+    """What the session that wrote a record was asked: `--resume` continues *that* (a run's filters, shard, repeat
+    and explain; an advise experiment's cell, knobs and run limits; a batch search's bounds)."""
+
+    kind: Literal["run", "advise", "tune"] = "run"
     suite_sha1: str | None = None
-    filters: list[str] | None = None
-    shard: str | None = None
-    repeat: int | None = None
-    explain: bool | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class ExecutorInfo(Part):

@@ -42,8 +42,18 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
 def from_1(doc: dict[str, Any]) -> dict[str, Any]:
     from benchbench.record.model import Record
 
+    doc = {k: v for k, v in doc.items() if v is not None}
+    inv = doc.get("invocation")
+    if isinstance(inv, dict) and "options" not in inv:  # /1: a run's options beside its suite's hash
+        doc["invocation"] = {"kind": "run", "suite_sha1": inv.get("suite_sha1"),
+                             "options": {k: v for k, v in inv.items() if k != "suite_sha1"}}
+    tag = doc.get("advise")
+    if isinstance(tag, dict) and isinstance(tag.get("invocation"), dict):  # /1 kept advise's options in its tag
+        tag = dict(tag)
+        doc["invocation"] = {"kind": "advise", "options": tag.pop("invocation")}
+        doc["advise"] = tag
     extra: dict[str, Any] = dict(doc.get("extra") or {})
-    out = fit(Record, {k: v for k, v in doc.items() if v is not None}, "", extra)
+    out = fit(Record, doc, "", extra)
     out["schema"] = CURRENT
     if not out.get("label"):
         out["label"] = out.get("cell_id")

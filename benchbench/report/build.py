@@ -51,7 +51,7 @@ def build(records: list[Record], reference_id: str | None, title: str, varied: l
         cells = {r.cell_id for r in records}
         found = [s for s in load_series(history_db, records[0].suite, None) if s.cell_id in cells]
         if found:
-            data.history_html = history_section(found, check(found, 0.05, last=10**9))
+            data.history_html = history_section(found, check(found, None, last=10**9))  # each cell's threshold
     return data
 
 

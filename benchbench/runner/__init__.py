@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from benchbench.policy import PROCESS
 from benchbench.runner.executors import get_executor
 from benchbench.runner.isolation import run_child
 from benchbench.suite import Cell, Suite
@@ -71,7 +72,8 @@ def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, .
     return calibrate_in_child(suite.device, dtypes)
 
 
-def calibrate_in_child(device: str, dtypes: list[str], timeout_s: float = 300.0) -> dict[str, Any]:
+def calibrate_in_child(device: str, dtypes: list[str], timeout_s: float = PROCESS.calibrate_timeout_s
+                       ) -> dict[str, Any]:
     """Calibrate in a child process that exits afterwards: a process that calibrated keeps a CUDA context and
     the allocator's cached 8192^2 blocks, so calibrating in the process that then waits for the cells
     makes NVML list it beside every cell ("shared") and leaves each cell ~1 GB less memory."""

@@ -20,10 +20,11 @@ import queue as queue_mod
 import time
 from typing import Any
 
+from benchbench.policy import PROCESS
 from benchbench.runner.errors import error_message, is_oom
 from benchbench.runner.program import Ranks, measure, timing_fields
 
-KILL_GRACE_S = 5.0
+KILL_GRACE_S = PROCESS.kill_grace_s
 
 
 def _free_port() -> int:

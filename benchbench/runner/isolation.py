@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from benchbench.policy import PROCESS
 from benchbench.record import base_record
 
 # Kineto (the profiler's backend) logs every start/stop and, without a GPU, a
@@ -27,7 +28,7 @@ from benchbench.record import base_record
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 PRELOAD = ["torch", "segmentation_models_pytorch", "benchbench.runner.cell"]
-KILL_GRACE_S = 5.0
+KILL_GRACE_S = PROCESS.kill_grace_s
 
 
 def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
@@ -191,7 +192,7 @@ def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     return failure(payload, "error", why, out.elapsed_s)
 
 
-def check_factories(archs: set[str], timeout_s: float = 60.0) -> None:
+def check_factories(archs: set[str], timeout_s: float = PROCESS.factory_import_timeout_s) -> None:
     """Import each custom model factory (`module:function`) in a child process, as the cells will: its
     import-time code (an exit, a crash, a hang) never runs in the main process, where it could end a run
     with exit 0 and nothing measured."""

@@ -8,11 +8,11 @@ the caller (the CLI parses and chooses exit codes; the store appends).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from benchbench.record import Record
-from benchbench.runner.executors import Executor
+from benchbench.runner.executors import Events, Executor
 from benchbench.suite import Cell, Suite
 
 
@@ -43,8 +43,7 @@ def as_record(raw: dict[str, Any] | Record) -> Record:
 
 
 def run_planned(suite: Suite, planned: list[tuple[Cell, int]], run_id: str, env: dict[str, Any], options: Any,
-                executor: Executor, on_start: Callable[[dict[str, Any]], None] | None = None
-                ) -> Iterator[Record]:
+                executor: Executor, events: Events | None = None) -> Iterator[Record]:
     from benchbench.runner import make_payload
 
     payloads = []
@@ -52,7 +51,7 @@ def run_planned(suite: Suite, planned: list[tuple[Cell, int]], run_id: str, env:
         p = make_payload(suite, cell, run_id, env, options)
         p["repeat"] = rep
         payloads.append(p)
-    for payload, raw in executor.run_many(payloads, on_start):
+    for payload, raw in executor.run_many(payloads, events):
         if isinstance(raw, dict):
             raw["repeat"] = payload["repeat"]
         yield as_record(raw)

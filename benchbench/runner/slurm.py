@@ -11,14 +11,24 @@ run's results folder and is removed when every job came back.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchbench.runner.executors import Sequential
+from benchbench.runner.executors import (
+    Capabilities,
+    Events,
+    ExecutorSpec,
+    Sequential,
+    Started,
+    Status,
+    option,
+)
 
 
 def job_main(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,31 +84,49 @@ def submitit_module() -> Any:
     return submitit
 
 
-class SlurmExecutor(Sequential):
-    name = "slurm"
+@dataclass(frozen=True)
+class SlurmConfig:
+    """How SLURM jobs are submitted; each field is also a command-line option of every command that runs cells."""
 
-    def __init__(self, folder: str | Path = "results/.submitit", partition: str | None = None,
-                 gpus_per_cell: int = 0, max_parallel: int = 8, time_min: int = 60, setup: list[str] | None = None,
-                 constraint: str | None = None, cells_per_job: int = 1, poll_s: float = 1.0) -> None:
+    partition: str | None = option("--slurm-partition", "SLURM partition.")
+    gpus_per_cell: int = option("--gpus-per-cell", "SLURM: GPUs per cell (x world_size).", 0)
+    max_parallel: int = option("--max-parallel", "SLURM: jobs in flight at once.", 8)
+    time_min: int = option("--slurm-time", "SLURM: a job's time limit in minutes.", 60)
+    setup: tuple[str, ...] = option("--slurm-setup", "SLURM: a shell line run before each job (repeatable), e.g. "
+                                    "'module load cuda'.", ())
+    constraint: str | None = option("--slurm-constraint", "SLURM: node constraint, e.g. the GPU type the baseline "
+                                    "was taken on.")
+    cells_per_job: int = option("--cells-per-job", "SLURM: cells per job (amortises a job's start).", 1)
+    poll_s: float = dataclasses.field(default=1.0, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
         from benchbench.errors import BenchbenchError
 
-        submitit_module()
-        check_slurm_name("--slurm-partition", partition)
-        check_slurm_name("--slurm-constraint", constraint)
-        for line in setup or []:
+        check_slurm_name("--slurm-partition", self.partition)
+        check_slurm_name("--slurm-constraint", self.constraint)
+        for line in self.setup:
             if "\n" in line or "\r" in line:
                 raise BenchbenchError("--slurm-setup takes one shell line per option (repeat the option for more): "
                                       "a line holds no newline")
-        for option, value, low in (("--gpus-per-cell", gpus_per_cell, 0), ("--max-parallel", max_parallel, 1),
-                                   ("--slurm-time", time_min, 1), ("--cells-per-job", cells_per_job, 1)):
+        for flag, value, low in (("--gpus-per-cell", self.gpus_per_cell, 0), ("--max-parallel", self.max_parallel, 1),
+                                 ("--slurm-time", self.time_min, 1), ("--cells-per-job", self.cells_per_job, 1)):
             if value < low:
-                raise BenchbenchError(f"{option} must be at least {low}, got {value}")
-        self.folder = Path(folder)
-        self.partition, self.gpus_per_cell, self.max_parallel = partition, gpus_per_cell, max(1, max_parallel)
-        self.time_min, self.setup, self.constraint = time_min, setup or [], constraint
-        self.cells_per_job, self.poll_s = max(1, cells_per_job), poll_s
-        #: called with {"queued", "running", "done", "failed"} job counts whenever they change (the CLI's progress)
-        self.on_status: Callable[[dict[str, int]], None] | None = None
+                raise BenchbenchError(f"{flag} must be at least {low}, got {value}")
+
+
+class SlurmExecutor(Sequential):
+    name = "slurm"
+    capabilities = Capabilities(measures_env_on_node=True, parallel=True, work_folder=True)
+
+    def __init__(self, config: SlurmConfig | None = None, work_folder: str | Path | None = None) -> None:
+        submitit_module()
+        c = config or SlurmConfig()
+        self.config = c
+        self.folder = Path(work_folder or "results/.submitit")
+        self.partition, self.gpus_per_cell, self.max_parallel = c.partition, c.gpus_per_cell, max(1, c.max_parallel)
+        self.time_min, self.setup, self.constraint = c.time_min, list(c.setup), c.constraint
+        self.cells_per_job, self.poll_s = max(1, c.cells_per_job), c.poll_s
+        self.events: Events | None = None
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         return next(iter(self.run_many([payload])))[1]
@@ -119,8 +147,9 @@ class SlurmExecutor(Sequential):
         ex.update_parameters(**params)
         return ex
 
-    def run_many(self, payloads: list[dict[str, Any]],
-                 on_start: Callable[[dict[str, Any]], None] | None = None) -> Iterator[tuple[dict[str, Any], dict]]:
+    def run_many(self, payloads: list[dict[str, Any]], events: Events | None = None
+                 ) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+        self.events = events
         groups = [payloads[i:i + self.cells_per_job] for i in range(0, len(payloads), self.cells_per_job)]
         pending = list(groups)
         running: list[tuple[Any, list[dict[str, Any]]]] = []
@@ -134,8 +163,8 @@ class SlurmExecutor(Sequential):
                     threads = max(int(p["params"].get("threads") or 1) for p in group)
                     job = self._submit(group, world, max(threads, world))
                     for p in group:
-                        if on_start:
-                            on_start(p)
+                        if events:
+                            events(Started(p))
                     running.append((job, group))
                 done = [(j, g) for j, g in running if j.done()]
                 self._status(pending, running, done)
@@ -173,14 +202,14 @@ class SlurmExecutor(Sequential):
                                                                text[:600] or type(exc).__name__)) from None
 
     def _status(self, pending: list[Any], running: list[Any], done: list[Any]) -> None:
-        if self.on_status is None:
+        if self.events is None:
             return
         states = [str(getattr(j, "state", "")) for j, _ in running]
         n_run = sum(st == "RUNNING" for st in states)
         self.done_jobs = getattr(self, "done_jobs", 0)
         counts = {"queued": len(pending) + len(running) - n_run, "running": n_run,
                   "done": self.done_jobs + len(done), "failed": self.failed}
-        self.on_status(counts)
+        self.events(Status(counts, "SLURM jobs"))
 
     def _records(self, job: Any, group: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from benchbench.runner.isolation import failure
@@ -204,3 +233,7 @@ class SlurmExecutor(Sequential):
             return [failure(p, status, why, 0.0) | {"executor": {"name": "slurm", "job_id": job.job_id}}
                     for p in group]
         return [failure(p, "error", why, 0.0) for p in group]
+
+
+SPEC = ExecutorSpec("slurm", "each cell (or --cells-per-job cells) a SLURM job, via submitit, measured on its node",
+                    SlurmConfig, SlurmExecutor, SlurmExecutor.capabilities)

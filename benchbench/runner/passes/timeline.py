@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from benchbench.policy import PROCESS
+
 
 def run(ctx: Any) -> dict[str, Any]:
     from benchbench.measure.profile import profile_pass
@@ -14,7 +16,7 @@ def run(ctx: Any) -> dict[str, Any]:
         os.makedirs(ctx.payload["trace_dir"], exist_ok=True)
         trace = os.path.join(ctx.payload["trace_dir"], f"{ctx.payload['cell_id']}.json")
     bd = profile_pass(ctx.step, ctx.batches, ctx.source.to_device, ctx.device,
-                      steps=ctx.payload.get("profile_steps", 3), trace_path=trace,
+                      steps=PROCESS.profile_steps, trace_path=trace,
                       step_time_s=ctx.step_median_s, data_wait_s=ctx.stall_median_s)
     if trace:
         bd["trace"] = trace
