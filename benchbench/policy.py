@@ -21,6 +21,8 @@ class Gate:
     power: float = 0.80  # for the minimum detectable effect
     #: run-to-run CV of a cell's median when no repeats measured it (CPU measured here; an H100 ~0.1-2%)
     assumed_run_cv: dict[str, float] = field(default_factory=lambda: {"cpu": 0.08, "cuda": 0.02})
+    #: a cell whose steps vary more than this (CV) has no stable median to compare: said in every report
+    noisy_step_cv: float = 0.25
 
 
 @dataclass(frozen=True)

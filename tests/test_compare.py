@@ -94,7 +94,7 @@ def test_h100_gate_fixture_exit_codes(tmp_path: Path, cli) -> None:
     assert cli("compare", paths[0], paths[1])[0] == 0
     assert cli("compare", paths[0], paths[2])[0] == 0
     assert cli("compare", paths[0], paths[2], "--threshold", "0.02")[0] == 1
-    code, out, err = cli("compare", paths[0], paths[3], "--markdown", tmp_path / "s.md")
+    code, _out, err = cli("compare", paths[0], paths[3], "--markdown", tmp_path / "s.md")
     assert code == 1 and "regression" in err
     md = (tmp_path / "s.md").read_text()
     assert "| slower |" in md and "MDE" in md
@@ -164,14 +164,14 @@ def test_cli_compare_baseline_markdown_json(tmp_path: Path, cli) -> None:
     slow_b = three("b", 1.2, 5)
     slow_b[0]["breakdown"] = None
     cand = write(tmp_path / "cand.jsonl", three("a", 1.0, 4) + slow_b)
-    code, out, err = cli("compare", base, cand, "--markdown", tmp_path / "s.md", "--json", tmp_path / "v.json")
+    code, _, err = cli("compare", base, cand, "--markdown", tmp_path / "s.md", "--json", tmp_path / "v.json")
     assert code == 1 and "regression" in err
     md = (tmp_path / "s.md").read_text()
     assert "regression found" in md and "| slower | b |" in md
     verdicts = json.loads((tmp_path / "v.json").read_text())["verdicts"]
     assert {v["cell_id"]: v["verdict"] for v in verdicts} == {"a": "unchanged", "b": "slower"}
     # stored baseline keyed by fingerprint
-    code, out, _ = cli("baseline", "save", base, "--name", "main", "--baselines-dir", tmp_path / "bl")
+    code, _out, _ = cli("baseline", "save", base, "--name", "main", "--baselines-dir", tmp_path / "bl")
     assert code == 0 and (tmp_path / "bl" / "main" / "aaa.jsonl").exists()
     code, _, _ = cli("compare", "--baseline", "main", cand, "--baselines-dir", tmp_path / "bl")
     assert code == 1
@@ -192,24 +192,44 @@ def test_pytest_benchmark_export_is_read_by_pytest_benchmark(tmp_path: Path, cli
         code, _, err = cli("export", src, "--format", "pytest-benchmark", "-o", tmp_path / "pb" / name)
         assert code == 0, err
     out = subprocess.run(
-        [sys.executable, "-c", "import sys; from pytest_benchmark.cli import main; sys.exit(main())", "compare", "--columns=min,median,max", "--group-by=name",
-         str(tmp_path / "pb" / "0001_base.json"), str(tmp_path / "pb" / "0002_cand.json")],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pytest_benchmark.cli import main; sys.exit(main())",
+            "compare",
+            "--columns=min,median,max",
+            "--group-by=name",
+            str(tmp_path / "pb" / "0001_base.json"),
+            str(tmp_path / "pb" / "0002_cand.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert "s::a" in out.stdout and "s::b" in out.stdout
     from pytest_benchmark.utils import load_timer  # noqa: F401 - the package is importable
 
     doc = json.loads((tmp_path / "pb" / "0002_cand.json").read_text())
-    assert doc["benchmarks"][1]["stats"]["median"] == pytest.approx(np.median(record("b", runs(1.3, seed=5)[0])
-                                                                            ["step_time_s"]["samples"]))
+    assert doc["benchmarks"][1]["stats"]["median"] == pytest.approx(
+        np.median(record("b", runs(1.3, seed=5)[0])["step_time_s"]["samples"])
+    )
 
 
 def test_plugin_runs_a_cell_through_pytest_benchmark(benchbench_cell, benchmark) -> None:
     """The fixture measures through `run`'s own cell program (warm-up until steady, one timed block, CUDA
     events on a GPU; never a sync per step) and hands its samples to pytest-benchmark as rounds."""
-    rec = benchbench_cell({"arch": "Unet", "encoder": "resnet18", "resolution": 32, "batch_size": 2, "warmup": 1,
-                           "steps": 3, "device": "cpu"})
+    rec = benchbench_cell(
+        {
+            "arch": "Unet",
+            "encoder": "resnet18",
+            "resolution": 32,
+            "batch_size": 2,
+            "warmup": 1,
+            "steps": 3,
+            "device": "cpu",
+        }
+    )
     assert rec.status == "ok" and rec.params["device"] == "cpu"
     assert benchmark.stats is not None and benchmark.stats.stats.rounds == 3
     assert benchmark.stats.stats.median == pytest.approx(rec.median)
@@ -239,17 +259,20 @@ def test_night_to_night_spread_from_the_history_widens_the_interval(tmp_path: Pa
     db = tmp_path / "h.db"
     assert cli("history", "add", write(tmp_path / "n.jsonl", nights(20)), "--db", db)[0] == 0
     base, cand = write(tmp_path / "a.jsonl", a), write(tmp_path / "p9.jsonl", plus9)
-    code, out, _ = cli("compare", base, cand, "--history", db, "--json", tmp_path / "v.json")
+    code, _out, _ = cli("compare", base, cand, "--history", db, "--json", tmp_path / "v.json")
     [v] = json.loads((tmp_path / "v.json").read_text())["verdicts"]
     assert code == 1 and v["verdict"] == "slower" and "night-to-night" in v["method"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--run-cv", "2"], "--run-cv must be between 0 and 1"),
-    (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
-    (["--alpha", "0"], "--alpha must be between 0 and 1"),
-    (["--history", "missing.db"], "history store not found"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--run-cv", "2"], "--run-cv must be between 0 and 1"),
+        (["--threshold", "1.5"], "--threshold must be between 0 and 1"),
+        (["--alpha", "0"], "--alpha must be between 0 and 1"),
+        (["--history", "missing.db"], "history store not found"),
+    ],
+)
 def test_bad_gate_options_are_clear_errors(tmp_path: Path, cli, args, message) -> None:
     a, a2, _, _ = gate_runs()
     pa, pb = write(tmp_path / "a.jsonl", a), write(tmp_path / "b.jsonl", a2)
@@ -277,3 +300,31 @@ def test_the_default_alpha_is_the_measured_one_and_labels_follow_it(tmp_path: Pa
     assert json.loads((tmp_path / "v.json").read_text())["alpha"] == 0.01
     code, out, _ = cli("compare", base, cand, "--alpha", "0.05")
     assert "95% CI" in out
+
+
+def test_compare_refuses_a_cell_measured_on_contended_cpu_cores(tmp_path, cli) -> None:
+    """`--refuse-degraded` covers the CPU's state as it covers the GPU's: a candidate whose cores another
+    process held gets no verdict, and the warning names what held them."""
+    import json
+
+    gate = Path(__file__).parent / "fixtures" / "h100" / "gate-aa-5pct-9pct.jsonl"
+    recs = [json.loads(x) for x in gate.read_text().splitlines()]
+    runs = sorted({r["run_id"] for r in recs})
+    held = {
+        "cores": [0, 1],
+        "n_cores": 2,
+        "cell_threads": 2,
+        "contended": True,
+        "others_share": 0.5,
+        "why": "others used 50% of the cell's 2 cores (stress 1.9 s)",
+    }
+    base = [r for r in recs if r["run_id"] == runs[0]]
+    cand = [{**r, "cpu_contention": held} for r in recs if r["run_id"] == runs[1]]
+    b, c = tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    b.write_text("".join(json.dumps(r) + "\n" for r in base))
+    c.write_text("".join(json.dumps(r) + "\n" for r in cand))
+    code, out, err = cli("compare", b, c)
+    assert code == 0 and "contended CPU cores: others used 50%" in err
+    for flag in ("--refuse-degraded", "--refuse-degraded-gpu"):
+        code, out, err = cli("compare", b, c, flag)
+        assert code == 1 and "incomparable" in out and "degraded machine" in err

@@ -118,3 +118,72 @@ def test_findings_belong_to_cells(tmp_path: Path) -> None:
     across = md.split("## Across cells")[1].split("## Per cell")[0]
     assert "dominant\\_module" not in across and "channel\\_scaling" in across
     assert md.index("## Headline") < md.index("## Cells")
+
+
+def _contended(r):
+    return upd(r, cpu_contention={"cores": [0, 1], "n_cores": 2, "cell_threads": 2, "contended": True,
+                                  "others_share": 0.41, "why": "others used 41% of the cell's 2 cores (python 0.8 s)"})
+
+
+def test_a_contended_cell_is_warned_of_before_anything_else() -> None:
+    from benchbench.report.markdown import render_markdown
+
+    recs = merge_repeats(read_records([CPU_EXAMPLE]))
+    recs[0] = _contended(recs[0])
+    data = build(recs, None, "segformer")
+    [w] = data.warnings
+    assert recs[0].label in w and "others used 41%" in w and "rerun it alone" in w
+    assert headline_lines(data)[0] == f"warning: {w}"
+    md = render_markdown(data)
+    assert md.index("Before you read on") < md.index("## Headline") and "others used 41%" in md
+    from benchbench.report.html import render_html
+
+    html = render_html(data)
+    section = html.split('id="warnings"', 1)[1].split("</section>", 1)[0]
+    assert "others used 41%" in section and html.index('id="warnings"') < html.index('id="headline"')
+    assert build(merge_repeats(read_records([CPU_EXAMPLE])), None, "segformer").warnings == []
+
+
+def test_a_cell_whose_steps_vary_is_warned_of_and_its_difference_unresolved() -> None:
+    a = next(r for r in read_records([CPU_EXAMPLE]) if r.label == "Segformer mit_b0 dc=128")
+    med = a.median
+    wild = [med * f for f in (0.3, 2.5, 0.4, 1.0, 3.0, 0.5, 1.6)]  # CV ~ 80% over 7 steps
+    b = upd(a, cell_id="wild00000000", label="wild", params={**a.params, "seed": 1},
+            step_time_s={"samples": [s * 1.6 for s in wild]})  # 60% slower: beyond an 8% run CV, not this spread
+    [w] = build([a, b], a.cell_id, "wild").warnings
+    assert w.startswith("wild: its 7 timed steps vary") and "no stable figure" in w
+    [f] = [f for f in find_all([a, b], pairs=[(a.cell_id, "wild")]) if f.kind == "pairwise_delta"]
+    assert f.evidence["resolved"] is False and "steps' own spread" in f.sentence
+    # the same 60% with steady steps is resolved
+    c = upd(b, step_time_s={"samples": [s * 1.6 for s in a.samples]})
+    [g] = [f for f in find_all([a, c], pairs=[(a.cell_id, "wild")]) if f.kind == "pairwise_delta"]
+    assert g.evidence["resolved"] is True
+
+
+def test_a_reference_story_within_the_noise_is_context() -> None:
+    a = next(r for r in read_records([CPU_EXAMPLE]) if r.label == "Segformer mit_b0 dc=128")
+    b = upd(a, cell_id="twin00000000", label="twin", params={**a.params, "seed": 1},
+            step_time_s={"samples": [s * 1.02 for s in a.samples]})
+    [s] = [s for s in build([a, b], a.cell_id, "twins").stories if s.theme == "reference"]
+    assert "unresolved, not a difference" in s.sentence and s.basis == "context"
+
+
+def test_a_channel_curve_the_encoder_made_is_not_the_decoders() -> None:
+    """When the module that changed most between the widest and narrowest decoder is the encoder, the curve
+    is the machine's noise, never a decoder-width story."""
+    recs = merge_repeats(read_records([CPU_EXAMPLE]))
+    group = sorted((r for r in recs if r.params["encoder"] == "mit_b0" and r.params["arch"] == "Segformer"),
+                   key=lambda r: -r.params["decoder_channels"])
+    wide = group[0]
+    assert wide.breakdown and "encoder" in wide.breakdown.modules
+    mods = {k: v.model_dump() for k, v in wide.breakdown.modules.items()}
+    mods["encoder"]["forward"] += 10.0  # the encoder, not the decoder, grew
+    i = recs.index(wide)
+    recs[i] = upd(wide, breakdown={**wide.breakdown.model_dump(), "modules": mods})
+    [f] = [f for f in find_all(recs) if f.kind == "channel_scaling" and "mit_b0" in f.sentence]
+    assert f.evidence["grew_most"] == "encoder" and "not the decoder's width" in f.sentence
+    from benchbench.analysis.headline import impact
+
+    assert impact(f) == (1.0, "context")
+    [other] = [f for f in find_all(recs) if f.kind == "channel_scaling" and "mobilevit" in f.sentence]
+    assert other.evidence["grew_most"] == "decoder" and impact(other)[1] == "measured"

@@ -20,7 +20,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from benchbench.analysis.records import Finding, label, ok, per_image
+from benchbench.analysis.records import Finding, label, noise, ok, per_image, resolved
 from benchbench.record import Record
 
 MAX_STORIES = 5
@@ -66,6 +66,8 @@ def impact(f: Finding) -> tuple[float, str]:
         return (e["ratio"], "measured") if e.get("resolved", True) else (1.0, "context")
     if f.kind == "channel_scaling":
         st = e.get("step_s") or [1.0]
+        if not e.get("resolved", True) or e.get("grew_most", "decoder") != "decoder":
+            return 1.0, "context"  # within the noise, or not the decoder's doing: never "measured"
         return max(st) / min(st), "measured"
     if f.verified_by and f.verified_by.get("speedup"):
         return float(f.verified_by["speedup"]), "measured"
@@ -107,13 +109,18 @@ def reference_story(records: list[Record], reference_id: str | None) -> Story | 
     sentence = f"Against the reference {label(ref)}: {label(fast[1])} is {fast[0]:.2f}x its throughput"
     if slow[1] is not fast[1]:
         sentence += f", {label(slow[1])} {slow[0]:.2f}x"
+    apart = [resolved(records, ref, r)[0] for _, r in (fast, slow) if r is not ref]
+    if not any(apart):
+        cv, basis = noise(records, ref, fast[1], slow[1])
+        sentence += (f" — within this machine's run-to-run variation (run CV {cv:.1%}, {basis}): unresolved, not "
+                     "a difference")
     if ref.params_count and slow[1].params_count:
         sentence += (f" (at {slow[1].params_count / 1e6:.1f} M vs {ref.params_count / 1e6:.1f} M "
                      "parameters: parameter count does not predict speed)"
                      if slow[1].params_count < ref.params_count and slow[0] < 1 else "")
     span = max(fast[0], 1 / slow[0]) if slow[0] > 0 else fast[0]
-    return Story("reference", sentence, span, "measured", [ref.cell_id, fast[1].cell_id, slow[1].cell_id],
-                 "cells")
+    return Story("reference", sentence, span if any(apart) else 1.0, "measured" if any(apart) else "context",
+                 [ref.cell_id, fast[1].cell_id, slow[1].cell_id], "cells")
 
 
 def stories(records: list[Record], findings: list[Finding], reference_id: str | None = None,

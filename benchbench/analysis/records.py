@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -67,6 +68,33 @@ def run_cv(records: list[Record]) -> tuple[float, str]:
         return float(statistics.median(cvs)), f"measured between {len(cvs)} cells' repeats"
     device = next((r.device for r in records), "cpu")
     return ASSUMED_RUN_CV.get(device, ASSUMED_RUN_CV["cpu"]), "assumed: one run a cell"
+
+
+def median_se(r: Record) -> float:
+    """The relative standard error of a cell's median step from its own spread: ~1.2533 CV / sqrt(n) steps.
+    A cell whose steps vary 100% over 10 steps has a median uncertain by ~40%, whatever the run-to-run CV."""
+    cv, n = r.cv, len(r.samples)
+    return 1.2533 * cv / math.sqrt(n) if cv and n else 0.0
+
+
+def noise(records: list[Record], *cells: Record) -> tuple[float, str]:
+    """The noise a difference between `cells` must clear: the run-to-run CV (measured, or assumed for the
+    device) and the cells' own step spread, together."""
+    cv, basis = run_cv(records)
+    se = max((median_se(r) for r in cells), default=0.0)
+    if se > cv:
+        return math.hypot(cv, se), f"{basis}; and the steps' own spread (median uncertain by {se:.0%})"
+    return math.hypot(cv, se), basis
+
+
+def resolved(records: list[Record], a: Record, b: Record) -> tuple[bool, int, float, str]:
+    """Whether a and b differ per image beyond the noise of both: (resolved, runs a side that would resolve
+    it, the CV used, its basis)."""
+    from benchbench.analysis.gate_stats import resolution
+
+    cv, basis = noise(records, a, b)
+    ok_, needed = resolution(per_image(a) / per_image(b), cv, len(a.runs) or 1, len(b.runs) or 1)
+    return ok_, needed, cv, basis
 
 
 def diff_axes(a: Record, b: Record) -> list[str]:

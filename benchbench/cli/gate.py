@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -41,8 +41,9 @@ def compare(
     allow_env_mismatch: Annotated[bool, typer.Option(help="Compare results from different environments.")] = False,
     baselines_dir: Annotated[Path, typer.Option(help="Where stored baselines live.")] = Path("results/baselines"),
     refuse_degraded_gpu: Annotated[bool, typer.Option(
-        "--refuse-degraded-gpu", help="Give no speed verdict on a cell measured while its GPU was throttled or "
-                                      "shared (NVML), and exit 1: rerun the night.")] = False,
+        "--refuse-degraded", "--refuse-degraded-gpu", help="Give no speed verdict on a cell measured while its GPU "
+        "was throttled or shared (NVML) or its CPU cores were contended (/proc), and exit 1: rerun the night.")
+    ] = False,
 ) -> None:
     """Judge a candidate against a baseline, run by run: slower / faster / unchanged / noisy / ...
 
@@ -88,7 +89,11 @@ def compare(
             err_console.print(f"warning: {v.label}: {w}", style="yellow", highlight=False)
     refused = [v for v in verdicts if refuse_degraded_gpu and v.warnings]
     if refused:
-        err_console.print(f"{len(refused)} cell(s) measured on a throttled or shared GPU: no verdict", highlight=False)
+        err_console.print(
+            f"{len(refused)} cell(s) measured on a degraded machine (a throttled or shared GPU, contended "
+            "CPU cores): no verdict",
+            highlight=False,
+        )
         raise typer.Exit(1)
     regs = cmp.regressions(verdicts)
     if regs:
@@ -174,8 +179,9 @@ def merge(
 @app.command()
 def upgrade(
     results: Annotated[list[Path], typer.Argument(metavar="RESULTS...", help="Results JSONL files.")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the upgraded records here "
-                                                   "(one input file).")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the upgraded records here (one input file).")
+    ] = None,
     in_place: Annotated[bool, typer.Option("--in-place", help="Rewrite each file in the current schema.")] = False,
 ) -> None:
     """Rewrite results files in the current record schema (older ones are read through their upgrade anyway)."""

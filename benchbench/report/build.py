@@ -14,13 +14,14 @@ from benchbench.analysis.findings import Finding, find_all
 from benchbench.analysis.headline import Story, cell_findings, stories
 from benchbench.analysis.records import run_cv
 from benchbench.analysis.summary import display_rows, summary_frame
+from benchbench.analysis.trust import warnings
 from benchbench.record import Record
 from benchbench.report.breakdown import cell_breakdowns
 
 
 @dataclass
 class ReportData:
-    records: list[dict[str, Any]]
+    records: list[Record]
     title: str
     reference_id: str | None
     varied: list[str] | None
@@ -32,6 +33,7 @@ class ReportData:
     breakdowns: list[dict[str, Any]]
     run_cv: tuple[float, str]
     history_html: str | None = None
+    warnings: list[str] = field(default_factory=list)  # the machine or a cell's noise: said before anything
     anchors: dict[int, str] = field(default_factory=dict)  # finding index -> where it is shown
 
 
@@ -43,6 +45,7 @@ def build(records: list[Record], reference_id: str | None, title: str, varied: l
                       findings, stories(records, findings, reference_id), own, cross, cell_breakdowns(records),
                       run_cv(records))
     data.anchors = {i: f"finding-{i}" for i in range(len(findings))}
+    data.warnings = warnings(records)
     if history_db:
         from benchbench.history.check import check
         from benchbench.history.store import load_series
@@ -57,7 +60,7 @@ def build(records: list[Record], reference_id: str | None, title: str, varied: l
 
 def headline_lines(data: ReportData, limit: int = 5) -> list[str]:
     """The headline as plain sentences, strongest first (terminal and summaries)."""
-    out = []
+    out = [f"warning: {w}" for w in data.warnings]
     for i, s in enumerate(data.stories[:limit], 1):
         tag = {"measured": f"{s.impact:.2f}x measured", "bound": f"up to {s.impact:.2f}x",
                "context": "context"}[s.basis]

@@ -83,6 +83,7 @@ def render_html(data: Any) -> str:
               "unresolved, not explained.",
         env={k: v for k, v in env.items() if v is not None and not isinstance(v, dict)},
         history=data.history_html,
+        warnings=data.warnings,
     )
 
 

@@ -31,6 +31,8 @@ def render_markdown(data: Any) -> str:
     lines = [f"# benchbench: {md_escape(data.title)}", ""]
     lines.append(f"Run: {', '.join(md_escape(r) for r in run_ids)} · cells: {len(records)} · "
                  f"ok: {sum(r.ok for r in records)}")
+    if data.warnings:
+        lines += ["", "> **Before you read on:**"] + [f"> - {md_escape(w)}" for w in data.warnings]
     lines += ["", "## Headline", ""]
     if not data.stories:
         lines.append("_No finding crossed its threshold._")

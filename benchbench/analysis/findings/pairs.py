@@ -5,7 +5,6 @@ from __future__ import annotations
 from itertools import combinations
 
 from benchbench.analysis.findings.gpu import timeline_delta
-from benchbench.analysis.gate_stats import resolution
 from benchbench.analysis.parts import parts_text, split_difference
 from benchbench.analysis.records import (
     Finding,
@@ -14,7 +13,7 @@ from benchbench.analysis.records import (
     label,
     ok,
     per_image,
-    run_cv,
+    resolved,
     step_s,
 )
 from benchbench.record import Record
@@ -47,7 +46,6 @@ def pairwise(records: list[Record], t: Thresholds, pairs: list[tuple[str, str]] 
             if len(d) == 1 and d[0] != "batch_size":
                 candidates.append((a, b))
     out = []
-    cv, cv_basis = run_cv(records)
     for a, b in candidates:
         slow, fast = (a, b) if per_image(a) >= per_image(b) else (b, a)
         ratio = per_image(slow) / per_image(fast)
@@ -56,13 +54,13 @@ def pairwise(records: list[Record], t: Thresholds, pairs: list[tuple[str, str]] 
         delta = step_s(slow) - step_s(fast)
         split = split_difference(slow, fast)
         runs = (len(slow.runs) or 1, len(fast.runs) or 1)
-        resolved, needed = resolution(ratio, cv, *runs)
+        is_resolved, needed, cv, cv_basis = resolved(records, slow, fast)
         pc = ""
         if slow.params_count and fast.params_count and slow.params_count != fast.params_count:
             pc = f" (at {slow.params_count / 1e6:.1f} M vs {fast.params_count / 1e6:.1f} M parameters)"
         head = f"{label(slow)} is {ratio:.1f}x slower per image than {label(fast)}{pc}: "
         gpu = timeline_delta(slow, fast)
-        if not resolved:
+        if not is_resolved:
             body = (f"unresolved: within this machine's run-to-run variation (run CV {cv:.1%}, {cv_basis}) at "
                     f"{runs[0]} vs {runs[1]} run(s); {needed} runs a side (`run --repeat {needed}`) would resolve it")
         elif gpu:
@@ -74,8 +72,8 @@ def pairwise(records: list[Record], t: Thresholds, pairs: list[tuple[str, str]] 
         out.append(Finding("pairwise_delta", [slow.cell_id, fast.cell_id], head + body,
                            {"ratio": ratio, "delta_s": delta, "differs_in": diff_axes(slow, fast),
                             "parts_s": split["parts_s"], "module_deltas_s": split["modules_s"],
-                            "op_deltas_s": {short_op(n): d for d, n in op_deltas}, "resolved": resolved,
-                            "runs_to_resolve": None if resolved else needed, "run_cv": cv,
+                            "op_deltas_s": {short_op(n): d for d, n in op_deltas}, "resolved": is_resolved,
+                            "runs_to_resolve": None if is_resolved else needed, "run_cv": cv,
                             **({"gpu": gpu[1]} if gpu else {})}))
     out.sort(key=lambda f: -f.evidence["ratio"])
     return out if pairs else out[: t.max_pairs]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 
-from benchbench.analysis.gate_stats import resolution
 from benchbench.analysis.records import (
     Finding,
     Thresholds,
     groups_along,
     label,
-    run_cv,
+    resolved,
     step_s,
     throughput,
 )
@@ -41,7 +41,8 @@ def scaling(records: list[Record], t: Thresholds) -> list[Finding]:
                 plateau = r.params["batch_size"]
                 break
         bs = [r.params["batch_size"] for r in g]
-        txt = (f"throughput stops growing at batch {plateau}" if plateau else "throughput still grows at the largest batch")
+        txt = (f"throughput stops growing at batch {plateau}" if plateau
+               else "throughput still grows at the largest batch")
         out.append(Finding("scaling", [r.cell_id for r in g],
                            f"{g[0].params['arch']}/{g[0].params['encoder']}: over batch sizes {bs}, {txt} "
                            f"({', '.join(f'{x:.1f}' for x in tps)} img/s)",
@@ -75,7 +76,7 @@ def channel_scaling(records: list[Record], t: Thresholds) -> list[Finding]:
         cs = [r.params["decoder_channels"] for r in g]
         steps = [step_s(r) for r in g]
         acts = [(r.memory.activations_by_module or {}).get("total") if r.memory else None for r in g]
-        saves = [f"{(b - a) / a:+.0%}" for a, b in zip(steps, steps[1:])]
+        saves = [f"{(b - a) / a:+.0%}" for a, b in pairwise(steps)]
         sentence = (f"{g[0].params['arch']}/{g[0].params['encoder']}: decoder_channels "
                     f"{' -> '.join(map(str, cs))} measured step time {' -> '.join(f'{x * 1e3:.0f}' for x in steps)} ms "
                     f"({', '.join(saves)})")
@@ -91,16 +92,44 @@ def channel_scaling(records: list[Record], t: Thresholds) -> list[Finding]:
             sentence += (f"; {key} FLOPs grow as C^{k:.2f}"
                          + (" (the square of the channel count)" if 1.8 <= k <= 2.2 else "")
                          + f", step time as C^{kt:.2f}")
-        cv, basis = run_cv(records)
-        for a, b in zip(g, g[1:]):  # wider first: a narrower decoder should never be slower
+        for a, b in pairwise(g):  # wider first: a narrower decoder should never be slower
             if step_s(b) > step_s(a):
-                resolved, needed = resolution(step_s(b) / step_s(a), cv)
+                ok_, needed, cv, basis = resolved(records, b, a)
                 sentence += (f"; not monotonic: C={b.params['decoder_channels']} ({step_s(b) * 1e3:.0f} ms) is slower "
                              f"than C={a.params['decoder_channels']} ({step_s(a) * 1e3:.0f} ms)" + (
-                                 "" if resolved else f", within this machine's run-to-run variation (run CV {cv:.1%}, "
+                                 "" if ok_ else f", within this machine's run-to-run variation (run CV {cv:.1%}, "
                                  f"{basis}): unresolved, {needed} runs a side would resolve it"))
                 evidence.setdefault("unresolved_steps", []).append(
-                    [a.params["decoder_channels"], b.params["decoder_channels"], resolved, needed])
+                    [a.params["decoder_channels"], b.params["decoder_channels"], ok_, needed])
+        # The span is the decoder's only if it is beyond the noise and the decoder is what grew: a difference the
+        # encoder made (it does not depend on decoder_channels) is the machine's, never the decoder's width.
+        span_ok, needed, cv, basis = resolved(records, g[0], g[-1])
+        evidence["resolved"] = span_ok
+        grew = _grew_most(g[0], g[-1])
+        if grew is not None:
+            evidence["grew_most"] = grew[0]
+            if grew[0] != "decoder":
+                sentence += (f"; but {grew[0]}, which does not depend on decoder_channels, changed most "
+                             f"({grew[1] * 1e3:+.0f} ms): the difference is not the decoder's width")
+        if not span_ok:
+            sentence += (f"; the whole span is within this machine's run-to-run variation (run CV {cv:.1%}, {basis}):"
+                         f" unresolved, {needed} runs a side would resolve it")
         out.append(Finding("channel_scaling", [r.cell_id for r in g], sentence, evidence,
                            f"decoder_channels {cs[0]} -> {cs[-1]}: {steps[0] / steps[-1]:.1f}x faster per step"))
     return out
+
+
+def _grew_most(wide: Record, narrow: Record) -> tuple[str, float] | None:
+    """The top-level module whose time changed most between two cells, from their breakdowns (None: no
+    breakdowns). On a GPU the timeline's module times; on a CPU the profiled ones."""
+    def mods(r: Record) -> dict[str, float]:
+        if r.gpu is not None:
+            return {k: v.total for k, v in r.gpu.gpu_modules_s.items() if "." not in k}
+        return {k: v.total for k, v in (r.breakdown.modules if r.breakdown else {}).items() if "." not in k}
+
+    a, b = mods(wide), mods(narrow)
+    if not a or not b:
+        return None
+    deltas = {k: a.get(k, 0.0) - b.get(k, 0.0) for k in set(a) | set(b)}
+    name = max(deltas, key=lambda k: abs(deltas[k]))
+    return name, deltas[name]

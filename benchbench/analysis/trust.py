@@ -1,0 +1,27 @@
+"""Whether a report's numbers can be trusted, said before anything else: a degraded machine, a noisy cell.
+
+A throttled or shared GPU, CPU cores another process held while a cell was timed (`record.state`), or steps that
+vary so much (CV above `policy.GATE.noisy_step_cv`) that the median is no stable figure: each is a warning at the
+top of every report and under the terminal's table, naming the cell and the evidence. Explanations still follow,
+but a difference inside this noise is marked unresolved (`records.resolved`), never "measured".
+"""
+
+from __future__ import annotations
+
+from benchbench.analysis.records import label, ok
+from benchbench.policy import GATE
+from benchbench.record import Record
+
+
+def warnings(records: list[Record]) -> list[str]:
+    out = []
+    for r in ok(records):
+        why = r.degraded()
+        if why:
+            out.append(f"{label(r)} was measured on a machine not fit to measure on: {why}; rerun it alone")
+        cv = r.cv
+        if cv is not None and cv > GATE.noisy_step_cv:
+            out.append(f"{label(r)}: its {len(r.samples)} timed steps vary {cv:.0%} (CV; median "
+                       f"{r.median * 1e3:.1f} ms, p10-p90 {r.stats['p10'] * 1e3:.1f}-{r.stats['p90'] * 1e3:.1f} ms): "
+                       "its median is no stable figure — measure it alone, with more steps")
+    return out
