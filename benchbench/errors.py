@@ -34,7 +34,7 @@ def clip(message: str, word: int = 160, total: int = 2000) -> str:
         s = m.group(0)
         return f"{s[:100]}…({len(s):,} characters)…{s[-20:]}"
 
-    out = re.sub(r"\S{%d,}" % (word + 1), cut, message)
+    out = re.sub(rf"\S{{{word + 1},}}", cut, message)
     return out if len(out) <= total else out[: total - 40] + f" …({len(out) - total + 40:,} more characters)"
 
 

@@ -32,7 +32,7 @@ def suite_cells(path: str, device: str | None = "cpu", filters: list[str] | None
 def feed(benchmark: Any, samples: list[float]) -> None:
     """Give pytest-benchmark our timed steps as its rounds (one iteration each): its statistics, tables,
     autosave and compare then read what the cell program measured, not a timer of its own."""
-    stats = benchmark._make_stats(1)  # noqa: SLF001 - the fixture's own constructor of its Stats
+    stats = benchmark._make_stats(1)
     for s in samples:
         stats.update(s)
 

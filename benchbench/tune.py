@@ -8,6 +8,7 @@ was actually probed: no extrapolation beyond the probes.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,7 +77,7 @@ def tune_batch(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any], *, st
             <= margin * total]
     largest = max((p.params["batch_size"] for p in fits), default=None) if (total or len(ok) < len(probes)) else None
     plateau = None
-    for a, b in zip(ok, ok[1:]):
+    for a, b in itertools.pairwise(ok):
         if _tp(b) < _tp(a) * (1 + gain):
             plateau = a.params["batch_size"]
             break

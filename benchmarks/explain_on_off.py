@@ -46,7 +46,7 @@ def main() -> None:
                             "--repeat", str(args.repeat), "--reports-dir", str(tmp / "rep"), *flag],
                            check=True, capture_output=True, text=True)
     res = subprocess.run([sys.executable, "-m", "benchbench", "compare", str(off), str(on), "--json",
-                          str(tmp / "v.json")], capture_output=True, text=True)
+                          str(tmp / "v.json")], capture_output=True, text=True, check=False)
     print(res.stdout)
     verdicts = json.loads((tmp / "v.json").read_text())["verdicts"]
     print(json.dumps([{k: v[k] for k in ("label", "verdict", "ratio", "ci_low", "ci_high", "mde", "reason")}

@@ -9,6 +9,7 @@ gate script between runs: cell parameters, and so cell ids, stay identical).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import segmentation_models_pytorch as smp
 import torch
@@ -34,5 +35,5 @@ class WithExtra(nn.Module):
 def build(**params):
     base = smp.Unet(params["encoder"], encoder_weights=None, classes=params["classes"])
     path = os.environ.get("BENCHBENCH_GATE_FILE")
-    n = int(open(path).read().strip() or 0) if path and os.path.exists(path) else 0
+    n = int(Path(path).read_text().strip() or 0) if path and os.path.exists(path) else 0
     return WithExtra(base, n)

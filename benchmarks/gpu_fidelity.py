@@ -38,8 +38,8 @@ def main() -> int:
     if args.dry_run:
         import segmentation_models_pytorch  # noqa: F401 - what the benchmark imports
 
-        from benchbench.measure.timer import timed_loop  # noqa: F401
-        from benchbench.workload.step import TrainStep  # noqa: F401
+        from benchbench.measure.timer import timed_loop
+        from benchbench.workload.step import TrainStep
 
         print(json.dumps({"dry_run": True, "config": vars(args)}))
         return 0
@@ -97,17 +97,27 @@ def main() -> int:
             order.reverse()
         got = {f.__name__: f() for f in order}
         wall, event_median = got["bench_block"]
-        rows.append({"plain_s": got["plain_block"], "benchbench_wall_s": wall, "benchbench_event_median_s": event_median,
-                     "synced_median_s": got["synced_block"]})
+        rows.append(
+            {
+                "plain_s": got["plain_block"],
+                "benchbench_wall_s": wall,
+                "benchbench_event_median_s": event_median,
+                "synced_median_s": got["synced_block"],
+            }
+        )
     ratio = [r["plain_s"] / r["benchbench_wall_s"] for r in rows]
     synced = [r["plain_s"] / r["synced_median_s"] for r in rows]
     doc = {
-        "benchmark": "gpu_fidelity", "config": vars(args), "env": environment("cuda"),
+        "benchmark": "gpu_fidelity",
+        "config": vars(args),
+        "env": environment("cuda"),
         "plain_step_s_median": statistics.median(r["plain_s"] for r in rows),
         "benchbench_step_s_median": statistics.median(r["benchbench_wall_s"] for r in rows),
         "benchbench_event_median_s": statistics.median(r["benchbench_event_median_s"] for r in rows),
-        "throughput_ratio_median": statistics.median(ratio), "throughput_ratio_min": min(ratio),
-        "throughput_ratio_max": max(ratio), "target": 0.98,
+        "throughput_ratio_median": statistics.median(ratio),
+        "throughput_ratio_min": min(ratio),
+        "throughput_ratio_max": max(ratio),
+        "target": 0.98,
         "sync_per_step_throughput_ratio_median": statistics.median(synced),
         "blocks": rows,
     }

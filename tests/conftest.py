@@ -57,7 +57,7 @@ def write_suite(path: Path, text: str) -> Path:
     return path
 
 
-def record(**fields):  # noqa: ANN003, ANN201
+def record(**fields):
     """A typed record from the fields a test cares about (suite, run and schema filled in; older-style
     documents upgraded as files are)."""
     from benchbench.record import Record
@@ -67,7 +67,7 @@ def record(**fields):  # noqa: ANN003, ANN201
     return Record.of(doc)
 
 
-def as_records(*docs):  # noqa: ANN002, ANN201
+def as_records(*docs):
     """Test documents as typed records; a document giving only a median gets that median as its one sample."""
     import copy
 
@@ -81,7 +81,7 @@ def as_records(*docs):  # noqa: ANN002, ANN201
     return out
 
 
-def upd(r, **fields):  # noqa: ANN001, ANN003, ANN201
+def upd(r, **fields):
     """A typed record with some fields replaced (as documents), validated again."""
     from benchbench.record import Record
 

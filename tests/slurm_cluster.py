@@ -4,6 +4,7 @@ in a temporary folder and ports of their own, stopped at the end; the tests skip
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -99,10 +100,8 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
         subprocess.run(["scancel", "--full", "--user", "root"], env=env, capture_output=True, timeout=30)
         time.sleep(1)  # let the job steps end before their daemon does
         for pid_file in ("slurmd.pid", "slurmctld.pid"):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 os.kill(int((root / pid_file).read_text().strip()), signal.SIGTERM)
-            except (OSError, ValueError):
-                pass
         if old is None:
             os.environ.pop("SLURM_CONF", None)
         else:

@@ -66,24 +66,24 @@ def test_an_epoch_boundary_stall_is_not_a_case_for_more_workers() -> None:
     assert cache.bound > 1.1  # the whole stall, boundaries included, is what caching can at most remove
 
 
-def T(**training) -> object:  # noqa: N802 - a record of a training trajectory, nothing else
+def T(**training) -> object:
     return record(cell_id="c", status="error", training=training)
 
 
 def test_numerics_verdicts() -> None:
-    base = T(**{"losses": [2.0, 1.8, 1.6, 1.5]})
-    seed = T(**{"losses": [2.1, 1.9, 1.7, 1.55]})
-    same = T(**{"losses": [2.0, 1.801, 1.6, 1.499]})
+    base = T(losses=[2.0, 1.8, 1.6, 1.5])
+    seed = T(losses=[2.1, 1.9, 1.7, 1.55])
+    same = T(losses=[2.0, 1.801, 1.6, 1.499])
     assert verdict(base, seed, same, "free")["verdict"] == "unchanged"
-    off = T(**{"losses": [2.0, 2.4, 2.9, 3.0]})
+    off = T(losses=[2.0, 2.4, 2.9, 3.0])
     v = verdict(base, seed, off, "free")
     assert v["verdict"] == "diverges" and "did not go down" in v["why"]
-    moved = T(**{"losses": [2.0, 1.5, 1.2, 1.0]})
+    moved = T(losses=[2.0, 1.5, 1.2, 1.0])
     assert verdict(base, seed, moved, "free")["verdict"] == "changes the numerics"
-    nan = T(**{"losses": [2.0, float("nan"), float("nan"), float("nan")]})
+    nan = T(losses=[2.0, float("nan"), float("nan"), float("nan")])
     assert verdict(base, seed, nan, "free")["verdict"] == "diverges"
     assert verdict(base, seed, moved, "model")["verdict"] == "changes the model — check accuracy"
-    bad_params = T(**{"losses": [2.0, 1.8, 1.6, 1.5], "nonfinite_params": 2})
+    bad_params = T(losses=[2.0, 1.8, 1.6, 1.5], nonfinite_params=2)
     assert verdict(base, seed, bad_params, "free")["verdict"] == "diverges"
 
 
@@ -92,8 +92,8 @@ def test_grad_scaler_back_off_is_expected_skips_that_do_not_stop_diverge() -> No
     so the loss repeats) is what it is meant to do. Compared at equal updates, such a run is unchanged;
     skips still happening at the end of the run, or more than the back-off can explain, diverge."""
     fp32 = [2.0, 1.9, 1.8, 1.7, 1.6, 1.55, 1.5, 1.45, 1.4, 1.35, 1.3, 1.25]
-    base = T(**{"losses": fp32})
-    seed = T(**{"losses": [v * 1.02 for v in fp32]})
+    base = T(losses=fp32)
+    seed = T(losses=[v * 1.02 for v in fp32])
     # three skipped steps (the loss stays where it was), then the fp32 trajectory one update at a time
     backoff = T(losses=[2.0, 2.0, 2.0] + fp32[:9],
                 grad_scaler={"skipped_steps": 3, "skipped_at": [0, 1, 2], "init_scale": 65536.0})
@@ -105,7 +105,7 @@ def test_grad_scaler_back_off_is_expected_skips_that_do_not_stop_diverge() -> No
     assert v["verdict"] == "diverges" and "did not stop" in v["why"]
     older = T(losses=fp32, grad_scaler={"skipped_steps": 3})  # a count only: back-off
     assert verdict(base, seed, older, "free")["verdict"] != "diverges"
-    older_many = T(**{"losses": fp32, "grad_scaler": {"skipped_steps": 40}})
+    older_many = T(losses=fp32, grad_scaler={"skipped_steps": 40})
     assert verdict(base, seed, older_many, "free")["verdict"] == "diverges"
 
 
@@ -143,7 +143,7 @@ classes: 3
 warmup: 1
 steps: 3
 """)
-    code, out, err = cli("advise", suite, "--knobs", "amp", "--repeat-max", "3", "--min-runs", "2", "-o",
+    code, _, err = cli("advise", suite, "--knobs", "amp", "--repeat-max", "3", "--min-runs", "2", "-o",
                          tmp_path / "rep", "--results-dir", tmp_path / "res", "--json", tmp_path / "a.json")
     assert code == 0, err
     doc = json.loads((tmp_path / "a.json").read_text())
@@ -163,7 +163,7 @@ steps: 3
     code, _, err = cli("report", results, "-o", tmp_path / "rep2", "--format", "md")
     assert code == 0, err
     # --resume on the finished file measures nothing again and says the same.
-    code, out, err = cli("advise", suite, "--knobs", "amp", "--repeat-max", "3", "--min-runs", "2", "-o",
+    code, _out, err = cli("advise", suite, "--knobs", "amp", "--repeat-max", "3", "--min-runs", "2", "-o",
                          tmp_path / "rep3", "--resume", results, "--json", tmp_path / "b.json")
     assert code == 0, err
     assert len(read_records([results])) == len(recs)
@@ -186,7 +186,7 @@ classes: 4
 warmup: 2
 steps: 6
 """)
-    code, out, err = cli("advise", suite, "--knobs", "cache,amp", "--repeat-max", "4", "--min-runs", "3", "-o",
+    code, _out, err = cli("advise", suite, "--knobs", "cache,amp", "--repeat-max", "4", "--min-runs", "3", "-o",
                          tmp_path / "rep", "--results-dir", tmp_path / "res", "--json", tmp_path / "a.json")
     assert code == 0, err
     doc = json.loads((tmp_path / "a.json").read_text())
@@ -196,21 +196,22 @@ steps: 6
     assert cache["numerics"]["verdict"] == "unchanged" and cache["recommended"]
     assert cache["bound"] >= cache["interval"][0]  # what was proven is within what the stall allows
     assert not k["amp"]["recommended"]
-    assert doc["recommended"]["knobs"] == ["cache"] and "cache: ram" in next((tmp_path / "rep").glob("*.yaml")).read_text()
+    assert doc["recommended"]["knobs"] == ["cache"]
+    assert "cache: ram" in next((tmp_path / "rep").glob("*.yaml")).read_text()
     html = next((tmp_path / "rep").glob("*.html")).read_text()
     assert "<svg" in html and "bound" in html
 
 
-def _gpu_fp32_record(top_ops: list[tuple[str, float]], busy: float, step: float, **params):  # noqa: ANN202
+def _gpu_fp32_record(top_ops: list[tuple[str, float]], busy: float, step: float, **params):
     """An fp32 CUDA cell whose breakdown's operators take `top_ops` seconds of GPU time in a `step`."""
-    return record(**{"cell_id": "x", "status": "ok",
-            "params": {"device": "cuda", "amp": "none", "data": {"kind": "synthetic"}, "num_workers": 0,
-                       "channels_last": True, "compile": True, "optimizer": "sgd", "batch_size": 8,
-                       "resolution": [32, 32], "pin_memory": None, **params},
-            "step_time_s": {"median": step, "samples": [step] * 5},
-            "breakdown": {"gpu": {"idle_breakdown_s": {"launch": step - busy, "sync": 0, "data_wait": 0}},
-                          "phases_sum_s": busy, "op_self_total_s": busy,
-                          "top_ops": [{"name": n, "self_time_s": t} for n, t in top_ops]}})
+    params = {"device": "cuda", "amp": "none", "data": {"kind": "synthetic"}, "num_workers": 0,
+              "channels_last": True, "compile": True, "optimizer": "sgd", "batch_size": 8,
+              "resolution": [32, 32], "pin_memory": None, **params}
+    breakdown = {"gpu": {"idle_breakdown_s": {"launch": step - busy, "sync": 0, "data_wait": 0}},
+                 "phases_sum_s": busy, "op_self_total_s": busy,
+                 "top_ops": [{"name": n, "self_time_s": t} for n, t in top_ops]}
+    return record(cell_id="x", status="ok", params=params, step_time_s={"median": step, "samples": [step] * 5},
+                  breakdown=breakdown)
 
 
 def test_the_amp_bound_uses_each_kinds_own_math_mode_and_holds() -> None:

@@ -72,7 +72,7 @@ def test_report_html_renders_in_chromium_and_escapes(tmp_path: Path, records: di
     res = tmp_path / "r.jsonl"
     res.write_text("\n".join(lines) + "\n")
     ids = [r["cell_id"] for r in records.values()]
-    code, out, err = cli("report", res, "-o", tmp_path / "rep", "--format", "md,html",
+    code, _out, err = cli("report", res, "-o", tmp_path / "rep", "--format", "md,html",
                          "--pair", f"{ids[0]},{ids[1]}")
     assert code == 0, err
     [html] = list((tmp_path / "rep").rglob("*.html"))
@@ -116,7 +116,8 @@ def test_cpu_trace_has_profiler_steps_and_explain_trace_says_no_gpu(tmp_path, cl
     [trace] = list((tmp_path / "traces").glob("*.json"))
     events = json.loads(trace.read_text())["traceEvents"]
     names = [e.get("name", "") for e in events]
-    assert sum(n.startswith("ProfilerStep#") for n in names) == 3 and names.count("bb.step") == 3  # warm-up step not kept
+    # the warm-up step is not kept
+    assert sum(n.startswith("ProfilerStep#") for n in names) == 3 and names.count("bb.step") == 3
     assert not any("Synchronize" in n for n in names)
     code, _, err = cli("explain-trace", trace)
     assert code == 2 and "no device work" in err

@@ -39,7 +39,7 @@ on_oom: halve-batch
 batch_size: 16
 """)
     out = tmp_path / "r.jsonl"
-    code, _, err = cli("run", suite, "--output", out, "--no-explain", "--reports-dir", tmp_path / "rep")
+    code, _, _err = cli("run", suite, "--output", out, "--no-explain", "--reports-dir", tmp_path / "rep")
     recs = {r["params"]["arch"]: r for r in lines(out)}
     alloc = recs["factories:alloc_2g"]
     assert alloc["status"] == "oom" and "alloc" in alloc["error"].lower()

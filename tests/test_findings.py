@@ -30,7 +30,8 @@ def with_breakdown(r: dict, enc: float, dec: float, fuse: float, ops: list | Non
         "modules": {"encoder": {"forward": enc / 3, "backward": 2 * enc / 3},
                     "decoder": {"forward": dec / 3, "backward": 2 * dec / 3},
                     "decoder.fuse_stage": {"forward": fuse / 3, "backward": 2 * fuse / 3}},
-        "top_ops": ops or [{"name": "aten::convolution_backward", "self_time_s": step * 0.6, "calls": 10, "share": 0.6}],
+        "top_ops": ops or [{"name": "aten::convolution_backward", "self_time_s": step * 0.6, "calls": 10,
+                            "share": 0.6}],
     }
     c = r["params"]["decoder_channels"]
     r["flops"] = {"forward_per_image": 1e9 + 4 * c * c * 1e3,

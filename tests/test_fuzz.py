@@ -74,7 +74,7 @@ FIELDS = st.sampled_from(["schema", "suite", "run_id", "cell_id", "params", "sta
                           "timing", "env", "label", "repeat", "breakdown", "oom_backoff", "repeats", "training"])
 
 
-def _mutated(draw_pairs) -> dict:  # noqa: ANN001
+def _mutated(draw_pairs) -> dict:
     rec = copy.deepcopy(RECORD)
     for key, value in draw_pairs:
         rec[key] = value

@@ -38,7 +38,7 @@ def cudaify(path: Path, item: bool) -> None:
             continue
         ts, tid, pid = float(e["ts"]), e["tid"], e["pid"]
 
-        def call(name: str, at: float, dur: float, work: tuple[str, str] | None = None) -> None:
+        def call(name: str, at: float, dur: float, work: tuple[str, str] | None = None, pid=pid, tid=tid) -> None:
             nonlocal corr
             corr += 1
             out.append({"ph": "X", "cat": "cuda_runtime", "name": name, "pid": pid, "tid": tid, "ts": at,
@@ -94,7 +94,7 @@ def test_micro_cases_count_their_own_syncs_not_the_harness(tmp_path: Path, item:
 def test_the_old_micro_loop_blamed_its_own_sync_on_the_case(tmp_path: Path) -> None:
     """What the check did before: the final sync inside the last ProfilerStep#, no bb.step ranges —
     1 sync per step read 1.33 and 0 read 0.33. Kept as the proof that the layout, not the counter, was wrong."""
-    def old(step, sync, prof_step, steps=gpu_micro.STEPS):  # noqa: ANN001, ANN202
+    def old(step, sync, prof_step, steps=gpu_micro.STEPS):
         for i in range(steps + 1):
             step()
             if i == steps:

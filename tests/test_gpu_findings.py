@@ -124,7 +124,8 @@ def test_explain_trace_text_and_bad_input(tmp_path: Path) -> None:
 
     from benchbench.cli import main
 
-    out = subprocess.run([sys.executable, "-m", "benchbench", "explain-trace", str(bad)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "benchbench", "explain-trace", str(bad)], capture_output=True,
+                         text=True)
     assert out.returncode == 2 and "not a readable JSON trace" in out.stderr and "Traceback" not in out.stderr
     assert main  # the entry point that turns errors into exit 2
 

@@ -222,7 +222,8 @@ def test_compare_warns_about_and_can_refuse_a_degraded_gpu(tmp_path, cli) -> Non
     code, out, err = cli("compare", b, c, "--json", tmp_path / "v.json")
     assert code == 0 and "throttled (sw_thermal_slowdown)" in err
     [v] = json.loads((tmp_path / "v.json").read_text())["verdicts"]
-    assert v["verdict"] == "unchanged" and v["warnings"] == ["candidate measured on a GPU throttled (sw_thermal_slowdown)"]
+    assert v["verdict"] == "unchanged"
+    assert v["warnings"] == ["candidate measured on a GPU throttled (sw_thermal_slowdown)"]
     code, out, err = cli("compare", b, c, "--refuse-degraded-gpu")
     assert code == 1 and "incomparable" in out and "no verdict" in err
     from conftest import as_records

@@ -102,7 +102,8 @@ def test_fingerprint_change_starts_a_new_series(tmp_path: Path, cli) -> None:
 
     store.add(as_records(*recs))
     ss = series(store.rows())
-    assert [len(s.nights) for s in ss] == [12, 8] and {s.fingerprint for s in ss} == {"newdriver", recs[0]["env"]["fingerprint"]}
+    assert [len(s.nights) for s in ss] == [12, 8]
+    assert {s.fingerprint for s in ss} == {"newdriver", recs[0]["env"]["fingerprint"]}
     code = __import__("subprocess").run(
         [__import__("sys").executable, "-m", "benchbench", "history", "check", "--db", str(tmp_path / "h.db"),
          "--last", "20"], capture_output=True, text=True)
@@ -112,7 +113,7 @@ def test_fingerprint_change_starts_a_new_series(tmp_path: Path, cli) -> None:
 def test_show_writes_a_trend_plot(tmp_path: Path, cli) -> None:
     db = tmp_path / "h.db"
     cli("history", "add", write(tmp_path / "n.jsonl", nights(20, step_at=12)), "--db", db)
-    code, out, err = cli("history", "show", "--db", db, "-o", tmp_path / "t.png")
+    code, _out, err = cli("history", "show", "--db", db, "-o", tmp_path / "t.png")
     assert code == 0, err
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, _, _ = cli("history", "show", "--db", db, "--cell", "faulty", "-o", tmp_path / "t.html")
@@ -134,7 +135,7 @@ def test_html_report_has_a_history_section(tmp_path: Path, cli) -> None:
     f = write(tmp_path / "n.jsonl", nights(20, step_at=12))
     db = tmp_path / "h.db"
     cli("history", "add", f, "--db", db)
-    code, out, err = cli("report", f, "-o", tmp_path / "rep", "--history", db)
+    code, _out, err = cli("report", f, "-o", tmp_path / "rep", "--history", db)
     assert code == 0, err
     [page] = list((tmp_path / "rep").rglob("*.html"))
     text = page.read_text()

@@ -38,7 +38,7 @@ def invoke(*args: str) -> tuple[int | str, str]:
             main()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        except BaseException as exc:  # noqa: BLE001 - the very thing this test is after
+        except BaseException as exc:
             import traceback
 
             code = f"raised {type(exc).__name__}"
@@ -117,7 +117,8 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("args,message", [
     # outputs that cannot be written: refused before anything is measured, exit 2
     (["advise", "{quickstart}", "--cell", "Unet", "--device", "cpu", "-o", "{file}"], "is a file, not a directory"),
-    (["advise", "{quickstart}", "--cell", "Unet", "--device", "cpu", "--json", "{file}/x.json"], "is a file, not a directory"),
+    (["advise", "{quickstart}", "--cell", "Unet", "--device", "cpu", "--json", "{file}/x.json"],
+     "is a file, not a directory"),
     (["compare", "{results}", "{results}", "--markdown", "{file}/x.md"], "--markdown"),
     (["compare", "{results}", "{results}", "--json", "{folder}"], "is a directory"),
     (["history", "show", "--db", "{db}", "-o", "{file}/t.png"], "the trend plot (-o)"),
@@ -263,7 +264,7 @@ def test_merge_on_a_full_disk_leaves_no_partial_file(pool, tmp_path) -> None:
 def commands() -> list[tuple[tuple[str, ...], list]]:
     group = typer.main.get_command(app)
 
-    def walk(c, prefix=()):  # noqa: ANN001, ANN202
+    def walk(c, prefix=()):
         if hasattr(c, "commands"):
             for name, sub in c.commands.items():
                 yield from walk(sub, (*prefix, name))
@@ -286,7 +287,7 @@ WORDS = ["", "0", "-1", "1", "3", "nan", "inf", "1e309", "0.5", "abc", "a,b", ",
 
 
 @st.composite
-def invocation(draw, command: tuple, tmp: Path, pool: dict[str, Path]) -> list[str]:  # noqa: ANN001
+def invocation(draw, command: tuple, tmp: Path, pool: dict[str, Path]) -> list[str]:
     path, params = command
     args = list(path)
     for p in params:
@@ -325,7 +326,7 @@ def test_every_subcommand_survives_generated_bad_input(command, pool, fuzz_dir) 
         @settings(max_examples=many or 25, deadline=None, derandomize=not many, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(st.data())
-        def run(data) -> None:  # noqa: ANN001
+        def run(data) -> None:
             args = data.draw(invocation(command, fuzz_dir, pool))
             code, text = invoke(*args)
             assert clean(code, text), ([a[:200] for a in args], text[-3000:])

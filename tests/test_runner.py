@@ -33,7 +33,7 @@ def test_faulty_cells_are_recorded_and_the_suite_goes_on(tmp_path: Path, cli, mo
     monkeypatch.chdir(Path(__file__).parent)  # factories.py importable from the cwd, as for users
     suite = write_suite(tmp_path / "faults.yaml", FAULTS)
     out = tmp_path / "r.jsonl"
-    code, stdout, stderr = cli("run", suite, "--output", out, "--reports-dir", tmp_path / "rep")
+    code, _stdout, stderr = cli("run", suite, "--output", out, "--reports-dir", tmp_path / "rep")
     assert code == 1, stderr
     recs = {r["params"]["arch"].split(":")[1]: r for r in read_jsonl(out)}
     assert recs["tiny"]["status"] == "ok"
@@ -248,7 +248,7 @@ timeout_s: 120
 """)
     out = tmp_path / "r.jsonl"
     t0 = time.monotonic()
-    code, _, err = cli("run", suite, "--output", out, "--no-explain", "--reports-dir", tmp_path / "rep")
+    code, _, _err = cli("run", suite, "--output", out, "--no-explain", "--reports-dir", tmp_path / "rep")
     took = time.monotonic() - t0
     [rec] = [json.loads(x) for x in out.read_text().splitlines()]
     assert code == 1 and rec["status"] == "error"

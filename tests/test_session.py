@@ -139,8 +139,8 @@ def test_every_command_that_measures_takes_every_executor(kind: str, tmp_path: P
     suite = suite_for(kind, tmp_path)
     args = command(kind, suite, tmp_path)[3:] + ["--executor", "inline"]
     if kind == "advise":
-        args = [a for a in args] + ["--repeat-max", "2"]
-    code, out, err = cli(*args)
+        args = list(args) + ["--repeat-max", "2"]
+    code, _out, err = cli(*args)
     assert code == 0, err
     code, _, err = cli(*command(kind, suite, tmp_path / "y")[3:], "--executor", "inline", "--slurm-partition", "gpu")
     assert code == 2 and "apply with --executor slurm only" in err
@@ -200,11 +200,11 @@ def test_a_new_tracker_is_one_module_and_one_line(monkeypatch) -> None:
     from benchbench.suite import CellParams
 
     class Clock:
-        def __enter__(self):  # noqa: ANN204
+        def __enter__(self):
             self.t0 = _time.perf_counter()
             return self
 
-        def __exit__(self, *exc) -> None:  # noqa: ANN002
+        def __exit__(self, *exc) -> None:
             self.t1 = _time.perf_counter()
 
         def result(self, images: int) -> dict:

@@ -30,7 +30,7 @@ def test_quickstart_cells_run_as_slurm_jobs(tmp_path: Path, cli, monkeypatch, sl
     monkeypatch.chdir(TESTS)
     suite = write_suite(tmp_path / "s.yaml", SUITE)
     out = tmp_path / "res" / "r.jsonl"
-    code, stdout, err = cli("run", suite, "--executor", "slurm", "--output", out, "--no-explain",
+    code, _stdout, err = cli("run", suite, "--executor", "slurm", "--output", out, "--no-explain",
                             "--cells-per-job", "2", "--reports-dir", tmp_path / "rep")
     assert code == 0, err
     recs = read_records([out])
@@ -118,7 +118,7 @@ def test_a_slurm_job_calibrates_in_a_child_not_in_its_own_process(monkeypatch) -
         AssertionError("calibrated in the job's own process")))
     kinds = []
 
-    def child(payload, timeout_s):  # noqa: ANN001, ANN202
+    def child(payload, timeout_s):
         kinds.append(payload["kind"])
         return SimpleNamespace(result={"fp32": {"flops_per_s": 1e11}})
 

@@ -33,11 +33,11 @@ class Trace:
     def kernel(self, ts: float, start: float, dur: float) -> None:
         self.call("cudaLaunchKernel", ts, 4, ("kernel", "void gemm_kernel<float>(float*)", start, dur))
 
-    def summary(self, step_time_s: float | None = None):  # noqa: ANN201
+    def summary(self, step_time_s: float | None = None):
         return summarize_gpu(build_timeline({"traceEvents": self.events}), step_time_s)
 
 
-def step_with(body) -> Trace:  # noqa: ANN001
+def step_with(body) -> Trace:
     t = Trace()
     t.host("bb.step", 0, 1000, "user_annotation")
     t.host("bb.phase:forward", 1, 400, "user_annotation")
@@ -117,4 +117,5 @@ def test_launch_bound_evidence_is_the_gpus_not_the_hosts_enqueue_time() -> None:
     txt = launch_bound_text(GpuTimeline.model_validate(g), enqueue=0.99e-3)
     assert "started within 20 us of their launch" in txt and "host sets the pace" in txt
     assert "no evidence on its own" in txt
-    assert g["launch_queue_empty_share"] == pytest.approx(1.0) and g["launch_delay_median_s"] == pytest.approx(4e-6)  # 6 and 2 us
+    assert g["launch_queue_empty_share"] == pytest.approx(1.0)
+    assert g["launch_delay_median_s"] == pytest.approx(4e-6)  # 6 and 2 us

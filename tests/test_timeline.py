@@ -20,12 +20,12 @@ UNET = H100 / "trace-unet-disk-workers4-3be7596980d6.json.gz"
 
 # The fixtures README's table: runtime-API launches only.
 TRUTH = {
-    C64: dict(launches=1199, kernels=1045, busy=26.6e-3, forward=10.0e-3, backward=15.6e-3, loss=0.6e-3,
-              optimizer=0.4e-3, host_to_device=0.0),
-    C512: dict(launches=1208, kernels=1049, busy=44.1e-3, forward=18.1e-3, backward=25.0e-3, loss=0.6e-3,
-               optimizer=0.4e-3, host_to_device=0.0),
-    UNET: dict(launches=850, kernels=829, busy=11.9e-3, forward=2.8e-3, backward=8.3e-3, loss=0.1e-3,
-               optimizer=0.5e-3, host_to_device=0.2e-3),
+    C64: {"launches": 1199, "kernels": 1045, "busy": 26.6e-3, "forward": 10.0e-3, "backward": 15.6e-3, "loss": 0.6e-3,
+              "optimizer": 0.4e-3, "host_to_device": 0.0},
+    C512: {"launches": 1208, "kernels": 1049, "busy": 44.1e-3, "forward": 18.1e-3, "backward": 25.0e-3, "loss": 0.6e-3,
+               "optimizer": 0.4e-3, "host_to_device": 0.0},
+    UNET: {"launches": 850, "kernels": 829, "busy": 11.9e-3, "forward": 2.8e-3, "backward": 8.3e-3, "loss": 0.1e-3,
+               "optimizer": 0.5e-3, "host_to_device": 0.2e-3},
 }
 
 
@@ -118,7 +118,8 @@ def test_user_trace_with_profiler_steps_only(tmp_path: Path) -> None:
 
 def test_gzip_and_plain_json_read_the_same(tmp_path: Path) -> None:
     plain = tmp_path / "t.json"
-    plain.write_text(gzip.open(UNET, "rt").read())
+    with gzip.open(UNET, "rt") as f:
+        plain.write_text(f.read())
     assert summarize_gpu(read_timeline(plain)).gpu_busy_s == summarize_gpu(read_timeline(UNET)).gpu_busy_s
 
 

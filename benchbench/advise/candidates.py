@@ -204,7 +204,7 @@ def candidates(rec: Record, peaks: dict[str, Any] | None = None) -> list[Candida
                 f"stage ({_pct(fuse)}) scaling as C^2 and the rest as C estimate {1 / (1 - min(saved, 0.999)):.2f}x")
     h, w = p["resolution"]
     if min(h, w) >= 64:
-        nh, nw = (max(32, int(round(x * 0.75 / 32)) * 32) for x in (h, w))
+        nh, nw = (max(32, round(x * 0.75 / 32) * 32) for x in (h, w))
         if (nh, nw) != (h, w):
             r = nh * nw / (h * w)
             add("resolution", [nh, nw], None, f"{r:.2f}x the pixels; no bound from one measurement (attention "
@@ -238,7 +238,8 @@ def amp_bound(s: Shares, rec: Record, dt: str, peaks: dict[str, Any]) -> tuple[f
     r_max = max(r_mm, r_conv, 2.0)
     time = mm / r_mm + conv / r_conv + other / 2.0 + unlisted / r_max + rest
     bound = 1.0 / time if time > 0 else math.inf
-    fmt = (lambda r: "unbounded (peak not measured)" if math.isinf(r) else f"{r:.1f}x")
+    def fmt(r):
+        return ("unbounded (peak not measured)" if math.isinf(r) else f"{r:.1f}x")
     why = (f"matmul/attention {_pct(mm)} ({modes.get('matmul')} -> {dt}: {fmt(r_mm)}), convolution {_pct(conv)} "
            f"({modes.get('convolution')} -> {dt}: {fmt(r_conv)}), memory-bound ops {_pct(other)} (2x), unlisted "
            f"ops {_pct(unlisted)}, not sped up (idle, host) {_pct(rest)} of the step")

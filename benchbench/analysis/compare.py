@@ -182,4 +182,4 @@ def regressions(verdicts: list[CellVerdict]) -> list[CellVerdict]:
     return [v for v in verdicts if v.verdict in ("slower", "failed")]
 
 
-__all__ = ["FINGERPRINT_KEYS", "compare", "regressions", "CellVerdict", "judge", "interval", "decide"]
+__all__ = ["FINGERPRINT_KEYS", "CellVerdict", "compare", "decide", "interval", "judge", "regressions"]

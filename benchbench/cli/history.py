@@ -111,14 +111,18 @@ def history_check(
 
         lines = [f"## benchbench history check: {'regression' if failing(found) else 'no recent regression'}", "",
                  f"{len(all_series)} series, threshold {_thr(threshold)}, last {last} night(s).", ""]
-        lines += [f"- {'**recent** ' if c.recent else ''}{md_escape(change_text(c))}" for c in found] or ["_No change._"]
+        lines += [f"- {'**recent** ' if c.recent else ''}{md_escape(change_text(c))}" for c in found] or [
+            "_No change._"
+        ]
         write_text(markdown, "\n".join(lines) + "\n", "the Markdown summary (--markdown)")
     if json_out:
-        write_text(json_out, json.dumps({"threshold": threshold, "last": last,
-                                         "changes": [c.to_dict() for c in found]}, indent=2), "the JSON (--json)")
+        write_text(
+            json_out,
+            json.dumps({"threshold": threshold, "last": last, "changes": [c.to_dict() for c in found]}, indent=2),
+            "the JSON (--json)",
+        )
     if failing(found):
-        err_console.print(f"regression: {len(failing(found))} slowdown(s) in the last {last} night(s)",
-                          highlight=False)
+        err_console.print(f"regression: {len(failing(found))} slowdown(s) in the last {last} night(s)", highlight=False)
         raise typer.Exit(1)
 
 

@@ -86,7 +86,8 @@ def run(
     trace: Annotated[Path | None, typer.Option(help="Write each cell's profiler trace (Chrome JSON) here.")] = None,
     repeat: Annotated[int | None, typer.Option(help="Run every cell N times, each in a fresh process (noise "
                                                     "calibration; default 1; a resumed run keeps its own).")] = None,
-    shard: Annotated[str | None, typer.Option(help="Run shard K/N of the cells (deterministic, cost-balanced).")] = None,
+    shard: Annotated[str | None, typer.Option(help="Run shard K/N of the cells (deterministic, "
+                                                   "cost-balanced).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print library warnings as they come.")] = False,
     executor_options: dict[str, dict[str, Any]] | None = None,
 ) -> None:
@@ -166,7 +167,7 @@ def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow
         stopped(session, outcome, len(session.records), len(todo), "run", device)
     if report_failed:
         raise typer.Exit(2)
-    latest = res.merge_repeats([r for r in _this_run(session)])
+    latest = res.merge_repeats(list(_this_run(session)))
     failed = [r for r in latest if not r.ok]
     if failed and not allow_failures:
         err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)

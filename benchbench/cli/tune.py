@@ -37,7 +37,8 @@ def tune_batch_cmd(
     gain: Annotated[float | None, typer.Option(help="Throughput gain per doubling below which it has stopped "
                                                f"growing [default: {TUNE.gain}].")] = None,
     steps: Annotated[int | None, typer.Option(help=f"Timed steps per probe [default: {TUNE.steps}].")] = None,
-    results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/tune-<run-id>.jsonl goes.")] = Path("results"),
+    results_dir: Annotated[Path, typer.Option(help="Where results/<suite>/tune-<run-id>.jsonl "
+                                                   "goes.")] = Path("results"),
     resume: Annotated[str | None, typer.Option(help="An interrupted search's results file (or 'latest'): its probes "
                                                "are kept, the search goes on (its options are recorded in it).")]
     = None,

@@ -135,7 +135,8 @@ class HistoryStore:
                     "gpu_conditions_json": r.gpu_conditions.model_dump_json(exclude_none=True)
                     if r.gpu_conditions else None,
                     "cpu_contended": None if cpu is None or cpu.contended is None else int(cpu.contended),
-                    "cpu_contention_json": cpu.model_dump_json(exclude_none=True, exclude={"per_rank"}) if cpu else None,
+                    "cpu_contention_json": (cpu.model_dump_json(exclude_none=True, exclude={"per_rank"})
+                                            if cpu else None),
                     "gate_threshold": r.params.get("gate_threshold"),
                 }
                 cols = ",".join(row)

@@ -128,7 +128,7 @@ def count_flops(model: nn.Module, params: dict[str, Any], loss_fn: nn.Module, de
         model.eval()  # tracing in eval mode: BatchNorm statistics untouched, same MACs
         try:
             out.update(fvcore_forward(model, x))
-        except Exception as exc:  # noqa: BLE001 - a model fvcore cannot trace still gets the rest
+        except Exception as exc:
             out.update({"forward_per_image": None, "by_module": {}, "unsupported_ops": [],
                         "fvcore_error": f"{type(exc).__name__}: {str(exc)[:200]}"})
         model.train()

@@ -53,7 +53,7 @@ def _call(fn: Any, *args: Any) -> Any:
         return None
     try:
         return fn(*args)
-    except Exception:  # noqa: BLE001 - pynvml raises one NVMLError subclass per return code
+    except Exception:
         return None
 
 
@@ -223,7 +223,7 @@ def open_tracker(device_index: int, uuid: str | None = None, nvml: Any = None,
         if _call(getattr(nvml, "nvmlDeviceGetCount", None)) not in (None, 1):
             return None  # which NVML device torch's ordinal is depends on CUDA_VISIBLE_DEVICES and the order
         return GpuConditions(nvml, nvml.nvmlDeviceGetHandleByIndex(device_index), interval_s)
-    except Exception:  # noqa: BLE001 - no library, no driver, no device: nothing to record
+    except Exception:
         return None
 
 

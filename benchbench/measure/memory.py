@@ -88,7 +88,9 @@ def activations_by_module(model: nn.Module, x: torch.Tensor, y: torch.Tensor, fo
     return out
 
 
-def phase_peaks(step: Any, batches: Iterator[Any], to_device: Callable[[Any], Any], device: torch.device) -> dict[str, Any]:
+def phase_peaks(
+    step: Any, batches: Iterator[Any], to_device: Callable[[Any], Any], device: torch.device
+) -> dict[str, Any]:
     """Run one step with a measurement between phases."""
     cuda = device.type == "cuda"
     marks: dict[str, dict[str, int]] = {}
@@ -121,8 +123,9 @@ def phase_peaks(step: Any, batches: Iterator[Any], to_device: Callable[[Any], An
     return {k: v for k, v in marks.items() if k in ("forward", "loss", "backward", "optimizer")}
 
 
-def memory_pass(step: Any, batches: Iterator[Any], to_device: Callable[[Any], Any], device: torch.device,
-                baseline_rss: int) -> dict[str, Any]:
+def memory_pass(
+    step: Any, batches: Iterator[Any], to_device: Callable[[Any], Any], device: torch.device, baseline_rss: int
+) -> dict[str, Any]:
     cuda = device.type == "cuda"
     by_phase = phase_peaks(step, batches, to_device, device)
     x, y = to_device(next(batches))

@@ -16,6 +16,7 @@ comes from the block's wall time, as a plain training loop experiences it.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -190,7 +191,7 @@ def _timed_loop_cuda(
                 on_step(phase, first + i)
         events[-1].synchronize()
         wall = clock() - t_start
-        times = [a.elapsed_time(b) * 1e-3 for a, b in zip(events, events[1:])]
+        times = [a.elapsed_time(b) * 1e-3 for a, b in itertools.pairwise(events)]
         starved = [a.elapsed_time(b) * 1e-3 for a, b in zip(events, ready)]
         return times, waits, enq, wall, starved
 

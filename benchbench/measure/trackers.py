@@ -66,7 +66,7 @@ class Trackers:
         for name, factory in (registry or TRACKERS).items():
             try:
                 t = factory(ctx)
-            except Exception as exc:  # noqa: BLE001 - a tracker that cannot start is said, never fatal
+            except Exception as exc:
                 self.errors[name] = f"{type(exc).__name__}: {exc}"[:300]
                 continue
             if t is not None:
@@ -89,7 +89,7 @@ class Trackers:
         for name, t in self.active.items():
             try:
                 value = t.result(images)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 self.errors[name] = f"{type(exc).__name__}: {exc}"[:300]
                 continue
             if name in TYPED:

@@ -60,15 +60,25 @@ def render_markdown(verdicts: list[CellVerdict], title: str = "benchbench compar
     head = "regression found" if regressions(verdicts) else "no regression"
     alpha = verdicts[0].alpha if verdicts else ALPHA
     ci = ci_label(alpha)
-    lines = [f"## {title}: {head}", "",
-             " · ".join(f"{k}: {n}" for k, n in counts.items() if n), "",
-             f"Change = candidate / baseline step time (geometric mean of run medians), with its {1 - alpha:.0%} interval "
-             "over runs. A cell is `slower`/`faster` only when the whole interval is beyond its threshold, "
-             "`unchanged` only when it is within. MDE = the smallest slowdown this comparison detects with 80% "
-             "probability at its spread and number of runs.", "",
-             f"| verdict | cell | change | {ci} | threshold | MDE | runs | reason |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"## {title}: {head}",
+        "",
+        " · ".join(f"{k}: {n}" for k, n in counts.items() if n),
+        "",
+        f"Change = candidate / baseline step time (geometric mean of run medians), with its {1 - alpha:.0%} interval "
+        "over runs. A cell is `slower`/`faster` only when the whole interval is beyond its threshold, "
+        "`unchanged` only when it is within. MDE = the smallest slowdown this comparison detects with 80% "
+        "probability at its spread and number of runs.",
+        "",
+        f"| verdict | cell | change | {ci} | threshold | MDE | runs | reason |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows(verdicts):
-        lines.append("| " + " | ".join(md_escape(r[k]) for k in ("verdict", "cell", "change", "interval", "threshold",
-                                                                 "MDE", "runs", "reason")) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                md_escape(r[k]) for k in ("verdict", "cell", "change", "interval", "threshold", "MDE", "runs", "reason")
+            )
+            + " |"
+        )
     return "\n".join(lines) + "\n"

@@ -8,11 +8,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from benchbench.measure.profile import PHASES  # noqa: E402
-from benchbench.record import Record  # noqa: E402
-from benchbench.record.explain import PhasePeak  # noqa: E402
+from benchbench.measure.profile import PHASES
+from benchbench.record import Record
+from benchbench.record.explain import PhasePeak
 
 plt.rcParams.update({"svg.fonttype": "none", "font.size": 9})
 

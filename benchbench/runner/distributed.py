@@ -78,7 +78,7 @@ def _rank_main(rank: int, world: int, port: int, payload: dict[str, Any], params
             dist.barrier()
         out.update(record=rec, timing=timing)
         dist.destroy_process_group()
-    except BaseException as exc:  # noqa: BLE001 - a rank's failure is reported, never lost
+    except BaseException as exc:
         out["record"] = {"status": "oom" if is_oom(exc) else "error", "error": error_message(exc)}
     queue.put(out)
 
@@ -117,7 +117,8 @@ def collect(procs: list[Any], queue: Any, world: int, budget_s: float) -> tuple[
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             missing = sorted(set(range(world)) - set(results))
-            return results, (f"rank(s) {', '.join(map(str, missing))} did not finish within {budget_s:.0f} s"), "timeout"
+            why = f"rank(s) {', '.join(map(str, missing))} did not finish within {budget_s:.0f} s"
+            return results, why, "timeout"
         try:
             r = queue.get(timeout=min(0.5, remaining))
         except queue_mod.Empty:

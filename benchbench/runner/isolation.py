@@ -34,10 +34,8 @@ KILL_GRACE_S = PROCESS.kill_grace_s
 def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
     # Own process group: a timeout kills the cell *and* its DataLoader workers,
     # and a Ctrl-C in the terminal reaches only the parent, which decides.
-    try:
+    with contextlib.suppress(OSError):
         os.setpgid(0, 0)
-    except OSError:
-        pass
     if payload.get("cwd"):
         os.chdir(payload["cwd"])
     # A forkserver child inherits the forkserver start method; DataLoader workers
@@ -57,7 +55,7 @@ def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
             from benchbench.runner.cell import execute_cell
 
             rec = execute_cell(payload)
-    except BaseException as exc:  # noqa: BLE001 - user code raised even KeyboardInterrupt / SystemExit: report it
+    except BaseException as exc:
         from benchbench.runner.errors import error_message
 
         if payload.get("kind") == "cell":
@@ -164,10 +162,8 @@ def run_child(payload: dict[str, Any], timeout_s: float) -> ChildOutcome:
     finally:
         recv_conn.close()
         # DataLoader workers of a cell that died can outlive it; reap the group.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
     return ChildOutcome(result, timed_out, proc.exitcode, time.perf_counter() - t0)
 
 

@@ -11,6 +11,7 @@ run's results folder and is removed when every job came back.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import shutil
@@ -178,16 +179,12 @@ class SlurmExecutor(Sequential):
             finished_all = True
         finally:
             for job, _ in running:  # Ctrl-C, SIGTERM, an error: no job of ours is left queued or running
-                try:
+                with contextlib.suppress(Exception):
                     job.cancel(check=False)
-                except Exception:  # noqa: BLE001 - cancelling is best effort; the job may be gone
-                    pass
             if finished_all and not self.failed:  # a failed job's logs stay for the user to read
                 shutil.rmtree(self.folder, ignore_errors=True)
-                try:
+                with contextlib.suppress(OSError):
                     self.folder.parent.rmdir()  # `.submitit/` itself, once no other run uses it
-                except OSError:
-                    pass
 
     def _submit(self, group: list[dict[str, Any]], world: int, cpus: int) -> Any:
         """Submit one job; sbatch's refusal (no controller, a bad partition) is SLURM's own message, exit 2."""
@@ -195,7 +192,7 @@ class SlurmExecutor(Sequential):
 
         try:
             return self._executor(world, cpus).submit(job_main, group)
-        except Exception as exc:  # noqa: BLE001 - submitit's FailedJobError, or sbatch missing (OSError)
+        except Exception as exc:
             text = str(exc).strip()
             said = [ln.strip() for ln in text.splitlines() if "sbatch:" in ln or "error" in ln.lower()]
             raise BenchbenchError("SLURM refused the job: " + ("; ".join(dict.fromkeys(said))[:600] if said else
@@ -219,7 +216,7 @@ class SlurmExecutor(Sequential):
             if isinstance(recs, list) and len(recs) == len(group):
                 return recs
             why = f"SLURM job {job.job_id} returned {type(recs).__name__}, not the group's records"
-        except Exception as exc:  # noqa: BLE001 - submitit raises on a job that failed, was killed or timed out
+        except Exception as exc:
             self.failed += 1
             state = str(getattr(job, "state", "UNKNOWN"))
             msg = str(exc)

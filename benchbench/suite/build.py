@@ -115,7 +115,9 @@ def build_suite(
         raise BenchbenchError("profiles must be a mapping with 'cpu:' and/or 'cuda:' entries")
     for pname in profiles:
         if pname not in DEVICES:
-            raise BenchbenchError(f"unknown profile '{pname}'{did_you_mean(str(pname), DEVICES)}: profiles are cpu and cuda")
+            raise BenchbenchError(
+                f"unknown profile '{pname}'{did_you_mean(str(pname), DEVICES)}: profiles are cpu and cuda"
+            )
     # Validate every profile, not only the chosen one: a broken cuda profile
     # must fail on the CPU laptop where the suite is written.
     canon_profiles: dict[str, dict[str, Any]] = {}
@@ -151,9 +153,11 @@ def build_suite(
     for values in matrix.values():
         n *= len(values)
     if n + len(include) > max_cells():
-        raise BenchbenchError(f"the matrix has {n:,} combinations before exclude (+{len(include)} include entries), "
-                              f"more than the limit of {max_cells():,} cells; split the suite, or raise the limit "
-                              "with BENCHBENCH_MAX_CELLS")
+        raise BenchbenchError(
+            f"the matrix has {n:,} combinations before exclude (+{len(include)} include entries), "
+            f"more than the limit of {max_cells():,} cells; split the suite, or raise the limit "
+            "with BENCHBENCH_MAX_CELLS"
+        )
     combos = expand(matrix, exclude, include)
     if not combos:
         raise BenchbenchError("the matrix is empty after exclude/include: no cells to run")
@@ -173,12 +177,15 @@ def build_suite(
                     f"cells {len(resolved)} and {i + 1} differ only in {', '.join(diff)}, which "
                     f"{'is' if len(diff) == 1 else 'are'} not part of a cell's identity (how it is run or judged, "
                     f"not what it measures): they would be one cell. Set {', '.join(diff)} once (top level, a "
-                    "profile, or an include entry), not as a matrix axis")
+                    "profile, or an include entry), not as a matrix axis"
+                )
             continue  # include can recreate an existing combination
         seen[cid] = params
         resolved.append(params)
     varied = [
-        k for k in PARAM_KEYS if len({json.dumps(p[k], sort_keys=True) for p in resolved}) > 1 and k not in NON_IDENTITY_KEYS
+        k
+        for k in PARAM_KEYS
+        if len({json.dumps(p[k], sort_keys=True) for p in resolved}) > 1 and k not in NON_IDENTITY_KEYS
     ]
     cells = [Cell(id=cell_id(p), label=make_label(p, varied), params=p) for p in resolved]
 

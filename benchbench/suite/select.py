@@ -49,7 +49,9 @@ def pick_reference(ref: Any, cells: list[Cell]) -> Cell:
         for c in cells:
             if c.id.startswith(ref) or c.label == ref:
                 return c
-        raise BenchbenchError(f"reference {short_repr(ref)} names no cell (give a cell id, a label, or a mapping of settings)")
+        raise BenchbenchError(
+            f"reference {short_repr(ref)} names no cell (give a cell id, a label, or a mapping of settings)"
+        )
     if isinstance(ref, dict):
         pattern = _canon_dict(ref, "reference")
         for c in cells:

@@ -62,7 +62,9 @@ def _strip(err: ValidationError, key: str) -> list[dict[str, Any]]:
 
 def _canon_dict(raw: Any, where: str) -> dict[str, Any]:
     if not isinstance(raw, dict):
-        raise BenchbenchError(f"{where} must be a mapping of setting: value, got {type(raw).__name__} {short_repr(raw)}")
+        raise BenchbenchError(
+            f"{where} must be a mapping of setting: value, got {type(raw).__name__} {short_repr(raw)}"
+        )
     return {str(k): _canon_value(str(k), v, f"{where}.{k}") for k, v in raw.items()}
 
 
@@ -71,21 +73,27 @@ def _canon_matrix(raw: Any, where: str, present: bool = False) -> dict[str, list
     if raw is None and not present:
         return {}
     if present and not raw and not isinstance(raw, list):
-        raise BenchbenchError(f"{where} is empty: give each axis a list of values (e.g. `{where}: {{batch_size: [4, "
-                              "8]}`), or remove it (a suite of fixed settings alone is one cell)")
+        raise BenchbenchError(
+            f"{where} is empty: give each axis a list of values (e.g. `{where}: {{batch_size: [4, "
+            "8]}`), or remove it (a suite of fixed settings alone is one cell)"
+        )
     if not isinstance(raw, dict):
         raise BenchbenchError(f"{where} must be a mapping of axis: [values], got {type(raw).__name__}")
     out: dict[str, list[Any]] = {}
     for axis, values in raw.items():
         axis = str(axis)
         if not isinstance(values, list):
-            raise BenchbenchError(f"{where}.{axis} must be a list of values, got {short_repr(values)} (write [{short_repr(values)}])")
+            raise BenchbenchError(
+                f"{where}.{axis} must be a list of values, got {short_repr(values)} (write [{short_repr(values)}])"
+            )
         if not values:
             raise BenchbenchError(f"{where}.{axis} is an empty list: the matrix would have no cells")
         if axis == "device":
-            raise BenchbenchError(f"{where}.device: a run measures on one device (every cell of it against one "
-                                  "environment and one calibrated peak): choose it with --device or `device:`, and "
-                                  "give per-device settings in `profiles:` (cpu, cuda)")
+            raise BenchbenchError(
+                f"{where}.device: a run measures on one device (every cell of it against one "
+                "environment and one calibrated peak): choose it with --device or `device:`, and "
+                "give per-device settings in `profiles:` (cpu, cuda)"
+            )
         out[axis] = [_canon_value(axis, v, f"{where}.{axis}[{i}]") for i, v in enumerate(values)]
     return out
 
@@ -98,8 +106,10 @@ def _canon_list(raw: Any, where: str) -> list[dict[str, Any]]:
     out = [_canon_dict(item, f"{where}[{i}]") for i, item in enumerate(raw)]
     for i, item in enumerate(out):
         if "device" in item:
-            raise BenchbenchError(f"{where}[{i}].device: a run measures on one device; choose it with --device "
-                                  "or `device:` and give per-device settings in `profiles:`")
+            raise BenchbenchError(
+                f"{where}[{i}].device: a run measures on one device; choose it with --device "
+                "or `device:` and give per-device settings in `profiles:`"
+            )
     return out
 
 

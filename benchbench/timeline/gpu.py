@@ -98,7 +98,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
         for d in c.device_ops:
             work.append((d, c, ph))
     busy, merged = _union([(d.ts, d.end) for d, _, _ in work])
-    phases: dict[str, float] = {p: 0.0 for p in GPU_PHASES}
+    phases: dict[str, float] = dict.fromkeys(GPU_PHASES, 0.0)
     modules: dict[str, dict[str, float]] = defaultdict(lambda: {"forward": 0.0, "backward": 0.0})
     by_kernel: dict[str, float] = defaultdict(float)
     by_op: dict[str, float] = defaultdict(float)
@@ -249,7 +249,8 @@ def summarize_gpu(tl: Timeline, step_time_s: float | None = None, data_wait_s: f
 def as_breakdown(gpu: dict[str, Any], steps: int) -> dict[str, Any]:
     """The breakdown fields that every consumer reads, in GPU time (each kernel once)."""
     phases = {p: gpu["gpu_phases_s"].get(p, 0.0) for p in GPU_PHASES}
-    phases["data_wait"] = (gpu.get("idle_breakdown_s") or {}).get("data_wait", gpu["profiled_gaps_s"].get("data_wait", 0.0))
+    gaps = gpu["profiled_gaps_s"].get("data_wait", 0.0)
+    phases["data_wait"] = (gpu.get("idle_breakdown_s") or {}).get("data_wait", gaps)
     busy = gpu["gpu_busy_s"]
     return {
         "time_basis": "GPU busy time (device work by the phase / module that launched it, each kernel once)",
@@ -258,10 +259,13 @@ def as_breakdown(gpu: dict[str, Any], steps: int) -> dict[str, Any]:
         "phases": phases,
         "phases_sum_s": sum(v for k, v in phases.items() if k != "data_wait"),
         "modules": gpu["gpu_modules_s"],
-        "backward_unattributed_s": max(0.0, phases.get("backward", 0.0) - sum(
-            v["backward"] for k, v in gpu["gpu_modules_s"].items() if "." not in k)),
-        "top_ops": [{"name": o["name"], "self_time_s": o["gpu_s"], "calls": None, "share": o["share"]}
-                    for o in gpu["top_ops"]],
+        "backward_unattributed_s": max(
+            0.0,
+            phases.get("backward", 0.0) - sum(v["backward"] for k, v in gpu["gpu_modules_s"].items() if "." not in k),
+        ),
+        "top_ops": [
+            {"name": o["name"], "self_time_s": o["gpu_s"], "calls": None, "share": o["share"]} for o in gpu["top_ops"]
+        ],
         "op_self_total_s": busy,
         "dataloader_next_s": None,
         "gpu": gpu,

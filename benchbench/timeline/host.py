@@ -46,7 +46,7 @@ def _self_times(host: list[HostRange]) -> dict[int, float]:
 def host_breakdown(tl: Timeline, steps: int) -> dict[str, Any]:
     us = 1e-6 / steps  # per-step seconds from summed microseconds
     step_us = sum(h.end - h.ts for h in tl.host if h.name == STEP_NAME)
-    phases: dict[str, float] = {p: 0.0 for p in PHASES}
+    phases: dict[str, float] = dict.fromkeys(PHASES, 0.0)
     fwd: dict[str, float] = defaultdict(float)
     bwd: dict[str, float] = defaultdict(float)
     unattributed = 0.0

@@ -5,6 +5,7 @@ As Holistic Trace Analysis splits idle time: waiting for the host to launch, hos
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from benchbench.timeline.reader import HostRange, Timeline
@@ -22,7 +23,7 @@ def _classify_gaps(tl: Timeline, step: HostRange, merged: list[tuple[float, floa
     if not merged:
         return out
     data = [h for h in tl.phases if h.name.endswith("data_wait") and step.ts <= h.ts <= step.end]
-    edges = [(step.ts, merged[0][0])] + [(a[1], b[0]) for a, b in zip(merged, merged[1:])]
+    edges = [(step.ts, merged[0][0])] + [(a[1], b[0]) for a, b in itertools.pairwise(merged)]
     for s, e in edges:
         if e <= s:
             continue

@@ -47,7 +47,8 @@ def demangle(name: str) -> str:
     if not name.startswith("_Z") or not _cxxfilt():
         return name
     try:
-        out = subprocess.run([_cxxfilt() or "c++filt", name], capture_output=True, text=True, timeout=5)
+        out = subprocess.run([_cxxfilt() or "c++filt", name], capture_output=True, text=True, timeout=5,
+                             check=False)
         return out.stdout.strip() or name
     except (OSError, subprocess.SubprocessError):
         return name

@@ -164,7 +164,8 @@ def load_trace(path: str | Path) -> dict[str, Any]:
         with opener(p, "rt", encoding="utf-8") as f:
             doc = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as exc:
-        raise BenchbenchError(f"{p} is not a readable JSON trace (torch.profiler's export_chrome_trace): {exc}") from None
+        raise BenchbenchError(f"{p} is not a readable JSON trace (torch.profiler's export_chrome_trace): "
+                              f"{exc}") from None
     except RecursionError:
         raise BenchbenchError(f"{p} is nested too deeply to be a trace (torch.profiler's traces are a flat list of "
                               "events)") from None

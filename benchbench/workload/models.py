@@ -111,8 +111,10 @@ def load_factory(spec: str) -> Callable[..., nn.Module]:
         sys.path.insert(0, cwd)
     try:
         module = importlib.import_module(module_name)
-    except Exception as exc:  # noqa: BLE001 - any import failure is the user's to fix
-        raise BenchbenchError(f"cannot import model factory module {module_name!r}: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:
+        raise BenchbenchError(
+            f"cannot import model factory module {module_name!r}: {type(exc).__name__}: {exc}"
+        ) from None
     func = getattr(module, func_name, None)
     if not callable(func):
         raise BenchbenchError(f"module {module_name!r} has no callable {func_name!r}")
@@ -147,7 +149,7 @@ def _meta_forward(params: dict[str, Any]) -> None:
     try:
         with torch.device("meta"):
             model = build_model(params)
-    except Exception:  # noqa: BLE001 - some encoders (mit_b*) call .item() at build time
+    except Exception:
         model = build_model(params).to("meta")
     model.train()
     model(torch.empty(params["batch_size"], params.get("in_channels", 3), h, w, device="meta"))
@@ -157,7 +159,7 @@ def _works(params: dict[str, Any]) -> bool:
     try:
         _meta_forward(params)
         return True
-    except Exception:  # noqa: BLE001 - any failure: this value does not work
+    except Exception:
         return False
 
 
@@ -191,13 +193,16 @@ def preflight(params: dict[str, Any]) -> None:
         _meta_forward(params)
     except BenchbenchError:
         raise
-    except Exception as exc:  # noqa: BLE001 - turn SMP's own checks into input errors
+    except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ""
         if "num_groups" in msg and params.get("decoder_channels"):
             # The decoder's GroupNorm, not the input: name the setting and the values that work.
-            works = [c for c in (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
-                     if _works({**params, "decoder_channels": c})]
+            works = [
+                c
+                for c in (16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024)
+                if _works({**params, "decoder_channels": c})
+            ]
             raise BenchbenchError(
                 f"{name}/{params['encoder']}: decoder_channels={params['decoder_channels']} does not work: its "
                 f"decoder's GroupNorm cannot split the channels ({msg}). decoder_channels values that work for "

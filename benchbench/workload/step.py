@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import torch
 from torch import nn
 
 from benchbench.workload.data import IGNORE_INDEX
 
-PhaseFn = Callable[[str], ContextManager[Any]]
+PhaseFn = Callable[[str], AbstractContextManager[Any]]
 
 
-def _no_phase(_name: str) -> ContextManager[Any]:
+def _no_phase(_name: str) -> AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
@@ -80,7 +81,7 @@ class TrainStep:
         #: no sync); read once after the timed block to say which steps it skipped.
         self.found_inf: list[torch.Tensor] = []
 
-    def autocast(self) -> ContextManager[Any]:
+    def autocast(self) -> AbstractContextManager[Any]:
         if self.amp_dtype is None:
             return contextlib.nullcontext()
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
@@ -104,7 +105,7 @@ class TrainStep:
         with phase("optimizer"):
             if self.scaler is not None:
                 self.scaler.step(self.optimizer)
-                state = self.scaler._per_optimizer_states[id(self.optimizer)]  # noqa: SLF001 - reset by update()
+                state = self.scaler._per_optimizer_states[id(self.optimizer)]
                 self.found_inf.extend(state.get("found_inf_per_device", {}).values())
                 self.scaler.update()
             else:

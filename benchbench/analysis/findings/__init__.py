@@ -45,4 +45,4 @@ def find_all(records: list[Record], t: Thresholds = THRESHOLDS,
     out.extend(pair_rules.pairwise(records, t, pairs))
     return [f for f in out if all(not (isinstance(v, float) and math.isnan(v)) for v in f.evidence.values())]
 
-__all__ = ["THRESHOLDS", "Finding", "RULES", "Thresholds", "find_all"]
+__all__ = ["RULES", "THRESHOLDS", "Finding", "Thresholds", "find_all"]

@@ -34,7 +34,7 @@ def _is_matmul(name: str) -> bool:
 def is_conv(name: str) -> bool:
     """Convolution work (forward and backward), which cuDNN runs in TF32 in an fp32 cell by default."""
     n = name.lower().split("::")[-1].strip()
-    return n.startswith(CONV_PREFIXES) or "convolutionbackward" in n or n.startswith("cudnn") and "conv" in n
+    return n.startswith(CONV_PREFIXES) or "convolutionbackward" in n or (n.startswith("cudnn") and "conv" in n)
 
 
 def utilization(records: list[Record], t: Thresholds) -> list[Finding]:

@@ -42,7 +42,8 @@ def data_wait(records: list[Record], t: Thresholds) -> list[Finding]:
                     if shape.kind == "epoch_boundary" else f"every {per_epoch}th step")
             sentence = (f"{label(r)}: the {'GPU starvation' if on_gpu else 'data wait'} is "
                         f"{shape.median_s * 1e3:.1f} ms on {n_steps - shape.spikes} of "
-                        f"{n_steps} steps and {shape.spike_median_s * 1e3:.0f} ms (up to {shape.spike_max_s * 1e3:.0f} ms) "
+                        f"{n_steps} steps and {shape.spike_median_s * 1e3:.0f} ms "
+                        f"(up to {shape.spike_max_s * 1e3:.0f} ms) "
                         f"on {what}: {shape.spike_share_of_wait:.0%} of all waiting. The DataLoader's prefetch queue "
                         f"drains at each epoch boundary (persistent workers keep their processes, not the queue): "
                         f"{extra * 1e3:.0f} ms per epoch, {extra / (per_epoch * step + extra):.0%} of an epoch's "

@@ -54,15 +54,26 @@ def dominant_module(records: list[Record], t: Thresholds) -> list[Finding]:
         if part:
             part_txt = f" (largest part: {part[0]}, {part[1]:.0%})"
         basis = "GPU busy time" if r.gpu else "step time"
-        sentence = f"{label(r)}: {mod} takes {share:.0%} of {basis}{flop_txt}{part_txt}{why_module(r.params, mod, r.flops.by_module if r.flops else None)}"
+        why = why_module(r.params, mod, r.flops.by_module if r.flops else None)
+        sentence = f"{label(r)}: {mod} takes {share:.0%} of {basis}{flop_txt}{part_txt}{why}"
         suggestion = None
         verified = None
         if mod == "decoder" and r.params.get("decoder_channels"):
             verified = verifier(records, r, "decoder_channels", "lower")
             suggestion = "reduce decoder_channels"
             if verified:
-                suggestion += (f" (decoder_channels {verified['from']} -> {verified['to']} measured: "
-                               f"{verified['speedup']:.1f}x faster per image)")
-        out.append(Finding("dominant_module", [r.cell_id], sentence,
-                           {"module": mod, "time_share": share, "flop_share": fshare}, suggestion, verified))
+                suggestion += (
+                    f" (decoder_channels {verified['from']} -> {verified['to']} measured: "
+                    f"{verified['speedup']:.1f}x faster per image)"
+                )
+        out.append(
+            Finding(
+                "dominant_module",
+                [r.cell_id],
+                sentence,
+                {"module": mod, "time_share": share, "flop_share": fshare},
+                suggestion,
+                verified,
+            )
+        )
     return out
