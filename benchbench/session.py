@@ -31,7 +31,8 @@ from benchbench.outputs import Outputs
 from benchbench.record import Record
 from benchbench.record.parts import Invocation
 from benchbench.results import ResultStore, ResultsWriteError, new_run_id, read_records
-from benchbench.runner.executors import Executor, config_of, get_executor, spec
+from benchbench.runner.executor import Executor
+from benchbench.runner.executors import config_of, get_executor, spec
 
 Kind = Literal["run", "advise", "tune"]
 PREFIX = {"run": "", "advise": "advise-", "tune": "tune-"}

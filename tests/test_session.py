@@ -151,15 +151,16 @@ def test_a_new_executor_is_one_module_and_one_line(tmp_path: Path, cli, monkeypa
     events — one module (here, this test's), one line in EXECUTORS; its options reach `run` by themselves."""
     import dataclasses
 
-    from benchbench.runner import executors
+    from benchbench.runner import executor, executors
+    from benchbench.runner.local import ProcessExecutor
 
     @dataclasses.dataclass(frozen=True)
     class LoudConfig:
-        shout: str | None = executors.option("--loud-shout", "What the loud executor says at each cell.")
+        shout: str | None = executor.option("--loud-shout", "What the loud executor says at each cell.")
 
     said: list[str] = []
 
-    class Loud(executors.ProcessExecutor):
+    class Loud(ProcessExecutor):
         name = "loud"
 
         def __init__(self, config: LoudConfig, work_folder: Path | None = None) -> None:
@@ -169,8 +170,8 @@ def test_a_new_executor_is_one_module_and_one_line(tmp_path: Path, cli, monkeypa
             said.append(f"{self.config.shout}: {payload['label']}")
             return super().run(payload)
 
-    monkeypatch.setitem(executors.EXECUTORS, "loud", lambda: executors.ExecutorSpec(
-        "loud", "says each cell out loud", LoudConfig, Loud, executors.Capabilities()))
+    monkeypatch.setitem(executors.EXECUTORS, "loud", lambda: executor.ExecutorSpec(
+        "loud", "says each cell out loud", LoudConfig, Loud, executor.Capabilities()))
     import importlib
 
     import benchbench.cli.app as app_module

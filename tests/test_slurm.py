@@ -122,7 +122,7 @@ def test_a_slurm_job_calibrates_in_a_child_not_in_its_own_process(monkeypatch) -
         kinds.append(payload["kind"])
         return SimpleNamespace(result={"fp32": {"flops_per_s": 1e11}})
 
-    monkeypatch.setattr("benchbench.runner.run_child", child)
+    monkeypatch.setattr("benchbench.runner.prepare.run_child", child)
     monkeypatch.setattr("benchbench.runner.isolation.run_isolated", lambda p, t: {"cell_id": p["cell_id"],
                                                                                  "env": p["env"]})
     payload = {"kind": "cell", "explain": True, "cell_id": "c1", "params": {"device": "cpu", "amp": "none",

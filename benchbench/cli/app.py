@@ -44,7 +44,7 @@ from benchbench.session import Interrupted, _on_sigterm  # noqa: E402, F401 - SI
 
 def with_executor_options(fn: Any) -> Any:
     """Give a command that runs cells every executor's options, generated from each executor's config (its fields
-    declare their flags: `runner.executors.option`), passed to it as `executor_options={name: {field: value}}`.
+    declare their flags: `runner.executor.option`), passed to it as `executor_options={name: {field: value}}`.
     A new executor's options reach every such command without an edit here."""
     import dataclasses
     import functools

@@ -40,7 +40,7 @@ def progress_bar() -> Progress:
 
 def progress_events(progress: Progress, task: Any, total: int) -> Any:
     """An executor's progress events shown on one bar: each cell started, a cluster's job counts."""
-    from benchbench.runner.executors import Started, Status
+    from benchbench.runner.executor import Started, Status
 
     started = iter(range(1, total + 1))
 

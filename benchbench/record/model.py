@@ -35,6 +35,7 @@ from benchbench.record.parts import (
     Invocation,
     OomBackoff,
     Ranks,
+    RecordError,
     Repeats,
     StepTimes,
     Timing,
@@ -47,10 +48,6 @@ from benchbench.record.stats import summarize
 SCHEMA = "benchbench.result/2"
 STATUSES = ("ok", "oom", "error", "timeout", "skipped")
 Status = Literal["ok", "oom", "error", "timeout", "skipped"]
-
-
-class RecordError(ValueError):
-    """A document that is not a usable record (the reader says where it is)."""
 
 
 class Record(BaseModel):
@@ -123,7 +120,7 @@ class Record(BaseModel):
         if not isinstance(doc, dict):
             raise RecordError(f"not a JSON object but {type(doc).__name__}")
         try:
-            return cls.model_validate(upgrade(doc))
+            return cls.model_validate(upgrade(doc, cls))
         except ValidationError as err:
             e = err.errors()[0]
             where = ".".join(str(x) for x in e["loc"]) or "record"

@@ -16,6 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from benchbench.record.stats import summarize
 
 
+class RecordError(ValueError):
+    """A document that is not a usable record (the reader says where it is)."""
+
+
 class Part(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

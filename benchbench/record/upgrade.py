@@ -21,13 +21,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from benchbench.record.parts import RecordError
+
 CURRENT = "benchbench.result/2"
 KNOWN = ("benchbench.result/1", CURRENT)
 
 
-def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
-    from benchbench.record.model import RecordError
-
+def upgrade(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """`doc` in the current schema. `model` is the record type (passed in: the type imports this module)."""
     schema = doc.get("schema")
     if schema == CURRENT:
         return doc
@@ -36,12 +37,10 @@ def upgrade(doc: dict[str, Any]) -> dict[str, Any]:
             raise RecordError(f"schema {schema!r}: written by another benchbench version (this one reads "
                               f"{', '.join(KNOWN)})")
         raise RecordError(f"schema {str(schema)[:60]!r} is not a benchbench result record")
-    return from_1(doc)
+    return from_1(doc, model)
 
 
-def from_1(doc: dict[str, Any]) -> dict[str, Any]:
-    from benchbench.record.model import Record
-
+def from_1(doc: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
     doc = {k: v for k, v in doc.items() if v is not None}
     inv = doc.get("invocation")
     if isinstance(inv, dict) and "options" not in inv:  # /1: a run's options beside its suite's hash
@@ -53,7 +52,7 @@ def from_1(doc: dict[str, Any]) -> dict[str, Any]:
         doc["invocation"] = {"kind": "advise", "options": tag.pop("invocation")}
         doc["advise"] = tag
     extra: dict[str, Any] = dict(doc.get("extra") or {})
-    out = fit(Record, doc, "", extra)
+    out = fit(model, doc, "", extra)
     out["schema"] = CURRENT
     if not out.get("label"):
         out["label"] = out.get("cell_id")

@@ -1,82 +1,22 @@
 """Run cells: one isolated process per cell, a timeout, and a record whatever happens.
 
-`isolation` starts and kills processes, `cell` measures inside one, `distributed`
-runs DDP ranks, `passes/` are the explanation passes after the timed steps.
+`payload` is what a cell's executor gets, `executor` the protocol every executor follows and `executors` their
+registry (`local`: process and inline; `slurm`), `isolation` starts and kills processes, `program` measures a
+cell inside one (`cell` its entry point, `distributed` its DDP ranks), `passes/` are the explanation passes after
+the timed steps, `loop` turns a plan into records and `prepare` is what runs before the first cell (preflight,
+calibration). Submodules import each other, never this package; it re-exports what the front ends use.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import Any
 
-from benchbench.policy import PROCESS
 from benchbench.runner.executors import get_executor
-from benchbench.runner.isolation import run_child
-from benchbench.suite import Cell, Suite
+from benchbench.runner.payload import RunOptions, make_payload
+from benchbench.runner.prepare import calibrate_in_child, calibrate_peak, preflight
 
-
-@dataclass
-class RunOptions:
-    isolation: str = "process"  # process | inline (inline: for debugging; no timeout)
-    explain: bool = True  # FLOPs, memory and profiler passes after the timed steps
-    trace_dir: str | None = None
-
-
-def make_payload(suite: Suite, cell: Cell, run_id: str, env: dict[str, Any],
-                 options: RunOptions | None = None) -> dict[str, Any]:
-    options = options or RunOptions()
-    return {
-        "kind": "cell",
-        "explain": options.explain,
-        "trace_dir": str(options.trace_dir) if options.trace_dir else None,
-        "suite": suite.name,
-        "run_id": run_id,
-        "cell_id": cell.id,
-        "label": cell.label,
-        "params": cell.params,
-        "env": env,
-        "cwd": os.getcwd(),
-    }
+__all__ = ["RunOptions", "calibrate_in_child", "calibrate_peak", "make_payload", "preflight", "run_cell"]
 
 
 def run_cell(payload: dict[str, Any], options: RunOptions) -> dict[str, Any]:
     return get_executor(options.isolation).run(payload)
-
-
-def preflight(cells: list[Cell], isolation: str = "process") -> None:
-    """Everything knowable before the first cell: models on the meta device, data sets, and custom factories
-    imported in a child process (their import-time code is the user's, never run in this process)."""
-    from benchbench.runner.isolation import check_factories
-    from benchbench.workload.models import is_custom, load_factory
-    from benchbench.workload.preflight import preflight_cells
-
-    preflight_cells(cells)
-    custom = {c.params["arch"] for c in cells if is_custom(c.params["arch"])}
-    if isolation == "inline":
-        for arch in custom:
-            load_factory(arch)
-    elif custom:
-        check_factories(custom)
-
-
-def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The device's measured matmul peak per dtype the suite uses (and `extra`), in a process of its own."""
-    from benchbench.measure.calibrate import dtypes_of
-
-    dtypes = sorted(set(dtypes_of([c.params for c in suite.cells])) | set(extra))
-    if isolation == "inline":
-        from benchbench.measure.calibrate import calibrate
-
-        return calibrate(suite.device, dtypes)
-    return calibrate_in_child(suite.device, dtypes)
-
-
-def calibrate_in_child(device: str, dtypes: list[str], timeout_s: float = PROCESS.calibrate_timeout_s
-                       ) -> dict[str, Any]:
-    """Calibrate in a child process that exits afterwards: a process that calibrated keeps a CUDA context and
-    the allocator's cached 8192^2 blocks, so calibrating in the process that then waits for the cells
-    makes NVML list it beside every cell ("shared") and leaves each cell ~1 GB less memory."""
-    payload = {"kind": "calibrate", "device": device, "dtypes": list(dtypes), "cwd": os.getcwd()}
-    result = run_child(payload, timeout_s).result
-    return result if isinstance(result, dict) else {}

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from benchbench.record import Record
-from benchbench.runner.executors import Events, Executor
+from benchbench.runner.executor import Events, Executor
 from benchbench.suite import Cell, Suite
 
 
@@ -44,7 +44,7 @@ def as_record(raw: dict[str, Any] | Record) -> Record:
 
 def run_planned(suite: Suite, planned: list[tuple[Cell, int]], run_id: str, env: dict[str, Any], options: Any,
                 executor: Executor, events: Events | None = None) -> Iterator[Record]:
-    from benchbench.runner import make_payload
+    from benchbench.runner.payload import make_payload
 
     payloads = []
     for cell, rep in planned:

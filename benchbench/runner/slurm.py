@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchbench.runner.executors import (
+from benchbench.runner.executor import (
     Capabilities,
     Events,
     ExecutorSpec,
@@ -39,8 +39,8 @@ def job_main(payloads: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     from benchbench.measure.calibrate import dtypes_of
     from benchbench.measure.env import environment
-    from benchbench.runner import calibrate_in_child
     from benchbench.runner.isolation import run_isolated
+    from benchbench.runner.prepare import calibrate_in_child
 
     device = payloads[0]["params"]["device"]
     env = dict(environment(device))

@@ -1,0 +1,49 @@
+"""What runs before the first cell: preflight (models on the meta device, data sets, the user's factories
+imported in a child) and the device's calibration, each in a process of its own."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from benchbench.policy import PROCESS
+from benchbench.runner.isolation import run_child
+from benchbench.suite import Cell, Suite
+
+
+def preflight(cells: list[Cell], isolation: str = "process") -> None:
+    """Everything knowable before the first cell: models on the meta device, data sets, and custom factories
+    imported in a child process (their import-time code is the user's, never run in this process)."""
+    from benchbench.runner.isolation import check_factories
+    from benchbench.workload.models import is_custom, load_factory
+    from benchbench.workload.preflight import preflight_cells
+
+    preflight_cells(cells)
+    custom = {c.params["arch"] for c in cells if is_custom(c.params["arch"])}
+    if isolation == "inline":
+        for arch in custom:
+            load_factory(arch)
+    elif custom:
+        check_factories(custom)
+
+
+def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The device's measured matmul peak per dtype the suite uses (and `extra`), in a process of its own."""
+    from benchbench.measure.calibrate import dtypes_of
+
+    dtypes = sorted(set(dtypes_of([c.params for c in suite.cells])) | set(extra))
+    if isolation == "inline":
+        from benchbench.measure.calibrate import calibrate
+
+        return calibrate(suite.device, dtypes)
+    return calibrate_in_child(suite.device, dtypes)
+
+
+def calibrate_in_child(device: str, dtypes: list[str], timeout_s: float = PROCESS.calibrate_timeout_s
+                       ) -> dict[str, Any]:
+    """Calibrate in a child process that exits afterwards: a process that calibrated keeps a CUDA context and
+    the allocator's cached 8192^2 blocks, so calibrating in the process that then waits for the cells
+    makes NVML list it beside every cell ("shared") and leaves each cell ~1 GB less memory."""
+    payload = {"kind": "calibrate", "device": device, "dtypes": list(dtypes), "cwd": os.getcwd()}
+    result = run_child(payload, timeout_s).result
+    return result if isinstance(result, dict) else {}
