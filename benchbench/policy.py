@@ -54,7 +54,9 @@ class Process:
     kill_grace_s: float = 5.0  # after SIGTERM, before SIGKILL (a cell's group, a DDP rank)
     calibrate_timeout_s: float = 300.0
     factory_import_timeout_s: float = 60.0
-    profile_steps: int = 3  # recorded steps of the profile pass (after one warm-up step under the profiler)
+    # recorded steps of the profile pass (after one warm-up step under the profiler), at most the cell's own
+    # timed steps: a pass explains the timed block, it does not out-measure it (a 1-step cell is profiled once)
+    profile_steps: int = 3
 
 
 GATE = Gate()

@@ -65,7 +65,8 @@ def _conv_backward_flop(grad_out_shape: Any, x_shape: Any, w_shape: Any, _bias: 
 
 
 def flopcounter_train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: nn.Module) -> dict[str, Any]:
-    """Forward and forward+backward MACs per image through the dispatcher."""
+    """Forward and forward+backward MACs per image through the dispatcher, in one step: the forward's count is
+    read before the backward adds to it."""
     from torch.utils.flop_counter import FlopCounterMode
 
     n = x.shape[0]
@@ -73,10 +74,7 @@ def flopcounter_train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, l
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
     with counter:
         out = model(x)
-    fwd = counter.get_total_flops()
-    counter = FlopCounterMode(display=False, custom_mapping=mapping)
-    with counter:
-        out = model(x)
+        fwd = counter.get_total_flops()
         loss_fn(out, y).backward()
     total = counter.get_total_flops()
     by_op = {str(op): int(v) for op, v in (counter.get_flop_counts().get("Global") or {}).items()}

@@ -256,6 +256,9 @@ def _annotate_calls(host: list[HostRange], calls: list[ApiCall], main_tid: int |
 
     Also maps each forward op's sequence number to the module range it ran in,
     so that the backward work of that op can be charged to the same module.
+    Each stack entry carries the innermost op, module and backward node at or above it (and whether an
+    optimizer range encloses it), so a lookup is one read, not a walk up the stack: a CPU trace holds tens of
+    thousands of nested aten ranges.
     """
     threads: dict[int, list[tuple[float, int, Any]]] = defaultdict(list)
     for h in host:
@@ -266,32 +269,27 @@ def _annotate_calls(host: list[HostRange], calls: list[ApiCall], main_tid: int |
     for tid, items in threads.items():
         # Ranges before calls at the same time; outer (longer) ranges before inner ones.
         items.sort(key=lambda it: (it[0], it[1], -(it[2].end - it[2].ts)))
-        stack: list[HostRange] = []
+        # (range, innermost op, innermost module, innermost backward node, inside an optimizer range)
+        stack: list[tuple[HostRange, HostRange | None, HostRange | None, HostRange | None, bool]] = []
         for _ts, kind, obj in items:
-            while stack and stack[-1].end < obj.ts:
+            while stack and stack[-1][0].end < obj.ts:
                 stack.pop()
+            op, mod, node, opt = stack[-1][1:] if stack else (None, None, None, False)
             if kind == 0:
-                stack.append(obj)
-                if obj.seq is not None and not obj.annotation and not obj.name.startswith(BACKWARD_PREFIX):
-                    mod = _innermost(stack[:-1], lambda h: h.name.startswith(MODULE_PREFIX))
-                    if mod is not None:
-                        seq_module.setdefault(obj.seq, mod.name[len(MODULE_PREFIX):])
+                h: HostRange = obj
+                if h.seq is not None and not h.annotation and not h.name.startswith(BACKWARD_PREFIX) \
+                        and mod is not None:
+                    seq_module.setdefault(h.seq, mod.name[len(MODULE_PREFIX):])
+                backward = h.name.startswith(BACKWARD_PREFIX)
+                stack.append((h, h if not h.annotation and not backward else op,
+                              h if h.name.startswith(MODULE_PREFIX) else mod, h if backward else node,
+                              opt or h.name.startswith(OPTIMIZER_PREFIXES)))
                 continue
             c: ApiCall = obj
-            op = _innermost(stack, lambda h: not h.annotation and not h.name.startswith(BACKWARD_PREFIX))
             c.op = op.name if op else None
             c.op_key = (op.tid, op.ts) if op else None
-            mod = _innermost(stack, lambda h: h.name.startswith(MODULE_PREFIX))
             c.module = mod.name[len(MODULE_PREFIX):] if mod else None
-            node = _innermost(stack, lambda h: h.name.startswith(BACKWARD_PREFIX))
             c.backward_seq = node.seq if node else None
             c.on_autograd_thread = node is not None or (main_tid is not None and tid != main_tid)
-            c.optimizer = any(h.name.startswith(OPTIMIZER_PREFIXES) for h in stack)
+            c.optimizer = opt
     return seq_module
-
-
-def _innermost(stack: list[HostRange], pred: Any) -> HostRange | None:
-    for h in reversed(stack):
-        if pred(h):
-            return h
-    return None

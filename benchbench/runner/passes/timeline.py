@@ -16,7 +16,7 @@ def run(ctx: Any) -> dict[str, Any]:
         os.makedirs(ctx.payload["trace_dir"], exist_ok=True)
         trace = os.path.join(ctx.payload["trace_dir"], f"{ctx.payload['cell_id']}.json")
     bd = profile_pass(ctx.step, ctx.batches, ctx.source.to_device, ctx.device,
-                      steps=PROCESS.profile_steps, trace_path=trace,
+                      steps=max(1, min(PROCESS.profile_steps, int(ctx.params.get("steps") or 1))), trace_path=trace,
                       step_time_s=ctx.step_median_s, data_wait_s=ctx.stall_median_s)
     if trace:
         bd["trace"] = trace
