@@ -158,7 +158,7 @@ def read_records(paths: Iterable[str | Path], warn: bool = True) -> list[Record]
     return out
 
 
-def merge_repeats(records: list[Record]) -> list[Record]:
+def pool_repeats(records: list[Record]) -> list[Record]:
     """One record per cell: the last one, with the samples of all its ok repeats pooled.
 
     `run --repeat N` and `--resume` can leave several records of a cell; reports
@@ -173,7 +173,7 @@ def merge_repeats(records: list[Record]) -> list[Record]:
         if len(ok) <= 1:
             out.append(ok[0] if ok else recs[-1])
             continue
-        out.append(Record.merge(ok))
+        out.append(Record.pool(ok))
     return out
 
 
@@ -187,7 +187,7 @@ def to_pytest_benchmark(records: list[Record]) -> dict[str, Any]:
     env = next((r.env for r in records if r.env), None)
     envd = env.model_dump() if env else {}
     benches = []
-    for r in merge_repeats(records):
+    for r in pool_repeats(records):
         if not r.ok:
             continue
         data = r.samples

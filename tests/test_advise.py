@@ -130,6 +130,7 @@ def test_grad_scaler_skips_are_read_from_its_own_flags() -> None:
     assert t["grad_scaler"]["skipped_steps"] == len(at) and t["grad_scaler"]["final_scale"] < 2.0 ** 40
 
 
+@pytest.mark.slow
 def test_a_knob_that_breaks_training_is_never_recommended_and_resume_replays(tmp_path: Path, cli,
                                                                               monkeypatch) -> None:
     monkeypatch.chdir(TESTS)
@@ -170,6 +171,7 @@ steps: 3
     assert json.loads((tmp_path / "b.json").read_text())["candidates"][0]["verdict"] == "diverges"
 
 
+@pytest.mark.slow
 def test_an_input_bound_cell_gets_an_input_fix_measured_faster(tmp_path: Path, cli, monkeypatch) -> None:
     """Decoding 360x480 PNGs in the main process dominates a tiny model's step: caching the decoded set in RAM
     is measured faster with its interval and the numerics unchanged; bf16 on this CPU is not recommended."""

@@ -50,6 +50,7 @@ batch_size: 16
     assert code == 1
 
 
+@pytest.mark.slow
 def test_sigterm_mid_suite_then_resume(tmp_path: Path) -> None:
     suite = write_suite(tmp_path / "term.yaml", TINY + """
 name: term
@@ -100,6 +101,7 @@ def test_shards_partition_deterministically() -> None:
     assert all(len(p) == 3 for p in parts)
 
 
+@pytest.mark.slow
 def test_shards_merge_ddp_and_read_back(tmp_path: Path, cli, monkeypatch) -> None:
     monkeypatch.chdir(TESTS)
     suite = write_suite(tmp_path / "s.yaml", TINY + """
@@ -168,7 +170,7 @@ def test_tune_batch_never_recommends_a_batch_that_broke_the_margin(monkeypatch) 
 
 def test_merged_repeats_keep_the_work_per_step() -> None:
     """Two identical repeats of a world_size 2 cell: 80 img/s, not 40 (batch x ranks per step)."""
-    from benchbench.results import merge_repeats
+    from benchbench.results import pool_repeats
 
     def rec(rep: int) -> dict:
         return {"cell_id": "c", "status": "ok", "repeat": rep, "params": {"batch_size": 4, "world_size": 2},
@@ -176,8 +178,8 @@ def test_merged_repeats_keep_the_work_per_step() -> None:
 
     from conftest import as_records
 
-    [m] = merge_repeats(as_records(rec(0), rec(1)))
+    [m] = pool_repeats(as_records(rec(0), rec(1)))
     assert m.throughput == pytest.approx(80.0) and m.repeats.n == 2
     backed = [dict(rec(i), params={"batch_size": 8, "world_size": 1}, oom_backoff={"batch_size_ran": 4})
               for i in range(2)]
-    assert merge_repeats(as_records(*backed))[0].throughput == pytest.approx(40.0)
+    assert pool_repeats(as_records(*backed))[0].throughput == pytest.approx(40.0)

@@ -116,6 +116,7 @@ def test_micro_dry_run_and_bad_case() -> None:
     assert bad.returncode == 2 and "unknown case" in bad.stderr
 
 
+@pytest.mark.slow
 def test_the_gpu_check_dry_run_passes_here(tmp_path: Path) -> None:
     """Every step's command, the imports, each script's arguments, the suites (expanded for CUDA on this CPU)
     and the wheel list's closure: what would fail at import or parsing under the GPU's clock fails here."""
@@ -128,6 +129,7 @@ def test_the_gpu_check_dry_run_passes_here(tmp_path: Path) -> None:
         assert f"\n{step} " in "\n" + r.stdout
 
 
+@pytest.mark.slow
 def test_the_gpu_check_keeps_to_its_deadline_and_keeps_what_it_measured(tmp_path: Path) -> None:
     """With too little budget left a step is skipped and says so; the archive is written on exit with every
     step's log and the summary."""

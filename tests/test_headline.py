@@ -11,7 +11,7 @@ from conftest import upd
 from benchbench.analysis.findings import find_all
 from benchbench.analysis.parts import split_difference, step_parts
 from benchbench.report.build import build, headline_lines
-from benchbench.results import merge_repeats, read_records
+from benchbench.results import pool_repeats, read_records
 from benchbench.suite import load_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ CPU_EXAMPLE = ROOT / "results" / "examples" / "segformer_channels-cpu.jsonl"
 
 
 def test_segformer_suite_leads_with_decoder_width() -> None:
-    recs = merge_repeats(read_records([CPU_EXAMPLE]))
+    recs = pool_repeats(read_records([CPU_EXAMPLE]))
     ref = load_suite(ROOT / "suites" / "segformer_channels.yaml", device="cpu").reference.id
     data = build(recs, ref, "segformer_channels")
     first = data.stories[0]
@@ -34,7 +34,7 @@ def test_segformer_suite_leads_with_decoder_width() -> None:
 
 
 def test_input_pipeline_suite_leads_with_the_input_pipeline() -> None:
-    recs = merge_repeats(read_records([H100 / "input_pipeline.jsonl"]))
+    recs = pool_repeats(read_records([H100 / "input_pipeline.jsonl"]))
     data = build(recs, recs[0].cell_id, "input_pipeline")
     first = data.stories[0]
     assert first.theme == "input pipeline" and first.basis == "measured" and first.impact > 5
@@ -98,7 +98,7 @@ def test_two_identical_cells_differ_only_by_noise() -> None:
 
 def test_a_non_monotonic_scaling_curve_says_so() -> None:
     """The issue's run: mobilevit C=64 at 124 ms, C=128 at 103 ms, one run each: within this CPU's noise."""
-    recs = merge_repeats(read_records([CPU_EXAMPLE]))
+    recs = pool_repeats(read_records([CPU_EXAMPLE]))
     for i, r in enumerate(recs):
         c = r.params["decoder_channels"]
         if r.params["encoder"] == "tu-mobilevit_xxs" and r.params["arch"] == "Segformer" and c in (64, 128):
@@ -112,7 +112,7 @@ def test_a_non_monotonic_scaling_curve_says_so() -> None:
 def test_findings_belong_to_cells(tmp_path: Path) -> None:
     from benchbench.report.markdown import render_markdown
 
-    recs = merge_repeats(read_records([CPU_EXAMPLE]))
+    recs = pool_repeats(read_records([CPU_EXAMPLE]))
     data = build(recs, None, "segformer")
     md = render_markdown(data)
     across = md.split("## Across cells")[1].split("## Per cell")[0]
@@ -128,7 +128,7 @@ def _contended(r):
 def test_a_contended_cell_is_warned_of_before_anything_else() -> None:
     from benchbench.report.markdown import render_markdown
 
-    recs = merge_repeats(read_records([CPU_EXAMPLE]))
+    recs = pool_repeats(read_records([CPU_EXAMPLE]))
     recs[0] = _contended(recs[0])
     data = build(recs, None, "segformer")
     [w] = data.warnings
@@ -141,7 +141,7 @@ def test_a_contended_cell_is_warned_of_before_anything_else() -> None:
     html = render_html(data)
     section = html.split('id="warnings"', 1)[1].split("</section>", 1)[0]
     assert "others used 41%" in section and html.index('id="warnings"') < html.index('id="headline"')
-    assert build(merge_repeats(read_records([CPU_EXAMPLE])), None, "segformer").warnings == []
+    assert build(pool_repeats(read_records([CPU_EXAMPLE])), None, "segformer").warnings == []
 
 
 def test_a_cell_whose_steps_vary_is_warned_of_and_its_difference_unresolved() -> None:
@@ -171,7 +171,7 @@ def test_a_reference_story_within_the_noise_is_context() -> None:
 def test_a_channel_curve_the_encoder_made_is_not_the_decoders() -> None:
     """When the module that changed most between the widest and narrowest decoder is the encoder, the curve
     is the machine's noise, never a decoder-width story."""
-    recs = merge_repeats(read_records([CPU_EXAMPLE]))
+    recs = pool_repeats(read_records([CPU_EXAMPLE]))
     group = sorted((r for r in recs if r.params["encoder"] == "mit_b0" and r.params["arch"] == "Segformer"),
                    key=lambda r: -r.params["decoder_channels"])
     wide = group[0]

@@ -79,6 +79,7 @@ def test_an_unwritable_output_is_refused_before_the_first_cell(tmp_path: Path, c
     assert resource and signal  # the limits used above exist on this platform
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_with_the_resume_command_and_resume_completes(tmp_path: Path) -> None:
     from conftest import TESTS, write_suite
 
@@ -275,6 +276,7 @@ def test_bad_output_places_and_shards(tmp_path: Path, cli) -> None:
     assert code == 2 and "--shard" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_factory_import_time_code_runs_isolated(tmp_path: Path) -> None:
     """A factory module that calls sys.exit(0) at import made `run` exit 0 with no results; one raising
     KeyboardInterrupt in its call printed a traceback."""
@@ -309,6 +311,7 @@ def test_minor_input_errors(tmp_path: Path, cli) -> None:
     assert code == 2 and "names no ok cell" in err
 
 
+@pytest.mark.slow
 def test_sigterm_before_the_first_cell_says_so(tmp_path: Path) -> None:
     import time
 

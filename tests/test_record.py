@@ -58,11 +58,11 @@ def test_repeats_of_a_cuda_cell_report_the_per_run_throughput_everywhere() -> No
     """`--repeat 3` on CUDA: pooled samples over one run's wall time was 3x the throughput."""
     from benchbench.analysis.gate_stats import run_medians
     from benchbench.analysis.summary import summary_frame
-    from benchbench.results import merge_repeats, to_pytest_benchmark
+    from benchbench.results import pool_repeats, to_pytest_benchmark
 
     runs = [_cuda_run(i) for i in range(3)]
     per_run = [r.throughput for r in runs]
-    [merged] = merge_repeats(runs)
+    [merged] = pool_repeats(runs)
     assert len(merged.runs) == 3 and merged.run_medians == pytest.approx([r.median for r in runs])
     assert merged.throughput == pytest.approx(float(np.median(per_run)))
     assert merged.to_json()["throughput_img_s"] == pytest.approx(merged.throughput)
@@ -71,7 +71,7 @@ def test_repeats_of_a_cuda_cell_report_the_per_run_throughput_everywhere() -> No
         merged.throughput)
     assert run_medians([merged]) == run_medians(runs)  # the gate sees every run of a merged record
     assert merged.between_run_cv is not None and merged.between_run_cv < 0.02
-    again = Record.merge([merged, _cuda_run(3)])  # a merged record merged again keeps all four runs
+    again = Record.pool([merged, _cuda_run(3)])  # a merged record merged again keeps all four runs
     assert len(again.runs) == 4 and again.throughput == pytest.approx(float(np.median(
         per_run + [_cuda_run(3).throughput])))
 

@@ -29,6 +29,7 @@ device: cpu
 """
 
 
+@pytest.mark.slow
 def test_faulty_cells_are_recorded_and_the_suite_goes_on(tmp_path: Path, cli, monkeypatch) -> None:
     monkeypatch.chdir(Path(__file__).parent)  # factories.py importable from the cwd, as for users
     suite = write_suite(tmp_path / "faults.yaml", FAULTS)
@@ -49,6 +50,7 @@ def test_faulty_cells_are_recorded_and_the_suite_goes_on(tmp_path: Path, cli, mo
     assert code == 0
 
 
+@pytest.mark.slow
 def test_run_end_to_end_writes_records_and_report(tmp_path: Path, cli) -> None:
     suite = write_suite(
         tmp_path / "e2e.yaml",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import TESTS, write_suite
 from slurm_cluster import slurm_cluster  # noqa: F401 - the fixture
 
@@ -26,6 +27,7 @@ matrix:
 """
 
 
+@pytest.mark.slow  # a real SLURM cluster and its jobs
 def test_quickstart_cells_run_as_slurm_jobs(tmp_path: Path, cli, monkeypatch, slurm_cluster) -> None:  # noqa: F811
     monkeypatch.chdir(TESTS)
     suite = write_suite(tmp_path / "s.yaml", SUITE)
@@ -49,6 +51,7 @@ def test_quickstart_cells_run_as_slurm_jobs(tmp_path: Path, cli, monkeypatch, sl
     assert not (out.parent / ".submitit").exists()  # cleaned after a successful run
 
 
+@pytest.mark.slow  # a real SLURM cluster and its jobs
 def test_a_job_slurm_kills_is_a_record(tmp_path: Path, cli, monkeypatch, slurm_cluster) -> None:  # noqa: F811
     monkeypatch.chdir(TESTS)
     suite = write_suite(tmp_path / "s.yaml", SUITE.replace('"factories:tiny"', '"factories:sleepy"')
@@ -61,6 +64,7 @@ def test_a_job_slurm_kills_is_a_record(tmp_path: Path, cli, monkeypatch, slurm_c
     json.dumps(rec.to_json())
 
 
+@pytest.mark.slow  # a real SLURM cluster and its jobs
 def test_sigterm_cancels_the_jobs_and_resume_completes(tmp_path: Path, slurm_cluster) -> None:  # noqa: F811
     import os
     import signal
@@ -92,6 +96,7 @@ def test_sigterm_cancels_the_jobs_and_resume_completes(tmp_path: Path, slurm_clu
     assert sorted(r.params["seed"] for r in read_records([out]) if r.ok) == [0, 1]
 
 
+@pytest.mark.slow  # a real SLURM cluster and its jobs
 def test_the_quickstart_suite_on_slurm(tmp_path: Path, cli, slurm_cluster) -> None:  # noqa: F811
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "q.jsonl"

@@ -46,7 +46,7 @@ def report(
         if not sep or not a or not b:
             raise BenchbenchError(f"--pair expects A,B (two cell ids or labels), got {p!r}")
         pairs.append((a.strip(), b.strip()))
-    records = res.merge_repeats(res.read_records(results))
+    records = res.pool_repeats(res.read_records(results))
     if traces:
         from benchbench.analysis.trace import attach_traces
 

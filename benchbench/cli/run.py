@@ -167,7 +167,7 @@ def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow
         stopped(session, outcome, len(session.records), len(todo), "run", device)
     if report_failed:
         raise typer.Exit(2)
-    latest = res.merge_repeats(list(_this_run(session)))
+    latest = res.pool_repeats(list(_this_run(session)))
     failed = [r for r in latest if not r.ok]
     if failed and not allow_failures:
         err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)
@@ -188,7 +188,7 @@ def _report(session: Any, reports_dir: Path) -> bool:
     from benchbench import results as res
     from benchbench.report.build import build, headline_lines, write_reports
 
-    latest = res.merge_repeats(_this_run(session))
+    latest = res.pool_repeats(_this_run(session))
     if not latest:
         return False
     suite = session.suite

@@ -250,7 +250,7 @@ class Record(BaseModel):
         return degraded(self)
 
     @classmethod
-    def merge(cls, recs: list[Record]) -> Record:
+    def pool(cls, recs: list[Record]) -> Record:
         """One record from several of one cell (`--repeat`, `--resume`): every run kept in `repeats.runs`,
         samples pooled for the step-time summary, throughput per run."""
         runs = [run for r in recs for run in r.runs]

@@ -168,10 +168,10 @@ def measure_distributed(payload: dict[str, Any], params: dict[str, Any], rec: di
         if results.get(0, {}).get("record", {}).get("params_count"):
             rec["params_count"] = results[0]["record"]["params_count"]
         return
-    merge_ranks(rec, [results[i] for i in range(world)], params, world)
+    gather_ranks(rec, [results[i] for i in range(world)], params, world)
 
 
-def merge_ranks(rec: dict[str, Any], results: list[dict[str, Any]], params: dict[str, Any], world: int) -> None:
+def gather_ranks(rec: dict[str, Any], results: list[dict[str, Any]], params: dict[str, Any], world: int) -> None:
     """One record from the ranks': the slowest rank per step, rank 0's explanation, every rank's state."""
     from benchbench.measure.timer import LoopTiming
     from benchbench.record import summarize
