@@ -12,11 +12,11 @@ from benchbench.errors import BenchbenchError
 from benchbench.suite import CellParams
 from benchbench.workload.data import (
     IGNORE_INDEX,
-    Source,
     check_data,
     ensure_synthetic_disk,
     find_pairs,
 )
+from benchbench.workload.source import Source
 
 
 def cell(**kw):
@@ -92,7 +92,7 @@ def test_a_generated_set_puts_no_epoch_boundary_in_the_timed_steps() -> None:
              resolution=32, batch_size=2, classes=4, warmup=2, steps=6, device="cpu", num_workers=1)
     src = Source(p, torch.device("cpu"))
     assert src.steps_per_epoch >= p["warmup"] + p["steps"]  # 8 images / batch 2 = 4 steps before
-    assert len({str(a) for a, _ in src.loader.dataset.pairs}) == 8  # still 8 distinct images, decoded each time
+    assert len({str(a) for a, _ in src.dataset.pairs}) == 8  # still 8 distinct images, decoded each time
     rec = execute_cell({"suite": "s", "run_id": "r", "cell_id": "c", "label": "c", "params": p, "explain": False})
     assert rec["status"] == "ok", rec["error"]
     dw = rec["data_wait_s"]
@@ -108,7 +108,7 @@ def test_cache_ram_decodes_once_and_keeps_cell_ids() -> None:
     assert cell_id(plain) == cell_id(cell(data={**spec, "cache": "none"}, resolution=32, batch_size=2, classes=4))
     assert cell_id(cached) != cell_id(plain)
     src = Source(cached, torch.device("cpu"))
-    ds = src.loader.dataset
+    ds = src.dataset
     assert ds.decoded is not None and len(ds.decoded) == 4
     x, y = next(iter(src))
     assert x.shape == (2, 3, 32, 32) and y.dtype == torch.int64

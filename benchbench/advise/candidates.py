@@ -120,6 +120,37 @@ class Shares:
         return characterize(samples, steps_per_epoch(rec)) if samples else None
 
 
+def capacity_bounds(rec: Record) -> dict[str, Any]:
+    """The input knobs' bounds from the capacity model (`record.inputs`), when the cell has one: the step it
+    predicts at the best worker count, and with the read and decode stages gone (what a cache of decoded
+    samples removes), each against the step it predicts at the cell's own worker count."""
+    from benchbench.analysis.findings.capacity import without
+
+    cap, st = rec.input_capacity, rec.input_stages or (rec.input_capacity.stages_alone if rec.input_capacity
+                                                        else None)
+    if cap is None or not cap.predicted:
+        return {}
+    w = rec.params["num_workers"]
+    own, best = cap.at(min(w, cap.cores)), cap.best()
+    if own is None or best is None:
+        return {}
+    out: dict[str, Any] = {}
+    if best.workers != w:
+        out["num_workers"] = (best.workers, own.step_s / best.step_s,
+                              f"capacity model: {best.workers} workers predicted {best.step_s * 1e3:.0f} ms a step "
+                              f"against {own.step_s * 1e3:.0f} ms at {w} ({best.bound}-bound)")
+    if st is not None:
+        io = [s for s in st.stages if s.kind in ("read", "decode")]
+        if io:
+            merged = io[0].model_copy(update={"per_sample_s": sum(s.per_sample_s for s in io), "name": "read+decode"})
+            ratio, steps = without(cap, st, merged)
+            step = steps.get(min(w, cap.cores), own.step_s)
+            out["cache"] = (own.step_s / step, f"capacity model: reading and decoding are "
+                            f"{merged.per_sample_s * 1e3:.1f} ms of {st.per_sample_s * 1e3:.1f} ms a sample; without "
+                            f"them the supply is {ratio:.1f}x and the step {step * 1e3:.0f} ms")
+    return out
+
+
 def _pct(x: float) -> str:
     return f"{x:.0%}"
 
@@ -147,7 +178,11 @@ def candidates(rec: Record, peaks: dict[str, Any] | None = None) -> list[Candida
             new["data"] = {**p["data"], "cache": to}
         else:
             new[knob] = to
-        out.append(Candidate(knob, frm, to, bound, why, KINDS[knob], new))
+        kind = KINDS[knob]
+        if knob == "cache" and p["data"]["kind"] == "dataset":
+            kind = "data"  # a user data set's items are cached after its transforms: augmentation frozen
+            why += "; it caches the data set's items after their random augmentation, which freezes it"
+        out.append(Candidate(knob, frm, to, bound, why, kind, new))
 
     if p["data"]["kind"] != "synthetic":
         b, why = amdahl(s.stall), f"input stall {_pct(s.stall)} of the step ({s.m.input_stall.basis})"
@@ -159,15 +194,23 @@ def candidates(rec: Record, peaks: dict[str, Any] | None = None) -> list[Candida
             steady_why = (f"the stall comes at epoch boundaries ({shape.spikes} of {shape.steps} steps); between "
                           f"them it is {shape.median_s * 1e3:.1f} ms ({_pct(steady)} of the step): more workers "
                           "cannot help")
-        add("num_workers", max(2, 2 * p["num_workers"]), steady_b, steady_why)
+        cap = capacity_bounds(rec)
+        if cap.get("num_workers"):
+            to, b_w, why_w = cap["num_workers"]
+            add("num_workers", to, b_w, why_w)
+        else:
+            add("num_workers", max(2, 2 * p["num_workers"]), steady_b, steady_why)
         if p["num_workers"] > 0:
             add("prefetch_factor", 4, steady_b, steady_why)
             if not p["persistent_workers"]:
                 add("persistent_workers", True, b, why)
-        # pin_memory None pins on CUDA already (workload.data.Source): only an explicit False is a knob
+        # pin_memory None pins on CUDA already (workload.source.Source): only an explicit False is a knob
         if cuda and p.get("pin_memory") is False:
             add("pin_memory", True, b, why)
-        add("cache", "ram", b, why)
+        if cap.get("cache"):
+            add("cache", "ram", *cap["cache"])
+        else:
+            add("cache", "ram", b, why)
     if p["amp"] == "none":
         for dt in (("bf16", "fp16") if cuda else ("bf16",)):
             bound, why = amp_bound(s, rec, dt, peaks or {})

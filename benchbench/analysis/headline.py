@@ -27,7 +27,7 @@ MAX_STORIES = 5
 BASIS_ORDER = {"measured": 0, "bound": 1, "context": 2}  # a measured effect leads a bound, a bound context
 THEMES = {
     "channel_scaling": "decoder width", "dominant_module": "where the step goes",
-    "input_bound": "input pipeline", "input_epoch_boundary": "input pipeline",
+    "input_bound": "input pipeline", "input_epoch_boundary": "input pipeline", "input_capacity": "input pipeline",
     "launch_bound": "launch overhead", "host_sync": "host syncs",
     "amp_effect": "precision and compilation", "compile_effect": "precision and compilation",
     "scaling": "scaling", "low_utilization": "efficiency", "layout_conversions": "efficiency",
@@ -71,6 +71,9 @@ def impact(f: Finding) -> tuple[float, str]:
         return max(st) / min(st), "measured"
     if f.verified_by and f.verified_by.get("speedup"):
         return float(f.verified_by["speedup"]), "measured"
+    if f.kind == "input_capacity":  # the capacity model's prediction: a bound, never a measurement
+        at = e.get("at_stake") or 1.0
+        return (at, "bound") if e.get("input_bound") and at > 1 else (1.0, "context")
     if f.kind in ("amp_effect", "compile_effect"):
         s = e.get("speedup") or 1.0
         return max(s, 1 / s), "measured"

@@ -22,6 +22,7 @@ class TrackerContext:
     device: Any  # torch.device
     params: dict[str, Any]
     threads: int  # torch's intra-op threads in the cell's process
+    source: Any = None  # workload.source.Source: its stage profile, when the cell has a real input pipeline
 
 
 class Tracker(Protocol):
@@ -45,15 +46,49 @@ def _cpu_contention(ctx: TrackerContext) -> Tracker | None:
     return for_cell(ctx)
 
 
+class InputStages:
+    """The input pipeline's stages as the workers timed them during the timed block (`measure.stages`).
+
+    Workers run ahead by their prefetch (2 batches each by default): a short block may train on samples made
+    before it began. When the block saw fewer than two batches made, the profile is every sample made since the
+    loader started (warm-up included), and says so."""
+
+    def __init__(self, profile: Any, batch: int) -> None:
+        self.profile, self.batch = profile, batch
+        self.value: dict[str, Any] | None = None
+        self.before: list[float] | None = None
+
+    def __enter__(self) -> InputStages:
+        self.before = self.profile.snapshot()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        block = self.profile.read(since=self.before)
+        if block is None or block["samples"] < 2 * self.batch:
+            block = self.profile.read()
+            if block is not None:
+                block["span"] = "since the loader started (the timed block made too few samples)"
+        self.value = block
+
+    def result(self, images: int) -> dict[str, Any] | None:
+        return self.value
+
+
+def _input_stages(ctx: TrackerContext) -> Tracker | None:
+    profile = getattr(ctx.source, "stages", None)
+    return InputStages(profile, int(ctx.params["batch_size"])) if profile is not None else None
+
+
 #: record field -> factory. Order is entry order (the last entered is the first closed).
 TRACKERS: dict[str, Callable[[TrackerContext], Tracker | None]] = {
     "gpu_conditions": _gpu_conditions,  # NVML: clocks, throttling, power, other processes, energy
     "cpu_contention": _cpu_contention,  # /proc: other processes' CPU time on the cell's cores, load, steal
+    "input_stages": _input_stages,  # the input pipeline's stages, timed inside the DataLoader's workers
 }
 
 
 #: trackers whose results are typed parts of the record, under the tracker's name
-TYPED = frozenset({"gpu_conditions", "cpu_contention"})
+TYPED = frozenset({"gpu_conditions", "cpu_contention", "input_stages"})
 
 
 class Trackers:

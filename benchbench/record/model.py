@@ -27,9 +27,11 @@ from pydantic import (
 )
 
 from benchbench.record.explain import Breakdown, Flops, GpuTimeline, Memory
+from benchbench.record.inputs import InputCapacity, InputStages
 from benchbench.record.machine import CpuContention, Environment, GpuConditions
 from benchbench.record.parts import (
     AdviseTag,
+    DataCache,
     DataWait,
     ExecutorInfo,
     Invocation,
@@ -73,6 +75,9 @@ class Record(BaseModel):
     training: Training | None = None
     gpu_conditions: GpuConditions | None = None
     cpu_contention: CpuContention | None = None
+    input_stages: InputStages | None = None  # the input pipeline's stages, timed in its workers
+    input_capacity: InputCapacity | None = None  # supply vs demand, and the step predicted per worker count
+    data_cache: DataCache | None = None  # what `cache: ram` kept, and whether that freezes augmentation
     trackers: dict[str, dict[str, Any]] | None = None  # trackers the record does not type (yet): their results
     tracker_errors: dict[str, str] | None = None
     env: Environment | None = None

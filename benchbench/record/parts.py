@@ -163,3 +163,13 @@ class ExecutorInfo(Part):
     name: str
     job_id: str | None = None
     node: str | None = None
+
+
+class DataCache(Part):
+    """`cache: ram`: what was kept in memory. benchbench's own pipelines keep decoded images (augmentation still
+    runs per step); a user's data set keeps what it returns — its random augmentation is then frozen."""
+
+    kind: str = "ram"
+    what: str
+    freezes_augmentation: bool
+

@@ -41,6 +41,13 @@ def _plots(data: Any) -> list[tuple[str, str, list[str]]]:
         svg = plots.stacked(records, what)
         if svg:
             out.append((name, svg, themes))
+    from benchbench.report.inputs import input_cells
+
+    for cell in input_cells(records):
+        for name, fn in (("Input stages", plots.stage_waterfall), ("Throughput by workers", plots.workers_plot)):
+            svg = fn(cell)
+            if svg:
+                out.append((f"{name}: {cell['label']}", svg, ["input pipeline"]))
     for name, fn in (("FLOPs vs time", plots.flops_vs_time), ("Memory", plots.memory_by_phase)):
         svg = fn(records)
         if svg:

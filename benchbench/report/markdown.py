@@ -40,12 +40,19 @@ def render_markdown(data: Any) -> str:
         tag = {"measured": f"{st.impact:.2f}x, measured", "bound": f"up to {st.impact:.2f}x",
                "context": "context"}[st.basis]
         lines.append(f"{n}. **{md_escape(st.theme)}** ({tag}): {md_escape(st.sentence)} [evidence](#{st.anchor})")
+    from benchbench.report.inputs import input_cells
+    from benchbench.report.inputs import markdown as input_markdown
+
+    bound = any(c["input_bound"] for c in input_cells(records))
     cv, basis = data.run_cv
     lines += ["", f"_Differences within this machine's run-to-run variation (run CV {cv:.1%}, {basis}) are "
               "marked unresolved, not explained._", ""]
     df = pd.DataFrame([{k: md_escape(v) for k, v in row.items()} for row in data.rows])
     if not df.empty and (df["error"] == "").all():
         df = df.drop(columns=["error"])
+    inputs = input_markdown(records, md_escape)
+    if bound:  # an input-bound cell: its pipeline's stages come first, right after the headline
+        lines += inputs
     lines += [
         '<a id="cells"></a>', "## Cells",
         "",
@@ -88,6 +95,8 @@ def render_markdown(data: Any) -> str:
             lines += ["| GPU timeline (per step) | |", "|---|---|"]
             lines += [f"| {md_escape(row['name'])} | {md_escape(row['value'])} |" for row in cell["gpu"]]
             lines.append("")
+    if not bound:
+        lines += inputs
     env = next((r.env.model_dump() for r in records if r.env), None)
     if env:
         lines += ["## Environment", "", "| key | value |", "|---|---|"]

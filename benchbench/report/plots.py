@@ -156,3 +156,44 @@ def memory_by_phase(records: list[Record]) -> str | None:
     ax.invert_yaxis()
     ax.legend(fontsize=7)
     return _svg(fig)
+
+
+def stage_waterfall(cell: dict[str, Any]) -> str | None:
+    """One cell's sample time, stage after stage (`report.inputs.input_cells`)."""
+    st = cell["stages"]
+    if st is None or not st.stages:
+        return None
+    stages = [s for s in st.stages if s.per_sample_s > 0]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(stages) + 1))
+    left = 0.0
+    colors = {"read": "#9ecae9", "decode": "#4c78a8", "transform": "#f58518", "collate": "#72b7b2",
+              "other": "#bab0ac"}
+    for s in stages:
+        ms = s.per_sample_s * 1e3
+        ax.barh(_safe(s.name), ms, left=left, color=colors.get(s.kind, "#bab0ac"))
+        ax.text(left + ms, _safe(s.name), f" {ms:.2f} ms ({(s.share or 0):.0%})", va="center", fontsize=7)
+        left += ms
+    ax.invert_yaxis()
+    ax.set_xlabel(f"ms per sample ({_safe(cell['label'])}, {st.where})")
+    return _svg(fig)
+
+
+def workers_plot(cell: dict[str, Any]) -> str | None:
+    """Throughput against num_workers: the capacity model's prediction beside the cells that measured it."""
+    cap = cell["capacity"]
+    if cap is None or not cell["rows"]:
+        return None
+    bs = cap.batch_size
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ws = [r["workers"] for r in cell["rows"]]
+    ax.plot(ws, [bs / r["predicted_s"] for r in cell["rows"]], "o--", color="#4c78a8", label="predicted")
+    meas = [(r["workers"], bs / r["measured_s"]) for r in cell["rows"] if r["measured_s"]]
+    if meas:
+        ax.plot(*zip(*meas), "s", color="#e45756", label="measured")
+    ax.axhline(cap.demand_img_s, color="#54a24b", lw=0.8, ls=":", label="model demand")
+    ax.set_xlabel("num_workers")
+    ax.set_ylabel("img/s")
+    ax.set_xticks(ws)
+    ax.set_title(_safe(cell["label"]), fontsize=8)
+    ax.legend(fontsize=7)
+    return _svg(fig)

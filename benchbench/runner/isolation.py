@@ -47,10 +47,14 @@ def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
 
             rec = calibrate(payload["device"], payload["dtypes"])
         elif payload.get("kind") == "factory":
-            from benchbench.workload.models import load_factory
+            from benchbench.workload.factories import load
 
-            load_factory(payload["arch"])
+            load(payload["spec"], payload.get("what", "factory"))
             rec = {"ok": True}
+        elif payload.get("kind") == "data-item":
+            from benchbench.workload.userdata import check_item
+
+            rec = {"ok": True, **check_item(payload["params"])}
         else:
             from benchbench.runner.cell import execute_cell
 
@@ -188,26 +192,60 @@ def run_isolated(payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     return failure(payload, "error", why, out.elapsed_s)
 
 
-def check_factories(archs: set[str], timeout_s: float = PROCESS.factory_import_timeout_s) -> None:
-    """Import each custom model factory (`module:function`) in a child process, as the cells will: its
-    import-time code (an exit, a crash, a hang) never runs in the main process, where it could end a run
-    with exit 0 and nothing measured."""
+def _child_check(payload: dict[str, Any], timeout_s: float, doing: str) -> dict[str, Any]:
+    """Run a check in a child; its answer, or why it gave none, as a message."""
     from benchbench.errors import BenchbenchError
 
-    for arch in sorted(archs):
-        out = run_child({"kind": "factory", "arch": arch, "cwd": os.getcwd()}, timeout_s)
-        res = out.result if isinstance(out.result, dict) else None
-        if res and res.get("ok"):
+    out = run_child({**payload, "cwd": os.getcwd()}, timeout_s)
+    res = out.result if isinstance(out.result, dict) else None
+    if res and res.get("ok"):
+        return res
+    if res:
+        why = res.get("error")
+    elif out.timed_out:
+        why = f"{doing} did not finish in {timeout_s:g} s"
+    elif out.exitcode is not None and out.exitcode < 0:
+        why = f"{doing} killed the process (signal {signal.Signals(-out.exitcode).name})"
+    else:
+        why = f"{doing} ended the process (exit code {out.exitcode}) before it could report"
+    raise BenchbenchError(str(why))
+
+
+def check_factories(specs: dict[str, str], timeout_s: float = PROCESS.factory_import_timeout_s) -> None:
+    """Import each user factory (`module:function` -> what it is: "custom model factory", "loss factory", ...)
+    in a child process, as the cells will: its import-time code (an exit, a crash, a hang) never runs in the
+    main process, where it could end a run with exit 0 and nothing measured."""
+    from benchbench.errors import BenchbenchError
+
+    for spec, what in sorted(specs.items()):
+        try:
+            _child_check({"kind": "factory", "spec": spec, "what": what}, timeout_s, "importing it")
+        except BenchbenchError as exc:
+            raise BenchbenchError(f"{what} {spec!r}: {exc}") from None
+
+
+def check_items(cells: list[Any], timeout_s: float = PROCESS.factory_import_timeout_s) -> None:
+    """Each user data set built and one item drawn and checked, in a child (the factory is the user's code),
+    once per distinct data setting."""
+    from benchbench.errors import BenchbenchError
+
+    keys = ("data", "resolution", "classes", "in_channels", "seed", "batch_size")
+    seen: set[str] = set()
+    for c in cells:
+        p = c.params
+        if p["data"]["kind"] != "dataset":
             continue
-        if res:
-            why = res.get("error")
-        elif out.timed_out:
-            why = f"importing it did not finish in {timeout_s:g} s"
-        elif out.exitcode is not None and out.exitcode < 0:
-            why = f"importing it killed the process (signal {signal.Signals(-out.exitcode).name})"
-        else:
-            why = f"importing it ended the process (exit code {out.exitcode}) before it could report"
-        raise BenchbenchError(f"custom model factory {arch!r}: {why}")
+        ident = repr([p.get(k) for k in keys])
+        if ident in seen:
+            continue
+        seen.add(ident)
+        try:
+            _child_check({"kind": "data-item", "params": p}, timeout_s, "building the data set and reading an item")
+        except BenchbenchError as exc:
+            msg = str(exc)
+            if not msg.startswith("dataset factory"):
+                msg = f"dataset factory {p['data']['dataset']!r}: {msg}"
+            raise BenchbenchError(f"cell {c.label}: {msg}") from None
 
 
 def failure(payload: dict[str, Any], status: str, message: str, wall_s: float) -> dict[str, Any]:

@@ -14,17 +14,26 @@ from benchbench.suite import Cell, Suite
 def preflight(cells: list[Cell], isolation: str = "process") -> None:
     """Everything knowable before the first cell: models on the meta device, data sets, and custom factories
     imported in a child process (their import-time code is the user's, never run in this process)."""
-    from benchbench.runner.isolation import check_factories
-    from benchbench.workload.models import is_custom, load_factory
-    from benchbench.workload.preflight import preflight_cells
+    from benchbench.runner.isolation import check_factories, check_items
+    from benchbench.workload.preflight import preflight_cells, user_factories
 
     preflight_cells(cells)
-    custom = {c.params["arch"] for c in cells if is_custom(c.params["arch"])}
+    specs = user_factories(cells)
     if isolation == "inline":
-        for arch in custom:
-            load_factory(arch)
-    elif custom:
-        check_factories(custom)
+        from benchbench.workload.factories import load
+        from benchbench.workload.userdata import check_item
+
+        for spec, what in specs.items():
+            load(spec, what)
+        done = set()
+        for c in cells:
+            if c.params["data"]["kind"] == "dataset" and repr(c.params["data"]) not in done:
+                done.add(repr(c.params["data"]))
+                check_item(c.params)
+        return
+    if specs:
+        check_factories(specs)
+    check_items(cells)
 
 
 def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:

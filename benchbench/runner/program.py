@@ -50,14 +50,16 @@ class Ranks:
 
 def build(params: dict[str, Any], device: Any, ranks: Ranks) -> tuple[Any, Any, Any]:
     """The model, its training step (AMP, layout, compile, loss, optimizer) and the data source."""
-    from benchbench.workload.data import Source
+    from benchbench.measure.stage_profile import StageTiming
     from benchbench.workload.models import build_model
+    from benchbench.workload.source import Source
     from benchbench.workload.step import TrainStep
 
     model = build_model(params)
     step = TrainStep(model, params if ranks.world == 1 else {**params, "compile": False}, device)
     ranks.wrap(step, params, device)
-    source = Source(params if ranks.world == 1 else {**params, "seed": params["seed"] + ranks.rank}, device)
+    source = Source(params if ranks.world == 1 else {**params, "seed": params["seed"] + ranks.rank}, device,
+                    StageTiming())
     return model, step, source
 
 
@@ -84,10 +86,14 @@ def measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]
             torch.device(params["device"])
         model, step, source = build(params, device, ranks)
         rec["params_count"] = count_params(model)
+        if params["data"].get("cache") == "ram":
+            user = params["data"]["kind"] == "dataset"
+            rec["data_cache"] = {"what": "the data set's items, after its transforms" if user else "decoded images",
+                                 "freezes_augmentation": user}
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         rec["build_s"] = time.perf_counter() - t_start
-        trackers = Trackers(TrackerContext(device, params, torch.get_num_threads()))
+        trackers = Trackers(TrackerContext(device, params, torch.get_num_threads(), source))
         timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"],
                             agree=ranks.agree, tracker=trackers)
         images = params["batch_size"] * ranks.world
@@ -116,6 +122,8 @@ def measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]
         rec["error"] = error_message(exc)
         timing = None
     finally:
+        if source is not None:
+            source.close()
         del source
         if params["device"] == "cuda":
             torch.cuda.empty_cache()  # an OOM back-off retry starts from a clean cache

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 # How a cell is run or judged, not what it measures: left out of the cell id, so a
 # longer run or a tighter gate compares with earlier nights. They cannot be matrix
@@ -60,7 +60,29 @@ def _data(value: Any) -> Any:
         out = {"kind": "folder", "path": value["folder"]}
         out.update({k: v for k, v in value.items() if k != "folder"})
         return out
+    if isinstance(value, dict) and "dataset" in value and "kind" not in value:
+        return {"kind": "dataset", **value}
     return value
+
+
+FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+BUILTIN_LOSSES = ("cross-entropy", "dice", "focal")
+BUILTIN_OPTIMIZERS = ("adamw", "sgd", "adam", "rmsprop", "adamw-fused", "adam-fused")
+
+
+def is_factory(value: Any) -> bool:
+    """`pkg.module:function`: a user factory rather than a built-in name."""
+    return isinstance(value, str) and bool(FACTORY.match(value))
+
+
+def _named_or_factory(builtins: tuple[str, ...], what: str) -> Any:
+    def check(value: Any) -> Any:
+        if value in builtins or is_factory(value):
+            return value
+        raise ValueError(f"{what} must be one of {', '.join(builtins)} or a factory 'pkg.module:function', "
+                         f"got {str(value)[:80]!r}")
+
+    return AfterValidator(check)
 
 
 class SyntheticData(BaseModel):
@@ -91,8 +113,31 @@ class FolderData(BaseModel):
     cache: Literal["none", "ram"] = "none"
 
 
+class UserData(BaseModel):
+    """The user's own data set: `dataset` is a factory `pkg.module:function` called in the cell's process with
+    the cell's settings it asks for (resolution, classes, seed, split, in_channels, batch_size, and every other
+    key given here), returning a map-style or iterable `torch.utils.data.Dataset`. Its items are
+    `(image, mask)` or a mapping with `image_key` and `mask_key`. benchbench builds the DataLoader, so every
+    loader knob stays an axis."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    kind: Literal["dataset"] = "dataset"
+    dataset: Annotated[str, Field(pattern=FACTORY.pattern)]
+    collate: Annotated[str, Field(pattern=FACTORY.pattern)] | None = None
+    split: str = "train"
+    image_key: str = "image"
+    mask_key: str = "mask"
+    # ram: keep what the data set returns — its random augmentation is then frozen (the record says so)
+    cache: Literal["none", "ram"] = "none"
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The extra keys, passed to the factory as they are."""
+        return dict(self.model_extra or {})
+
+
 DataSpec = Annotated[
-    SyntheticData | SyntheticDiskData | FolderData,
+    SyntheticData | SyntheticDiskData | FolderData | UserData,
     Field(discriminator="kind"),
     BeforeValidator(_data),
 ]
@@ -124,9 +169,11 @@ class CellParams(BaseModel):
                        BeforeValidator(_compile)] = False
     # `-fused`: one multi-tensor kernel per step, and GradScaler keeps its inf check on the device
     # (no host sync per step with amp=fp16).
-    optimizer: Literal["adamw", "sgd", "adam", "rmsprop", "adamw-fused", "adam-fused"] = "adamw"
+    # or `pkg.module:function`, called with the model and the settings it asks for (lr, ...)
+    optimizer: Annotated[str, _named_or_factory(BUILTIN_OPTIMIZERS, "optimizer")] = "adamw"
     lr: Annotated[float, Field(gt=0)] = 1e-3
-    loss: Literal["cross-entropy", "dice", "focal"] = "cross-entropy"
+    # or `pkg.module:function`, called with the settings it asks for (classes, ignore_index, ...)
+    loss: Annotated[str, _named_or_factory(BUILTIN_LOSSES, "loss")] = "cross-entropy"
     data: DataSpec = SyntheticData()
     classes: Annotated[int, Field(ge=1, le=10_000)] = 12
     in_channels: Annotated[int, Field(ge=1, le=64)] = 3

@@ -1,4 +1,5 @@
-"""Input pipelines: in-memory synthetic tensors, a generated on-disk data set, real folders.
+"""benchbench's own input pipelines: a generated on-disk data set and real folders, decoded and augmented by
+`SegmentationFolder` (the user's own data set is `workload.userdata`; the stream of batches `workload.source`).
 
 `synthetic` is the control (no input cost at all); `synthetic-disk` and
 `folder` go through a real DataLoader that decodes PNGs, augments and collates,
@@ -12,14 +13,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from benchbench.errors import BenchbenchError
 
@@ -186,78 +186,3 @@ def check_data(params: dict[str, Any]) -> None:
             raise BenchbenchError(
                 f"data folder {spec['path']} has {len(pairs)} samples, fewer than batch_size={params['batch_size']}"
             )
-
-
-class Source:
-    """An endless stream of batches; `to_device` is kept apart so H2D can be timed as its own phase."""
-
-    def __init__(self, params: dict[str, Any], device: torch.device) -> None:
-        self.device = device
-        self.params = params
-        self.loader: DataLoader | None = None
-        self._fixed: tuple[torch.Tensor, torch.Tensor] | None = None
-        kind = params["data"]["kind"]
-        h, w = params["resolution"]
-        bs = params["batch_size"]
-        if kind == "synthetic":
-            g = torch.Generator().manual_seed(params["seed"])
-            x = torch.randn(bs, params.get("in_channels", 3), h, w, generator=g)
-            y = torch.randint(0, params["classes"], (bs, h, w), generator=g)
-            self._fixed = (x.to(device), y.to(device))
-            return
-        root = data_root(params)
-        assert root is not None
-        pairs = find_pairs(root, params["data"].get("split", "train"))
-        # A generated set is small (64 images = 4 steps at batch 16), a real one has thousands of steps per
-        # epoch: an epoch of the generated set spans every step a cell takes (warm-up, timed, explanations),
-        # so the timed block crosses no epoch boundary the real training would rarely see; the boundary's
-        # cost is measured apart (`epoch_boundary_s`). A real folder keeps its own epochs.
-        length = bs * (params["warmup"] + params["steps"] + EXPLAIN_STEPS) if kind == "synthetic-disk" else None
-        workers = params["num_workers"]
-        pin = params["pin_memory"] if params["pin_memory"] is not None else device.type == "cuda"
-        kwargs: dict[str, Any] = {}
-        if workers > 0:
-            kwargs["persistent_workers"] = params["persistent_workers"]
-            if params["prefetch_factor"] is not None:
-                kwargs["prefetch_factor"] = params["prefetch_factor"]
-        self.loader = DataLoader(
-            SegmentationFolder(pairs, (h, w), params["classes"], length, params["data"].get("cache") == "ram"),
-            batch_size=bs,
-            shuffle=True,
-            drop_last=len(pairs) >= bs,
-            num_workers=workers,
-            pin_memory=pin,
-            generator=torch.Generator().manual_seed(params["seed"]),
-            **kwargs,
-        )
-
-    @property
-    def steps_per_epoch(self) -> int | None:
-        """Steps between epoch boundaries, where a DataLoader's prefetch queue drains."""
-        return len(self.loader) if self.loader is not None else None
-
-    def epoch_boundary_s(self) -> float | None:
-        """The wait for the first batch of a new epoch: the DataLoader's prefetch queue drains at each epoch
-        boundary (persistent workers keep their processes, not their queue). None for in-memory data."""
-        if self.loader is None:
-            return None
-        import time
-
-        t0 = time.perf_counter()
-        next(iter(self.loader))
-        return time.perf_counter() - t0
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self._fixed is not None:
-            while True:
-                yield self._fixed
-        assert self.loader is not None
-        while True:  # epochs follow each other as in training; their boundary cost is real
-            yield from self.loader
-
-    def to_device(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = batch
-        if x.device == self.device:
-            return x, y
-        nb = self.device.type == "cuda"
-        return x.to(self.device, non_blocking=nb), y.to(self.device, non_blocking=nb)

@@ -6,9 +6,6 @@ its decoder width differently; the mapping lives here and nowhere else.
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -102,23 +99,10 @@ def decoder_kwargs(arch: str, decoder_channels: int | None) -> dict[str, Any]:
 
 
 def load_factory(spec: str) -> Callable[..., nn.Module]:
-    """Import `module:function`; the current directory is importable, as users expect."""
-    module_name, _, func_name = spec.partition(":")
-    if not module_name or not func_name:
-        raise BenchbenchError(f"custom model factory must be 'module:function', got {spec!r}")
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise BenchbenchError(
-            f"cannot import model factory module {module_name!r}: {type(exc).__name__}: {exc}"
-        ) from None
-    func = getattr(module, func_name, None)
-    if not callable(func):
-        raise BenchbenchError(f"module {module_name!r} has no callable {func_name!r}")
-    return func
+    """Import a model factory `module:function` (`workload.factories`)."""
+    from benchbench.workload.factories import load
+
+    return load(spec, "model factory")
 
 
 def build_model(params: dict[str, Any]) -> nn.Module:

@@ -27,3 +27,25 @@ def preflight_cells(cells: list[Cell]) -> None:
         if err is not None:
             raise BenchbenchError(f"cell {cell.id} ({cell.label}): {err}")
         check_data(p)
+
+
+def user_factories(cells: list[Cell]) -> dict[str, str]:
+    """Every user factory the cells name (`module:function` -> what it is), to import in a child before the
+    first cell: models, data sets, collate functions, losses and optimizers."""
+    from benchbench.suite.schema import is_factory
+    from benchbench.workload.models import is_custom
+
+    out: dict[str, str] = {}
+    for c in cells:
+        p = c.params
+        if is_custom(p["arch"]):
+            out[p["arch"]] = "custom model factory"
+        if p["data"]["kind"] == "dataset":
+            out[p["data"]["dataset"]] = "dataset factory"
+            if p["data"].get("collate"):
+                out[p["data"]["collate"]] = "collate function"
+        if is_factory(p["loss"]):
+            out[p["loss"]] = "loss factory"
+        if is_factory(p["optimizer"]):
+            out[p["optimizer"]] = "optimizer factory"
+    return out

@@ -23,7 +23,36 @@ def _no_phase(_name: str) -> AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def make_loss(name: str) -> nn.Module:
+def _offered(params: dict[str, Any] | None) -> dict[str, Any]:
+    """What a loss or optimizer factory may ask for by name."""
+    p = params or {}
+    keys = ("classes", "lr", "amp", "batch_size", "resolution", "seed", "device")
+    return {"ignore_index": IGNORE_INDEX, **{k: p[k] for k in keys if k in p}}
+
+
+def _user(spec: str, what: str, params: dict[str, Any] | None, *args: Any) -> Any:
+    from benchbench.errors import BenchbenchError
+    from benchbench.workload.factories import call, load
+
+    fn = load(spec, what)
+    try:
+        return call(fn, spec, what, _offered(params), *args)
+    except BenchbenchError:
+        raise
+    except Exception as exc:
+        raise BenchbenchError(f"{what} {spec!r} raised {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def make_loss(name: str, params: dict[str, Any] | None = None) -> nn.Module:
+    """A built-in loss by name, or the user's `pkg.module:make_loss` (called with classes, ignore_index, ...:
+    whatever its signature names); it must take (logits, mask) and return a scalar."""
+    if ":" in name:
+        loss = _user(name, "loss factory", params)
+        if not callable(loss):
+            from benchbench.errors import BenchbenchError
+
+            raise BenchbenchError(f"loss factory {name!r} returned {type(loss).__name__}, not a callable loss")
+        return loss if isinstance(loss, nn.Module) else _Fn(loss)
     if name == "cross-entropy":
         return nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     import segmentation_models_pytorch as smp
@@ -35,7 +64,28 @@ def make_loss(name: str) -> nn.Module:
     raise ValueError(f"unknown loss {name!r}")
 
 
-def make_optimizer(name: str, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+class _Fn(nn.Module):
+    """A plain loss function as a module (so `.to(device)` works on it)."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.fn(logits, target)
+
+
+def make_optimizer(name: str, model: nn.Module, lr: float, settings: dict[str, Any] | None = None
+                   ) -> torch.optim.Optimizer:
+    """A built-in optimizer by name, or the user's `pkg.module:make_optimizer(model, lr=..., ...)`."""
+    if ":" in name:
+        opt = _user(name, "optimizer factory", {**(settings or {}), "lr": lr}, model)
+        if not isinstance(opt, torch.optim.Optimizer):
+            from benchbench.errors import BenchbenchError
+
+            raise BenchbenchError(f"optimizer factory {name!r} returned {type(opt).__name__}, not a "
+                                  "torch.optim.Optimizer")
+        return opt
     params = [p for p in model.parameters() if p.requires_grad]
     if name in ("adamw", "adamw-fused"):
         return torch.optim.AdamW(params, lr=lr, fused=name.endswith("-fused") or None)
@@ -71,8 +121,8 @@ class TrainStep:
         self.forward_fn: Callable[[torch.Tensor], torch.Tensor] = (
             compiled(model, params["compile"]) if self.compiled else model
         )
-        self.loss_fn = make_loss(params["loss"]).to(device)
-        self.optimizer = make_optimizer(params["optimizer"], model, params["lr"])
+        self.loss_fn = make_loss(params["loss"], params).to(device)
+        self.optimizer = make_optimizer(params["optimizer"], model, params["lr"], params)
         amp = params.get("amp", "none")
         self.amp_dtype = AMP_DTYPES.get(amp)
         # fp16 needs loss scaling to keep small gradients; bf16 has fp32's range.

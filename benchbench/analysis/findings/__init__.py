@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from benchbench.analysis.findings import (
+    capacity,
     efficiency,
     gpu,
     inputs,
@@ -28,6 +29,7 @@ RULES = (
     gpu.launch_bound,
     gpu.host_sync,
     inputs.input_bound,
+    capacity.input_capacity,
     efficiency.utilization,
     efficiency.layout,
     precision.amp_compile,

@@ -20,7 +20,7 @@ class PassContext:
     params: dict[str, Any]
     model: Any
     step: Any  # workload.step.TrainStep
-    source: Any  # workload.data.Source
+    source: Any  # workload.source.Source
     device: Any
     memory: dict[str, Any]  # the timed block's memory figures (the memory pass adds to them)
     rss0: int
@@ -37,9 +37,9 @@ Pass = Callable[[PassContext], dict[str, Any]]
 
 
 def passes() -> list[tuple[str, Pass]]:
-    from benchbench.runner.passes import flops, memory, timeline
+    from benchbench.runner.passes import flops, inputs, memory, timeline
 
-    return [("flops", flops.run), ("memory", memory.run), ("breakdown", timeline.run)]
+    return [("flops", flops.run), ("memory", memory.run), ("breakdown", timeline.run), ("inputs", inputs.run)]
 
 
 def run_passes(ctx: PassContext) -> dict[str, Any]:
