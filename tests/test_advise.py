@@ -196,7 +196,7 @@ steps: 6
     cache = k["cache"]
     assert cache["verdict"] == "faster" and cache["interval"][0] > 1.05, cache
     assert cache["numerics"]["verdict"] == "unchanged" and cache["recommended"]
-    assert cache["bound"] >= cache["interval"][0]  # what was proven is within what the stall allows
+    assert cache["bound"] >= cache["interval"][0], cache  # what was proven is within what the stall allows
     assert not k["amp"]["recommended"]
     assert doc["recommended"]["knobs"] == ["cache"]
     assert "cache: ram" in next((tmp_path / "rep").glob("*.yaml")).read_text()

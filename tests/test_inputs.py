@@ -220,7 +220,7 @@ def test_decode_dominant_gets_the_cache_advice_not_more_workers(big_camvid: Path
     from benchbench.advise.candidates import candidates
 
     cache = next(c for c in candidates(rec) if c.knob == "cache")
-    assert cache.bound > 1.2 and cache.why.startswith("capacity model: reading and decoding are")
+    assert cache.bound > 1.2 and cache.why.startswith("capacity model: what a cache removes (")
     assert cache.kind == "data"  # a user data set's cache freezes its augmentation: never free
 
 

@@ -253,7 +253,7 @@ timeout_s: 120
     code, _, _err = cli("run", suite, "--output", out, "--no-explain", "--reports-dir", tmp_path / "rep")
     took = time.monotonic() - t0
     [rec] = [json.loads(x) for x in out.read_text().splitlines()]
-    assert code == 1 and rec["status"] == "error"
+    assert code == 1 and rec["status"] == "error", _err
     assert rec["error"].startswith("rank 1: RuntimeError: rank 1 ran out of something"), rec["error"]
     assert "ended the other rank" in rec["error"]
     assert took < 60, took  # not the 120 s timeout

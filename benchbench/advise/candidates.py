@@ -122,8 +122,8 @@ class Shares:
 
 def capacity_bounds(rec: Record) -> dict[str, Any]:
     """The input knobs' bounds from the capacity model (`record.inputs`), when the cell has one: the step it
-    predicts at the best worker count, and with the read and decode stages gone (what a cache of decoded
-    samples removes), each against the step it predicts at the cell's own worker count."""
+    predicts at the best worker count, and with the stages a RAM cache removes gone, each against the step it
+    predicts at the cell's own worker count."""
     from benchbench.analysis.findings.capacity import without
 
     cap, st = rec.input_capacity, rec.input_stages or (rec.input_capacity.stages_alone if rec.input_capacity
@@ -140,14 +140,19 @@ def capacity_bounds(rec: Record) -> dict[str, Any]:
                               f"capacity model: {best.workers} workers predicted {best.step_s * 1e3:.0f} ms a step "
                               f"against {own.step_s * 1e3:.0f} ms at {w} ({best.bound}-bound)")
     if st is not None:
-        io = [s for s in st.stages if s.kind in ("read", "decode")]
-        if io:
-            merged = io[0].model_copy(update={"per_sample_s": sum(s.per_sample_s for s in io), "name": "read+decode"})
+        # What a RAM cache leaves running per sample: benchbench's own folder data set caches the decoded pair
+        # (its read, decode and own code go; its transforms still run); a user's data set is cached whole
+        # (`workload.userdata.Cached`: only collate is left).
+        kept = {"collate"} if rec.params["data"]["kind"] == "dataset" else {"transform", "collate"}
+        gone = [s for s in st.stages if s.kind not in kept]
+        if gone:
+            names = "+".join(dict.fromkeys(s.kind for s in gone))
+            merged = gone[0].model_copy(update={"per_sample_s": sum(s.per_sample_s for s in gone), "name": names})
             ratio, steps = without(cap, st, merged)
             step = steps.get(min(w, cap.cores), own.step_s)
-            out["cache"] = (own.step_s / step, f"capacity model: reading and decoding are "
+            out["cache"] = (own.step_s / step, f"capacity model: what a cache removes ({names}) is "
                             f"{merged.per_sample_s * 1e3:.1f} ms of {st.per_sample_s * 1e3:.1f} ms a sample; without "
-                            f"them the supply is {ratio:.1f}x and the step {step * 1e3:.0f} ms")
+                            f"it the supply is {ratio:.1f}x and the step {step * 1e3:.0f} ms")
     return out
 
 

@@ -75,7 +75,7 @@ def supply(params: dict[str, Any], source: Any, workers: int, device: torch.devi
         it = _endless(ld)
         for _ in range(max(1, workers)):  # the workers have started and each made a batch
             next(it)
-        profile.reset()
+        before = profile.snapshot()
         n, t0 = 0, time.perf_counter()
         while True:  # at least MIN_BATCHES and half a second, at most BUDGET_S (and two batches)
             next(it)
@@ -83,7 +83,7 @@ def supply(params: dict[str, Any], source: Any, workers: int, device: torch.devi
             dt = time.perf_counter() - t0
             if (n >= MIN_BATCHES and dt >= 0.5) or (dt > BUDGET_S and n >= 2):
                 break
-        stages = profile.read()
+        stages = profile.read(since=before)
     del it, ld
     return n * bs / dt, n, dt, stages
 

@@ -39,6 +39,7 @@ class Timed:
         finally:
             c.exit()
             c.add(SAMPLE, time.perf_counter() - t0)
+            c.flush()
 
 
 class TimedIterable(IterableDataset):
@@ -63,7 +64,67 @@ class TimedIterable(IterableDataset):
             if c is not None:
                 c.exit()
                 c.add(SAMPLE, time.perf_counter() - t0)
+                c.flush()
             yield item
+
+
+_ITEM_CLASSES: dict[type, type] = {}
+
+
+def time_items_in_place(ds: Any) -> bool:
+    """Time every item of a data set that is not ours to wrap (an attached script's): its class swapped for a
+    subclass whose `__getitem__` (or `__iter__`) times each item as `Timed` does. The object, its attributes
+    and `isinstance` stay the script's. False when the class cannot be swapped (a C-level or slotted one)."""
+    cls = type(ds)
+    if getattr(cls, "_bb_items_original", None) is not None:
+        return True
+    sub = _ITEM_CLASSES.get(cls)
+    if sub is None:
+        if isinstance(ds, IterableDataset):
+            orig_iter = cls.__iter__
+
+            def __iter__(self: Any) -> Iterator[Any]:
+                return iter(TimedIterable(_Iter(orig_iter, self)))
+
+            body: dict[str, Any] = {"__iter__": __iter__}
+        else:
+            orig_get = cls.__getitem__
+
+            def __getitem__(self: Any, idx: Any) -> Any:
+                c = st._CLOCK
+                if c is None:
+                    return orig_get(self, idx)
+                t0 = time.perf_counter()
+                c.enter(OTHER)
+                try:
+                    return orig_get(self, idx)
+                finally:
+                    c.exit()
+                    c.add(SAMPLE, time.perf_counter() - t0)
+                    c.flush()
+
+            body = {"__getitem__": __getitem__}
+        body.update(__module__=cls.__module__, __qualname__=cls.__qualname__, _bb_items_original=cls)
+        try:
+            sub = type(cls.__name__, (cls,), body)
+        except TypeError:
+            return False
+        _ITEM_CLASSES[cls] = sub
+    try:
+        ds.__class__ = sub
+    except TypeError:
+        return False
+    return True
+
+
+class _Iter:
+    """The original `__iter__` of a swapped iterable data set, as an iterable `TimedIterable` can time."""
+
+    def __init__(self, fn: Callable[[Any], Iterator[Any]], ds: Any) -> None:
+        self.fn, self.ds = fn, ds
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.fn(self.ds)
 
 
 class TimedCollate:
@@ -74,7 +135,10 @@ class TimedCollate:
 
     def __call__(self, batch: list[Any]) -> Any:
         with st.stage(COLLATE):
-            return self.fn(batch)
+            out = self.fn(batch)
+        if st._CLOCK is not None:
+            st._CLOCK.flush()
+        return out
 
 
 class WorkerInit:
@@ -133,9 +197,11 @@ class StageProfile:
             self.main_active = False
 
     def reset(self) -> None:
-        """Zero every row (a worker adding meanwhile may lose one sample)."""
-        for i in range(len(self.arr)):
-            self.arr[i] = 0.0
+        """Zero every row (the main process's own sums too; a worker's are zeroed here but its next flush
+        writes its running sums back: reset before the workers start, or read with `since`)."""
+        self.arr[:] = [0.0] * len(self.arr)
+        if st._CLOCK is not None and st._CLOCK.arr is self.arr:
+            st._CLOCK.local = [0.0] * len(st._CLOCK.local)
 
     def snapshot(self) -> list[float]:
         return list(self.arr)

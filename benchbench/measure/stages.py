@@ -42,9 +42,15 @@ class _Clock:
     def __init__(self, arr: Any, row: int, width: int) -> None:
         self.arr, self.base, self.width = arr, row * width * FIELDS, width
         self.stack: list[list[float]] = []  # [slot, start, time of children]
+        # this process's sums, kept in a plain list and copied into its row once a sample (one slice copy:
+        # an element of a shared array costs a ctypes call)
+        self.local = list(arr[self.base: self.base + width * FIELDS])
+
+    def flush(self) -> None:
+        self.arr[self.base: self.base + len(self.local)] = self.local
 
     def add(self, slot: int, x: float) -> None:
-        a, i = self.arr, self.base + slot * FIELDS
+        a, i = self.local, slot * FIELDS
         a[i] += x
         a[i + 1] += x * x
         a[i + 2] += 1
