@@ -119,3 +119,30 @@ def test_launch_bound_evidence_is_the_gpus_not_the_hosts_enqueue_time() -> None:
     assert "no evidence on its own" in txt
     assert g["launch_queue_empty_share"] == pytest.approx(1.0)
     assert g["launch_delay_median_s"] == pytest.approx(4e-6)  # 6 and 2 us
+
+
+def test_a_sync_is_named_by_the_users_file_and_line_from_the_traces_python_stacks() -> None:
+    """With Python stacks (`with_stack=True`, what attach records) each `python_function` event carries the line
+    that made the call: the innermost one in the user's own code names the sync — `train.py:87`, not torch's
+    `_tensor.py` nor the standard library's."""
+    from benchbench.analysis.findings.gpu import sync_text
+    from benchbench.record.explain import GpuTimeline
+
+    def stacked(t: Trace) -> None:
+        def py(name: str, ts: float, dur: float, call_from: str) -> None:
+            t.events.append({"ph": "X", "cat": "python_function", "name": name, "pid": 1, "tid": 1, "ts": ts,
+                             "dur": dur, "args": {"CallFrom": call_from}})
+
+        py("train.py(40): main", 0.5, 999, "train.py:120")
+        py("<built-in method item of Tensor object>", 98, 104, "train.py:87")
+        py("torch/_tensor.py(1): __format__", 99, 102, "/usr/lib/python3.11/site-packages/torch/_tensor.py:1100")
+        item(t)
+
+    g = step_with(stacked).summary(step_time_s=1e-3)
+    [s] = g.host_syncs
+    assert s["where"] == "train.py:87"
+    txt = sync_text(GpuTimeline.model_validate(g.to_dict()))
+    assert txt.startswith("1 host sync(s) per step") and "train.py:87 waits for the GPU 1x per step" in txt, txt
+    assert "GPU idle 0.5 ms (46% of the step)" in txt, txt
+    # without stacks the same sync is still found, by op alone
+    assert "where" not in step_with(item).summary().host_syncs[0]

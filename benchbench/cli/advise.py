@@ -49,7 +49,13 @@ def parse_knobs(knobs: str | None) -> list[str] | None:
 @app.command()
 @with_executor_options
 def advise(
-    suite_path: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
+    suite_path: Annotated[list[str] | None, typer.Argument(
+        metavar="SUITE | -- COMMAND...", help="Suite YAML file; with --attach, the training command after --.")] = None,
+    attach: Annotated[bool, typer.Option("--attach", help="Advise on a training script as it is: the knobs set from "
+                                         "outside it measured A/B, the code changes listed with bounds.")] = False,
+    steps: Annotated[int, typer.Option(help="--attach: timed steps a run.")] = 10,
+    timeout: Annotated[float, typer.Option(help="--attach: stop a run of the script after this many seconds."
+                                           )] = 600.0,
     cell: Annotated[str | None, typer.Option("--cell", help="The base cell (id prefix or label); default: the "
                                              "suite's only cell.")] = None,
     device: DeviceOpt = "auto",
@@ -77,6 +83,15 @@ def advise(
     executor_options: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Which knob makes this cell faster, by how much (with an interval), and does it still train the same?"""
+    if attach:
+        from benchbench.cli.advise_attach import advise_attached
+
+        raise typer.Exit(advise_attached(list(suite_path or []), knobs, repeat_max or DEFAULTS["repeat_max"],
+                                         min_runs or DEFAULTS["min_runs"], min_effect or DEFAULTS["min_effect"],
+                                         output, json_out, results_dir, steps, timeout))
+    if not suite_path or len(suite_path) != 1:
+        raise BenchbenchError("give one SUITE file (or --attach -- COMMAND... for a training script)")
+    suite_file = Path(suite_path[0])
     from benchbench.advise.candidates import applicable_knobs
     from benchbench.advise.experiment import base_cell
     from benchbench.outputs import Outputs
@@ -88,7 +103,7 @@ def advise(
     if budget_min is not None and not (math.isfinite(budget_min) and budget_min > 0):
         raise BenchbenchError(f"--budget-min must be a positive number of minutes, got {budget_min}")
     chosen = executor_choice(isolation, executor_options or {})
-    session = Session.open("advise", lambda opts: _suite(suite_path, device, filter), suite_path, given=given,
+    session = Session.open("advise", lambda opts: _suite(suite_file, device, filter), suite_file, given=given,
                            defaults=dict(DEFAULTS), executor=isolation, executor_options=chosen, output=None,
                            results_dir=results_dir, resume=resume)
     try:

@@ -76,6 +76,7 @@ class Sync(Part):
     per_step: float
     wait_s_per_step: float = 0.0
     gpu_idle_after_s_per_step: float = 0.0
+    where: str | None = None  # the user's own line that made it (file:line, from the trace's Python stacks)
 
 
 class KernelTime(Part):

@@ -31,6 +31,7 @@ from benchbench.record.inputs import InputCapacity, InputStages
 from benchbench.record.machine import CpuContention, Environment, GpuConditions
 from benchbench.record.parts import (
     AdviseTag,
+    Attached,
     DataCache,
     DataWait,
     ExecutorInfo,
@@ -93,6 +94,7 @@ class Record(BaseModel):
     invocation: Invocation | None = None
     executor: ExecutorInfo | None = None
     probe_of: str | None = None
+    attached: Attached | None = None  # a user's script measured by `benchbench attach`
     warnings: list[str] | None = None
     explain_s: dict[str, float] | None = None
     explain_errors: dict[str, str] | None = None

@@ -173,3 +173,33 @@ class DataCache(Part):
     what: str
     freezes_augmentation: bool
 
+
+
+class Attached(Part):
+    """What `benchbench attach` ran and found: a user's own script, measured as it is (kind `attached`).
+
+    The record's `params` hold what was detected (the model's class as `arch`, the batch, the DataLoader's
+    settings, AMP) over the defaults, so every reader treats it as a cell; this part says what ran."""
+
+    kind: Literal["attached"] = "attached"
+    command: list[str]
+    script: str | None = None  # the script file, when the command names one
+    script_sha256: str | None = None  # its contents' hash: an edited script is a different cell
+    cwd: str | None = None
+    model: str | None = None  # the model's class (the outermost module with parameters called in a step)
+    model_params: int | None = None
+    optimizer: str | None = None
+    optimizer_fused: bool | None = None
+    steps_seen: int = 0  # optimizer steps (and GradScaler-skipped ones) while attached
+    backward_per_step: float | None = None  # > 1: gradient accumulation
+    batches_per_step: int | None = None  # DataLoader batches per step (params.batch_size is the images a step)
+    grad_scaler: bool = False
+    skipped_steps: int = 0
+    other_optimizer_steps: int = 0  # steps of optimizers other than the one that defines the step
+    loader: dict[str, Any] | None = None  # the training DataLoader's settings as the script made it
+    loader_overrides: dict[str, Any] | None = None  # what advise set from outside (none: the script's own)
+    lines: dict[str, str] | None = None  # the script's own lines: model_forward, dataloader, optimizer_step
+    stage_note: str | None = None  # why the input stages were not timed, when they were not
+    ended: str | None = None  # how the script ended: stopped by benchbench, finished, raised, exited, killed
+    script_error: str | None = None  # the script's own exception, and its line
+    elapsed_s: float | None = None  # from the hooks' install to the result

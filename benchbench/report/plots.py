@@ -101,15 +101,18 @@ def stacked(records: list[Record], what: str) -> str | None:
         }
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(ok) + 1.5))
     left = [0.0] * len(ok)
+    drawn = 0
     for name, vals in series.items():
         if not any(vals):
             continue
         ax.barh(labels, vals, left=left, label=_safe(name))
         left = [a + b for a, b in zip(left, vals)]
+        drawn += 1
     ax.invert_yaxis()
     ax.set_xlabel("GPU seconds per step (timeline), then idle up to the timed step" if gpu and what == "phase" else
                   "GPU seconds per step (timeline)" if gpu else "seconds per step (profiler pass)")
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
+    if drawn:  # a model whose top-level parts were never called as such (a layer list) has no bars to name
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     return _svg(fig)
 
 

@@ -127,7 +127,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
         s = sync_of.get(key)
         if s is None:
             s = sync_of[key] = {"call": c.name, "op": c.op or "torch.cuda.synchronize()", "phase": ph or "other",
-                              "wait_s": 0.0, "_end": c.end}
+                              "wait_s": 0.0, "_end": c.end, "where": tl.python.user_line(c.tid, c.ts, c.end)}
             syncs.append(s)
         s["wait_s"] += (c.end - c.ts) * 1e-6
         s["_end"] = max(s["_end"], c.end)
@@ -211,17 +211,18 @@ def summarize_gpu(tl: Timeline, step_time_s: float | None = None, data_wait_s: f
             for i in range(1, len(parts) + 1):
                 for x in ("forward", "backward"):
                     mods[".".join(parts[:i])][x] += v[x] / n
-    sync_counts: Counter[tuple[str, str, str]] = Counter()
-    sync_wait: dict[tuple[str, str, str], float] = defaultdict(float)
-    sync_idle: dict[tuple[str, str, str], float] = defaultdict(float)
+    sync_counts: Counter[tuple[str, str, str, str | None]] = Counter()
+    sync_wait: dict[tuple[str, str, str, str | None], float] = defaultdict(float)
+    sync_idle: dict[tuple[str, str, str, str | None], float] = defaultdict(float)
     for p in per:
         for s in p.syncs:
-            key = (s["op"], s["phase"], s["call"])
+            key = (s["op"], s["phase"], s["call"], s.get("where"))
             sync_counts[key] += 1
             sync_wait[key] += s["wait_s"]
             sync_idle[key] += s["gpu_idle_after_s"]
     syncs = [{"op": k[0], "phase": k[1], "call": k[2], "per_step": c / n, "wait_s_per_step": sync_wait[k] / n,
-              "gpu_idle_after_s_per_step": sync_idle[k] / n} for k, c in sync_counts.most_common()]
+              "gpu_idle_after_s_per_step": sync_idle[k] / n, **({"where": k[3]} if k[3] else {})}
+             for k, c in sync_counts.most_common()]
     delays = [d for p in per for d in p.launch_delays_s]
     kern = mean_dict(lambda p: p.kernels_by_name_s)
     ops = mean_dict(lambda p: p.ops_s)

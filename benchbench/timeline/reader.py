@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.errors import BenchbenchError
+from benchbench.timeline.python import PYTHON_CAT, PythonFrames
 
 PHASE_PREFIX = "bb.phase:"
 MODULE_PREFIX = "bb.module:"
@@ -114,6 +115,7 @@ class Timeline:
     meta: dict[str, Any]
     main_tid: int | None = None
     unmatched_device_ops: int = 0
+    python: PythonFrames = field(default_factory=PythonFrames)  # Python stacks, when the trace has them
 
     @property
     def has_gpu(self) -> bool:
@@ -195,6 +197,7 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
     api: list[ApiCall] = []
     device: list[DeviceOp] = []
     dropped: dict[str, int] = {}
+    python = PythonFrames()
     for e in doc["traceEvents"]:
         if not isinstance(e, dict) or e.get("ph") != "X":
             continue
@@ -217,6 +220,10 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
         elif cat in apis:
             corr = args.get("correlation")
             api.append(ApiCall(name, int(_num(e.get("tid"))), ts, end, int(corr) if corr is not None else None))
+        elif cat == PYTHON_CAT:
+            cf = args.get("CallFrom")
+            if isinstance(cf, str):
+                python.add(int(_num(e.get("tid"))), ts, end, cf)
         elif cat in DEVICE_CATS:
             corr = args.get("correlation")
             device.append(DeviceOp(DEVICE_CATS[cat], name, ts, end, int(_num(args.get("stream"), -1)),
@@ -247,8 +254,9 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
     seq_module = _annotate_calls(host, calls, main_tid)
     meta = {k: v for k, v in doc.items() if k != "traceEvents"}
     meta["dropped_events"] = dropped
+    python.sort()
     return Timeline(host, calls, sorted(device, key=lambda d: d.ts), steps, source,
-                    phases, seq_module, meta, main_tid, unmatched)
+                    phases, seq_module, meta, main_tid, unmatched, python)
 
 
 def _annotate_calls(host: list[HostRange], calls: list[ApiCall], main_tid: int | None) -> dict[int, str]:

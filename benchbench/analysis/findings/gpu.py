@@ -113,6 +113,13 @@ def sync_text(g: GpuTimeline) -> str | None:
     parts = []
     for s in syncs[:3]:
         cause = SYNC_CAUSES.get(s.op, "")
+        step = g.step_time_s or g.profiled_step_s
+        share = f" ({s.gpu_idle_after_s_per_step / step:.0%} of the step)" if step else ""
+        if s.where:  # the user's own line, from the trace's Python stacks
+            parts.append(f"{s.where} waits for the GPU {s.per_step:.0f}x per step ({s.op} -> {s.call}"
+                         + (f": {cause}" if cause else "") + f"): host blocked {_ms(s.wait_s_per_step)}, then the "
+                         f"drained GPU idle {_ms(s.gpu_idle_after_s_per_step)}{share}")
+            continue
         parts.append(f"{s.per_step:.0f}x {s.call} from {s.op} in {s.phase}"
                      + (f" ({cause})" if cause else "")
                      + f", host blocked {_ms(s.wait_s_per_step)} per step"

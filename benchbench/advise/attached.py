@@ -1,0 +1,165 @@
+"""`advise --attach`: the knobs that can be set from outside a user's script, each measured A/B against the
+unmodified script; the knobs that need its code changed, listed with their bounds and the line to change.
+
+Outside knobs reach the script through the attach hooks, never through its code: DataLoader arguments
+(`num_workers`, `pin_memory`, `persistent_workers`, `prefetch_factor`, applied to every DataLoader it builds),
+a fused optimizer (`fused=True` where its Adam, AdamW or SGD was built without `fused`/`foreach`), and on CUDA
+`torch.backends.cudnn.benchmark` and TF32 matmuls. Runs alternate base and candidate (ABAB... with the order
+swapped every pair), each a fresh process of the script with the same fixed warm-up, so the loss trajectories
+align step by step; the gate's statistics (`analysis.gate_stats.judge`) give the interval over run medians.
+
+The numerics check compares each candidate's losses with the base's. The script's seed cannot be varied from
+outside, so the tolerance is the distance between two base runs, floored at 1% (a deterministic CPU script
+repeats itself exactly; a fused optimizer's rounding alone moves the loss by far less than 1%).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from benchbench.advise.numerics import distance, losses
+from benchbench.analysis.gate_stats import judge
+from benchbench.record import Record
+
+OUTSIDE_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "fused_optimizer",
+                 "cudnn_benchmark", "tf32")
+CODE_KNOBS = ("amp", "channels_last", "compile", "batch_size", "cache", "resolution")
+TOLERANCE_FLOOR = 0.01
+FUSABLE = ("Adam", "AdamW", "SGD")
+
+
+@dataclass
+class Knob:
+    name: str
+    to: Any
+    loader: dict[str, Any] = field(default_factory=dict)
+    torch: dict[str, Any] = field(default_factory=dict)
+    why: str = ""
+
+
+def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
+    """The knobs that apply to this script, from what its record says it does."""
+    a = rec.attached
+    loader = (a.loader if a else None) or {}
+    cuda = rec.params.get("device") == "cuda"
+    cores = cores or os.cpu_count() or 1
+    out: list[Knob] = []
+    w = int(loader.get("num_workers") or 0)
+    stall = rec.input_stall.fraction or 0.0
+    if loader:
+        to = min(max(2, 2 * w), max(cores - 1, 1)) if not cuda else max(2, 2 * w)
+        if to != w:
+            out.append(Knob("num_workers", to, loader={"num_workers": to},
+                            why=f"data wait {stall:.0%} of the step at {w} worker(s)"))
+        if w > 0 and not loader.get("persistent_workers"):
+            out.append(Knob("persistent_workers", True, loader={"persistent_workers": True},
+                            why="workers restart every epoch"))
+        if w > 0 and (loader.get("prefetch_factor") or 2) < 4:
+            out.append(Knob("prefetch_factor", 4, loader={"prefetch_factor": 4}, why="a deeper queue per worker"))
+        if cuda and not loader.get("pin_memory"):
+            out.append(Knob("pin_memory", True, loader={"pin_memory": True}, why="pageable host-to-device copies"))
+    if a and a.optimizer in FUSABLE and not a.optimizer_fused:
+        share = rec.breakdown.phases.get("optimizer", 0.0) / rec.breakdown.step_s if rec.breakdown and \
+            rec.breakdown.step_s else None
+        out.append(Knob("fused_optimizer", True, torch={"fused_optimizer": True},
+                        why=f"{a.optimizer} without fused/foreach" + (f": optimizer {share:.0%} of the profiled step"
+                                                                       if share is not None else "")))
+    if cuda:
+        out.append(Knob("cudnn_benchmark", True, torch={"cudnn_benchmark": True}, why="cuDNN picks its algorithms "
+                        "by timing them once per shape"))
+        out.append(Knob("tf32", True, torch={"tf32": True}, why="float32 matmuls in TF32"))
+    return out
+
+
+def code_knobs(rec: Record) -> list[dict[str, Any]]:
+    """What needs the script changed: each with its bound from the explanation and the line to change."""
+    from benchbench.advise.candidates import candidates
+
+    lines = (rec.attached.lines if rec.attached else None) or {}
+    where = {"amp": lines.get("model_forward"), "channels_last": lines.get("model_forward"),
+             "compile": lines.get("model_forward"), "batch_size": lines.get("dataloader"),
+             "cache": lines.get("dataloader"), "resolution": lines.get("dataloader")}
+    change = {"amp": "wrap the forward and loss in torch.autocast", "channels_last":
+              "model.to(memory_format=torch.channels_last) and the batch likewise", "compile":
+              "model = torch.compile(model)", "batch_size": "the DataLoader's batch_size", "cache":
+              "cache decoded samples in the Dataset", "resolution": "the transforms' output size"}
+    out = []
+    for c in candidates(rec):
+        if c.knob in CODE_KNOBS:
+            out.append({"knob": c.knob, "to": c.to, "bound": c.bound, "why": c.why, "change": change[c.knob],
+                        "where": where.get(c.knob)})
+    return out
+
+
+@dataclass
+class Result:
+    knob: Knob
+    base: list[Record] = field(default_factory=list)
+    runs: list[Record] = field(default_factory=list)
+    verdict: str = "not measured"
+    reason: str = ""
+    speedup: float | None = None
+    interval: tuple[float, float] | None = None
+    numerics: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"knob": self.knob.name, "to": self.knob.to, "why": self.knob.why, "verdict": self.verdict,
+                "reason": self.reason, "speedup": self.speedup, "interval": list(self.interval) if self.interval
+                else None, "numerics": self.numerics, "runs": len(self.runs),
+                "base_median_s": [r.median for r in self.base if r.ok], "median_s": [r.median for r in self.runs
+                                                                                     if r.ok],
+                "recommended": self.recommended}
+
+    @property
+    def recommended(self) -> bool:
+        return self.verdict == "faster" and self.numerics.get("verdict") == "unchanged"
+
+
+Runner = Callable[[Any], Record]  # AttachOptions -> the record of one run of the script
+
+
+def measure_knob(knob: Knob, base_opts: Any, run: Runner, min_runs: int, repeat_max: int, threshold: float) -> Result:
+    """Base and candidate alternated until the interval decides (or `repeat_max` runs a side)."""
+    res = Result(knob)
+    cand_opts = replace(base_opts, loader={**base_opts.loader, **knob.loader}, torch={**base_opts.torch,
+                                                                                     **knob.torch})
+    for i in range(repeat_max):
+        order = ((base_opts, res.base), (cand_opts, res.runs))
+        for opts, into in (order if i % 2 == 0 else order[::-1]):
+            rec = run(opts)
+            into.append(rec)
+            if not rec.ok:
+                res.verdict = "failed" if into is res.runs else "base failed"
+                res.reason = str(rec.error)
+                return res
+        if i + 1 >= min_runs:
+            j = judge([r.median for r in res.base], [r.median for r in res.runs], threshold)
+            res.verdict, res.reason = j["verdict"], j["reason"]
+            if j.get("ratio"):
+                res.speedup = 1 / j["ratio"]
+                res.interval = (1 / j["ci_high"], 1 / j["ci_low"])
+            if res.verdict in ("faster", "slower", "unchanged"):
+                break
+    res.numerics = numerics(res.base, res.runs)
+    return res
+
+
+def numerics(base: list[Record], cand: list[Record]) -> dict[str, Any]:
+    """The candidate's losses against the base's, with two base runs' distance (floored) as the tolerance."""
+    lb = losses(base[0]) if base else []
+    lc = losses(cand[0]) if cand else []
+    tol_runs = distance(lb, losses(base[1])) if len(base) > 1 else None
+    tol = max(tol_runs or 0.0, TOLERANCE_FLOOR)
+    d = distance(lb, lc)
+    out: dict[str, Any] = {"distance": d, "tolerance": tol, "base_runs_distance": tol_runs,
+                           "steps": min(len(lb), len(lc))}
+    if d is None:
+        out.update(verdict="unknown", why="no loss trajectory recorded (the script's backward took no scalar loss)")
+    elif d <= tol:
+        out.update(verdict="unchanged", why=f"loss moved {d * 100:.2g}%, within {tol * 100:.2g}%")
+    else:
+        out.update(verdict="changes the numerics", why=f"loss moved {d * 100:.2g}%, more than {tol * 100:.2g}%")
+    return out

@@ -1,0 +1,141 @@
+"""`benchbench advise --attach -- python train.py`: the outside knobs measured on the user's own script, the
+code-change knobs listed with their bounds and lines (`benchbench.advise.attached`)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from benchbench.cli.app import console, err_console
+from benchbench.errors import BenchbenchError
+
+
+def parse_outside(knobs: str | None) -> list[str] | None:
+    from benchbench.advise.attached import CODE_KNOBS, OUTSIDE_KNOBS
+
+    if knobs is None:
+        return None
+    names = [k.strip() for k in knobs.split(",") if k.strip()]
+    bad = [k for k in names if k not in OUTSIDE_KNOBS]
+    if not names or bad:
+        code = [k for k in bad if k in CODE_KNOBS]
+        why = (f"{', '.join(code)} needs the script's code changed: attach lists it with its bound, it cannot set it"
+               if code else f"{', '.join(bad) or knobs!r} is not a knob attach can set")
+        raise BenchbenchError(f"--knobs: {why}; the outside knobs are {', '.join(OUTSIDE_KNOBS)}")
+    return list(dict.fromkeys(names))
+
+
+def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_runs: int, min_effect: float,
+                    output: Path | None, json_out: Path | None, results_dir: Path, steps: int,
+                    timeout: float) -> int:
+    from benchbench import results as res
+    from benchbench.advise.attached import code_knobs, measure_knob, outside_knobs
+    from benchbench.cli.attach import options
+    from benchbench.outputs import Outputs, write_text
+    from benchbench.runner.attach.launch import attach as run_attached
+    from benchbench.runner.attach.launch import parse_command
+
+    named = parse_outside(knobs)
+    if repeat_max < 2 or min_runs < 2 or min_runs > repeat_max:
+        raise BenchbenchError("need 2 <= --min-runs <= --repeat-max (one run a side cannot be judged)")
+    if not 0 < min_effect < 1:
+        raise BenchbenchError(f"--min-effect must be between 0 and 1, got {min_effect}")
+    script = parse_command(command)
+    opts = options(steps, "auto", "auto", None, False, timeout, 2)
+    run_id = res.new_run_id()
+    slug = f"attach-{Path(script.name).stem}"
+    out_path = Path(results_dir) / slug / f"advise-{run_id}.jsonl"
+    report = Path(output or Path("reports") / slug)
+    store = res.ResultStore(out_path)
+    Outputs().folder(report, "the advise report (--output)").file(json_out, "the JSON (--json)").check()
+    store.check_writable()
+    t0 = time.monotonic()
+    console.print(f"[bold]advise --attach[/]: {escape(' '.join(script.command))} -> {out_path}", highlight=False)
+    base, _ = run_attached(script.command, opts, run_id)
+    store.append(base)
+    if not base.ok:
+        err_console.print(f"[bold red]error:[/] the unmodified script could not be measured: {escape(str(base.error))}",
+                          highlight=False, soft_wrap=True)
+        return 1
+    # every A/B run: the same fixed warm-up (the losses align step by step), no profiler window, no stage timing
+    ab = replace(opts, warmup=max(2, base.warmup.steps if base.warmup else 2), profile_steps=0, stages=False)
+    runs = [0]
+
+    def run(o: Any) -> Any:
+        rec, _ = run_attached(script.command, o, run_id)
+        store.append(rec)
+        runs[0] += 1
+        console.print(f"  run {runs[0]}: {escape(rec.label)}: " + (f"{rec.median * 1e3:.1f} ms a step" if rec.ok
+                                                                   else f"{rec.status}: {escape(str(rec.error))}"),
+                      highlight=False)
+        return rec
+
+    cands = outside_knobs(base)
+    if named is not None:
+        fits = {k.name for k in cands}
+        away = [k for k in named if k not in fits]
+        if away:
+            err_console.print(f"warning: --knobs {', '.join(away)}: does not apply to this script (it has "
+                              f"{', '.join(sorted(fits)) or 'none'})", highlight=False)
+        cands = [k for k in cands if k.name in named]
+    results = [measure_knob(k, ab, run, min_runs, repeat_max, min_effect) for k in cands]
+    code = code_knobs(base)
+    doc = {"command": script.command, "base": {"cell_id": base.cell_id, "median_s": base.median,
+                                               "lines": base.attached.lines if base.attached else None},
+           "measured": [r.to_json() for r in results], "code_changes": code, "runs": runs[0] + 1,
+           "minutes": (time.monotonic() - t0) / 60, "results": str(out_path)}
+    _print(doc, base)
+    md = report / f"advise-{run_id}.md"
+    write_text(md, markdown(doc, base), "the advise report (--output)")
+    if json_out:
+        write_text(json_out, json.dumps(doc, indent=2, default=str), "the JSON (--json)")
+    console.print(f"results: {out_path}\nreport: {md}", highlight=False)
+    return 0
+
+
+def _iv(r: dict[str, Any]) -> str:
+    if r["speedup"] is None:
+        return ""
+    lo, hi = r["interval"] or (None, None)
+    return f"{r['speedup']:.2f}x" + (f" [{lo:.2f}-{hi:.2f}]" if lo else "")
+
+
+def _print(doc: dict[str, Any], base: Any) -> None:
+    t = Table(title=f"advise --attach: {base.label} ({doc['runs']} runs, {doc['minutes']:.1f} min; base "
+                    f"{base.median * 1e3:.1f} ms a step)")
+    for c in ("knob", "to", "verdict", "speed-up [95%]", "numerics", "why"):
+        t.add_column(c, overflow="fold")
+    for r in doc["measured"]:
+        t.add_row(r["knob"], str(r["to"]), r["verdict"] + (" (recommended)" if r["recommended"] else ""), _iv(r),
+                  (r["numerics"] or {}).get("verdict", ""), escape(r["why"]),
+                  style="green" if r["recommended"] else None)
+    console.print(t)
+    for c in doc["code_changes"]:
+        b = f"at most {c['bound']:.2f}x" if c["bound"] else "unbounded"
+        console.print(escape(f"needs the code changed: {c['knob']} -> {c['to']} ({b}; {c['why']}): {c['change']}"
+                             + (f" at {c['where']}" if c["where"] else "")), highlight=False)
+
+
+def markdown(doc: dict[str, Any], base: Any) -> str:
+    lines = [f"# advise --attach: `{' '.join(doc['command'])}`", "",
+             f"Base: {base.median * 1e3:.1f} ms a step ({base.label}, cell {base.cell_id}); {doc['runs']} runs, "
+             f"{doc['minutes']:.1f} min. Each knob alternated with the unmodified script, fresh processes, the "
+             "interval over run medians.", "", "## Measured (set from outside the script)", "",
+             "| knob | to | verdict | speed-up [95%] | numerics | why |", "|---|---|---|---|---|---|"]
+    for r in doc["measured"]:
+        lines.append(f"| {r['knob']} | {r['to']} | {r['verdict']}{' (recommended)' if r['recommended'] else ''} | "
+                     f"{_iv(r)} | {(r['numerics'] or {}).get('why', '')} | {r['why']} |")
+    if not doc["measured"]:
+        lines.append("| (none applies) | | | | | |")
+    lines += ["", "## Needs the code changed (bounds from the explanation, not measured)", "",
+              "| knob | to | bound | why | change | where |", "|---|---|---|---|---|---|"]
+    for c in doc["code_changes"]:
+        bound = f"{c['bound']:.2f}x" if c["bound"] else "unbounded"
+        lines.append(f"| {c['knob']} | {c['to']} | {bound} | {c['why']} | {c['change']} | {c['where'] or ''} |")
+    return "\n".join(lines) + "\n"

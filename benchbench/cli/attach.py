@@ -1,0 +1,124 @@
+"""`benchbench attach [options] -- python train.py ...`: a user's unmodified training script, measured and
+explained; its record is read by report, compare and history like any other."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from benchbench.cli.app import app, console, err_console
+from benchbench.errors import BenchbenchError
+
+CommandArg = Annotated[list[str] | None, typer.Argument(
+    metavar="-- COMMAND...", help="The training command, after --: python train.py ARGS, python -m pkg.train, "
+                                  "or an installed script such as yolo.")]
+
+
+def warmup_value(warmup: str) -> str | int:
+    if warmup == "auto":
+        return "auto"
+    try:
+        n = int(warmup)
+    except ValueError:
+        raise BenchbenchError(f"--warmup takes auto or a number of steps, got {warmup!r}") from None
+    if n < 0:
+        raise BenchbenchError(f"--warmup must be 0 or more, got {n}")
+    return n
+
+
+def options(steps: int, warmup: str, device: str, trace: Path | None, keep_running: bool, timeout: float,
+            profile_steps: int, loader: dict[str, Any] | None = None) -> Any:
+    from benchbench.runner.attach.launch import AttachOptions
+
+    if steps < 1:
+        raise BenchbenchError(f"--steps must be at least 1, got {steps}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise BenchbenchError(f"--device takes auto, cpu or cuda, got {device!r}")
+    if timeout <= 0:
+        raise BenchbenchError(f"--timeout must be positive, got {timeout:g}")
+    if profile_steps < 0:
+        raise BenchbenchError(f"--profile-steps must be 0 or more, got {profile_steps}")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise BenchbenchError("--device cuda: this machine has no CUDA device")
+    return AttachOptions(steps=steps, warmup=warmup_value(warmup), device=device,
+                         trace_dir=str(trace) if trace else None, keep_running=keep_running, timeout_s=timeout,
+                         profile_steps=profile_steps, loader=loader or {})
+
+
+@app.command(context_settings={"allow_interspersed_args": False})
+def attach(
+    command: CommandArg = None,
+    steps: Annotated[int, typer.Option(help="Timed steps after warm-up.")] = 10,
+    warmup: Annotated[str, typer.Option(help="auto (until steady, at most 30 steps) or a number of steps.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto: as the script chooses; cpu: hide the GPUs from it; cuda: "
+                                             "require one.")] = "auto",
+    trace: Annotated[Path | None, typer.Option(help="Keep the profiler window's trace (Chrome JSON) here.")] = None,
+    reports_dir: Annotated[Path, typer.Option("--reports-dir", "-o", help="Where the report goes.")] = Path("reports"),
+    output: Annotated[Path | None, typer.Option("--output", help="Results JSONL file to append the record to "
+                                                "(default results/attach-<script>/<run-id>.jsonl).")] = None,
+    results_dir: Annotated[Path, typer.Option(help="Where results/attach-<script>/ goes.")] = Path("results"),
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the record here as JSON.")] = None,
+    keep_running: Annotated[bool, typer.Option(help="Let the script run on after the measurement (default: stop "
+                                                    "it after the profiler window).")] = False,
+    timeout: Annotated[float, typer.Option(help="Stop the script after this many seconds.")] = 600.0,
+    profile_steps: Annotated[int, typer.Option(help="Profiled steps after the timed ones (0: no explanation).")] = 2,
+) -> None:
+    """Run a training script unmodified, time its steps, explain them, and record it like a suite cell."""
+    from benchbench import results as res
+    from benchbench.measure.env import environment
+    from benchbench.outputs import Outputs
+    from benchbench.runner.attach.launch import attach as run_attached
+    from benchbench.runner.attach.launch import parse_command
+
+    opts = options(steps, warmup, device, trace, keep_running, timeout, profile_steps)
+    script = parse_command(list(command or []))
+    run_id = res.new_run_id()
+    slug = f"attach-{Path(script.name).stem}"
+    out_path = output or res.default_path(results_dir, slug, run_id)
+    store = res.ResultStore(out_path)
+    Outputs().folder(Path(reports_dir) / slug, "the reports (--reports-dir)").folder(trace, "the trace (--trace)") \
+        .file(json_out, "the record (--json)").check()
+    store.check_writable()
+    console.print(f"[bold]attach[/]: {escape(' '.join(script.command))} -> {out_path}", highlight=False)
+    rec, code = run_attached(script.command, opts, run_id, None)
+    rec = rec.model_copy(update={"env": _env(environment, rec)})
+    store.append(rec)
+    if json_out:
+        from benchbench.outputs import write_text
+
+        write_text(json_out, json.dumps(rec.to_json(), indent=1), "the record (--json)")
+    _report(rec, Path(reports_dir) / slug / run_id, out_path)
+    if rec.status != "ok":
+        err_console.print(f"[bold red]error:[/] {escape(str(rec.error))}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _env(environment: Any, rec: Any) -> Any:
+    from benchbench.record.machine import Environment
+
+    return Environment.model_validate(environment(device=str(rec.params.get("device") or "cpu")))
+
+
+def _report(rec: Any, stem: Path, out_path: Path) -> None:
+    from benchbench.report.build import build, headline_lines, write_reports
+
+    a = rec.attached
+    if rec.ok:
+        bs = rec.params["batch_size"]
+        dw = rec.input_stall.fraction
+        console.print(f"{a.model or 'model'} ({(rec.params_count or 0) / 1e6:.2f} M parameters), batch {bs}: "
+                      f"step {rec.median * 1e3:.1f} ms median over {len(rec.step_time_s.samples)} steps, "
+                      f"{rec.throughput:.1f} img/s" + (f", data wait {dw:.0%} of the step" if dw is not None else ""),
+                      highlight=False)
+    data = build([rec], rec.cell_id, rec.suite, [])
+    for line in headline_lines(data):
+        console.print(escape(line), highlight=False)
+    paths = write_reports(data, stem, ["md", "html"])
+    console.print(f"results: {out_path}\nreports: " + ", ".join(map(str, paths)), highlight=False)

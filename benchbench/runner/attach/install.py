@@ -1,0 +1,224 @@
+"""Putting the hooks in place, before the script's first line (`boot/sitecustomize.py` calls `install`)."""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import sys
+import time
+import traceback
+from typing import Any
+
+from benchbench.runner.attach.frames import call_site, is_user_file
+from benchbench.runner.attach.probe import Probe
+from benchbench.runner.attach.summary import _AMP
+
+_PROBE: Probe | None = None
+
+
+def install(config_path: str) -> None:
+    """Called before the script's first line: read the launcher's settings, put every hook in place."""
+    global _PROBE
+    with open(config_path) as f:
+        cfg = json.load(f)
+    probe = _PROBE = Probe(cfg)
+
+    import torch
+    import torch.autograd
+    from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+    from torch.utils.data import dataloader as dl
+
+    probe.global_handles += [register_module_forward_pre_hook(probe.on_forward_pre),
+                             register_module_forward_hook(probe.on_forward_post, always_call=True)]
+    register_optimizer_step_post_hook(lambda opt, args, kwargs: probe.on_optimizer_step(opt))
+
+    def opt_pre(opt: Any, args: Any, kwargs: Any) -> None:
+        if probe.phase == "profile" and id(opt) == probe.optimizer_id:
+            probe.open_phase("optimizer")
+
+    register_optimizer_step_pre_hook(opt_pre)
+
+    orig_backward = torch.autograd.backward
+
+    def backward(tensors: Any, *a: Any, **k: Any) -> Any:
+        probe.on_backward(tensors)
+        probe.open_phase("backward")
+        try:
+            return orig_backward(tensors, *a, **k)
+        finally:
+            probe.close_phase("backward")
+
+    torch.autograd.backward = backward
+
+    orig_next = dl._BaseDataLoaderIter.__next__
+
+    def __next__(self: Any) -> Any:
+        probe.open_phase("data_wait")
+        t0 = time.perf_counter()
+        try:
+            batch = orig_next(self)
+        finally:
+            dt = time.perf_counter() - t0
+            probe.close_phase("data_wait")
+        probe.on_next(self, dt, batch)
+        return batch
+
+    dl._BaseDataLoaderIter.__next__ = __next__
+
+    overrides = cfg.get("loader") or {}
+    orig_init = dl.DataLoader.__init__
+
+    def __init__(self: Any, *a: Any, **k: Any) -> None:
+        if overrides:
+            a, k = _override(a, k, overrides)
+        orig_init(self, *a, **k)
+        self.__dict__["_bb_where"] = call_site()  # the line that built it: where batch_size is changed
+
+    dl.DataLoader.__init__ = __init__
+    _torch_settings(cfg.get("torch") or {})
+
+    orig_get = dl.DataLoader._get_iterator
+
+    def _get_iterator(self: Any) -> Any:
+        prof = _stage_profile(self, probe) if cfg.get("stages", True) else None
+        it = orig_get(self)
+        probe.loaders[id(it)] = {"num_workers": self.num_workers, "pin_memory": bool(self.pin_memory),
+                                 "persistent_workers": bool(self.persistent_workers),
+                                 "prefetch_factor": self.prefetch_factor if self.num_workers else None,
+                                 "batch_size": self.batch_size, "dataset": type(self.dataset).__name__,
+                                 "drop_last": bool(self.drop_last), "where": self.__dict__.get("_bb_where")}
+        if prof is not None:
+            probe.stage_profiles[id(it)] = prof
+        return it
+
+    dl.DataLoader._get_iterator = _get_iterator
+
+    for mod in ("torch.amp", "torch.cuda.amp", "torch.amp.grad_scaler"):
+        cls = getattr(sys.modules.get(mod) or __import__(mod, fromlist=["GradScaler"]), "GradScaler", None)
+        if cls is not None and not getattr(cls.update, "_bb", False):
+            _patch_update(cls, probe)
+
+    orig_autocast_enter = torch.autocast.__enter__
+
+    def autocast_enter(self: Any) -> Any:
+        if getattr(self, "_enabled", False) and probe.phase in ("starting", "warmup"):
+            _AMP["dtype"] = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.fast_dtype, str(self.fast_dtype))
+        return orig_autocast_enter(self)
+
+    torch.autocast.__enter__ = autocast_enter
+
+    prev_hook = sys.excepthook
+
+    def excepthook(tp: Any, value: Any, tb: Any) -> None:
+        where = None
+        for fr in reversed(traceback.extract_tb(tb)):
+            if is_user_file(fr.filename):
+                where = f"{os.path.relpath(fr.filename)}:{fr.lineno}"
+                break
+        probe.error = f"{tp.__name__}: {value}"
+        probe.error_where = where
+        prev_hook(tp, value, tb)
+
+    sys.excepthook = excepthook
+    atexit.register(probe.write)
+
+    def in_child() -> None:
+        """A forked child (a DataLoader worker) is not the script: no global hooks there, nothing written."""
+        for h in probe.global_handles:
+            h.remove()
+        probe.global_handles.clear()
+        probe.written = True
+        probe.phase = "child"
+
+    os.register_at_fork(after_in_child=in_child)
+    probe.progress("installed")
+
+
+def _torch_settings(t: dict[str, Any]) -> None:
+    """advise's outside knobs that are torch's own settings: set before the script's first line (a script
+    that sets them itself still wins, as it would without benchbench)."""
+    import torch
+
+    if t.get("cudnn_benchmark"):
+        torch.backends.cudnn.benchmark = True
+    if t.get("tf32"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if t.get("fused_optimizer"):
+        for name in ("Adam", "AdamW", "SGD"):
+            cls = getattr(torch.optim, name)
+            orig = cls.__init__
+
+            def init(self: Any, params: Any, *a: Any, _orig: Any = orig, **k: Any) -> None:
+                if "fused" not in k and "foreach" not in k:
+                    k["fused"] = True
+                _orig(self, params, *a, **k)
+
+            cls.__init__ = init
+
+
+def _patch_update(cls: type, probe: Probe) -> None:
+    orig = cls.update
+
+    def update(self: Any, *a: Any, **k: Any) -> Any:
+        out = orig(self, *a, **k)
+        if getattr(self, "_enabled", True):
+            probe.on_scaler_update()
+        return out
+
+    update._bb = True  # type: ignore[attr-defined]
+    cls.update = update
+
+
+def _override(args: tuple[Any, ...], kwargs: dict[str, Any], overrides: dict[str, Any]) -> tuple[tuple[Any, ...],
+                                                                                          dict[str, Any]]:
+    """The DataLoader's arguments with advise's outside knobs applied (positional ones named first)."""
+    import inspect
+
+    from torch.utils.data import DataLoader
+
+    names = [n for n in inspect.signature(DataLoader.__init__).parameters if n not in ("self", "dataset")]
+    k = dict(kwargs)
+    for name, v in zip(names, args[1:], strict=False):
+        k.setdefault(name, v)
+    k.update(overrides)
+    if not k.get("num_workers"):
+        k.pop("prefetch_factor", None)
+        k["persistent_workers"] = False
+    return args[:1], k
+
+
+def _stage_profile(loader: Any, probe: Probe) -> Any:
+    """Time this loader's samples stage by stage where they are made (its workers, or here): its data set
+    timed item by item in place (a subclass swapped in: the script's isinstance checks still hold), its
+    collate and worker initialiser wrapped. Workers must fork (a spawned worker would need the swapped class
+    importable): otherwise the stages are not timed, and the record says why."""
+    import multiprocessing as mp
+
+    from benchbench.measure.stage_profile import StageProfile, TimedCollate, WorkerInit, time_items_in_place
+
+    if getattr(loader, "_bb_stages", None) is not None:
+        return loader._bb_stages
+    ctx = loader.multiprocessing_context
+    method = (ctx.get_start_method() if ctx is not None and not isinstance(ctx, str) else ctx) or \
+        mp.get_start_method(allow_none=True) or "fork"
+    if loader.num_workers > 0 and method != "fork":
+        probe.stage_note = f"its DataLoader starts workers by {method}: the stages are timed only in forked ones"
+        return None
+    try:
+        prof = StageProfile(loader.dataset)
+        if not time_items_in_place(loader.dataset):
+            probe.stage_note = f"{type(loader.dataset).__name__} cannot be timed in place (a C-level class)"
+            return None
+        loader.collate_fn = TimedCollate(loader.collate_fn)
+        if loader.num_workers > 0:
+            loader.worker_init_fn = WorkerInit(prof, loader.worker_init_fn)
+        else:
+            prof.start_main(loader.dataset)
+    except Exception as exc:
+        probe.stage_note = f"the stages could not be timed: {type(exc).__name__}: {exc}"
+        return None
+    loader.__dict__["_bb_stages"] = prof
+    return prof

@@ -1,0 +1,272 @@
+"""The parent side of `benchbench attach`: run the script with the hooks, wait, and make its record.
+
+The script runs as the user would run it (same interpreter, arguments, working directory, its output on the
+terminal), in its own process group so that what it started (DataLoader workers) ends with it. The hooks
+write one JSON document; whatever the script did — finished, raised, exited early, never stepped, hung — the
+record says it, and keeps every step that was measured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchbench.errors import BenchbenchError
+from benchbench.runner.attach.command import Script, parse_command, sha256
+from benchbench.runner.attach.probe import CONFIG_ENV, PROGRESS_SUFFIX
+
+BOOT = Path(__file__).resolve().parent / "boot"
+LOADER_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
+
+
+@dataclass
+class AttachOptions:
+    steps: int = 10
+    warmup: str | int = "auto"
+    max_warmup: int = 30
+    profile_steps: int = 2
+    device: str = "auto"  # auto: as the script chooses; cpu: no GPU visible to it; cuda: it must have one
+    trace_dir: str | None = None
+    keep_running: bool = False
+    timeout_s: float = 600.0
+    loader: dict[str, Any] = field(default_factory=dict)  # advise's outside knobs for every DataLoader
+    torch: dict[str, Any] = field(default_factory=dict)  # advise's outside knobs that are torch settings
+    stages: bool = True
+
+
+@dataclass
+class Outcome:
+    doc: dict[str, Any] | None
+    returncode: int | None
+    timed_out: bool
+    wall_s: float
+    progress: dict[str, Any] | None
+    boot_error: str | None
+
+
+def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
+    """Run the command with the hooks; wait for it (or for the timeout); end its process group."""
+    tmp = Path(tempfile.mkdtemp(prefix="bb-attach-"))
+    out = tmp / "result.json"
+    cfg = tmp / "config.json"
+    cfg.write_text(json.dumps({"out": str(out), "steps": opts.steps, "warmup": opts.warmup,
+                               "max_warmup": opts.max_warmup, "profile_steps": opts.profile_steps,
+                               "trace_dir": opts.trace_dir, "keep_running": opts.keep_running,
+                               "loader": opts.loader, "torch": opts.torch, "stages": opts.stages, "cell_id": cell_id}))
+    env = dict(os.environ)
+    env[CONFIG_ENV] = str(cfg)
+    env["PYTHONPATH"] = os.pathsep.join([str(BOOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
+    if opts.device == "cpu":
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.Popen(script.command, env=env, start_new_session=True)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BenchbenchError(f"cannot start {script.command[0]!r}: {exc.strerror or exc}") from None
+    timed_out = False
+    try:
+        while proc.poll() is None:
+            if time.monotonic() - t0 > opts.timeout_s:
+                timed_out = True
+                break
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        _end_group(proc)
+        raise
+    _end_group(proc)
+    wall = time.monotonic() - t0
+    doc = _read_json(out)
+    progress = _read_json(Path(str(out) + PROGRESS_SUFFIX))
+    boot = None
+    with contextlib.suppress(OSError):
+        boot = Path(str(cfg) + ".boot-error").read_text()
+    shutil.rmtree(tmp, ignore_errors=True)
+    return Outcome(doc, proc.returncode, timed_out, wall, progress, boot)
+
+
+def _end_group(proc: subprocess.Popen[Any]) -> None:
+    """The script and everything it started: TERM, a grace period, KILL."""
+    try:
+        pgid = os.getpgid(proc.pid)
+    except ProcessLookupError:
+        pgid = proc.pid
+    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=wait)
+        if proc.poll() is not None and not _group_alive(pgid):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _read_json(p: Path) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def attached_cell_id(script: Script, opts: AttachOptions) -> str:
+    """Same command, same script contents, same outside knobs: the same cell, night after night."""
+    ident = {"command": script.command, "script_sha256": sha256(script.script), "loader": opts.loader or None,
+             "device": opts.device, **({"torch": opts.torch} if opts.torch else {})}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _params(doc: dict[str, Any], opts: AttachOptions, script: Script) -> dict[str, Any]:
+    """The record's params: what was detected over the defaults, so every reader treats it as a cell."""
+    from benchbench.suite import CellParams
+
+    p = CellParams().model_dump(mode="json")
+    model = doc.get("model") or {}
+    loader = doc.get("loader") or {}
+    shape = model.get("input_shape") or doc.get("batch_shape") or []
+    p.update(arch=model.get("class") or "unknown", encoder=None, data={"kind": "attached"},
+             batch_size=int(doc.get("images_per_step") or doc.get("batch_size") or (shape[0] if shape else 0) or 1),
+             amp=doc.get("amp") if doc.get("amp") in ("fp16", "bf16") else "none",
+             channels_last=bool(model.get("channels_last")), compile=bool(model.get("compiled")),
+             device=model.get("device") or ("cpu" if opts.device == "cpu" else opts.device),
+             steps=opts.steps, warmup=int(doc.get("warmup_steps") or 0), timeout_s=opts.timeout_s,
+             optimizer=(doc.get("optimizer") or "unknown").lower(), loss="attached",
+             in_channels=int(shape[1]) if len(shape) == 4 else p["in_channels"])
+    if len(shape) == 4:
+        p["resolution"] = [int(shape[2]), int(shape[3])]
+    for k in LOADER_KNOBS:
+        if k in loader:
+            p[k] = loader[k]
+    p["command"] = " ".join(script.command)
+    return p
+
+
+def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str, env: dict[str, Any] | None,
+              started_at: str) -> tuple[Any, int]:
+    """The record, and benchbench's exit code for it (0 measured, 1 the script failed, 2 refused)."""
+    from benchbench.record import Record, base_record, clean_nans
+
+    doc = outcome.doc or {}
+    cell = attached_cell_id(script, opts)
+    params = _params(doc, opts, script)
+    label = script.name + "".join(f" {k}={v}" for k, v in sorted({**opts.loader, **opts.torch}.items()))
+    rec = base_record(f"attach-{Path(script.name).stem}", run_id, cell, label, params)
+    rec["started_at"] = started_at
+    rec["wall_s"] = outcome.wall_s
+    rec["env"] = env
+    tf = doc.get("timing_fields")
+    if tf:
+        rec.update(tf)
+    elif doc.get("warmup_s"):  # ended in warm-up: its steps are kept, never dropped
+        rec["warmup"] = {"steps": len(doc["warmup_s"]), "steady": False, "samples": doc["warmup_s"]}
+    model = doc.get("model") or {}
+    if model.get("params") is not None:
+        rec["params_count"] = int(model["params"])
+    if doc.get("losses") is not None:
+        losses = doc["losses"]
+        rec["training"] = {"losses": losses, "warmup_steps": doc.get("warmup_steps"),
+                           "nonfinite": sum(1 for v in losses if v is None or v != v or v in (float("inf"),
+                                                                                                 float("-inf")))}
+    if doc.get("memory"):
+        rec["memory"] = doc["memory"]
+    if doc.get("breakdown"):
+        rec["breakdown"] = doc["breakdown"]
+    if doc.get("breakdown_error"):
+        rec["explain_errors"] = {"breakdown": doc["breakdown_error"]}
+    if doc.get("input_stages"):
+        rec["input_stages"] = doc["input_stages"]
+    if doc.get("cpu_contention"):
+        rec["cpu_contention"] = doc["cpu_contention"]
+    bps = [b for b in (doc.get("backward_per_step") or []) if b is not None]
+    status, error, code, ended = _status(doc, outcome, opts)
+    rec["status"], rec["error"] = status, error
+    if status != "ok" and rec.get("step_time_s") is None:
+        rec.pop("throughput_img_s", None)
+    rec["attached"] = {
+        "command": script.command, "script": str(script.script) if script.script else None,
+        "script_sha256": sha256(script.script), "cwd": os.getcwd(), "model": model.get("class"),
+        "model_params": model.get("params"), "optimizer": doc.get("optimizer"),
+        "optimizer_fused": doc.get("optimizer_fused"), "steps_seen": int(doc.get("steps_seen") or 0),
+        "backward_per_step": (sum(bps) / len(bps)) if bps else None, "grad_scaler": bool(doc.get("scaler")),
+        "skipped_steps": int(doc.get("skipped_steps") or 0),
+        "other_optimizer_steps": int(doc.get("other_optimizer_steps") or 0), "loader": doc.get("loader"),
+        "loader_overrides": {**opts.loader, **opts.torch} or None, "lines": doc.get("lines"),
+        "stage_note": doc.get("stage_note"), "ended": ended,
+        "script_error": (f"{doc['error']}" + (f" (at {doc['error_where']})" if doc.get("error_where") else ""))
+        if doc.get("error") and doc.get("phase") != "refused" else None,
+        "elapsed_s": doc.get("elapsed_s"), "batches_per_step": doc.get("batches_per_step"),
+    }
+    return Record.of(clean_nans(rec)), code
+
+
+def _status(doc: dict[str, Any], o: Outcome, opts: AttachOptions) -> tuple[str, str | None, int, str]:
+    phase = doc.get("phase")
+    steps = int(doc.get("steps_seen") or (o.progress or {}).get("steps") or 0)
+    rc = o.returncode
+    how = (f"was stopped after {opts.timeout_s:g} s (--timeout)" if o.timed_out else
+           f"was killed by signal {signal.Signals(-rc).name}" if rc is not None and rc < 0 else
+           f"exited with code {rc}")
+    if phase == "done":
+        return "ok", None, 0, ("left running (--keep-running), then finished" if opts.keep_running
+                               else "stopped by benchbench after the profiler window")
+    if phase == "refused":
+        return "error", str(doc.get("error")), 2, "refused"
+    if not doc:
+        if o.boot_error:
+            return "error", (f"benchbench's hooks could not be installed in the script's Python "
+                             f"({o.boot_error}): install benchbench in the environment the script runs in"), 2, \
+                "not attached"
+        pr = o.progress or {}
+        seen = _seen(pr)
+        if pr:
+            return ("timeout" if o.timed_out else "error"), f"the script {how} before benchbench could record " \
+                   f"anything ({seen})", 1, how
+        return "error", (f"the script {how} and benchbench's hooks never ran in it: is the command a Python "
+                         "program?"), 2, how
+    seen = _seen(doc)
+    err = doc.get("error")
+    raised = f"the script raised {err}" + (f" at {doc['error_where']}" if doc.get("error_where") else "") \
+        if err else None
+    if phase == "starting" or steps == 0:
+        why = (raised + " before its first optimizer step" if raised else
+               f"the script {how} without an optimizer step ({seen}): attach times the steps between "
+               "optimizer.step() calls")
+        return ("timeout" if o.timed_out else "error"), why, 1, how
+    wanted = f"{opts.steps} timed steps"
+    done = len(((doc.get("timing_fields") or {}).get("step_time_s") or {}).get("samples") or [])
+    why = (raised or f"the script {how}") + f" after {steps} step(s), before warm-up and {wanted} were done " \
+        f"({done} timed step(s) kept in this record)"
+    return ("timeout" if o.timed_out else "error"), why, 1, how
+
+
+def _seen(d: dict[str, Any]) -> str:
+    return (f"{int(d.get('forward_calls') or d.get('forwards') or 0)} model forward call(s), "
+            f"{int(d.get('backward_calls') or d.get('backwards') or 0)} backward call(s), "
+            f"{int(d.get('batches') or 0) if 'batches' in d else '?'} batch(es) seen")
+
+
+def attach(command: list[str], opts: AttachOptions, run_id: str, env: dict[str, Any] | None = None) -> tuple[Any,
+                                                                                                            int]:
+    script = parse_command(command)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    outcome = run_script(script, opts, attached_cell_id(script, opts))
+    sys.stdout.flush()
+    return to_record(script, opts, outcome, run_id, env, started)

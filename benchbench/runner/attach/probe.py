@@ -1,0 +1,248 @@
+"""In the script's own process: find its training steps and time them, without a line of it changed.
+
+Installed before the script's first line (`boot/sitecustomize.py` calls `install`), through torch's own
+global hooks and two patched methods:
+
+- a **step** is one `optimizer.step()` of the first optimizer that steps (torch's global optimizer step post
+  hook), or one `GradScaler.update()` that came without one (GradScaler skipped the step: still a step of
+  training); several backward passes before a step (gradient accumulation) are one step;
+- the **model** is the outermost module with parameters whose forward runs in a step (global module forward
+  hooks, removed once it is known: they would cost every module call a Python call);
+- the **batch** is what the script's DataLoader iterator yields (its `__next__`, timed: the data wait);
+- the **loss** is the tensor handed to `backward`, kept on its device and read once, after the block.
+
+Timing is `run`'s: warm-up until the steps are steady, then N timed steps; on a GPU a CUDA event at each step
+boundary and one sync per block, never one per step. A short profiler window follows (phases from the hooks
+above, the model's top-level modules, Python stacks for the host syncs), then the result is written and the
+script stopped (or left running with --keep-running).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from typing import Any
+
+from benchbench.runner.attach.frames import _first_tensor, call_site
+from benchbench.runner.attach.summary import Summary, _distributed, _rss
+from benchbench.runner.attach.timing import Timing
+from benchbench.runner.attach.window import Window
+
+CONFIG_ENV = "BENCHBENCH_ATTACH"
+PROGRESS_SUFFIX = ".progress"
+
+
+class Probe(Timing, Window, Summary):
+    """The state of one attached run: which phase it is in, the boundaries seen, what was measured."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.out = cfg["out"]
+        self.steps_wanted = int(cfg.get("steps") or 10)
+        w = cfg.get("warmup", "auto")
+        self.warmup_auto = w in (None, "auto")
+        self.warmup_max = int(cfg.get("max_warmup") or 30) if self.warmup_auto else int(w)
+        self.profile_steps = int(cfg.get("profile_steps") if cfg.get("profile_steps") is not None else 2)
+        self.phase = "starting"  # starting -> warmup -> timed -> profile -> done
+        self.written = False
+        self.t_install = time.perf_counter()
+        # what was seen
+        self.optimizer_id: int | None = None
+        self.optimizer: Any = None
+        self.other_optimizer_steps = 0
+        self.boundaries = 0  # optimizer steps of the step optimizer (+ skipped ones)
+        self.stepped_since_update = False
+        self.scaler_seen = False
+        self.skipped_steps = 0
+        self.backward_calls = 0
+        self.backward_in_step = 0
+        self.lines: dict[str, str] = {}  # the script's own lines: model forward, DataLoader, optimizer step
+        self.batches_in_step = 0
+        self.batches_per_step: list[int] = []  # batches fetched between two steps (> 1: accumulation)
+        self.backward_per_step: list[int] = []
+        self.forward_outer: dict[int, list[Any]] = {}  # id(module) -> [module, calls, params]
+        self.model: Any = None
+        self.model_info: dict[str, Any] = {}
+        self.depth = 0
+        self.global_handles: list[Any] = []
+        self.batch_shape: list[int] | None = None
+        self.batch_size: int | None = None
+        self.loaders: dict[int, dict[str, Any]] = {}  # id(iterator) -> settings of its DataLoader
+        self.batches_by_loader: dict[int, int] = {}
+        self.stage_profiles: dict[int, Any] = {}  # id(iterator) -> StageProfile
+        self.stage_note: str | None = None
+        self.wait_in_step = 0.0
+        self.error: str | None = None
+        self.error_where: str | None = None
+        # clocks
+        self.cuda = False
+        self.device: Any = None
+        self.t_last: float | None = None
+        self.warm_s: list[float] = []
+        self.step_s: list[float] = []
+        self.wait_s: list[float] = []
+        self.events: list[Any] = []
+        self.ready: list[Any] = []
+        self.enqueue_s: list[float] = []
+        self.block_t0: float | None = None
+        self.block_wall_s: float | None = None
+        self.losses: list[Any] = []  # per timed/warm-up step: a list of loss tensors (one per backward)
+        self.loss_now: list[Any] = []
+        self.steady = False
+        self.before_stages: dict[int, list[float]] = {}
+        self.prof: Any = None
+        self.prof_ranges: list[Any] = []
+        self.phase_stack: list[tuple[str, Any]] = []
+        self.module_ranges: Any = None
+        self.prof_steps = 0
+        self.trace_path: str | None = None
+        self.breakdown: dict[str, Any] | None = None
+        self.breakdown_error: str | None = None
+        self.syncs_by_line: dict[str, int] = {}
+        self.rss0 = _rss()
+        self.progress_path = self.out + PROGRESS_SUFFIX
+
+    # ------------------------------------------------------------------ progress, for a script that dies
+    def progress(self, what: str) -> None:
+        with contextlib.suppress(OSError), open(self.progress_path, "w") as f:
+            json.dump({"phase": self.phase, "what": what, "steps": self.boundaries,
+                       "forwards": self.model_forwards(),
+                       "backwards": self.backward_calls, "batches": sum(self.batches_by_loader.values()),
+                       "elapsed_s": time.perf_counter() - self.t_install}, f)
+
+    # ------------------------------------------------------------------ the model
+    def model_forwards(self) -> int:
+        """Forward calls of the model (the outermost module with the most parameters: a loss module or a
+        torchvision transform is an outermost module too)."""
+        return max(self.forward_outer.values(), key=lambda v: v[2])[1] if self.forward_outer else 0
+
+    def on_forward_pre(self, module: Any, args: Any) -> None:
+        self.depth += 1
+        if self.depth == 1:
+            entry = self.forward_outer.get(id(module))
+            if entry is None:
+                n = sum(p.numel() for p in module.parameters())
+                entry = self.forward_outer[id(module)] = [module, 0, n, None, call_site()]
+            if self.phase == "starting":  # the input of the last call before the first step: a training batch
+                t = _first_tensor(args)
+                if t is not None and t.ndim == 4:
+                    import torch
+
+                    entry[3] = (list(t.shape), bool(t.is_contiguous(memory_format=torch.channels_last)
+                                                    and not t.is_contiguous()))
+            entry[1] += 1
+
+    def on_forward_post(self, module: Any, args: Any, output: Any) -> None:
+        self.depth = max(0, self.depth - 1)
+
+    def find_model(self) -> None:
+        """The model: the outermost module with the most parameters among those called in the steps."""
+        cands = [v for v in self.forward_outer.values() if v[2] > 0]
+        if not cands:
+            return
+        module, calls, n, x, where = max(cands, key=lambda v: v[2])
+        self.model = module
+        if where:
+            self.lines["model_forward"] = where
+        inner = getattr(module, "_orig_mod", None)
+        info: dict[str, Any] = {"class": type(inner or module).__name__, "params": int(n),
+                                "compiled": inner is not None, "forward_calls_seen": calls}
+        with contextlib.suppress(StopIteration):
+            dev = next(module.parameters()).device
+            self.device = dev
+            self.cuda = dev.type == "cuda"
+            info["device"] = dev.type
+        if x is not None:
+            info["input_shape"], info["channels_last"] = x
+        self.model_info = info
+        for h in self.global_handles:
+            h.remove()
+        self.global_handles.clear()
+
+    # ------------------------------------------------------------------ backward and the loss
+    def on_backward(self, tensors: Any) -> None:
+        import torch
+
+        self.backward_calls += 1
+        self.backward_in_step += 1
+        t = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
+        if isinstance(t, torch.Tensor) and t.numel() == 1 and self.phase in ("warmup", "timed"):
+            self.loss_now.append(t.detach().reshape(()).float())
+        if self.backward_calls == 1:
+            self.progress("first backward")
+
+    # ------------------------------------------------------------------ the data
+    def on_next(self, it: Any, dt: float, batch: Any) -> None:
+        key = id(it)
+        self.batches_by_loader[key] = self.batches_by_loader.get(key, 0) + 1
+        self.batches_in_step += 1
+        if self.phase in ("warmup", "timed"):
+            self.wait_in_step += dt
+            if self.cuda and self.phase == "timed":
+                import torch
+
+                ev = torch.cuda.Event(enable_timing=True)
+                ev.record()
+                self.ready.append(ev)
+        if self.batch_size is None:
+            t = _first_tensor(batch)
+            if t is not None and t.ndim >= 1:
+                self.batch_size = int(t.shape[0])
+                self.batch_shape = list(t.shape)
+
+    # ------------------------------------------------------------------ a step's end
+    def on_optimizer_step(self, optimizer: Any) -> None:
+        if self.optimizer_id is None:
+            self.optimizer_id, self.optimizer = id(optimizer), optimizer
+            where = call_site()
+            if where:
+                self.lines["optimizer_step"] = where
+        if id(optimizer) != self.optimizer_id:
+            self.other_optimizer_steps += 1
+            return
+        self.stepped_since_update = True
+        self.boundary()
+
+    def on_scaler_update(self) -> None:
+        self.scaler_seen = True
+        if not self.stepped_since_update and self.optimizer_id is not None:
+            self.skipped_steps += 1
+            self.boundary()  # GradScaler skipped optimizer.step (inf/nan gradients): still a step
+        self.stepped_since_update = False
+
+    def boundary(self) -> None:
+        now = time.perf_counter()
+        self.boundaries += 1
+        self.backward_per_step.append(self.backward_in_step)
+        self.backward_in_step = 0
+        if self.phase == "timed":
+            self.batches_per_step.append(self.batches_in_step)
+        self.batches_in_step = 0
+        if self.phase == "starting":
+            self._start()
+            self.t_last = now
+            self.wait_in_step = 0.0
+            self.loss_now = []
+            return
+        if self.phase == "warmup":
+            self._warmup_step(now)
+        elif self.phase == "timed":
+            self._timed_step(now)
+        elif self.phase == "profile":
+            self._profile_step()
+        self.wait_in_step = 0.0
+
+    def _start(self) -> None:
+        import torch
+
+        if _distributed():
+            self.fail_refused("the script runs torch.distributed with more than one rank: attach measures one "
+                              "process (run one rank with WORLD_SIZE=1, or a suite with world_size)")
+            return
+        self.find_model()
+        if self.model is None:
+            self.device = torch.device("cpu")
+        self.phase = "warmup"
+        if self.cuda:
+            self.events = [self._event()]
+        self.progress("first step")

@@ -1,0 +1,170 @@
+"""What an attached run writes: one JSON document (the launcher turns it into a record), on every path —
+finished, stopped, raised, exited early."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from typing import Any
+
+
+class Summary:
+    """Mixed into `probe.Probe`: its result document, written once."""
+
+    def result(self) -> dict[str, Any]:
+        from benchbench.record.stats import summarize
+
+        if self.phase == "timed" and self.cuda and len(self.events) > 1 and not self.step_s:
+            with contextlib.suppress(Exception):  # the script ended inside the timed block: keep its steps
+                self.events[-1].synchronize()
+                self.step_s = [a.elapsed_time(b) * 1e-3 for a, b in zip(self.events, self.events[1:], strict=False)]
+
+        doc: dict[str, Any] = {
+            "phase": self.phase, "steps_seen": self.boundaries, "error": self.error, "error_where": self.error_where,
+            "model": self.model_info or None, "batch_size": self.batch_size, "batch_shape": self.batch_shape,
+            "backward_calls": self.backward_calls,
+            "backward_per_step": self.backward_per_step[1:] or None, "scaler": self.scaler_seen,
+            "skipped_steps": self.skipped_steps, "other_optimizer_steps": self.other_optimizer_steps,
+            "optimizer": type(self.optimizer).__name__ if self.optimizer is not None else None,
+            "optimizer_fused": _fused(self.optimizer), "loader": self._loader(), "amp": _amp_seen(),
+            "elapsed_s": time.perf_counter() - self.t_install, "stage_note": self.stage_note,
+            # the model's own forward calls (the module with the most parameters among the outermost ones: a
+            # loss module or a torchvision transform is outermost too)
+            "forward_calls": self.model_forwards(),
+            "batches": sum(self.batches_by_loader.values()),
+            "lines": {**self.lines, **({"dataloader": (self._loader() or {}).get("where")}
+                                       if (self._loader() or {}).get("where") else {})} or None,
+        }
+        if self.step_s and len(self.step_s) >= 1:
+            from benchbench.measure.timer import LoopTiming, read_losses
+            from benchbench.runner.program import timing_fields
+
+            lt = LoopTiming(step_s=self.step_s, data_wait_s=self.wait_s[: len(self.step_s)], warmup_s=self.warm_s,
+                            steady=self.steady, clock="cuda-events" if self.cuda else "perf_counter",
+                            enqueue_s=self.enqueue_s, block_wall_s=self.block_wall_s,
+                            starved_s=getattr(self, "starved_s", []))
+            per = sorted(self.batches_per_step)
+            doc["batches_per_step"] = per[len(per) // 2] if per else 1
+            doc["images_per_step"] = (self.batch_size or 1) * max(1, doc["batches_per_step"])
+            doc["timing_fields"] = timing_fields(lt, doc["images_per_step"])
+            flat = [sum(ls) / len(ls) if ls else None for ls in self.losses]
+            kept = [x for x in flat if x is not None]
+            vals = read_losses(kept) if kept else []
+            doc["losses"] = vals if len(vals) == len(flat) else []
+            doc["warmup_steps"] = len(self.warm_s)
+        elif self.warm_s:
+            doc["warmup_s"] = summarize(self.warm_s)["samples"]
+        doc["memory"] = self._memory()
+        if self.breakdown is not None:
+            doc["breakdown"] = self.breakdown
+        if self.breakdown_error:
+            doc["breakdown_error"] = self.breakdown_error
+        stages = getattr(self, "stages_read", {})
+        if stages:
+            best = max(stages, key=lambda k: self.batches_by_loader.get(k, 0))
+            doc["input_stages"] = stages[best]
+        if getattr(self, "contention_read", None):
+            doc["cpu_contention"] = self.contention_read
+        return doc
+
+    def _loader(self) -> dict[str, Any] | None:
+        if not self.batches_by_loader:
+            return None
+        key = max(self.batches_by_loader, key=lambda k: self.batches_by_loader[k])
+        return self.loaders.get(key)
+
+    def _memory(self) -> dict[str, Any]:
+        mem: dict[str, Any] = {"peak_rss_bytes": _rss()}
+        if self.cuda:
+            import torch
+
+            mem["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
+            mem["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        return mem
+
+    def write(self) -> None:
+        if self.written:
+            return
+        self.written = True
+        try:
+            doc = self.result()
+        except Exception as exc:  # never lose the run to a fault in the summary
+            doc = {"phase": self.phase, "steps_seen": self.boundaries,
+                   "error": f"benchbench could not summarise the run: {type(exc).__name__}: {exc}"}
+        tmp = self.out + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(doc, f, default=str)
+        os.replace(tmp, self.out)
+
+    def finish(self) -> None:
+        self.phase = "done"
+        self.write()
+        if not self.cfg.get("keep_running"):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # the script stops here: its workers are ended by the launcher (its process group)
+
+    def fail_refused(self, why: str) -> None:
+        self.error = why
+        self.phase = "refused"
+        self.write()
+        sys.stderr.write(f"benchbench attach: {why}\n")
+        sys.stderr.flush()
+        os._exit(3)
+
+
+
+def _distributed() -> bool:
+    with contextlib.suppress(Exception):
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            return True
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def _fused(opt: Any) -> bool | None:
+    if opt is None:
+        return None
+    d = getattr(opt, "defaults", {}) or {}
+    return bool(d.get("fused")) if "fused" in d else None
+
+
+_AMP: dict[str, Any] = {}
+
+
+def _amp_seen() -> str:
+    return _AMP.get("dtype", "none")
+
+
+def _rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _contention_start(workers: int) -> Any:
+    """Other processes' CPU time on the script's cores over the timed block, as `run` tracks it."""
+    with contextlib.suppress(Exception):
+        import torch
+
+        from benchbench.measure.contention import CpuContention
+
+        w = CpuContention(set(os.sched_getaffinity(0)), torch.get_num_threads(), workers)
+        w.__enter__()
+        return w
+    return None
+
+
+def _contention_end(w: Any, images: int) -> Any:
+    if w is None:
+        return None
+    with contextlib.suppress(Exception):
+        w.__exit__(None, None, None)
+        return w.result(images)
+    return None
+
+

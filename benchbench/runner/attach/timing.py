@@ -1,0 +1,93 @@
+"""The clocks of an attached run, as `run`'s timed loop keeps them: warm-up until steady, then the timed
+block; on a GPU a CUDA event at each step boundary and one sync per block (and per three warm-up steps)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from benchbench.runner.attach.summary import _contention_end, _contention_start
+
+
+class Timing:
+    """Mixed into `probe.Probe`."""
+
+    def _event(self) -> Any:
+        import torch
+
+        ev = torch.cuda.Event(enable_timing=True)
+        ev.record()
+        return ev
+
+    def _warmup_step(self, now: float) -> None:
+        from benchbench.measure.timer import STEADY_WINDOW, is_steady
+
+        self.losses.append(self.loss_now)
+        self.loss_now = []
+        if self.cuda:
+            self.events.append(self._event())
+            n = len(self.events) - 1
+            if n % STEADY_WINDOW == 0 or n >= self.warmup_max:
+                self.events[-1].synchronize()  # one sync per block of warm-up steps, never per step
+                self.warm_s = [a.elapsed_time(b) * 1e-3 for a, b in zip(self.events, self.events[1:], strict=False)]
+        else:
+            self.warm_s.append(now - (self.t_last or now))
+        self.t_last = now
+        n = len(self.warm_s) if not self.cuda else len(self.events) - 1
+        steady = self.warmup_auto and len(self.warm_s) > (STEADY_WINDOW if self.cuda else 1) and \
+            is_steady(self.warm_s) and len(self.warm_s) == n
+        if steady or n >= self.warmup_max:
+            self.steady = bool(steady)
+            self._begin_timed(now)
+        else:
+            self.progress("warm-up")
+
+    def _begin_timed(self, now: float) -> None:
+        self.phase = "timed"
+        self.before_stages = {k: p.snapshot() for k, p in self.stage_profiles.items()}
+        self.contention = _contention_start(int((self._loader() or {}).get("num_workers") or 0))
+        self.block_t0 = now
+        self.t_last = now
+        if self.cuda:
+            import torch
+
+            torch.cuda.synchronize()
+            self.block_t0 = time.perf_counter()
+            self.events = [self._event()]
+            self.ready = []
+        self.progress("timed steps")
+
+    def _timed_step(self, now: float) -> None:
+        self.losses.append(self.loss_now)
+        self.loss_now = []
+        self.wait_s.append(self.wait_in_step)
+        if self.cuda:
+            self.events.append(self._event())
+            self.enqueue_s.append(now - (self.t_last or now))
+        else:
+            self.step_s.append(now - (self.t_last or now))
+        self.t_last = now
+        if len(self.wait_s) >= self.steps_wanted:
+            self._end_timed()
+
+    def _end_timed(self) -> None:
+        if self.cuda:
+            self.events[-1].synchronize()
+            self.block_wall_s = time.perf_counter() - (self.block_t0 or 0.0)
+            self.step_s = [a.elapsed_time(b) * 1e-3 for a, b in zip(self.events, self.events[1:], strict=False)]
+            # the GPU's idle while the host waited for the batch: elapsed(boundary i, batch ready i), when the
+            # batch of step i is the first the step fetched
+            self.starved_s = [max(0.0, a.elapsed_time(b) * 1e-3) for a, b in
+                              zip(self.events, self.ready, strict=False)] if len(self.ready) >= len(self.step_s) \
+                else []
+        else:
+            self.block_wall_s = sum(self.step_s)
+            self.starved_s = []
+        self.stages_read = {k: p.read(since=self.before_stages.get(k)) for k, p in self.stage_profiles.items()}
+        images = (self.batch_size or 1) * len(self.step_s)
+        self.contention_read = _contention_end(getattr(self, "contention", None), images)
+        if self.profile_steps > 0:
+            self._begin_profile()
+        else:
+            self.finish()
+

@@ -1,0 +1,149 @@
+"""The profiler window of an attached run: a few steps after the timed ones, under torch.profiler with Python
+stacks; the phases come from the hooks (forward from the model's own hooks, backward, optimizer, data wait),
+the modules from the model's top-level children, and the breakdown from the exported trace as `run` reads it."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from benchbench.measure.profile import _quiet_kineto
+
+
+def _modules(model: Any, of_interest: Any) -> dict[str, Any]:
+    """The model's parts to time: its top-level children, and the layers of a layer list among them (a script's
+    model may call `for m in self.model: x = m(x)`, as Ultralytics' does, never the list itself)."""
+    from torch import nn
+
+    out = dict(of_interest(model))
+    for name, child in list(out.items()):
+        if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 4:
+            for i, sub in enumerate(child):
+                out[f"{name}.{i} {type(sub).__name__}"] = sub
+    return out
+
+
+class Window:
+    """Mixed into `probe.Probe`: the profiler window's state lives on the probe."""
+
+    def _begin_profile(self) -> None:
+        import tempfile
+
+        from torch.profiler import ProfilerActivity, profile
+
+        from benchbench.measure.profile import ModuleRanges, modules_of_interest
+
+        self.phase = "profile"
+        if self.cfg.get("trace_dir"):
+            os.makedirs(self.cfg["trace_dir"], exist_ok=True)
+            self.trace_path = os.path.join(self.cfg["trace_dir"], f"{self.cfg.get('cell_id', 'attached')}.json")
+        else:
+            self._tmp = tempfile.TemporaryDirectory(prefix="bb-attach-")
+            self.trace_path = os.path.join(self._tmp.name, "trace.json")
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
+        try:
+            if self.model is not None and not self.model_info.get("compiled"):
+                self.module_ranges = ModuleRanges(_modules(self.model, modules_of_interest))
+            self.model_hooks = [] if self.model is None else [
+                self.model.register_forward_pre_hook(lambda m, a: self.open_phase("forward")),
+                self.model.register_forward_hook(lambda m, a, o: self.close_phase("forward"), always_call=True)]
+            # Python stacks on: a host sync is then attributed to the script's own line
+            self.prof = profile(activities=acts, record_shapes=False, with_stack=True)
+            with _quiet_kineto():
+                self.prof.__enter__()
+            self._open_step()
+        except Exception as exc:
+            self.breakdown_error = f"{type(exc).__name__}: {exc}"
+            self._stop_profiler()
+            self.finish()
+
+    def _open_step(self) -> None:
+        from torch.autograd.profiler import record_function
+
+        from benchbench.timeline.reader import STEP_NAME
+
+        rf = record_function(STEP_NAME)
+        rf.__enter__()
+        self.prof_ranges.append(rf)
+
+    def open_phase(self, name: str) -> None:
+        """Phases follow each other, never nest: opening one closes the one open. (Lightning calls forward and
+        backward inside `optimizer.step(closure)`: the optimizer's pre-hook fires first, its phase is closed by
+        the forward and reopened when backward ends, so no time is counted twice.)"""
+        if self.phase != "profile":
+            return
+        from torch.autograd.profiler import record_function
+
+        from benchbench.timeline.reader import PHASE_PREFIX
+
+        if self.phase_stack and self.phase_stack[-1][0] == name:
+            return  # already in it (a nested forward of the model)
+        self._close_all_phases()
+        rf = record_function(PHASE_PREFIX + name)
+        rf.__enter__()
+        self.phase_stack.append((name, rf))
+
+    def close_phase(self, name: str) -> None:
+        if self.phase != "profile" or not self.phase_stack or self.phase_stack[-1][0] != name:
+            return
+        self.phase_stack.pop()[1].__exit__(None, None, None)
+        # what follows the model's output until backward is the loss (and whatever the script does there); what
+        # follows backward until the step, the optimizer (with clipping, zero_grad, the scaler's unscale)
+        nxt = {"forward": "loss", "backward": "optimizer"}.get(name)
+        if nxt:
+            self.open_phase(nxt)
+
+    def _close_all_phases(self) -> None:
+        while self.phase_stack:
+            self.phase_stack.pop()[1].__exit__(None, None, None)
+
+    def _profile_step(self) -> None:
+        self._close_all_phases()
+        if self.prof_ranges:
+            self.prof_ranges.pop().__exit__(None, None, None)
+        self.prof_steps += 1
+        if self.prof_steps >= self.profile_steps:
+            self._stop_profiler()
+            self.finish()
+        else:
+            self._open_step()
+
+    def _stop_profiler(self) -> None:
+        import torch
+
+        self._close_all_phases()
+        while self.prof_ranges:
+            self.prof_ranges.pop().__exit__(None, None, None)
+        for h in getattr(self, "model_hooks", []):
+            h.remove()
+        if self.module_ranges is not None:
+            self.module_ranges.remove()
+        if self.prof is None:
+            return
+        try:
+            if self.cuda:
+                torch.cuda.synchronize()
+            with _quiet_kineto():
+                self.prof.__exit__(None, None, None)
+            self.prof.export_chrome_trace(self.trace_path)
+            self._breakdown()
+        except Exception as exc:
+            self.breakdown_error = f"{type(exc).__name__}: {exc}"
+        self.prof = None
+
+    def _breakdown(self) -> None:
+        import numpy as np
+
+        from benchbench.measure.profile import gpu_breakdown
+        from benchbench.timeline.host import host_breakdown
+        from benchbench.timeline.reader import read_timeline
+
+        steps = max(1, self.prof_steps)
+        if self.cuda:
+            stall = float(np.median(self.starved_s)) if self.starved_s else None
+            self.breakdown = gpu_breakdown(self.trace_path, steps, float(np.median(self.step_s)), stall)
+        else:
+            self.breakdown = host_breakdown(read_timeline(self.trace_path), steps)
+        if self.cfg.get("trace_dir"):
+            self.breakdown["trace"] = self.trace_path
+

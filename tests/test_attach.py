@@ -1,0 +1,240 @@
+"""`benchbench attach -- python train.py`: users' own scripts, unmodified, measured and explained.
+
+The scripts (tests/scripts/) are written the way users write them; every test runs one for real, in a child
+process, at 32 px with a tiny batch."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchbench.record import Record
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+@pytest.fixture(scope="module")
+def camvid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import make_camvid
+
+    return make_camvid(tmp_path_factory.mktemp("attach") / "camvid", n=8)
+
+
+def attach(cli, tmp_path: Path, *command: str, opts: tuple[str, ...] = ()) -> tuple[int, str, str, Record | None]:
+    js = tmp_path / "rec.json"
+    code, out, err = cli("attach", "--results-dir", tmp_path / "res", "-o", tmp_path / "rep", "--json", js,
+                         "--timeout", "240", *opts, "--", *command)
+    rec = Record.of(json.loads(js.read_text())) if js.exists() else None
+    return code, out, err, rec
+
+
+def train(camvid: Path, *flags: str) -> tuple[str, ...]:
+    return (sys.executable, str(SCRIPTS / "train_camvid.py"), "--data", str(camvid), *flags)
+
+
+def test_a_plain_pytorch_loop_is_timed_explained_and_recorded(cli, tmp_path: Path, camvid: Path) -> None:
+    """The steps are the script's optimizer steps; the model, batch and resolution are found from what ran; the
+    losses recorded are the ones the script printed (read once, after the block); the DataLoader's stages are
+    timed inside it; the record is a cell that report and compare read. Run as a user runs it: the command
+    line, the script's own output on the terminal."""
+    import subprocess
+
+    js = tmp_path / "rec.json"
+    p = subprocess.run([sys.executable, "-m", "benchbench", "attach", "--steps", "4", "--warmup", "2",
+                        "--results-dir", str(tmp_path / "res"), "-o", str(tmp_path / "rep"), "--json", str(js), "--",
+                        *train(camvid)], capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                                           "COLUMNS": "200"})
+    code, out, err = p.returncode, p.stdout, p.stderr
+    rec = Record.of(json.loads(js.read_text()))
+    printed = [float(x) for x in re.findall(r"loss (\d+\.\d+)", out)]
+    assert code == 0, err
+    assert rec is not None and rec.ok
+    assert rec.attached.model == "Unet" and rec.params["arch"] == "Unet"
+    assert rec.params["batch_size"] == 2 and rec.params["resolution"] == [32, 32] and rec.params["num_workers"] == 0
+    import segmentation_models_pytorch as smp
+
+    assert rec.params_count == sum(p.numel() for p in smp.Unet("resnet18", encoder_weights=None,
+                                                               classes=12).parameters())
+    assert len(rec.step_time_s.samples) == 4 and rec.warmup.steps == 2
+    assert rec.attached.optimizer == "AdamW" and rec.attached.backward_per_step == 1.0
+    # losses: the steps after the first (warm-up then timed), as the script printed them
+    losses = rec.training.losses
+    assert len(losses) == 6
+    assert [round(v, 4) for v in losses] == printed[1:7]
+    # the profiler window's phases come from the hooks, and add up to the profiled step
+    bd = rec.breakdown
+    assert bd.phases["forward"] > 0 and bd.phases["backward"] > 0 and bd.phases["optimizer"] > 0
+    assert 0.8 < bd.phases_sum_s / bd.step_s <= 1.05
+    assert {"encoder", "decoder"} <= set(bd.modules)
+    # the script's own Dataset, timed stage by stage in the process that made the samples
+    st = rec.input_stages
+    names = [s.name for s in st.stages]
+    assert st.where == "main process" and {"read", "decode", "Resize", "ToTensor", "Normalize"} <= set(names), names
+    assert rec.cpu_contention is not None
+    assert "Unet (14.33 M parameters), batch 2" in out
+    # a cell like any other: report reads it back
+    res = next((tmp_path / "res").rglob("*.jsonl"))
+    code, _, err = cli("report", res, "-o", tmp_path / "rep2")
+    assert code == 0, err
+    assert "train\\_camvid.py" in next((tmp_path / "rep2").rglob("*.md")).read_text()
+
+
+def test_gradient_accumulation_is_one_step_of_all_its_batches(cli, tmp_path: Path, camvid: Path) -> None:
+    code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--accum", "2"), opts=("--steps", "2", "--warmup", "1",
+                                                                                    "--profile-steps", "0"))
+    assert code == 0, err
+    assert rec.attached.backward_per_step == 2.0 and rec.attached.batches_per_step == 2
+    assert rec.params["batch_size"] == 4  # images a step: two batches of two
+    assert rec.attached.loader["batch_size"] == 2
+
+
+def test_a_script_that_crashes_keeps_the_steps_it_made(cli, tmp_path: Path, camvid: Path) -> None:
+    """The script's own error, with its line; every timed step before it in the record; exit 1."""
+    code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--crash-at", "6"),
+                               opts=("--steps", "10", "--warmup", "2"))
+    assert code == 1
+    assert rec.status == "error"
+    assert rec.error.startswith("the script raised RuntimeError: out of memory at step 6 at "), rec.error
+    assert re.search(r"train_camvid\.py:\d+", rec.error), rec.error
+    assert "3 timed step(s) kept" in rec.error, rec.error
+    assert len(rec.step_time_s.samples) == 3 and rec.attached.script_error
+    assert "error:" in err
+
+
+def test_a_script_that_never_steps_says_what_it_did(cli, tmp_path: Path, camvid: Path) -> None:
+    code, _, _err, rec = attach(cli, tmp_path, *train(camvid, "--forget-step", "--epochs", "2"))
+    assert code == 1 and rec.status == "error"
+    assert "without an optimizer step (8 model forward call(s), 8 backward call(s), 8 batch(es) seen)" in rec.error
+    assert rec.attached.ended == "exited with code 0"
+
+
+def test_a_crash_before_the_first_step_is_the_scripts_error(cli, tmp_path: Path, camvid: Path) -> None:
+    code, _, _, rec = attach(cli, tmp_path, *train(camvid, "--crash-at", "0"))
+    assert code == 1
+    assert rec.error.startswith("the script raised RuntimeError: out of memory at step 0") and \
+        rec.error.endswith("before its first optimizer step"), rec.error
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    ((), "nothing to attach to"),
+    (("no-such-program-xyz",), "no such program on PATH"),
+    ((sys.executable, "missing_train.py"), "missing_train.py: no such script"),
+    (("torchrun", "--nproc-per-node", "2", "train.py"), "torchrun starts several ranks"),
+])
+def test_a_command_that_cannot_be_attached_is_a_message_and_exit_2(cli, tmp_path: Path, command, message) -> None:
+    if command and command[0] == "torchrun" and not __import__("shutil").which("torchrun"):
+        pytest.skip("no torchrun on PATH")
+    code, _, err, rec = attach(cli, tmp_path, *command)
+    assert code == 2 and message in err and rec is None, err
+    assert not (tmp_path / "res").exists() or not any((tmp_path / "res").rglob("*.jsonl"))
+
+
+def test_ddp_ranks_are_refused_with_the_part_not_supported(cli, tmp_path: Path, camvid: Path, monkeypatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, _err, rec = attach(cli, tmp_path, *train(camvid))
+    assert code == 2 and rec.status == "error"
+    assert "attach measures one process" in rec.error
+
+
+def test_bad_options_are_a_message_and_exit_2(cli, tmp_path: Path, camvid: Path) -> None:
+    for opts, msg in ((("--steps", "0"), "--steps must be at least 1"), (("--warmup", "x"), "--warmup takes auto"),
+                      (("--device", "tpu"), "--device takes auto, cpu or cuda")):
+        code, _, err, _ = attach(cli, tmp_path, *train(camvid), opts=opts)
+        assert code == 2 and msg in err, err
+
+
+@pytest.mark.slow
+def test_a_lightning_trainer_with_albumentations_and_workers(cli, tmp_path: Path, camvid: Path) -> None:
+    """Lightning runs forward and backward inside optimizer.step(closure), fetches batches through its own
+    fetcher, validates between epochs: the steps are still its optimizer steps, the stages are timed inside its
+    two workers, and no phase is counted twice."""
+    pytest.importorskip("pytorch_lightning")
+    code, _, err, rec = attach(cli, tmp_path, sys.executable, str(SCRIPTS / "train_lightning.py"), "--data",
+                               str(camvid), opts=("--steps", "3", "--warmup", "2"))
+    assert code == 0, err
+    assert rec.attached.model == "SegModel" and rec.attached.optimizer == "Adam"
+    assert rec.attached.loader["num_workers"] == 2 and rec.attached.loader["dataset"] == "RoadDataset"
+    st = rec.input_stages
+    names = {s.name for s in st.stages}
+    assert st.where == "workers" and {"decode", "RandomCrop", "HorizontalFlip", "Normalize", "ToTensorV2"} <= names
+    bd = rec.breakdown
+    assert bd.phases["forward"] > 0 and bd.phases["backward"] > 0
+    assert bd.phases_sum_s <= bd.step_s * 1.02  # sequential phases: nothing counted twice
+
+
+@pytest.fixture
+def yolo_data(tmp_path: Path) -> Path:
+    """A tiny YOLO segmentation data set (16 images, a polygon each) in Ultralytics' layout."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "yolo"
+    rng = np.random.default_rng(0)
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    for i in range(16):
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(root / "images" / "train" /
+                                                                              f"{i:03d}.jpg")
+        x, y = rng.uniform(0.2, 0.6, 2)
+        poly = [x, y, x + 0.3, y, x + 0.3, y + 0.3, x, y + 0.3]
+        (root / "labels" / "train" / f"{i:03d}.txt").write_text("0 " + " ".join(f"{v:.4f}" for v in poly) + "\n")
+    (root / "data.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/train\nnames:\n  0: road\n")
+    return root
+
+
+@pytest.mark.slow
+def test_ultralytics_yolo_segmentation_training_offline(cli, tmp_path: Path, yolo_data: Path, monkeypatch) -> None:
+    """`yolo segment train` — an installed console script — from a model YAML (no weights), offline: no
+    weights, fonts or data fetched (pretrained=False, amp=False skips the AMP check's download, plots=False the
+    font, val=False; YOLO_OFFLINE=1; settings in a temporary folder)."""
+    import shutil
+
+    yolo = shutil.which("yolo")
+    if yolo is None:
+        pytest.skip("Ultralytics is not installed")
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ycfg"))
+    monkeypatch.chdir(yolo_data)
+    code, _, err, rec = attach(
+        cli, tmp_path, "yolo", "segment", "train", "model=yolo11n-seg.yaml", "data=data.yaml", "epochs=30",
+        "imgsz=64", "batch=4", "nbs=4", "workers=0", "device=cpu", "pretrained=False", "amp=False", "plots=False",
+        "val=False", f"project={tmp_path / 'runs'}", "name=t", "exist_ok=True", opts=("--steps", "3", "--warmup", "2"))
+    assert code == 0, err
+    assert rec.attached.model == "SegmentationModel" and rec.attached.script == yolo
+    assert rec.params["batch_size"] == 4 and rec.params["resolution"] == [64, 64]
+    assert rec.input_stages is not None and "Format" in {s.name for s in rec.input_stages.stages}
+    assert any(m.startswith("model.0 ") for m in rec.breakdown.modules)
+
+
+@pytest.mark.slow
+def test_advise_attach_measures_the_outside_knobs_and_lists_the_code_changes(cli, tmp_path: Path,
+                                                                            camvid: Path) -> None:
+    """The script's AdamW, built without fused/foreach, is the knob set from outside: measured A/B against the
+    unmodified script with an interval and its losses checked; AMP and the batch size need the code changed:
+    listed with their bounds and the script's own lines, not measured."""
+    js = tmp_path / "adv.json"
+    code, out, err = cli("advise", "--attach", "--knobs", "fused_optimizer", "--min-runs", "2", "--repeat-max", "3",
+                         "--steps", "5", "-o", tmp_path / "rep", "--results-dir", tmp_path / "res", "--json", js,
+                         "--", *train(camvid))
+    assert code == 0, err
+    doc = json.loads(js.read_text())
+    [m] = doc["measured"]
+    assert m["knob"] == "fused_optimizer" and m["verdict"] == "faster" and m["interval"][0] > 1.1, m
+    assert m["numerics"]["verdict"] == "unchanged" and m["recommended"]
+    code_knobs = {c["knob"]: c for c in doc["code_changes"]}
+    assert code_knobs["amp"]["where"] == code_knobs["channels_last"]["where"] and \
+        re.search(r"train_camvid\.py:\d+$", code_knobs["amp"]["where"])
+    assert code_knobs["batch_size"]["bound"] and "train_camvid.py:" in code_knobs["batch_size"]["where"]
+    assert "fused_optimizer" in next((tmp_path / "rep").glob("advise-*.md")).read_text()
+    # every run is a record in the results file
+    recs = [json.loads(x) for x in next((tmp_path / "res").rglob("advise-*.jsonl")).read_text().splitlines()]
+    assert len(recs) == doc["runs"] and all(r["attached"]["kind"] == "attached" for r in recs)
+
+
+def test_advise_attach_refuses_a_knob_that_needs_the_code_changed(cli, tmp_path: Path, camvid: Path) -> None:
+    code, _, err = cli("advise", "--attach", "--knobs", "amp", "--", *train(camvid))
+    assert code == 2 and "amp needs the script's code changed" in err, err
