@@ -83,6 +83,7 @@ def test_a_plain_pytorch_loop_is_timed_explained_and_recorded(cli, tmp_path: Pat
     assert "train\\_camvid.py" in next((tmp_path / "rep2").rglob("*.md")).read_text()
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_is_one_step_of_all_its_batches(cli, tmp_path: Path, camvid: Path) -> None:
     code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--accum", "2"), opts=("--steps", "2", "--warmup", "1",
                                                                                     "--profile-steps", "0"))
@@ -112,6 +113,7 @@ def test_a_script_that_never_steps_says_what_it_did(cli, tmp_path: Path, camvid:
     assert rec.attached.ended == "exited with code 0"
 
 
+@pytest.mark.slow
 def test_a_crash_before_the_first_step_is_the_scripts_error(cli, tmp_path: Path, camvid: Path) -> None:
     code, _, _, rec = attach(cli, tmp_path, *train(camvid, "--crash-at", "0"))
     assert code == 1
@@ -217,7 +219,7 @@ def test_advise_attach_measures_the_outside_knobs_and_lists_the_code_changes(cli
     unmodified script with an interval and its losses checked; AMP and the batch size need the code changed:
     listed with their bounds and the script's own lines, not measured."""
     js = tmp_path / "adv.json"
-    code, out, err = cli("advise", "--attach", "--knobs", "fused_optimizer", "--min-runs", "2", "--repeat-max", "3",
+    code, _out, err = cli("advise", "--attach", "--knobs", "fused_optimizer", "--min-runs", "2", "--repeat-max", "3",
                          "--steps", "5", "-o", tmp_path / "rep", "--results-dir", tmp_path / "res", "--json", js,
                          "--", *train(camvid))
     assert code == 0, err
@@ -238,3 +240,16 @@ def test_advise_attach_measures_the_outside_knobs_and_lists_the_code_changes(cli
 def test_advise_attach_refuses_a_knob_that_needs_the_code_changed(cli, tmp_path: Path, camvid: Path) -> None:
     code, _, err = cli("advise", "--attach", "--knobs", "amp", "--", *train(camvid))
     assert code == 2 and "amp needs the script's code changed" in err, err
+
+
+@pytest.mark.slow
+def test_a_step_gradscaler_skips_is_still_a_step(cli, tmp_path: Path, camvid: Path) -> None:
+    """GradScaler skips optimizer.step() when the gradients are not finite (the step's post hook never fires):
+    its update() still ends the step, and the record counts the skip."""
+    code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--scaler-inf-at", "4"),
+                               opts=("--steps", "4", "--warmup", "2", "--profile-steps", "0"))
+    assert code == 0, err
+    a = rec.attached
+    assert a.grad_scaler and a.skipped_steps == 1
+    # steps 1 (the first boundary), 2-3 warm-up, 4-7 timed: the skipped step 5 (index 4) is one of them
+    assert len(rec.step_time_s.samples) == 4 and a.steps_seen == 7

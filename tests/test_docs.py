@@ -37,7 +37,7 @@ def shown_commands() -> list[tuple[str, list[str], list[str]]]:
         for span in spans(page.read_text()):
             for m in re.finditer(r"(?:^|[\s$(])benchbench ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)(.*)", span):
                 words = m.group(1).split()
-                rest = re.split(r"&&|;|\s\|\s", m.group(2))[0]
+                rest = re.split(r"&&|;|\s\|\s|\s--(?:\s|$)", m.group(2))[0]  # after " -- ": the user's command
                 found.append((page.name, words, re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", rest)))
     return found
 

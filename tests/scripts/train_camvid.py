@@ -8,6 +8,7 @@ benchbench's attach tests run it unmodified; its flags only make the failure cas
 import argparse
 import glob
 import os
+import time
 
 import numpy as np
 import segmentation_models_pytorch as smp
@@ -47,6 +48,9 @@ def main():
     ap.add_argument("--accum", type=int, default=1, help="backward passes per optimizer step")
     ap.add_argument("--crash-at", type=int, default=None)
     ap.add_argument("--forget-step", action="store_true")
+    ap.add_argument("--scaler-inf-at", type=int, default=None, help="with a GradScaler: an inf loss at this step")
+    ap.add_argument("--speed-from", type=int, default=None, help="print steps/s measured from this step on")
+    ap.add_argument("--speed-steps", type=int, default=50)
     args = ap.parse_args()
 
     torch.manual_seed(0)
@@ -55,21 +59,37 @@ def main():
                         shuffle=True, num_workers=args.workers, drop_last=True)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     criterion = torch.nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8) if args.scaler_inf_at is not None else None
 
     step = 0
+    t_speed = None
     for epoch in range(args.epochs):
         model.train()
         for i, (images, masks) in enumerate(loader):
             outputs = model(images)
             loss = criterion(outputs, masks) / args.accum
-            loss.backward()
-            if (i + 1) % args.accum == 0 and not args.forget_step:
+            if scaler is not None:
+                bad = step == args.scaler_inf_at
+                scaler.scale(loss * float("inf") if bad else loss).backward()
+                scaler.step(optimizer)  # skips optimizer.step() when the gradients are not finite
+                scaler.update()
+                optimizer.zero_grad()
+                step += 1
+            else:
+                loss.backward()
+            if scaler is None and (i + 1) % args.accum == 0 and not args.forget_step:
                 if args.crash_at is not None and step == args.crash_at:
                     raise RuntimeError(f"out of memory at step {step}")
                 optimizer.step()
                 optimizer.zero_grad()
                 step += 1
             print(f"epoch {epoch} iter {i} loss {loss.item():.4f}")
+            if args.speed_from is not None:
+                if step == args.speed_from and t_speed is None:
+                    t_speed = time.perf_counter()
+                elif t_speed is not None and step == args.speed_from + args.speed_steps:
+                    print(f"speed: {args.speed_steps / (time.perf_counter() - t_speed):.3f} steps/s", flush=True)
+                    return
 
 
 if __name__ == "__main__":
