@@ -76,6 +76,8 @@ def test_a_plain_pytorch_loop_is_timed_explained_and_recorded(cli, tmp_path: Pat
     assert st.where == "main process" and {"read", "decode", "Resize", "ToTensor", "Normalize"} <= set(names), names
     assert rec.cpu_contention is not None
     assert "Unet (14.33 M parameters), batch 2" in out
+    # the headline explains this script: its AdamW, built without fused/foreach, takes a large share of the step
+    assert "the optimizer step takes" in out and "AdamW built without fused/foreach" in out, out
     # a cell like any other: report reads it back
     res = next((tmp_path / "res").rglob("*.jsonl"))
     code, _, err = cli("report", res, "-o", tmp_path / "rep2")

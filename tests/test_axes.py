@@ -127,7 +127,7 @@ def test_the_readme_advise_example_runs_at_tiny_size(tmp_path, cli) -> None:
     import shlex
 
     text = (ROOT / "README.md").read_text()
-    line = next(x for x in text.splitlines() if x.startswith("benchbench advise "))
+    line = next(x for x in text.splitlines() if x.startswith("benchbench advise suites/"))
     args = shlex.split(line)[2:]
     assert args[0] == "suites/segformer_channels.yaml" and "--cell" in args
     doc = yaml.safe_load((ROOT / args[0]).read_text())  # its CPU profile shrunk, its labels kept

@@ -31,6 +31,7 @@ THEMES = {
     "launch_bound": "launch overhead", "host_sync": "host syncs",
     "amp_effect": "precision and compilation", "compile_effect": "precision and compilation",
     "scaling": "scaling", "low_utilization": "efficiency", "layout_conversions": "efficiency",
+    "optimizer_step": "optimizer",
 }
 PAIR_THEMES = {"decoder_channels": "decoder width", "data": "input pipeline", "num_workers": "input pipeline",
                "pin_memory": "input pipeline", "prefetch_factor": "input pipeline", "amp": "precision and compilation",
@@ -56,6 +57,7 @@ BOUND_SHARES: dict[str, Any] = {
     "input_bound": lambda e: e.get("data_wait_fraction"),
     "input_epoch_boundary": lambda e: e.get("data_wait_fraction"),
     "launch_bound": lambda e: (e.get("gpu_idle_launch_s") or 0) / (e.get("step_s") or math.inf),
+    "optimizer_step": lambda e: e.get("optimizer_share"),
 }
 
 

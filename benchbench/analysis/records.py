@@ -21,6 +21,7 @@ class Thresholds:
     batch_plateau_gain: float = 0.10  # < 10% more throughput for the next batch size
     launch_idle_share: float = 0.10  # GPU idle >= 10% of the timed step waiting for launches
     max_pairs: int = 12  # cap on pairwise findings per report
+    optimizer_share: float = 0.25  # the optimizer step >= a quarter of a CPU step
 
 
 THRESHOLDS = Thresholds()

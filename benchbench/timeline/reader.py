@@ -9,7 +9,8 @@ The trace is parsed once; every analysis reads the `Timeline`. What the file hol
   shares `args.correlation` with that work. Kernels launched through the driver API
   (`cuLaunchKernelEx`: cuBLASLt's nvjet GEMMs, cuDNN's engines, Triton) are real
   work too: they are matched the same way;
-- `kernel` / `gpu_memcpy` / `gpu_memset`: device work on a stream.
+- `kernel` / `gpu_memcpy` / `gpu_memset`: device work on a stream;
+- `python_function` (with_stack): Python calls, each with the line that made it (`timeline.python`).
 
 Device time is counted from the device events alone, each once: an aten op's
 "device time" in the profiler's tables already contains its kernels.
@@ -168,9 +169,8 @@ def load_trace(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, EOFError) as exc:
         raise BenchbenchError(f"{p} is not a readable JSON trace (torch.profiler's export_chrome_trace): "
                               f"{exc}") from None
-    except RecursionError:
-        raise BenchbenchError(f"{p} is nested too deeply to be a trace (torch.profiler's traces are a flat list of "
-                              "events)") from None
+    except RecursionError:  # torch.profiler's traces are a flat list of events
+        raise BenchbenchError(f"{p} is nested too deeply to be a trace (a trace is a flat list of events)") from None
     if isinstance(doc, list):
         doc = {"traceEvents": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("traceEvents"), list):
@@ -220,10 +220,8 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
         elif cat in apis:
             corr = args.get("correlation")
             api.append(ApiCall(name, int(_num(e.get("tid"))), ts, end, int(corr) if corr is not None else None))
-        elif cat == PYTHON_CAT:
-            cf = args.get("CallFrom")
-            if isinstance(cf, str):
-                python.add(int(_num(e.get("tid"))), ts, end, cf)
+        elif cat == PYTHON_CAT and isinstance(args.get("CallFrom"), str):  # with_stack: the line that called
+            python.add(int(_num(e.get("tid"))), ts, end, args["CallFrom"])
         elif cat in DEVICE_CATS:
             corr = args.get("correlation")
             device.append(DeviceOp(DEVICE_CATS[cat], name, ts, end, int(_num(args.get("stream"), -1)),
@@ -262,12 +260,9 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
 def _annotate_calls(host: list[HostRange], calls: list[ApiCall], main_tid: int | None) -> dict[int, str]:
     """One walk per thread over its nested ranges: each call learns its op, module, backward node.
 
-    Also maps each forward op's sequence number to the module range it ran in,
-    so that the backward work of that op can be charged to the same module.
-    Each stack entry carries the innermost op, module and backward node at or above it (and whether an
-    optimizer range encloses it), so a lookup is one read, not a walk up the stack: a CPU trace holds tens of
-    thousands of nested aten ranges.
-    """
+    Also maps each forward op's sequence number to the module range it ran in, so that the backward work of that
+    op can be charged to the same module. Each stack entry carries the innermost op, module and backward node at
+    or above it (and whether an optimizer range encloses it): a lookup is one read, not a walk up the stack."""
     threads: dict[int, list[tuple[float, int, Any]]] = defaultdict(list)
     for h in host:
         threads[h.tid].append((h.ts, 0, h))

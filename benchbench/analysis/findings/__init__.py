@@ -16,6 +16,7 @@ from benchbench.analysis.findings import (
     gpu,
     inputs,
     modules,
+    optimizer,
     precision,
     scaling,
 )
@@ -34,6 +35,7 @@ RULES = (
     efficiency.layout,
     precision.amp_compile,
     precision.amp_compile_gpu,
+    optimizer.optimizer_share,
     scaling.scaling,
 )
 
