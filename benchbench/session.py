@@ -223,11 +223,15 @@ class Session:
         except BenchbenchError as exc:
             out.refused = str(exc)
 
-    def resume_command(self, command: str, device: str = "auto") -> str:
-        """The one-line command that continues this session (its options are recorded in the file)."""
+    def resume_command(self, command: str, device: str = "auto", outputs: tuple[str, ...] = ()) -> str:
+        """The one-line command that continues this session (its options are recorded in the file; where its
+        reports go is not, so `outputs` carries the options that named them)."""
+        import shlex
+
         where = f" {self.suite_path}" if self.suite_path else ""
         return f"benchbench {command}{where} --resume {self.out_path}" + (f" --device {device}" if device != "auto"
-                                                                         else "")
+                                                                         else "") + \
+            "".join(f" {shlex.quote(x)}" for x in outputs)
 
     def close(self) -> None:
         if self._old_term is not None:

@@ -62,9 +62,10 @@ def resume_line(stderr: str) -> list[str]:
     return shlex.split(line[len("Resume with: "):])
 
 
-def run_resume(line: list[str]) -> subprocess.CompletedProcess:
+def run_resume(line: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """The printed command, as a user pastes it, in a folder of the test's own: its reports go to ./reports."""
     env = dict(os.environ, PYTHONPATH=str(TESTS))
-    return subprocess.run([sys.executable, "-m", "benchbench", *line], cwd=TESTS, env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "benchbench", *line], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
 
@@ -87,7 +88,9 @@ def test_sigterm_stops_cleanly_and_the_printed_command_completes_it(kind: str, t
     kept = read_records([results_file(kind, tmp_path)])
     line = resume_line(err)
     assert line[0] == "benchbench" and "--resume" in line
-    done = run_resume(line[1:])
+    if kind in ("run", "advise"):  # where its reports went is no recorded option: the command carries it
+        assert str(tmp_path / "rep") in line, line
+    done = run_resume(line[1:], tmp_path)
     assert done.returncode == 0, done.stderr
     after = read_records([results_file(kind, tmp_path)])
     assert [r.key for r in after[:len(kept)]] == [r.key for r in kept]  # what was measured is kept, first
@@ -113,7 +116,7 @@ def test_a_full_disk_stops_with_the_resume_command(kind: str, tmp_path: Path) ->
     assert "could not record a cell" in full.stderr and "Traceback" not in full.stderr
     f = results_file(kind, tmp_path)
     assert f is not None and all(line.endswith("}") for line in f.read_text().splitlines())  # whole lines only
-    done = run_resume(resume_line(full.stderr)[1:])
+    done = run_resume(resume_line(full.stderr)[1:], tmp_path)
     assert done.returncode == 0, done.stderr
 
 

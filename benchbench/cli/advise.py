@@ -157,7 +157,7 @@ def _experiment(session: Any, base: Any, budget_min: float | None, report_dir: P
     if outcome.stopped:
         from benchbench.cli.run import stopped
 
-        stopped(session, outcome, exp.done, exp.planned or exp.done, "advise", device)
+        stopped(session, outcome, exp.done, exp.planned or exp.done, "advise", device, ("-o", str(report_dir)))
     table = Table(title=f"advise: {base.label} ({result.runs} runs, {result.seconds / 60:.1f} min)")
     for c in render.COLUMNS:
         table.add_column(c, overflow="fold")
@@ -176,7 +176,8 @@ def _experiment(session: Any, base: Any, budget_min: float | None, report_dir: P
             write_text(json_out, json.dumps(render.to_json(result), indent=2, default=str), "the JSON (--json)")
     except BenchbenchError as exc:  # the disk filled since the check: every run is kept, the report is a replay
         err_console.print(f"[bold red]error:[/] {escape(str(exc))}\nEvery run is kept in {session.out_path}; write "
-                          f"the report again without measuring: {session.resume_command('advise', device)}",
+                          "the report again without measuring: "
+                          f"{session.resume_command('advise', device, ('-o', str(report_dir)))}",
                           highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     console.print(f"results: {session.out_path}\nreport: " + ", ".join(map(str, paths)), highlight=False)

@@ -54,13 +54,15 @@ def progress_events(progress: Progress, task: Any, total: int) -> Any:
     return on
 
 
-def stopped(session: Any, outcome: Any, done: int, total: int, command: str, device: str) -> None:
+def stopped(session: Any, outcome: Any, done: int, total: int, command: str, device: str,
+            outputs: tuple[str, ...] = ()) -> None:
     """Say how a session stopped and how to continue it (one line, pasteable from any log), and exit."""
     if outcome.write_failed or outcome.refused:
         err_console.print(f"[bold red]error:[/] {escape(outcome.write_failed or outcome.refused)}", highlight=False,
                           soft_wrap=True)
     err_console.print(f"interrupted: {done} of {total} runs recorded in {session.out_path}.\n"
-                      f"Resume with: {session.resume_command(command, device)}", highlight=False, soft_wrap=True)
+                      f"Resume with: {session.resume_command(command, device, outputs)}", highlight=False,
+                      soft_wrap=True)
     raise typer.Exit(outcome.exit_code)
 
 
@@ -164,7 +166,8 @@ def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow
     console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
     _warn_unexplained(session.records, session.out_path, verbose)
     if outcome.stopped:
-        stopped(session, outcome, len(session.records), len(todo), "run", device)
+        stopped(session, outcome, len(session.records), len(todo), "run", device,
+                () if Path(reports_dir) == Path("reports") else ("--reports-dir", str(reports_dir)))
     if report_failed:
         raise typer.Exit(2)
     latest = res.pool_repeats(list(_this_run(session)))
