@@ -12,17 +12,17 @@ the script's own speeds, paired by round; its 95% interval is a t interval on th
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired import ratio_interval, report  # noqa: E402
+
 SCRIPT = ROOT / "tests" / "scripts" / "train_camvid.py"
 
 
@@ -58,20 +58,10 @@ def main() -> int:
                 raise SystemExit(f"{name} failed ({p.returncode}):\n{p.stderr[-2000:]}")
             (alone if name == "alone" else under).append(speed(p.stdout))
             print(f"round {r + 1} {name}: {(alone if name == 'alone' else under)[-1]:.3f} steps/s", flush=True)
-    logs = [math.log(a / u) for a, u in zip(alone, under, strict=True)]  # > 0: attach is slower
-    n = len(logs)
-    mean = statistics.fmean(logs)
-    sd = statistics.stdev(logs) if n > 1 else float("nan")
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n) if n > 1 else float("nan")
-    doc = {"rounds": n, "alone_steps_s": alone, "attached_steps_s": under,
-           "overhead": math.exp(mean) - 1, "interval": [math.exp(mean - half) - 1, math.exp(mean + half) - 1],
-           "command": " ".join(["python", "benchmarks/attach_overhead.py", "--rounds", str(args.rounds)]),
-           "load_average_after": os.getloadavg(), "goal": "within 2%"}
-    print(json.dumps(doc, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    ratio, low, high = ratio_interval(alone, under)  # > 1: the script is faster alone, attach costs it
+    report({"rounds": len(alone), "alone_steps_s": alone, "attached_steps_s": under, "overhead": ratio - 1,
+            "interval": [low - 1, high - 1], "command": f"python benchmarks/attach_overhead.py --rounds {args.rounds}",
+            "load_average_after": os.getloadavg(), "goal": "within 2%"}, args.out)
     return 0
 
 

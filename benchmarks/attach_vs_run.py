@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired import ratio_interval, report  # noqa: E402
+
 SUITE = """name: attach_vs_run
 arch: Unet
 encoder: resnet18
@@ -58,18 +59,10 @@ def main() -> int:
             rec = json.loads(out.read_text().splitlines()[-1])
             (run_s if name == "run" else attach_s).append(rec["step_time_s"]["median"])
             print(f"round {r + 1} {name}: {rec['step_time_s']['median'] * 1e3:.1f} ms", flush=True)
-    logs = [math.log(a / b) for a, b in zip(attach_s, run_s, strict=True)]
-    n = len(logs)
-    mean, sd = statistics.fmean(logs), statistics.stdev(logs)
-    from scipy import stats
-
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    doc = {"rounds": n, "run_median_s": run_s, "attach_median_s": attach_s, "ratio_attach_over_run": math.exp(mean),
-           "interval": [math.exp(mean - half), math.exp(mean + half)], "load_average_after": os.getloadavg(),
-           "command": f"python benchmarks/attach_vs_run.py --rounds {n}"}
-    print(json.dumps(doc, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+    ratio, low, high = ratio_interval(attach_s, run_s)
+    report({"rounds": len(run_s), "run_median_s": run_s, "attach_median_s": attach_s, "ratio_attach_over_run": ratio,
+            "interval": [low, high], "load_average_after": os.getloadavg(),
+            "command": f"python benchmarks/attach_vs_run.py --rounds {args.rounds}"}, args.out)
     return 0
 
 
