@@ -95,6 +95,7 @@ def test_gradient_accumulation_is_one_step_of_all_its_batches(cli, tmp_path: Pat
     assert rec.attached.loader["batch_size"] == 2
 
 
+@pytest.mark.slow
 def test_a_script_that_crashes_keeps_the_steps_it_made(cli, tmp_path: Path, camvid: Path) -> None:
     """The script's own error, with its line; every timed step before it in the record; exit 1."""
     code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--crash-at", "6"),
@@ -108,6 +109,7 @@ def test_a_script_that_crashes_keeps_the_steps_it_made(cli, tmp_path: Path, camv
     assert "error:" in err
 
 
+@pytest.mark.slow
 def test_a_script_that_never_steps_says_what_it_did(cli, tmp_path: Path, camvid: Path) -> None:
     code, _, _err, rec = attach(cli, tmp_path, *train(camvid, "--forget-step", "--epochs", "2"))
     assert code == 1 and rec.status == "error"
@@ -137,6 +139,7 @@ def test_a_command_that_cannot_be_attached_is_a_message_and_exit_2(cli, tmp_path
     assert not (tmp_path / "res").exists() or not any((tmp_path / "res").rglob("*.jsonl"))
 
 
+@pytest.mark.slow
 def test_ddp_ranks_are_refused_with_the_part_not_supported(cli, tmp_path: Path, camvid: Path, monkeypatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")
     code, _, _err, rec = attach(cli, tmp_path, *train(camvid))
