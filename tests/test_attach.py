@@ -258,3 +258,48 @@ def test_a_step_gradscaler_skips_is_still_a_step(cli, tmp_path: Path, camvid: Pa
     assert a.grad_scaler and a.skipped_steps == 1
     # steps 1 (the first boundary), 2-3 warm-up, 4-7 timed: the skipped step 5 (index 4) is one of them
     assert len(rec.step_time_s.samples) == 4 and a.steps_seen == 7
+
+
+def test_the_cuda_bookkeeping_with_events_simulated(tmp_path: Path, monkeypatch) -> None:
+    """The probe's CUDA path on this CPU, with torch.cuda.Event replaced by a host clock: one event per step
+    boundary, the block read once, the GPU's starvation judged at each step's first batch only (two batches a
+    step here), the images a step counted from the batches it fetched."""
+    import time
+
+    import torch
+
+    from benchbench.runner.attach.probe import Probe
+
+    class Event:
+        def __init__(self, enable_timing: bool = True) -> None:
+            self.t = 0.0
+
+        def record(self, stream=None) -> None:
+            self.t = time.perf_counter()
+
+        def synchronize(self) -> None:
+            pass
+
+        def elapsed_time(self, other: Event) -> float:
+            return (other.t - self.t) * 1e3
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 0)
+    p = Probe({"out": str(tmp_path / "r.json"), "steps": 3, "warmup": 2, "profile_steps": 0, "keep_running": True})
+    monkeypatch.setattr(p, "find_model", lambda: setattr(p, "cuda", True))
+    it = object()
+    p.boundary()
+    for _ in range(5):
+        for wait in (0.004, 0.0):
+            time.sleep(wait)
+            p.on_next(it, wait, torch.zeros(2, 3, 8, 8))
+            p.on_backward(torch.tensor(1.5))
+        time.sleep(0.01)
+        p.boundary()
+    assert p.phase == "done" and len(p.step_s) == 3 and len(p.starved_s) == 3
+    assert all(0.003 < s < 0.009 for s in p.starved_s), p.starved_s  # the first batch's wait, not the second's
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["timing_fields"]["timing"]["clock"] == "cuda-events" and doc["images_per_step"] == 4
+    assert doc["losses"] == [1.5] * 5 and doc["backward_per_step"] == [2] * 5

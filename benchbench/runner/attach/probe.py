@@ -178,7 +178,8 @@ class Probe(Timing, Window, Summary):
         self.batches_in_step += 1
         if self.phase in ("warmup", "timed"):
             self.wait_in_step += dt
-            if self.cuda and self.phase == "timed":
+            # the GPU's starvation is judged at each step's first batch (accumulation fetches more than one)
+            if self.cuda and self.phase == "timed" and len(self.ready) < len(self.events):
                 import torch
 
                 ev = torch.cuda.Event(enable_timing=True)
