@@ -303,3 +303,25 @@ def test_the_cuda_bookkeeping_with_events_simulated(tmp_path: Path, monkeypatch)
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["timing_fields"]["timing"]["clock"] == "cuda-events" and doc["images_per_step"] == 4
     assert doc["losses"] == [1.5] * 5 and doc["backward_per_step"] == [2] * 5
+
+
+@pytest.mark.slow
+def test_an_attached_script_is_a_nightly_regression_check(cli, tmp_path: Path, camvid: Path) -> None:
+    """Two nights of the same attached command, two runs each (`--repeat 2`): the same cell id (command and
+    script contents), judged by compare over run medians and added to the history like a suite's cells."""
+    nights = []
+    for night in ("a", "b"):
+        out = tmp_path / f"{night}.jsonl"
+        code, _, err = cli("attach", "--repeat", "2", "--steps", "3", "--warmup", "2", "--profile-steps", "0",
+                           "--output", out, "-o", tmp_path / "rep", "--", *train(camvid))
+        assert code == 0, err
+        nights.append(out)
+    recs = [Record.of(json.loads(x)) for p in nights for x in p.read_text().splitlines()]
+    assert len(recs) == 4 and len({r.cell_id for r in recs}) == 1 and [r.repeat for r in recs] == [0, 1, 0, 1]
+    code, _, err = cli("compare", nights[0], nights[1], "--json", tmp_path / "cmp.json")
+    assert code in (0, 1), err
+    [v] = json.loads((tmp_path / "cmp.json").read_text())["verdicts"]
+    assert v["cell_id"] == recs[0].cell_id and (v["runs_baseline"], v["runs_candidate"]) == (2, 2)
+    assert v["ratio"] is not None and v["verdict"] in ("unchanged", "faster", "slower", "noisy")
+    code, _, err = cli("history", "add", *nights, "--db", tmp_path / "h.db")
+    assert code == 0, err

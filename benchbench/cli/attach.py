@@ -69,6 +69,8 @@ def attach(
                                                     "it after the profiler window).")] = False,
     timeout: Annotated[float, typer.Option(help="Stop the script after this many seconds.")] = 600.0,
     profile_steps: Annotated[int, typer.Option(help="Profiled steps after the timed ones (0: no explanation).")] = 2,
+    repeat: Annotated[int, typer.Option(help="Run the script N times, each a fresh process (a nightly check's "
+                                             "runs: compare judges run medians).")] = 1,
 ) -> None:
     """Run a training script unmodified, time its steps, explain them, and record it like a suite cell."""
     from benchbench import results as res
@@ -78,6 +80,8 @@ def attach(
     from benchbench.runner.attach.launch import parse_command
 
     opts = options(steps, warmup, device, trace, keep_running, timeout, profile_steps)
+    if repeat < 1:
+        raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
     script = parse_command(list(command or []))
     run_id = res.new_run_id()
     slug = f"attach-{Path(script.name).stem}"
@@ -87,16 +91,24 @@ def attach(
         .file(json_out, "the record (--json)").check()
     store.check_writable()
     console.print(f"[bold]attach[/]: {escape(' '.join(script.command))} -> {out_path}", highlight=False)
-    rec, code = run_attached(script.command, opts, run_id, None)
-    rec = rec.model_copy(update={"env": _env(environment, rec)})
-    store.append(rec)
+    recs, code = [], 0
+    for i in range(repeat):
+        rec, c = run_attached(script.command, opts, run_id, None)
+        rec = rec.model_copy(update={"env": _env(environment, rec), "repeat": i if repeat > 1 else None})
+        store.append(rec)  # each run recorded as it ends: nothing measured is lost to a later failure
+        recs.append(rec)
+        code = max(code, c)
+        if c == 2:  # refused: the next run would be refused the same way
+            break
+    rec = res.pool_repeats(recs)[0]
     if json_out:
         from benchbench.outputs import write_text
 
         write_text(json_out, json.dumps(rec.to_json(), indent=1), "the record (--json)")
     _report(rec, Path(reports_dir) / slug / run_id, out_path)
-    if rec.status != "ok":
-        err_console.print(f"[bold red]error:[/] {escape(str(rec.error))}", highlight=False, soft_wrap=True)
+    for r in recs:
+        if r.status != "ok":
+            err_console.print(f"[bold red]error:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
