@@ -217,18 +217,8 @@ def _patch(owner: Any, attr: str, slot: int) -> None:
     if orig is None or getattr(orig, "_bb_stage", None) is not None:
         return
 
-    def wrapper(*a: Any, **k: Any) -> Any:
-        c = _CLOCK
-        if c is None:
-            return orig(*a, **k)
-        c.enter(slot)
-        try:
-            return orig(*a, **k)
-        finally:
-            c.exit()
-
+    wrapper = _timed(orig, slot)  # the same exclusive timer a transform gets, under the I/O slot
     wrapper._bb_stage = slot  # type: ignore[attr-defined]
-    wrapper.__wrapped__ = orig  # type: ignore[attr-defined]
     setattr(owner, attr, wrapper)
     _PATCHED.append((owner, attr, orig))
 
