@@ -14,15 +14,12 @@ from benchbench.runner.attach.frames import call_site, is_user_file
 from benchbench.runner.attach.probe import Probe
 from benchbench.runner.attach.summary import _AMP
 
-_PROBE: Probe | None = None
-
 
 def install(config_path: str) -> None:
     """Called before the script's first line: read the launcher's settings, put every hook in place."""
-    global _PROBE
     with open(config_path) as f:
         cfg = json.load(f)
-    probe = _PROBE = Probe(cfg)
+    probe = Probe(cfg)
 
     import torch
     import torch.autograd

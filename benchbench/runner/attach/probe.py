@@ -24,7 +24,7 @@ import time
 from typing import Any
 
 from benchbench.runner.attach.frames import _first_tensor, call_site
-from benchbench.runner.attach.summary import Summary, _distributed, _rss
+from benchbench.runner.attach.summary import Summary, _distributed
 from benchbench.runner.attach.timing import Timing
 from benchbench.runner.attach.window import Window
 
@@ -98,8 +98,6 @@ class Probe(Timing, Window, Summary):
         self.trace_path: str | None = None
         self.breakdown: dict[str, Any] | None = None
         self.breakdown_error: str | None = None
-        self.syncs_by_line: dict[str, int] = {}
-        self.rss0 = _rss()
         self.progress_path = self.out + PROGRESS_SUFFIX
 
     # ------------------------------------------------------------------ progress, for a script that dies
