@@ -284,3 +284,45 @@ def test_pairs_alternate_abba_so_a_warming_gpu_favours_neither_side() -> None:
     roles = ["B" if c == base.id else "C" for c in order]
     assert roles == ["B", "C", "C", "B", "B", "C", "C", "B"]
     assert o.speedup == pytest.approx(1.0) and o.verdict != "slower"
+
+
+def test_an_ab_measured_on_contended_cores_says_so_in_every_output() -> None:
+    """advise alternates base and candidate, but contention comes in bursts: a knob whose runs were timed while
+    another process held the cores keeps its verdict, and the JSON, Markdown, HTML and --attach's warnings say
+    how many runs and what held the cores — a clean A/B says nothing."""
+    from conftest import record
+
+    from benchbench.advise.attached import Knob, Result, degraded_runs
+    from benchbench.advise.candidates import Candidate
+    from benchbench.advise.experiment import AdviseResult, Outcome
+    from benchbench.report import advise as render
+    from benchbench.suite import Cell
+
+    held = {"cores": [0, 1], "n_cores": 2, "cell_threads": 2, "contended": True, "others_share": 0.5,
+            "why": "others used 50% of the cell's 2 cores (stress 1.9 s)"}
+
+    def run(ms: float, contended: bool = False):
+        return record(cell_id="c", status="ok", step_time_s={"median": ms / 1e3, "samples": [ms / 1e3] * 3},
+                      **({"cpu_contention": held} if contended else {}))
+
+    def result(contended: bool) -> AdviseResult:
+        res = AdviseResult(Cell("c", "unet", {"batch_size": 1}), base_record=run(10))
+        o = Outcome(Candidate("num_workers", 0, 2, 1.5, "data wait 30%"), base_runs=[run(10), run(10.1)],
+                    runs=[run(8, contended), run(8.1)], verdict="faster", speedup=1.24, interval=(1.2, 1.3))
+        res.candidates, res.outcomes = [o.candidate], [o]
+        return res
+
+    clean, noisy = result(False), result(True)
+    assert clean.warnings == [] and render.to_json(clean)["warnings"] == []
+    assert "Warning" not in render.markdown(clean, 0.05)
+    [w] = noisy.warnings
+    assert w.startswith("num_workers: 1 of 4 runs measured on a machine not fit to measure on (CPU contended: "
+                        "others used 50%") and "rerun advise alone" in w
+    assert render.to_json(noisy)["warnings"] == [w] and noisy.outcomes[0].verdict == "faster"
+    md = render.markdown(noisy, 0.05)
+    assert f"> **Warning:** {render.md_escape(w)}" in md and md.index("Warning") < md.index("| knob")
+    assert "class='warn'" in render.html_page(noisy, 0.05, "t")
+    knob = Result(Knob("fused_optimizer", True), base=[run(10)], runs=[run(7, True)])
+    [aw] = degraded_runs(run(10, True), [knob])[1:]
+    assert degraded_runs(run(10), [Result(Knob("x", 1), base=[run(1)], runs=[run(1)])]) == []
+    assert aw.startswith("fused_optimizer: 1 of 2 runs")

@@ -22,6 +22,7 @@ from typing import Any
 
 from benchbench.advise.numerics import distance, losses
 from benchbench.analysis.gate_stats import judge
+from benchbench.analysis.trust import runs_warning
 from benchbench.record import Record
 
 OUTSIDE_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "fused_optimizer",
@@ -145,6 +146,13 @@ def measure_knob(knob: Knob, base_opts: Any, run: Runner, min_runs: int, repeat_
                 break
     res.numerics = numerics(res.base, res.runs)
     return res
+
+
+def degraded_runs(base: Record, results: list[Result]) -> list[str]:
+    """The unmodified script's explained run, and each knob's A/B, where a run was taken on a degraded machine."""
+    out = [runs_warning("the unmodified script's explained run", [base])]
+    out += [runs_warning(r.knob.name, r.base + r.runs) for r in results]
+    return [w for w in out if w]
 
 
 def numerics(base: list[Record], cand: list[Record]) -> dict[str, Any]:

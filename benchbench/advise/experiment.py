@@ -23,6 +23,7 @@ from typing import Any
 from benchbench.advise.candidates import Candidate, candidates
 from benchbench.advise.numerics import verdict as numerics_verdict
 from benchbench.analysis.gate_stats import ALPHA, judge
+from benchbench.analysis.trust import runs_warning
 from benchbench.errors import BenchbenchError
 from benchbench.policy import ADVISE
 from benchbench.record import Record
@@ -234,6 +235,15 @@ class AdviseResult:
         unmeasured = [Outcome(c, reason="budget spent") for c in self.candidates
                       if not c.skipped and c not in [o.candidate for o in self.outcomes]]
         return measured + unmeasured + skipped
+
+    @property
+    def warnings(self) -> list[str]:
+        """Each measured knob whose runs (either side) were taken on a degraded machine, and the base's own."""
+        out = [runs_warning(f"the base's explained run ({self.base.label})",
+                            [r for r in (self.base_record, self.other_seed) if r is not None])]
+        out += [runs_warning(o.candidate.knob, o.base_runs + o.runs)
+                for o in self.outcomes + ([self.combined] if self.combined else [])]
+        return [w for w in out if w]
 
     @property
     def recommended(self) -> dict[str, Any]:

@@ -25,3 +25,19 @@ def warnings(records: list[Record]) -> list[str]:
                        f"{r.median * 1e3:.1f} ms, p10-p90 {r.stats['p10'] * 1e3:.1f}-{r.stats['p90'] * 1e3:.1f} ms): "
                        "its median is no stable figure — measure it alone, with more steps")
     return out
+
+
+def runs_warning(what: str, recs: list[Record]) -> str | None:
+    """An A/B's runs measured on a degraded machine (advise): how many, and why.
+
+    Base and candidate alternate, so steady contention falls on both sides; contention comes and goes, so a
+    burst on one side's run moves the ratio, and the interval cannot tell that from the knob. The verdict
+    stands as measured, and this says it was measured on a machine not fit to measure on."""
+    done = ok(recs)
+    bad = [w for w in (r.degraded() for r in done) if w]
+    if not bad:
+        return None
+    whys = list(dict.fromkeys(bad))
+    return (f"{what}: {len(bad)} of {len(done)} runs measured on a machine not fit to measure on ("
+            + "; ".join(whys[:3]) + (f"; {len(whys) - 3} more" if len(whys) > 3 else "")
+            + "): the verdict may be the machine's, not the knob's — rerun advise alone")

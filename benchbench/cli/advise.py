@@ -166,6 +166,8 @@ def _experiment(session: Any, base: Any, budget_min: float | None, report_dir: P
                       style="green" if "(recommended)" in r["verdict"] else None)
     console.print(table)
     console.print(escape(render.headline(result)), style="bold", highlight=False)
+    for w in result.warnings:
+        err_console.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     try:
         paths = render.write_all(result, report_dir / session.run_id, suite.name, ALPHA)
         if json_out:

@@ -35,7 +35,7 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
                     output: Path | None, json_out: Path | None, results_dir: Path, steps: int,
                     timeout: float) -> int:
     from benchbench import results as res
-    from benchbench.advise.attached import code_knobs, measure_knob, outside_knobs
+    from benchbench.advise.attached import code_knobs, degraded_runs, measure_knob, outside_knobs
     from benchbench.cli.attach import options
     from benchbench.outputs import Outputs, write_text
     from benchbench.runner.attach.launch import attach as run_attached
@@ -86,11 +86,14 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
         cands = [k for k in cands if k.name in named]
     results = [measure_knob(k, ab, run, min_runs, repeat_max, min_effect) for k in cands]
     code = code_knobs(base)
+    warnings = degraded_runs(base, results)
     doc = {"command": script.command, "base": {"cell_id": base.cell_id, "median_s": base.median,
                                                "lines": base.attached.lines if base.attached else None},
            "measured": [r.to_json() for r in results], "code_changes": code, "runs": runs[0] + 1,
-           "minutes": (time.monotonic() - t0) / 60, "results": str(out_path)}
+           "minutes": (time.monotonic() - t0) / 60, "results": str(out_path), "warnings": warnings}
     _print(doc, base)
+    for w in warnings:
+        err_console.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
     md = report / f"advise-{run_id}.md"
     write_text(md, markdown(doc, base), "the advise report (--output)")
     if json_out:
@@ -126,7 +129,9 @@ def markdown(doc: dict[str, Any], base: Any) -> str:
     lines = [f"# advise --attach: `{' '.join(doc['command'])}`", "",
              f"Base: {base.median * 1e3:.1f} ms a step ({base.label}, cell {base.cell_id}); {doc['runs']} runs, "
              f"{doc['minutes']:.1f} min. Each knob alternated with the unmodified script, fresh processes, the "
-             "interval over run medians.", "", "## Measured (set from outside the script)", "",
+             "interval over run medians.", ""]
+    lines += [f"> **Warning:** {w}" for w in doc.get("warnings") or []] + ([""] if doc.get("warnings") else [])
+    lines += ["## Measured (set from outside the script)", "",
              "| knob | to | verdict | speed-up [95%] | numerics | why |", "|---|---|---|---|---|---|"]
     for r in doc["measured"]:
         lines.append(f"| {r['knob']} | {r['to']} | {r['verdict']}{' (recommended)' if r['recommended'] else ''} | "

@@ -79,17 +79,18 @@ def to_json(res: AdviseResult) -> dict[str, Any]:
         "combined": out(res.combined) if res.combined else None,
         "recommended": {"params": rec["params"], "speedup": rec["speedup"],
                         "interval": list(rec["interval"]) if rec["interval"] else None, "knobs": rec["knobs"]},
-        "budget_spent": res.budget_spent, "runs": res.runs, "seconds": res.seconds,
+        "budget_spent": res.budget_spent, "runs": res.runs, "seconds": res.seconds, "warnings": res.warnings,
     }
 
 
 def markdown(res: AdviseResult, alpha: float) -> str:
-    lines = [f"## benchbench advise: {md_escape(res.base.label)}", "", f"**{md_escape(headline(res))}**", "",
-             "Each knob changed alone from the base, measured A/B (base and candidate runs interleaved, each in "
-             f"a fresh process); speed-up per image with its {ci_label(alpha)} over runs. *Bound*: the most the knob "
-             "can buy, from the base's own measurement. *Numerics*: the loss trajectory against the base's at "
-             "the same seed, with the base's own seed-to-seed spread as the tolerance.", "",
-             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines = [f"## benchbench advise: {md_escape(res.base.label)}", "", f"**{md_escape(headline(res))}**", ""]
+    lines += [f"> **Warning:** {md_escape(w)}" for w in res.warnings] + ([""] if res.warnings else [])
+    lines += ["Each knob changed alone from the base, measured A/B (base and candidate runs interleaved, each in "
+              f"a fresh process); speed-up per image with its {ci_label(alpha)} over runs. *Bound*: the most the "
+              "knob can buy, from the base's own measurement. *Numerics*: the loss trajectory against the base's at "
+              "the same seed, with the base's own seed-to-seed spread as the tolerance.", "",
+              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(md_escape(r[c]) for c in COLUMNS) + " |" for r in rows(res)]
     lines += ["", "Where each bound comes from:", ""]
     lines += [f"- {md_escape(c.knob)} → {md_escape(_fmt(c.to))}: {md_escape(c.why)}" for c in res.candidates]
@@ -123,6 +124,7 @@ def html_section(res: AdviseResult, alpha: float) -> str:
     svg = bound_vs_measured(res) or ""
     return (f"<section id='advise'><h2>advise: {html.escape(res.base.label)}</h2>"
             f"<p><strong>{html.escape(headline(res))}</strong></p>"
+            + "".join(f"<p class='warn'><strong>Warning:</strong> {html.escape(w)}</p>" for w in res.warnings) +
             f"<p class='note'>Speed-up per image with its {ci_label(alpha)} over interleaved runs; bound from the "
             f"base's own measurement; numerics against the base's seed-to-seed spread.</p>"
             f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
