@@ -96,6 +96,52 @@ def test_gradient_accumulation_is_one_step_of_all_its_batches(cli, tmp_path: Pat
 
 
 @pytest.mark.slow
+def test_the_profiler_window_waits_for_the_epoch_to_turn(cli, tmp_path: Path, camvid: Path) -> None:
+    """8 images, batch 2, 2 workers without persistent_workers: steps 1-7 are the first boundary, warm-up and
+    timed steps; a window at steps 8-9 would hold step 9, which starts epoch 2 and forks its workers again.
+    The window waits: steps 8 and 9 pass, steps 10-11 are profiled, and the record says it waited."""
+    code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--workers", "2"),
+                               opts=("--steps", "4", "--warmup", "2"))
+    assert code == 0, err
+    assert rec.attached.window_waited == 2 and rec.attached.window_note is None
+    assert rec.attached.steps_seen == 11 and rec.breakdown.phases["forward"] > 0
+
+
+@pytest.mark.slow
+def test_an_epoch_shorter_than_the_window_is_said(cli, tmp_path: Path, camvid: Path) -> None:
+    """One step an epoch (8 images, batch 8): every step starts an iterator, so the window holds one; the
+    record and the headline say so."""
+    code, out, err, rec = attach(cli, tmp_path, *train(camvid, "--batch-size", "8"),
+                                 opts=("--steps", "3", "--warmup", "2"))
+    assert code == 0, err
+    assert rec.attached.window_waited == 1 and "the epoch is shorter than the window" in rec.attached.window_note
+    assert "warning:" in out and "the timed steps are unaffected" in out
+
+
+@pytest.mark.slow
+def test_a_script_that_finishes_in_the_window_keeps_its_timed_steps(cli, tmp_path: Path, camvid: Path) -> None:
+    """Two epochs of 4 steps: the timed steps end at step 7, the window waits for epoch 3, and the script
+    finishes at step 8: the record is ok (its timed steps are all there), without a breakdown, and says why."""
+    code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--epochs", "2"), opts=("--steps", "4", "--warmup", "2"))
+    assert code == 0, err
+    assert rec.ok and len(rec.step_time_s.samples) == 4 and rec.breakdown is None
+    assert rec.attached.ended == "finished during the profiler window (no breakdown)"
+
+
+@pytest.mark.slow
+def test_a_script_that_ends_inside_the_profiler_window_is_not_crashed_by_it(cli, tmp_path: Path,
+                                                                          camvid: Path) -> None:
+    """Seven epochs of one step: the window opens at step 7 and the script ends there, the profiler still on.
+    A profiler left running at interpreter exit killed the script with SIGSEGV (before the fix); now it is
+    closed first, the record is ok with its timed steps, and no breakdown is made of an incomplete window."""
+    code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--epochs", "7", "--batch-size", "8"),
+                               opts=("--steps", "3", "--warmup", "2"))
+    assert code == 0, err
+    assert rec.ok and rec.attached.steps_seen == 7 and len(rec.step_time_s.samples) == 3 and rec.breakdown is None
+    assert rec.attached.ended == "finished during the profiler window (no breakdown)"
+
+
+@pytest.mark.slow
 def test_a_script_that_crashes_keeps_the_steps_it_made(cli, tmp_path: Path, camvid: Path) -> None:
     """The script's own error, with its line; every timed step before it in the record; exit 1."""
     code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--crash-at", "6"),

@@ -24,6 +24,8 @@ def warnings(records: list[Record]) -> list[str]:
             out.append(f"{label(r)}: its {len(r.samples)} timed steps vary {cv:.0%} (CV; median "
                        f"{r.median * 1e3:.1f} ms, p10-p90 {r.stats['p10'] * 1e3:.1f}-{r.stats['p90'] * 1e3:.1f} ms): "
                        "its median is no stable figure — measure it alone, with more steps")
+        if r.attached is not None and r.attached.window_note:
+            out.append(f"{label(r)}: {r.attached.window_note}")
     return out
 
 

@@ -129,6 +129,8 @@ def _report(rec: Any, stem: Path, out_path: Path) -> None:
                       f"step {rec.median * 1e3:.1f} ms median over {len(rec.step_time_s.samples)} steps, "
                       f"{rec.throughput:.1f} img/s" + (f", data wait {dw:.0%} of the step" if dw is not None else ""),
                       highlight=False)
+        if a.stage_note:
+            console.print(escape(f"note: the input stages were not timed: {a.stage_note}"), highlight=False)
     data = build([rec], rec.cell_id, rec.suite, [])
     for line in headline_lines(data):
         console.print(escape(line), highlight=False)

@@ -200,6 +200,8 @@ class Attached(Part):
     loader_overrides: dict[str, Any] | None = None  # what advise set from outside (none: the script's own)
     lines: dict[str, str] | None = None  # the script's own lines: model_forward, dataloader, optimizer_step
     stage_note: str | None = None  # why the input stages were not timed, when they were not
+    window_note: str | None = None  # the profiler window holds an epoch's start (the epoch is shorter than it)
+    window_waited: int = 0  # steps the profiler window waited for an epoch to turn (not to hold its start)
     ended: str | None = None  # how the script ended: stopped by benchbench, finished, raised, exited, killed
     script_error: str | None = None  # the script's own exception, and its line
     elapsed_s: float | None = None  # from the hooks' install to the result

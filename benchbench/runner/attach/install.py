@@ -81,6 +81,7 @@ def install(config_path: str) -> None:
     def _get_iterator(self: Any) -> Any:
         prof = _stage_profile(self, probe) if cfg.get("stages", True) else None
         it = orig_get(self)
+        probe.on_iterator(it)
         probe.loaders[id(it)] = {"num_workers": self.num_workers, "pin_memory": bool(self.pin_memory),
                                  "persistent_workers": bool(self.persistent_workers),
                                  "prefetch_factor": self.prefetch_factor if self.num_workers else None,
@@ -119,7 +120,7 @@ def install(config_path: str) -> None:
         prev_hook(tp, value, tb)
 
     sys.excepthook = excepthook
-    atexit.register(probe.write)
+    atexit.register(probe.at_exit)
 
     def in_child() -> None:
         """A forked child (a DataLoader worker) is not the script: no global hooks there, nothing written."""
@@ -215,7 +216,7 @@ def _stage_profile(loader: Any, probe: Probe) -> Any:
         else:
             prof.start_main(loader.dataset)
     except Exception as exc:
-        probe.stage_note = f"the stages could not be timed: {type(exc).__name__}: {exc}"
+        probe.stage_note = f"{type(exc).__name__}: {exc}"
         return None
     loader.__dict__["_bb_stages"] = prof
     return prof

@@ -209,7 +209,8 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
         "skipped_steps": int(doc.get("skipped_steps") or 0),
         "other_optimizer_steps": int(doc.get("other_optimizer_steps") or 0), "loader": doc.get("loader"),
         "loader_overrides": {**opts.loader, **opts.torch} or None, "lines": doc.get("lines"),
-        "stage_note": doc.get("stage_note"), "ended": ended,
+        "stage_note": doc.get("stage_note"), "window_note": doc.get("window_note"),
+        "window_waited": int(doc.get("window_waited") or 0), "ended": ended,
         "script_error": (f"{doc['error']}" + (f" (at {doc['error_where']})" if doc.get("error_where") else ""))
         if doc.get("error") and doc.get("phase") != "refused" else None,
         "elapsed_s": doc.get("elapsed_s"), "batches_per_step": doc.get("batches_per_step"),
@@ -252,6 +253,9 @@ def _status(doc: dict[str, Any], o: Outcome, opts: AttachOptions) -> tuple[str, 
         return ("timeout" if o.timed_out else "error"), why, 1, how
     wanted = f"{opts.steps} timed steps"
     done = len(((doc.get("timing_fields") or {}).get("step_time_s") or {}).get("samples") or [])
+    if phase in ("await-window", "profile") and done >= opts.steps and not err and rc == 0 and not o.timed_out:
+        # the script's training ended after the timed steps, before the profiler window did: the timing stands
+        return "ok", None, 0, "finished during the profiler window (no breakdown)"
     why = (raised or f"the script {how}") + f" after {steps} step(s), before warm-up and {wanted} were done " \
         f"({done} timed step(s) kept in this record)"
     return ("timeout" if o.timed_out else "error"), why, 1, how

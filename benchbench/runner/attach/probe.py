@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import weakref
 from typing import Any
 
 from benchbench.runner.attach.frames import _first_tensor, call_site
@@ -43,7 +44,7 @@ class Probe(Timing, Window, Summary):
         self.warmup_auto = w in (None, "auto")
         self.warmup_max = int(cfg.get("max_warmup") or 30) if self.warmup_auto else int(w)
         self.profile_steps = int(cfg.get("profile_steps") if cfg.get("profile_steps") is not None else 2)
-        self.phase = "starting"  # starting -> warmup -> timed -> profile -> done
+        self.phase = "starting"  # starting -> warmup -> timed -> [await-window] -> profile -> done
         self.written = False
         self.t_install = time.perf_counter()
         # what was seen
@@ -71,6 +72,14 @@ class Probe(Timing, Window, Summary):
         self.batches_by_loader: dict[int, int] = {}
         self.stage_profiles: dict[int, Any] = {}  # id(iterator) -> StageProfile
         self.stage_note: str | None = None
+        # a DataLoader iterator made since the last step (an epoch's start: its workers start, a validation loop
+        # runs): the profiler window waits for the epoch to turn rather than hold one (`window.Window`)
+        self.iter_in_step = False
+        self.last_iter: int | None = None  # id of the iterator that yielded the last batch
+        self.iter_refs: dict[int, Any] = {}  # id(iterator) -> a weak reference (never keeps its workers alive)
+        self.window_wait = 0
+        self.window_waited = 0
+        self.window_note: str | None = None
         self.wait_in_step = 0.0
         self.error: str | None = None
         self.error_where: str | None = None
@@ -172,6 +181,7 @@ class Probe(Timing, Window, Summary):
     # ------------------------------------------------------------------ the data
     def on_next(self, it: Any, dt: float, batch: Any) -> None:
         key = id(it)
+        self.last_iter = key
         self.batches_by_loader[key] = self.batches_by_loader.get(key, 0) + 1
         self.batches_in_step += 1
         if self.phase in ("warmup", "timed"):
@@ -222,14 +232,26 @@ class Probe(Timing, Window, Summary):
             self.t_last = now
             self.wait_in_step = 0.0
             self.loss_now = []
+            self.iter_in_step = False
             return
         if self.phase == "warmup":
             self._warmup_step(now)
         elif self.phase == "timed":
             self._timed_step(now)
+        elif self.phase == "await-window":
+            self._await_window_step()
         elif self.phase == "profile":
             self._profile_step()
         self.wait_in_step = 0.0
+        self.iter_in_step = False
+
+    def on_iterator(self, it: Any) -> None:
+        """A DataLoader's iterator was made (`_get_iterator`: a new epoch without persistent workers, a
+        validation pass): the step it falls in is not a steady training step. (Kept by id, as the batches are:
+        a new epoch's iterator may reuse the last one's id, so the reference is replaced here.)"""
+        self.iter_in_step = True
+        with contextlib.suppress(TypeError):
+            self.iter_refs[id(it)] = weakref.ref(it)
 
     def _start(self) -> None:
         import torch

@@ -31,6 +31,7 @@ class Summary:
             "optimizer": type(self.optimizer).__name__ if self.optimizer is not None else None,
             "optimizer_fused": _fused(self.optimizer), "loader": self._loader(), "amp": _amp_seen(),
             "elapsed_s": time.perf_counter() - self.t_install, "stage_note": self.stage_note,
+            "window_note": self.window_note, "window_waited": self.window_waited,
             # the model's own forward calls (the module with the most parameters among the outermost ones: a
             # loss module or a torchvision transform is outermost too)
             "forward_calls": self.model_forwards(),
@@ -84,6 +85,14 @@ class Summary:
             mem["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
             mem["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
         return mem
+
+    def at_exit(self) -> None:
+        """The script's interpreter is exiting (it finished, or raised): an open profiler window is closed
+        first, then the result written."""
+        if not self.written:
+            with contextlib.suppress(Exception):
+                self.abandon_window()
+        self.write()
 
     def write(self) -> None:
         if self.written:

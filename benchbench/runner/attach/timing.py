@@ -87,7 +87,7 @@ class Timing:
         images = (self.batch_size or 1) * len(self.step_s)
         self.contention_read = _contention_end(getattr(self, "contention", None), images)
         if self.profile_steps > 0:
-            self._begin_profile()
+            self._window_or_wait()
         else:
             self.finish()
 

@@ -24,7 +24,36 @@ def _modules(model: Any, of_interest: Any) -> dict[str, Any]:
 
 
 class Window:
-    """Mixed into `probe.Probe`: the profiler window's state lives on the probe."""
+    """Mixed into `probe.Probe`: the profiler window's state lives on the probe.
+
+    The window is two steps: one that starts a DataLoader iterator (a new epoch forking its workers again, a
+    validation pass at the epoch's end) would be half of it and explain the script as input-bound. So where the
+    training iterator has fewer batches left than the window needs, the window waits for the epoch to turn and
+    profiles the new epoch's second and later steps; an epoch shorter than the window is said in the record."""
+
+    def _batches_left(self) -> int | None:
+        """Batches the training DataLoader's current iterator has still to yield (None: no length known). Asked
+        at a step's end: the last batch fetched was the step's own, so its iterator is the training one."""
+        ref = self.iter_refs.get(self.last_iter) if self.last_iter is not None else None
+        it = ref() if ref is not None else None
+        try:
+            return len(it) - int(it._num_yielded)  # type: ignore[arg-type, union-attr]
+        except (TypeError, AttributeError):  # an IterableDataset without __len__, a gone iterator
+            return None
+
+    def _window_or_wait(self) -> None:
+        per = max(1, sorted(self.batches_per_step)[len(self.batches_per_step) // 2] if self.batches_per_step else 1)
+        left = self._batches_left()
+        if left is not None and left < self.profile_steps * per:
+            self.phase = "await-window"
+            self.window_wait = left // per + 2  # this epoch's last steps, then the next one's first
+            return
+        self._begin_profile()
+
+    def _await_window_step(self) -> None:
+        self.window_waited += 1
+        if self.iter_in_step or self.window_waited >= self.window_wait:
+            self._begin_profile()  # the step that started the new epoch has ended: the next ones are steady
 
     def _begin_profile(self) -> None:
         import tempfile
@@ -98,6 +127,11 @@ class Window:
             self.phase_stack.pop()[1].__exit__(None, None, None)
 
     def _profile_step(self) -> None:
+        if self.iter_in_step:
+            self.window_note = ("the profiler window holds a step that started a DataLoader iterator (an epoch's "
+                                "start or a validation pass: the epoch is shorter than the window"
+                                + (f", which waited {self.window_waited} step(s) for it" if self.window_waited
+                                   else "") + "): the breakdown includes its start; the timed steps are unaffected")
         self._close_all_phases()
         if self.prof_ranges:
             self.prof_ranges.pop().__exit__(None, None, None)
@@ -107,6 +141,23 @@ class Window:
             self.finish()
         else:
             self._open_step()
+
+    def abandon_window(self) -> None:
+        """The script is exiting inside the window: stop the profiler without reading it (an incomplete window
+        is no breakdown), its hooks removed. A profiler still running at interpreter exit crashes the process
+        (SIGSEGV, measured here with torch 2.14's profiler and Python stacks on)."""
+        if self.prof is None:
+            return
+        self._close_all_phases()
+        while self.prof_ranges:
+            self.prof_ranges.pop().__exit__(None, None, None)
+        for h in getattr(self, "model_hooks", []):
+            h.remove()
+        if self.module_ranges is not None:
+            self.module_ranges.remove()
+        with _quiet_kineto():
+            self.prof.__exit__(None, None, None)
+        self.prof = None
 
     def _stop_profiler(self) -> None:
         import torch
