@@ -37,9 +37,11 @@ class Window:
         ref = self.iter_refs.get(self.last_iter) if self.last_iter is not None else None
         it = ref() if ref is not None else None
         try:
-            return len(it) - int(it._num_yielded)  # type: ignore[arg-type, union-attr]
+            left = len(it) - int(it._num_yielded)  # type: ignore[arg-type, union-attr]
         except (TypeError, AttributeError):  # an IterableDataset without __len__, a gone iterator
             return None
+        # an iterator read past its length (Ultralytics' InfiniteDataLoader repeats one iterator forever)
+        return left if left >= 0 else None
 
     def _window_or_wait(self) -> None:
         per = max(1, sorted(self.batches_per_step)[len(self.batches_per_step) // 2] if self.batches_per_step else 1)
