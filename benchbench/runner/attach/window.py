@@ -146,22 +146,14 @@ class Window:
 
     def abandon_window(self) -> None:
         """The script is exiting inside the window: stop the profiler without reading it (an incomplete window
-        is no breakdown), its hooks removed. A profiler still running at interpreter exit crashes the process
-        (SIGSEGV, measured here with torch 2.14's profiler and Python stacks on)."""
-        if self.prof is None:
-            return
-        self._close_all_phases()
-        while self.prof_ranges:
-            self.prof_ranges.pop().__exit__(None, None, None)
-        for h in getattr(self, "model_hooks", []):
-            h.remove()
-        if self.module_ranges is not None:
-            self.module_ranges.remove()
-        with _quiet_kineto():
-            self.prof.__exit__(None, None, None)
-        self.prof = None
+        is no breakdown). A profiler still running at interpreter exit crashes the process (SIGSEGV, measured
+        here with torch 2.14's profiler and Python stacks on)."""
+        if self.prof is not None:
+            self._stop_profiler(read=False)
 
-    def _stop_profiler(self) -> None:
+    def _stop_profiler(self, read: bool = True) -> None:
+        """The window's ranges and hooks removed, the profiler stopped; its trace exported and read into the
+        breakdown unless `read` is False."""
         import torch
 
         self._close_all_phases()
@@ -174,12 +166,13 @@ class Window:
         if self.prof is None:
             return
         try:
-            if self.cuda:
+            if self.cuda and read:
                 torch.cuda.synchronize()
             with _quiet_kineto():
                 self.prof.__exit__(None, None, None)
-            self.prof.export_chrome_trace(self.trace_path)
-            self._breakdown()
+            if read:
+                self.prof.export_chrome_trace(self.trace_path)
+                self._breakdown()
         except Exception as exc:
             self.breakdown_error = f"{type(exc).__name__}: {exc}"
         self.prof = None
