@@ -105,6 +105,8 @@ def test_the_profiler_window_waits_for_the_epoch_to_turn(cli, tmp_path: Path, ca
     assert code == 0, err
     assert rec.attached.window_waited == 2 and rec.attached.window_note is None
     assert rec.attached.steps_seen == 11 and rec.breakdown.phases["forward"] > 0
+    # timed steps 4-7: step 5 (index 1) started epoch 1, its iterator's making counted in its data wait
+    assert rec.attached.epoch_start_steps == [1] and rec.data_wait_s.steps_per_epoch == 4
 
 
 @pytest.mark.slow

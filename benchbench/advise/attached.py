@@ -39,6 +39,9 @@ class Knob:
     loader: dict[str, Any] = field(default_factory=dict)
     torch: dict[str, Any] = field(default_factory=dict)
     why: str = ""
+    #: the run's step statistic the A/B judges: the median, or the mean where the knob acts on a few steps
+    #: (persistent_workers on an epoch's first: the median step never sees it; the epoch's time does)
+    statistic: str = "median"
 
 
 def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
@@ -56,8 +59,12 @@ def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
             out.append(Knob("num_workers", to, loader={"num_workers": to},
                             why=f"data wait {stall:.0%} of the step at {w} worker(s)"))
         if w > 0 and not loader.get("persistent_workers"):
+            starts = len(a.epoch_start_steps) if a else 0
             out.append(Knob("persistent_workers", True, loader={"persistent_workers": True},
-                            why="workers restart every epoch"))
+                            why="workers restart every epoch (judged on the mean step: "
+                                + (f"{starts} of the base's timed steps started an epoch)" if starts else
+                                   "no timed step started an epoch — give --steps more than an epoch's steps)"),
+                            statistic="mean"))
         if w > 0 and (loader.get("prefetch_factor") or 2) < 4:
             out.append(Knob("prefetch_factor", 4, loader={"prefetch_factor": 4}, why="a deeper queue per worker"))
         if cuda and not loader.get("pin_memory"):
@@ -108,7 +115,7 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         return {"knob": self.knob.name, "to": self.knob.to, "why": self.knob.why, "verdict": self.verdict,
-                "reason": self.reason, "speedup": self.speedup, "interval": list(self.interval) if self.interval
+                "reason": self.reason, "statistic": self.knob.statistic, "speedup": self.speedup, "interval": list(self.interval) if self.interval
                 else None, "numerics": self.numerics, "runs": len(self.runs),
                 "base_median_s": [r.median for r in self.base if r.ok], "median_s": [r.median for r in self.runs
                                                                                      if r.ok],
@@ -137,7 +144,8 @@ def measure_knob(knob: Knob, base_opts: Any, run: Runner, min_runs: int, repeat_
                 res.reason = str(rec.error)
                 return res
         if i + 1 >= min_runs:
-            j = judge([r.median for r in res.base], [r.median for r in res.runs], threshold)
+            stat = (lambda r: float(r.stats["mean"])) if knob.statistic == "mean" else (lambda r: r.median)
+            j = judge([stat(r) for r in res.base], [stat(r) for r in res.runs], threshold)
             res.verdict, res.reason = j["verdict"], j["reason"]
             if j.get("ratio"):
                 res.speedup = 1 / j["ratio"]

@@ -28,6 +28,7 @@ BASIS_ORDER = {"measured": 0, "bound": 1, "context": 2}  # a measured effect lea
 THEMES = {
     "channel_scaling": "decoder width", "dominant_module": "where the step goes",
     "input_bound": "input pipeline", "input_epoch_boundary": "input pipeline", "input_capacity": "input pipeline",
+    "epoch_start": "input pipeline",
     "launch_bound": "launch overhead", "host_sync": "host syncs",
     "amp_effect": "precision and compilation", "compile_effect": "precision and compilation",
     "scaling": "scaling", "low_utilization": "efficiency", "layout_conversions": "efficiency",
@@ -58,6 +59,7 @@ BOUND_SHARES: dict[str, Any] = {
     "input_epoch_boundary": lambda e: e.get("data_wait_fraction"),
     "launch_bound": lambda e: (e.get("gpu_idle_launch_s") or 0) / (e.get("step_s") or math.inf),
     "optimizer_step": lambda e: e.get("optimizer_share"),
+    "epoch_start": lambda e: e.get("epoch_share"),
 }
 
 

@@ -22,6 +22,8 @@ class Thresholds:
     launch_idle_share: float = 0.10  # GPU idle >= 10% of the timed step waiting for launches
     max_pairs: int = 12  # cap on pairwise findings per report
     optimizer_share: float = 0.25  # the optimizer step >= a quarter of a CPU step
+    epoch_start_ratio: float = 1.5  # an attached script's epoch-starting steps >= 1.5x its other steps
+    epoch_start_share: float = 0.05  # ... and their excess >= 5% of an epoch's time
 
 
 THRESHOLDS = Thresholds()

@@ -202,6 +202,7 @@ class Attached(Part):
     stage_note: str | None = None  # why the input stages were not timed, when they were not
     window_note: str | None = None  # the profiler window holds an epoch's start (the epoch is shorter than it)
     window_waited: int = 0  # steps the profiler window waited for an epoch to turn (not to hold its start)
+    epoch_start_steps: list[int] = Field(default_factory=list)  # timed steps (0-based) that made an iterator
     ended: str | None = None  # how the script ended: stopped by benchbench, finished, raised, exited, killed
     script_error: str | None = None  # the script's own exception, and its line
     elapsed_s: float | None = None  # from the hooks' install to the result

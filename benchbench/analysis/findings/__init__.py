@@ -30,6 +30,7 @@ RULES = (
     gpu.launch_bound,
     gpu.host_sync,
     inputs.input_bound,
+    inputs.epoch_starts,
     capacity.input_capacity,
     efficiency.utilization,
     efficiency.layout,

@@ -37,8 +37,9 @@ def data_wait(records: list[Record], t: Thresholds) -> list[Finding]:
             n_steps = len(samples)
             per_epoch = shape.period or shape.steps_per_epoch or 1
             extra = shape.spike_median_s - shape.median_s
-            what = (f"every {per_epoch}th step, the first of each epoch "
-                    f"({(r.params.get('data') or {}).get('count', '?')} images / batch {r.params['batch_size']})"
+            count = (r.params.get("data") or {}).get("count")
+            what = (f"every {per_epoch}th step, the first of each epoch"
+                    + (f" ({count} images / batch {r.params['batch_size']})" if count else "")
                     if shape.kind == "epoch_boundary" else f"every {per_epoch}th step")
             sentence = (f"{label(r)}: the {'GPU starvation' if on_gpu else 'data wait'} is "
                         f"{shape.median_s * 1e3:.1f} ms on {n_steps - shape.spikes} of "
@@ -53,6 +54,11 @@ def data_wait(records: list[Record], t: Thresholds) -> list[Finding]:
                           f"1000 steps per epoch amortises the boundary to {at_1000:.1%} of the time; for a small "
                           "one, iterate across epochs without a drain (a sampler that spans epochs) or generate "
                           "more images (data.count)")
+            if shape.kind == "epoch_boundary" and r.params.get("num_workers") and \
+                    r.params.get("persistent_workers") is False:
+                suggestion = (f"persistent_workers=True first: without it each epoch starts its "
+                              f"{r.params['num_workers']} worker(s) again, inside the {extra * 1e3:.0f} ms; then "
+                              + suggestion)
             out.append(Finding("input_epoch_boundary", [r.cell_id], sentence,
                                {"data_wait_fraction": frac, **shape.to_dict(), "boundary_cost_s": extra},
                                suggestion))
@@ -103,4 +109,53 @@ def input_bound(records: list[Record], t: Thresholds) -> list[Finding]:
                                    f"for {(r.env.cpu_count if r.env else None) or '?'} CPU cores",
                                    {"speedup": speed}, f"keep num_workers={base.params['num_workers']}"))
                 break
+    return out
+
+
+def epoch_starts(records: list[Record], t: Thresholds) -> list[Finding]:
+    """An attached script's steps that start an epoch, against its other steps.
+
+    The data wait alone misses most of it: measured on the CamVid loop with 2 workers, the step after the
+    workers are forked again took 920 ms against 95 ms, of which 70 ms was the wait — its forward, backward and
+    optimizer ran 6-14x slower, the process's pages being copied as it first wrote them after the fork. A
+    median hides such a step (one in every epoch); the epoch's time does not."""
+    import numpy as np
+
+    out = []
+    for r in ok(records):
+        a = r.attached
+        if a is None or not a.epoch_start_steps or r.step_time_s is None:
+            continue
+        steps = list(r.step_time_s.samples)
+        starts = [i for i in a.epoch_start_steps if i < len(steps)]
+        rest = [s for i, s in enumerate(steps) if i not in set(starts)]
+        if not starts or not rest:
+            continue
+        start_s, other_s = float(np.median([steps[i] for i in starts])), float(np.median(rest))
+        per_epoch = (r.data_wait_s.steps_per_epoch if r.data_wait_s else None) or len(steps)
+        excess = start_s - other_s
+        share = excess / (per_epoch * other_s + excess) if excess > 0 else 0.0
+        if start_s < t.epoch_start_ratio * other_s or share < t.epoch_start_share:
+            continue
+        waits = list(r.data_wait_s.samples) if r.data_wait_s else []
+        wait_s = float(np.median([waits[i] for i in starts if i < len(waits)])) if waits else None
+        workers = int(r.params.get("num_workers") or 0)
+        forked = workers > 0 and not r.params.get("persistent_workers")
+        sentence = (f"{label(r)}: {len(starts)} of {len(steps)} timed steps start an epoch (a DataLoader iterator "
+                    f"made again): {start_s * 1e3:.0f} ms against {other_s * 1e3:.1f} ms for the others (medians)"
+                    + (f", of which the data wait is {wait_s * 1e3:.1f} ms" if wait_s is not None else "")
+                    + f"; at {per_epoch} steps an epoch that is {share:.0%} of the epoch's time, which the median "
+                    "step does not show")
+        if forked:
+            sentence += (f". Without persistent_workers the {workers} worker(s) are forked again each epoch, and "
+                         "the training process's first step after a fork runs slower than the rest (its memory "
+                         "pages are copied as it first writes them)")
+        suggestion = (f"persistent_workers=True (the workers are forked once); `advise --attach --knobs "
+                      f"persistent_workers --steps {2 * per_epoch + 1}` measures it on the mean step, its timed "
+                      "steps holding two epochs' starts" if forked else
+                      "longer epochs amortise it; look at what the script does when an epoch starts")
+        out.append(Finding("epoch_start", [r.cell_id], sentence,
+                           {"epoch_start_steps": len(starts), "timed_steps": len(steps), "start_step_s": start_s,
+                            "other_step_s": other_s, "start_wait_s": wait_s, "steps_per_epoch": per_epoch,
+                            "epoch_share": share, "workers_forked_each_epoch": forked}, suggestion))
     return out

@@ -56,6 +56,10 @@ def install(config_path: str) -> None:
         t0 = time.perf_counter()
         try:
             batch = orig_next(self)
+        except StopIteration:
+            # the epoch's end: without persistent_workers the iterator shuts its workers down here (joins them)
+            probe.on_wait(time.perf_counter() - t0)
+            raise
         finally:
             dt = time.perf_counter() - t0
             probe.close_phase("data_wait")
@@ -80,8 +84,16 @@ def install(config_path: str) -> None:
 
     def _get_iterator(self: Any) -> Any:
         prof = _stage_profile(self, probe) if cfg.get("stages", True) else None
-        it = orig_get(self)
-        probe.on_iterator(it)
+        # making the iterator starts its workers (each epoch, without persistent_workers): the loop waits for
+        # its data here as much as in __next__
+        probe.open_phase("data_wait")
+        t0 = time.perf_counter()
+        try:
+            it = orig_get(self)
+        finally:
+            dt = time.perf_counter() - t0
+            probe.close_phase("data_wait")
+        probe.on_iterator(it, dt)
         probe.loaders[id(it)] = {"num_workers": self.num_workers, "pin_memory": bool(self.pin_memory),
                                  "persistent_workers": bool(self.persistent_workers),
                                  "prefetch_factor": self.prefetch_factor if self.num_workers else None,

@@ -210,7 +210,8 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
         "other_optimizer_steps": int(doc.get("other_optimizer_steps") or 0), "loader": doc.get("loader"),
         "loader_overrides": {**opts.loader, **opts.torch} or None, "lines": doc.get("lines"),
         "stage_note": doc.get("stage_note"), "window_note": doc.get("window_note"),
-        "window_waited": int(doc.get("window_waited") or 0), "ended": ended,
+        "window_waited": int(doc.get("window_waited") or 0),
+        "epoch_start_steps": list(doc.get("epoch_start_steps") or []), "ended": ended,
         "script_error": (f"{doc['error']}" + (f" (at {doc['error_where']})" if doc.get("error_where") else ""))
         if doc.get("error") and doc.get("phase") != "refused" else None,
         "elapsed_s": doc.get("elapsed_s"), "batches_per_step": doc.get("batches_per_step"),

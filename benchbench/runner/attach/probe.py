@@ -80,6 +80,8 @@ class Probe(Timing, Window, Summary):
         self.window_wait = 0
         self.window_waited = 0
         self.window_note: str | None = None
+        self.steps_per_epoch: int | None = None
+        self.epoch_start_steps: list[int] = []  # timed steps (0-based) that made a DataLoader iterator
         self.wait_in_step = 0.0
         self.error: str | None = None
         self.error_where: str | None = None
@@ -245,13 +247,20 @@ class Probe(Timing, Window, Summary):
         self.wait_in_step = 0.0
         self.iter_in_step = False
 
-    def on_iterator(self, it: Any) -> None:
+    def on_iterator(self, it: Any, dt: float = 0.0) -> None:
         """A DataLoader's iterator was made (`_get_iterator`: a new epoch without persistent workers, a
-        validation pass): the step it falls in is not a steady training step. (Kept by id, as the batches are:
-        a new epoch's iterator may reuse the last one's id, so the reference is replaced here.)"""
+        validation pass) in `dt` seconds, its workers started: a wait for data, and the step it falls in is not
+        a steady training step. (Kept by id, as the batches are: a new epoch's iterator may reuse the last
+        one's id, so the reference is replaced here.)"""
         self.iter_in_step = True
+        self.on_wait(dt)
         with contextlib.suppress(TypeError):
             self.iter_refs[id(it)] = weakref.ref(it)
+
+    def on_wait(self, dt: float) -> None:
+        """A wait for data outside a batch's fetch: an iterator made, or one ended (its workers joined)."""
+        if self.phase in ("warmup", "timed"):
+            self.wait_in_step += dt
 
     def _start(self) -> None:
         import torch

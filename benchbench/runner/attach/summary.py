@@ -32,6 +32,7 @@ class Summary:
             "optimizer_fused": _fused(self.optimizer), "loader": self._loader(), "amp": _amp_seen(),
             "elapsed_s": time.perf_counter() - self.t_install, "stage_note": self.stage_note,
             "window_note": self.window_note, "window_waited": self.window_waited,
+            "epoch_start_steps": self.epoch_start_steps,
             # the model's own forward calls (the module with the most parameters among the outermost ones: a
             # loss module or a torchvision transform is outermost too)
             "forward_calls": self.model_forwards(),
@@ -51,6 +52,8 @@ class Summary:
             doc["batches_per_step"] = per[len(per) // 2] if per else 1
             doc["images_per_step"] = (self.batch_size or 1) * max(1, doc["batches_per_step"])
             doc["timing_fields"] = timing_fields(lt, doc["images_per_step"])
+            if self.steps_per_epoch and doc["timing_fields"].get("data_wait_s") is not None:
+                doc["timing_fields"]["data_wait_s"]["steps_per_epoch"] = self.steps_per_epoch
             flat = [sum(ls) / len(ls) if ls else None for ls in self.losses]
             kept = [x for x in flat if x is not None]
             vals = read_losses(kept) if kept else []

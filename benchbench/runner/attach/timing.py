@@ -58,6 +58,8 @@ class Timing:
         self.progress("timed steps")
 
     def _timed_step(self, now: float) -> None:
+        if self.iter_in_step:  # this step made a DataLoader iterator: an epoch's start (or a validation pass)
+            self.epoch_start_steps.append(len(self.wait_s))
         self.losses.append(self.loss_now)
         self.loss_now = []
         self.wait_s.append(self.wait_in_step)
@@ -84,6 +86,9 @@ class Timing:
             self.block_wall_s = sum(self.step_s)
             self.starved_s = []
         self.stages_read = {k: p.read(since=self.before_stages.get(k)) for k, p in self.stage_profiles.items()}
+        got = self._training_iterator()
+        if got is not None and got[0] >= got[1]:  # where epochs turn: the data wait's shape is read against it
+            self.steps_per_epoch = max(1, got[0] // self._per_step())
         images = (self.batch_size or 1) * len(self.step_s)
         self.contention_read = _contention_end(getattr(self, "contention", None), images)
         if self.profile_steps > 0:

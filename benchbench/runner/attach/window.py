@@ -31,20 +31,33 @@ class Window:
     training iterator has fewer batches left than the window needs, the window waits for the epoch to turn and
     profiles the new epoch's second and later steps; an epoch shorter than the window is said in the record."""
 
-    def _batches_left(self) -> int | None:
-        """Batches the training DataLoader's current iterator has still to yield (None: no length known). Asked
-        at a step's end: the last batch fetched was the step's own, so its iterator is the training one."""
+    def _training_iterator(self) -> tuple[int, int] | None:
+        """(length, batches yielded) of the training DataLoader's current iterator, or None where it has no
+        length. Asked at a step's end: the last batch fetched was the step's own, so its iterator is the
+        training one."""
         ref = self.iter_refs.get(self.last_iter) if self.last_iter is not None else None
         it = ref() if ref is not None else None
         try:
-            left = len(it) - int(it._num_yielded)  # type: ignore[arg-type, union-attr]
+            return len(it), int(it._num_yielded)  # type: ignore[arg-type, union-attr]
         except (TypeError, AttributeError):  # an IterableDataset without __len__, a gone iterator
             return None
+
+    def _batches_left(self) -> int | None:
+        """Batches the training iterator has still to yield (None: unknown)."""
+        got = self._training_iterator()
+        if got is None:
+            return None
+        left = got[0] - got[1]
         # an iterator read past its length (Ultralytics' InfiniteDataLoader repeats one iterator forever)
         return left if left >= 0 else None
 
+    def _per_step(self) -> int:
+        """Batches a step fetches (the median over the timed steps; > 1 with gradient accumulation)."""
+        per = sorted(self.batches_per_step)
+        return max(1, per[len(per) // 2] if per else 1)
+
     def _window_or_wait(self) -> None:
-        per = max(1, sorted(self.batches_per_step)[len(self.batches_per_step) // 2] if self.batches_per_step else 1)
+        per = self._per_step()
         left = self._batches_left()
         if left is not None and left < self.profile_steps * per:
             self.phase = "await-window"
