@@ -115,11 +115,10 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         return {"knob": self.knob.name, "to": self.knob.to, "why": self.knob.why, "verdict": self.verdict,
-                "reason": self.reason, "statistic": self.knob.statistic, "speedup": self.speedup, "interval": list(self.interval) if self.interval
-                else None, "numerics": self.numerics, "runs": len(self.runs),
-                "base_median_s": [r.median for r in self.base if r.ok], "median_s": [r.median for r in self.runs
-                                                                                     if r.ok],
-                "recommended": self.recommended}
+                "reason": self.reason, "statistic": self.knob.statistic, "speedup": self.speedup,
+                "interval": list(self.interval) if self.interval else None, "numerics": self.numerics,
+                "runs": len(self.runs), "base_median_s": [r.median for r in self.base if r.ok],
+                "median_s": [r.median for r in self.runs if r.ok], "recommended": self.recommended}
 
     @property
     def recommended(self) -> bool:

@@ -20,13 +20,25 @@ def warnings(records: list[Record]) -> list[str]:
         if why:
             out.append(f"{label(r)} was measured on a machine not fit to measure on: {why}; rerun it alone")
         cv = r.cv
-        if cv is not None and cv > GATE.noisy_step_cv:
+        # an attached script's epoch starts vary its steps; they are their own finding (`inputs.epoch_starts`)
+        if cv is not None and cv > GATE.noisy_step_cv and not _steady_without_epoch_starts(r):
             out.append(f"{label(r)}: its {len(r.samples)} timed steps vary {cv:.0%} (CV; median "
                        f"{r.median * 1e3:.1f} ms, p10-p90 {r.stats['p10'] * 1e3:.1f}-{r.stats['p90'] * 1e3:.1f} ms): "
                        "its median is no stable figure — measure it alone, with more steps")
         if r.attached is not None and r.attached.window_note:
             out.append(f"{label(r)}: {r.attached.window_note}")
     return out
+
+
+def _steady_without_epoch_starts(r: Record) -> bool:
+    """An attached script's steps vary only because some start an epoch: the others are steady."""
+    import numpy as np
+
+    starts = set(r.attached.epoch_start_steps) if r.attached is not None else set()
+    if not starts:
+        return False
+    rest = np.asarray([s for i, s in enumerate(r.samples) if i not in starts], dtype=float)
+    return rest.size >= 2 and float(rest.std(ddof=1) / rest.mean()) <= GATE.noisy_step_cv
 
 
 def runs_warning(what: str, recs: list[Record]) -> str | None:
