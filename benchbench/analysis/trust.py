@@ -32,13 +32,14 @@ def warnings(records: list[Record]) -> list[str]:
 
 def _steady_without_epoch_starts(r: Record) -> bool:
     """An attached script's steps vary only because some start an epoch: the others are steady."""
-    import numpy as np
+    from benchbench.record.stats import summarize
 
     starts = set(r.attached.epoch_start_steps) if r.attached is not None else set()
     if not starts:
         return False
-    rest = np.asarray([s for i, s in enumerate(r.samples) if i not in starts], dtype=float)
-    return rest.size >= 2 and float(rest.std(ddof=1) / rest.mean()) <= GATE.noisy_step_cv
+    rest = [s for i, s in enumerate(r.samples) if i not in starts]
+    cv = summarize(rest)["cv"] if len(rest) >= 2 else None
+    return cv is not None and cv <= GATE.noisy_step_cv
 
 
 def runs_warning(what: str, recs: list[Record]) -> str | None:

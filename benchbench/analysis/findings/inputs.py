@@ -128,7 +128,7 @@ def epoch_starts(records: list[Record], t: Thresholds) -> list[Finding]:
             continue
         steps = list(r.step_time_s.samples)
         starts = [i for i in a.epoch_start_steps if i < len(steps)]
-        rest = [s for i, s in enumerate(steps) if i not in set(starts)]
+        rest = [s for i, s in enumerate(steps) if i not in a.epoch_start_steps]
         if not starts or not rest:
             continue
         start_s, other_s = float(np.median([steps[i] for i in starts])), float(np.median(rest))

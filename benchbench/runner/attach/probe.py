@@ -247,7 +247,7 @@ class Probe(Timing, Window, Summary):
         self.wait_in_step = 0.0
         self.iter_in_step = False
 
-    def on_iterator(self, it: Any, dt: float = 0.0) -> None:
+    def on_iterator(self, it: Any, dt: float) -> None:
         """A DataLoader's iterator was made (`_get_iterator`: a new epoch without persistent workers, a
         validation pass) in `dt` seconds, its workers started: a wait for data, and the step it falls in is not
         a steady training step. (Kept by id, as the batches are: a new epoch's iterator may reuse the last

@@ -48,8 +48,7 @@ class Summary:
                             steady=self.steady, clock="cuda-events" if self.cuda else "perf_counter",
                             enqueue_s=self.enqueue_s, block_wall_s=self.block_wall_s,
                             starved_s=getattr(self, "starved_s", []))
-            per = sorted(self.batches_per_step)
-            doc["batches_per_step"] = per[len(per) // 2] if per else 1
+            doc["batches_per_step"] = self._batches_a_step()
             doc["images_per_step"] = (self.batch_size or 1) * max(1, doc["batches_per_step"])
             doc["timing_fields"] = timing_fields(lt, doc["images_per_step"])
             if self.steps_per_epoch and doc["timing_fields"].get("data_wait_s") is not None:

@@ -88,7 +88,7 @@ class Timing:
         self.stages_read = {k: p.read(since=self.before_stages.get(k)) for k, p in self.stage_profiles.items()}
         got = self._training_iterator()
         if got is not None and got[0] >= got[1]:  # where epochs turn: the data wait's shape is read against it
-            self.steps_per_epoch = max(1, got[0] // self._per_step())
+            self.steps_per_epoch = max(1, got[0] // max(1, self._batches_a_step()))
         images = (self.batch_size or 1) * len(self.step_s)
         self.contention_read = _contention_end(getattr(self, "contention", None), images)
         if self.profile_steps > 0:

@@ -51,13 +51,13 @@ class Window:
         # an iterator read past its length (Ultralytics' InfiniteDataLoader repeats one iterator forever)
         return left if left >= 0 else None
 
-    def _per_step(self) -> int:
-        """Batches a step fetches (the median over the timed steps; > 1 with gradient accumulation)."""
+    def _batches_a_step(self) -> int:
+        """Batches a step fetched (the median over the timed steps; > 1 with gradient accumulation; 1 before)."""
         per = sorted(self.batches_per_step)
-        return max(1, per[len(per) // 2] if per else 1)
+        return per[len(per) // 2] if per else 1
 
     def _window_or_wait(self) -> None:
-        per = self._per_step()
+        per = max(1, self._batches_a_step())
         left = self._batches_left()
         if left is not None and left < self.profile_steps * per:
             self.phase = "await-window"
