@@ -308,6 +308,12 @@ def test_a_step_gradscaler_skips_is_still_a_step(cli, tmp_path: Path, camvid: Pa
     assert a.grad_scaler and a.skipped_steps == 1
     # steps 1 (the first boundary), 2-3 warm-up, 4-7 timed: the skipped step 5 (index 4) is one of them
     assert len(rec.step_time_s.samples) == 4 and a.steps_seen == 7
+    # the losses are the script's, not GradScaler's scaled ones (x256 here); the skip is aligned to them: the
+    # recorded losses are warm-up steps 2-3 then timed 4-7, so step 5 is the fourth (index 3), inf as the script's
+    gs = rec.training.grad_scaler
+    assert gs is not None and gs.skipped_at == [3] and gs.init_scale == 256.0
+    losses = rec.training.losses
+    assert len(losses) == 6 and all(v is not None and v < 10 for i, v in enumerate(losses) if i != 3), losses
 
 
 def test_the_cuda_bookkeeping_with_events_simulated(tmp_path: Path, monkeypatch) -> None:
@@ -337,12 +343,14 @@ def test_the_cuda_bookkeeping_with_events_simulated(tmp_path: Path, monkeypatch)
     monkeypatch.setattr(torch.cuda, "synchronize", lambda *a: None)
     monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda *a: 0)
     monkeypatch.setattr(torch.cuda, "max_memory_reserved", lambda *a: 0)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", lambda *a: None)
     p = Probe({"out": str(tmp_path / "r.json"), "steps": 3, "warmup": 2, "profile_steps": 0, "keep_running": True})
     monkeypatch.setattr(p, "find_model", lambda: setattr(p, "cuda", True))
     it = object()
     p.boundary()
     for _ in range(5):
         for wait in (0.004, 0.0):
+            p.on_wait_enter()
             time.sleep(wait)
             p.on_next(it, wait, torch.zeros(2, 3, 8, 8))
             p.on_backward(torch.tensor(1.5))

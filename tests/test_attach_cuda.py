@@ -32,3 +32,30 @@ def test_an_attached_cuda_script_is_timed_by_events_and_its_item_line_is_named(c
 
 def _item_line() -> int:
     return next(i for i, line in enumerate(SCRIPT.read_text().splitlines(), 1) if "loss.item()" in line)
+
+
+CAMVID = Path(__file__).parent / "scripts" / "train_camvid.py"
+
+
+def test_the_camvid_loop_on_cuda_names_its_pageable_copy_and_keeps_its_losses_unscaled(cli, tmp_path: Path) -> None:
+    """The user's CamVid loop as written (`images.to(device)` from an unpinned DataLoader, fp16 under GradScaler,
+    `loss.item()` every step): the copy is named a host-to-device copy from pageable memory at its own line, the
+    losses are the script's (not x65536), the peak is the timed steps' on the model's GPU, and NVML watched them."""
+    from conftest import make_camvid
+
+    data = make_camvid(tmp_path / "camvid", n=32, size=(128, 160))
+    js = tmp_path / "rec.json"
+    code, _, err = cli("attach", "--steps", "8", "--results-dir", tmp_path / "res", "-o", tmp_path / "rep", "--json",
+                       js, "--", sys.executable, str(CAMVID), "--data", str(data), "--device", "cuda", "--amp", "fp16",
+                       "--size", "128", "--batch-size", "4", "--workers", "2", "--epochs", "40")
+    assert code == 0, err
+    rec = Record.of(json.loads(js.read_text()))
+    assert rec.ok and rec.timing.clock == "cuda-events" and rec.params["amp"] == "fp16"
+    g = rec.breakdown.gpu
+    assert g is not None
+    copy_line = next(i for i, line in enumerate(CAMVID.read_text().splitlines(), 1) if "images = images.to(" in line)
+    htod = [s for s in g.host_syncs if s.kind == "htod_pageable"]
+    assert htod and any((s.where or "").endswith(f"train_camvid.py:{copy_line}") for s in htod), g.host_syncs
+    assert rec.training and all(v is None or v < 50 for v in rec.training.losses), rec.training.losses
+    assert rec.memory and rec.memory.cuda_peak_allocated_bytes and "timed steps" in (rec.memory.basis or "")
+    assert rec.gpu_conditions is not None  # NVML on a lent GPU: absent only where NVML is

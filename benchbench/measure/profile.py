@@ -22,11 +22,14 @@ from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from benchbench.timeline.host import PHASES  # noqa: F401 - the one list of phases (plots read it here)
-
-PHASE_PREFIX = "bb.phase:"
-MODULE_PREFIX = "bb.module:"
-STEP_NAME = "bb.step"
-BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
+from benchbench.timeline.reader import (  # noqa: F401 - the range names, defined once (the reader's)
+    BACKWARD_PREFIX,
+    HARNESS_SYNCS_META,
+    HARNESS_SYNCS_OUTSIDE,
+    MODULE_PREFIX,
+    PHASE_PREFIX,
+    STEP_NAME,
+)
 
 
 def modules_of_interest(model: nn.Module) -> dict[str, nn.Module]:
@@ -125,6 +128,8 @@ def profile_pass(
     try:
         with _quiet_kineto(), profile(activities=activities, schedule=sched, record_shapes=False,
                                       with_stack=False) as prof:
+            # its one sync (below) falls after the last step's range: every sync inside a step is the cell's own
+            prof.add_metadata(HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE)
             for i in range(steps + 1):
                 one()
                 if cuda and i == steps:

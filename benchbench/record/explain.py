@@ -77,6 +77,9 @@ class Sync(Part):
     wait_s_per_step: float = 0.0
     gpu_idle_after_s_per_step: float = 0.0
     where: str | None = None  # the user's own line that made it (file:line, from the trace's Python stacks)
+    #: where the wait is not a value read on the host: `htod_pageable` (a copy to the device from pageable
+    #: memory, which torch waits for), `free` (cudaFree: the caching allocator returning memory)
+    kind: str | None = None
 
 
 class KernelTime(Part):
@@ -111,6 +114,9 @@ class GpuTimeline(Part):
     gpu_idle_s: float | None = None
     gpu_idle_fraction: float | None = None
     idle_breakdown_s: dict[str, float] | None = None
+    #: how the syncs' lines were named where that was not the window that gave the figures (attach: a second
+    #: window with Python stacks)
+    sync_lines_basis: str | None = None
 
     def idle(self, cause: str) -> float:
         return (self.idle_breakdown_s or {}).get(cause) or 0.0

@@ -36,9 +36,19 @@ STEP_NAME = "bb.step"
 PROFILER_STEP = "ProfilerStep#"
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 OPTIMIZER_PREFIXES = ("Optimizer.step#", "Optimizer.zero_grad#")
-#: Calls that block the host until the device has drained: explicit waits, and the synchronous copies.
+#: Calls that block the host until the device has drained: explicit waits, the synchronous copies, and the
+#: frees (`cudaFree` waits for the device before it returns memory: the caching allocator calls it when it
+#: empties its cache near OOM, `torch.cuda.empty_cache()` too; `cudaFreeHost` when pinned blocks are released).
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
-              "cuStreamSynchronize", "cuCtxSynchronize", "cuEventSynchronize", "cuMemcpyDtoH_v2")
+              "cuStreamSynchronize", "cuCtxSynchronize", "cuEventSynchronize", "cuMemcpyDtoH_v2",
+              "cudaFree", "cudaFreeHost", "cuMemFree", "cuMemFree_v2", "cuMemFreeHost")
+#: The frees among them: their cause is memory, not a value read on the host.
+FREE_CALLS = ("cudaFree", "cudaFreeHost", "cuMemFree", "cuMemFree_v2", "cuMemFreeHost")
+#: Set in a trace's metadata by benchbench's own profiler windows (`run`'s profile pass, attach's window): no
+#: sync of benchbench's falls inside a step there, so every sync inside one is the script's. Traces without it
+#: (an older profile pass synchronised around its steps) keep the old exclusion (`timeline.gpu`).
+HARNESS_SYNCS_META = "benchbench_harness_syncs"
+HARNESS_SYNCS_OUTSIDE = "outside_steps"
 # Category names, lower-cased: current kineto, and older torch versions' ("Kernel", "Memcpy", "Runtime").
 DEVICE_CATS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset", "memcpy": "memcpy",
                "memset": "memset"}
@@ -222,6 +232,8 @@ def build_timeline(doc: dict[str, Any], apis: tuple[str, ...] = HOST_API_CATS) -
             api.append(ApiCall(name, int(_num(e.get("tid"))), ts, end, int(corr) if corr is not None else None))
         elif cat == PYTHON_CAT and isinstance(args.get("CallFrom"), str):  # with_stack: the line that called
             python.add(int(_num(e.get("tid"))), ts, end, args["CallFrom"])
+        elif cat == PYTHON_CAT:  # an older torch: no CallFrom, the called function by its name
+            python.add_named(int(_num(e.get("tid"))), ts, end, name)
         elif cat in DEVICE_CATS:
             corr = args.get("correlation")
             device.append(DeviceOp(DEVICE_CATS[cat], name, ts, end, int(_num(args.get("stream"), -1)),

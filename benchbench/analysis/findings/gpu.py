@@ -29,6 +29,32 @@ SYNC_CAUSES = {
     "aten::_to_copy": "a copy to the host (`.cpu()` / `.to('cpu')`)",
     "aten::copy_": "a device-to-host copy",
 }
+#: causes known from the wait itself (`Sync.kind`), ahead of the op's: a pageable copy *to* the device is an
+#: aten::copy_ too, and a free has no op
+KIND_CAUSES = {
+    "htod_pageable": "a host-to-device copy from pageable memory (`.to('cuda')` / `.cuda()` of an unpinned tensor: "
+                     "torch copies it, then waits for the stream)",
+    "free": "cudaFree, the caching allocator returning memory to the driver (near OOM, or torch.cuda.empty_cache())",
+}
+KIND_ADVICE = {
+    "htod_pageable": "pin_memory=True in the DataLoader and .to(device, non_blocking=True) for the copy (advise "
+                     "measures pin_memory from outside)",
+    "free": "leave memory headroom (a smaller batch, PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True) and no "
+            "torch.cuda.empty_cache() inside the loop",
+}
+
+
+def sync_cause(s: Any) -> str:
+    """Why a sync waits: its kind's cause when known, else its op's."""
+    return KIND_CAUSES.get(s.kind or "", "") or SYNC_CAUSES.get(s.op, "")
+
+
+def sync_advice(g: GpuTimeline, default: str) -> str:
+    """The advice for the sync that idles the GPU longest, where its kind has one of its own."""
+    if not g.host_syncs:
+        return default
+    top = max(g.host_syncs, key=lambda s: s.gpu_idle_after_s_per_step + s.wait_s_per_step)
+    return KIND_ADVICE.get(top.kind or "", default)
 
 
 def gpu_of(r: Record) -> GpuTimeline | None:
@@ -112,7 +138,7 @@ def sync_text(g: GpuTimeline) -> str | None:
         return None
     parts = []
     for s in syncs[:3]:
-        cause = SYNC_CAUSES.get(s.op, "")
+        cause = sync_cause(s)
         step = g.step_time_s or g.profiled_step_s
         share = f" ({s.gpu_idle_after_s_per_step / step:.0%} of the step)" if step else ""
         if s.where:  # the user's own line, from the trace's Python stacks
@@ -138,7 +164,7 @@ def host_sync_finding(g: GpuTimeline, cell: str, name: str, suggestion: str = SY
     if not txt:
         return None
     return Finding("host_sync", [cell], f"{name}: {txt}", {"host_syncs": [s.model_dump() for s in g.host_syncs]},
-                   suggestion)
+                   sync_advice(g, suggestion))
 
 
 def host_sync(records: list[Record], t: Thresholds) -> list[Finding]:

@@ -53,6 +53,7 @@ def install(config_path: str) -> None:
 
     def __next__(self: Any) -> Any:
         probe.open_phase("data_wait")
+        probe.on_wait_enter()
         t0 = time.perf_counter()
         try:
             batch = orig_next(self)
@@ -87,6 +88,7 @@ def install(config_path: str) -> None:
         # making the iterator starts its workers (each epoch, without persistent_workers): the loop waits for
         # its data here as much as in __next__
         probe.open_phase("data_wait")
+        probe.on_wait_enter()
         t0 = time.perf_counter()
         try:
             it = orig_get(self)
@@ -170,16 +172,23 @@ def _torch_settings(t: dict[str, Any]) -> None:
 
 
 def _patch_update(cls: type, probe: Probe) -> None:
-    orig = cls.update
+    """GradScaler: `update()` ends a step it skipped; `scale(loss)` says which loss the scaled tensor is."""
+    orig, orig_scale = cls.update, cls.scale
 
     def update(self: Any, *a: Any, **k: Any) -> Any:
         out = orig(self, *a, **k)
         if getattr(self, "_enabled", True):
-            probe.on_scaler_update()
+            probe.on_scaler_update(self)
+        return out
+
+    def scale(self: Any, outputs: Any) -> Any:
+        out = orig_scale(self, outputs)
+        if out is not outputs and getattr(outputs, "numel", lambda: 0)() == 1:
+            probe.on_scale(outputs, out)
         return out
 
     update._bb = True  # type: ignore[attr-defined]
-    cls.update = update
+    cls.update, cls.scale = update, scale
 
 
 def _override(args: tuple[Any, ...], kwargs: dict[str, Any], overrides: dict[str, Any]) -> tuple[tuple[Any, ...],

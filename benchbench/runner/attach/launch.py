@@ -185,12 +185,18 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
         rec["training"] = {"losses": losses, "warmup_steps": doc.get("warmup_steps"),
                            "nonfinite": sum(1 for v in losses if v is None or v != v or v in (float("inf"),
                                                                                                  float("-inf")))}
+        if doc.get("grad_scaler"):
+            rec["training"]["grad_scaler"] = doc["grad_scaler"]
+    if doc.get("losses_error"):
+        rec.setdefault("explain_errors", {})["losses"] = doc["losses_error"]
+    if doc.get("gpu_conditions"):
+        rec["gpu_conditions"] = doc["gpu_conditions"]
     if doc.get("memory"):
         rec["memory"] = doc["memory"]
     if doc.get("breakdown"):
         rec["breakdown"] = doc["breakdown"]
     if doc.get("breakdown_error"):
-        rec["explain_errors"] = {"breakdown": doc["breakdown_error"]}
+        rec.setdefault("explain_errors", {})["breakdown"] = doc["breakdown_error"]
     if doc.get("input_stages"):
         rec["input_stages"] = doc["input_stages"]
     if doc.get("cpu_contention"):

@@ -54,7 +54,10 @@ class Probe(Timing, Window, Summary):
         self.boundaries = 0  # optimizer steps of the step optimizer (+ skipped ones)
         self.stepped_since_update = False
         self.scaler_seen = False
+        self.scaler: Any = None  # the GradScaler whose update() ended steps
         self.skipped_steps = 0
+        self.skipped_at: list[int] = []  # steps GradScaler skipped, as indices into the recorded losses
+        self.unscaled: dict[int, Any] = {}  # id(scaled loss) -> the loss GradScaler.scale was given
         self.backward_calls = 0
         self.backward_in_step = 0
         self.lines: dict[str, str] = {}  # the script's own lines: model forward, DataLoader, optimizer step
@@ -93,7 +96,8 @@ class Probe(Timing, Window, Summary):
         self.step_s: list[float] = []
         self.wait_s: list[float] = []
         self.events: list[Any] = []
-        self.ready: list[Any] = []
+        self.entered: list[Any] = []  # per timed step: an event as its first wait for data began ...
+        self.ready: list[Any] = []  # ... and one as that batch was there
         self.enqueue_s: list[float] = []
         self.block_t0: float | None = None
         self.block_wall_s: float | None = None
@@ -154,8 +158,13 @@ class Probe(Timing, Window, Summary):
         if where:
             self.lines["model_forward"] = where
         inner = getattr(module, "_orig_mod", None)
+        # `torch.compile(model)` wraps it (`_orig_mod`); `model.compile()` compiles it in place
+        # (`_compiled_call_impl`): either way, hooks added to its modules would recompile it
+        compiled = inner is not None or getattr(module, "_compiled_call_impl", None) is not None
         info: dict[str, Any] = {"class": type(inner or module).__name__, "params": int(n),
-                                "compiled": inner is not None, "forward_calls_seen": calls}
+                                "compiled": compiled, "forward_calls_seen": calls}
+        if compiled and inner is None:
+            info["compiled_in_place"] = True
         with contextlib.suppress(StopIteration):
             dev = next(module.parameters()).device
             self.device = dev
@@ -169,18 +178,35 @@ class Probe(Timing, Window, Summary):
         self.global_handles.clear()
 
     # ------------------------------------------------------------------ backward and the loss
+    def on_scale(self, loss: Any, scaled: Any) -> None:
+        """`GradScaler.scale(loss)`: the tensor handed to backward will be `scaled` (x65536 and changing as the
+        scale backs off): the loss recorded is the one it scaled."""
+        self.unscaled[id(scaled)] = loss
+
     def on_backward(self, tensors: Any) -> None:
         import torch
 
         self.backward_calls += 1
         self.backward_in_step += 1
         t = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
+        t = self.unscaled.pop(id(t), t)
+        self.unscaled.clear()
         if isinstance(t, torch.Tensor) and t.numel() == 1 and self.phase in ("warmup", "timed"):
-            self.loss_now.append(t.detach().reshape(()).float())
+            # a copy on the device, now (no sync): a loss buffer the script reuses, or a CUDA graph's static
+            # output, is overwritten in place before the losses are read after the block
+            self.loss_now.append(t.detach().reshape(()).to(torch.float32, copy=True))
         if self.backward_calls == 1:
             self.progress("first backward")
 
     # ------------------------------------------------------------------ the data
+    def on_wait_enter(self) -> None:
+        """The script asks for data (a DataLoader's `__next__`, or making its iterator). On a GPU, the step's
+        first wait records an event here and one when the batch is there (`on_next`): the GPU time between them
+        is what the wait starved it of — zero while the GPU still has queued work (the step's own, a
+        GradScaler update, an EMA, metrics: work after `optimizer.step()` is not a wait for data)."""
+        if self.cuda and self.phase == "timed" and len(self.entered) < len(self.events):
+            self.entered.append(self._event())
+
     def on_next(self, it: Any, dt: float, batch: Any) -> None:
         key = id(it)
         self.last_iter = key
@@ -189,12 +215,8 @@ class Probe(Timing, Window, Summary):
         if self.phase in ("warmup", "timed"):
             self.wait_in_step += dt
             # the GPU's starvation is judged at each step's first batch (accumulation fetches more than one)
-            if self.cuda and self.phase == "timed" and len(self.ready) < len(self.events):
-                import torch
-
-                ev = torch.cuda.Event(enable_timing=True)
-                ev.record()
-                self.ready.append(ev)
+            if self.cuda and self.phase == "timed" and len(self.ready) < len(self.entered):
+                self.ready.append(self._event())
         if self.batch_size is None:
             t = _first_tensor(batch)
             if t is not None and t.ndim >= 1:
@@ -214,10 +236,14 @@ class Probe(Timing, Window, Summary):
         self.stepped_since_update = True
         self.boundary()
 
-    def on_scaler_update(self) -> None:
+    def on_scaler_update(self, scaler: Any = None) -> None:
         self.scaler_seen = True
+        if scaler is not None:
+            self.scaler = scaler
         if not self.stepped_since_update and self.optimizer_id is not None:
             self.skipped_steps += 1
+            if self.phase in ("warmup", "timed"):  # its index among the recorded losses (warm-up, then timed)
+                self.skipped_at.append(len(self.losses))
             self.boundary()  # GradScaler skipped optimizer.step (inf/nan gradients): still a step
         self.stepped_since_update = False
 

@@ -53,14 +53,22 @@ class Summary:
             doc["timing_fields"] = timing_fields(lt, doc["images_per_step"])
             if self.steps_per_epoch and doc["timing_fields"].get("data_wait_s") is not None:
                 doc["timing_fields"]["data_wait_s"]["steps_per_epoch"] = self.steps_per_epoch
-            flat = [sum(ls) / len(ls) if ls else None for ls in self.losses]
-            kept = [x for x in flat if x is not None]
-            vals = read_losses(kept) if kept else []
-            doc["losses"] = vals if len(vals) == len(flat) else []
             doc["warmup_steps"] = len(self.warm_s)
+            try:  # never lose the timings for a loss read
+                flat = [sum(ls) / len(ls) if ls else None for ls in self.losses]
+                kept = [x for x in flat if x is not None]
+                vals = read_losses(kept) if kept else []
+                doc["losses"] = vals if len(vals) == len(flat) else []
+            except Exception as exc:
+                doc["losses"] = []
+                doc["losses_error"] = f"{type(exc).__name__}: {exc}"[:300]
+        if self.scaler is not None:
+            doc["grad_scaler"] = _scaler_state(self.scaler, self.skipped_at, len(self.losses))
         elif self.warm_s:
             doc["warmup_s"] = summarize(self.warm_s)["samples"]
         doc["memory"] = self._memory()
+        if getattr(self, "gpu_conditions", None):
+            doc["gpu_conditions"] = self.gpu_conditions
         if self.breakdown is not None:
             doc["breakdown"] = self.breakdown
         if self.breakdown_error:
@@ -80,12 +88,15 @@ class Summary:
         return self.loaders.get(key)
 
     def _memory(self) -> dict[str, Any]:
+        """Peak memory of the model's GPU (not the current device's) over the timed steps: the peak is reset
+        as they begin (`Timing._begin_timed`), so loading, validation and cuDNN's benchmark workspaces before
+        them are not in it, and read as they end (before the profiler window). A script that ended before its
+        timed steps has only the whole run's peak, and says so."""
         mem: dict[str, Any] = {"peak_rss_bytes": _rss()}
-        if self.cuda:
-            import torch
-
-            mem["cuda_peak_allocated_bytes"] = torch.cuda.max_memory_allocated()
-            mem["cuda_peak_reserved_bytes"] = torch.cuda.max_memory_reserved()
+        if getattr(self, "cuda_peak", None):
+            mem.update(self.cuda_peak)
+        elif self.cuda:
+            mem.update(_cuda_peak(self.device), basis="CUDA peak of the whole run (it ended before its timed steps)")
         return mem
 
     def at_exit(self) -> None:
@@ -149,6 +160,48 @@ _AMP: dict[str, Any] = {}
 
 def _amp_seen() -> str:
     return _AMP.get("dtype", "none")
+
+
+def _cuda_peak(device: Any) -> dict[str, int]:
+    import torch
+
+    return {"cuda_peak_allocated_bytes": torch.cuda.max_memory_allocated(device),
+            "cuda_peak_reserved_bytes": torch.cuda.max_memory_reserved(device)}
+
+
+def _scaler_state(scaler: Any, skipped_at: list[int], steps: int) -> dict[str, Any]:
+    """GradScaler's state for the numerics check, read once after the timed steps: the steps it skipped (indices
+    into the recorded losses, so runs align step by step) and its scale."""
+    out: dict[str, Any] = {"skipped_steps": len(skipped_at), "skipped_at": list(skipped_at), "steps": steps}
+    with contextlib.suppress(Exception):
+        out["init_scale"] = float(scaler._init_scale)
+        out["final_scale"] = float(scaler.get_scale())
+    return out
+
+
+def _gpu_tracker(device: Any) -> Any:
+    """NVML's view of the model's GPU over the timed steps (`measure.gpu_state`), as `run` tracks it: a throttled
+    or shared GPU is then flagged in the record and in advise's A/B. None without NVML."""
+    with contextlib.suppress(Exception):
+        import torch
+
+        from benchbench.measure.gpu_state import for_cell
+        from benchbench.measure.trackers import TrackerContext
+
+        t = for_cell(TrackerContext(device, {}, torch.get_num_threads()))
+        if t is not None:
+            t.__enter__()
+        return t
+    return None
+
+
+def _gpu_tracker_end(t: Any, images: int) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    with contextlib.suppress(Exception):
+        t.__exit__(None, None, None)
+        return t.result(images)
+    return None
 
 
 def _rss() -> int:

@@ -6,7 +6,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchbench.runner.attach.summary import _contention_end, _contention_start
+from benchbench.runner.attach.summary import (
+    _contention_end,
+    _contention_start,
+    _cuda_peak,
+    _gpu_tracker,
+    _gpu_tracker_end,
+)
 
 
 class Timing:
@@ -51,10 +57,13 @@ class Timing:
         if self.cuda:
             import torch
 
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(self.device)
+            # the peak of the timed steps alone, on the model's own GPU
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.gpu_tracker = _gpu_tracker(self.device)
             self.block_t0 = time.perf_counter()
             self.events = [self._event()]
-            self.ready = []
+            self.entered, self.ready = [], []
         self.progress("timed steps")
 
     def _timed_step(self, now: float) -> None:
@@ -77,11 +86,13 @@ class Timing:
             self.events[-1].synchronize()
             self.block_wall_s = time.perf_counter() - (self.block_t0 or 0.0)
             self.step_s = [a.elapsed_time(b) * 1e-3 for a, b in zip(self.events, self.events[1:], strict=False)]
-            # the GPU's idle while the host waited for the batch: elapsed(boundary i, batch ready i), when the
-            # batch of step i is the first the step fetched
+            # the GPU's idle while the host waited for the step's first batch: elapsed(wait began, batch there),
+            # measured across the wait itself (not from the step's end: work queued after optimizer.step() is
+            # the GPU busy, not starved)
             self.starved_s = [max(0.0, a.elapsed_time(b) * 1e-3) for a, b in
-                              zip(self.events, self.ready, strict=False)] if len(self.ready) >= len(self.step_s) \
-                else []
+                              zip(self.entered, self.ready, strict=False)] \
+                if len(self.ready) >= len(self.step_s) else []
+            self.cuda_peak = {**_cuda_peak(self.device), "basis": "CUDA peak of the timed steps (reset as they began)"}
         else:
             self.block_wall_s = sum(self.step_s)
             self.starved_s = []
@@ -91,6 +102,7 @@ class Timing:
             self.steps_per_epoch = max(1, got[0] // max(1, self._batches_a_step()))
         images = (self.batch_size or 1) * len(self.step_s)
         self.contention_read = _contention_end(getattr(self, "contention", None), images)
+        self.gpu_conditions = _gpu_tracker_end(getattr(self, "gpu_tracker", None), images)
         if self.profile_steps > 0:
             self._window_or_wait()
         else:

@@ -59,7 +59,7 @@ class Window:
     def _window_or_wait(self) -> None:
         per = max(1, self._batches_a_step())
         left = self._batches_left()
-        if left is not None and left < self.profile_steps * per:
+        if left is not None and left < (1 + self.profile_steps) * per:  # the profiler's warm-up step, then its own
             self.phase = "await-window"
             self.window_wait = left // per + 2  # this epoch's last steps, then the next one's first
             return
@@ -70,36 +70,77 @@ class Window:
         if self.iter_in_step or self.window_waited >= self.window_wait:
             self._begin_profile()  # the step that started the new epoch has ended: the next ones are steady
 
-    def _begin_profile(self) -> None:
+    def _begin_profile(self, lines: bool = False) -> None:
+        """Start a profiler window: one warm-up step (the profiler's own start-up and lazy initialisation are not
+        in the trace; torch warns that a window without one is skewed), then `profile_steps` recorded ones.
+
+        The first window has no Python stacks: tracing every Python call slows the host and would move GPU idle
+        time from "sync" to "launch", so every figure comes from it. Where it finds host syncs on a GPU, a second
+        window (`lines`) with stacks names the script's line of each (and nothing else is read from it)."""
         import tempfile
 
-        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler import ProfilerActivity, profile, schedule
 
         from benchbench.measure.profile import ModuleRanges, modules_of_interest
+        from benchbench.timeline.reader import HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE
 
         self.phase = "profile"
-        if self.cfg.get("trace_dir"):
-            os.makedirs(self.cfg["trace_dir"], exist_ok=True)
-            self.trace_path = os.path.join(self.cfg["trace_dir"], f"{self.cfg.get('cell_id', 'attached')}.json")
-        else:
+        self.prof_lines = lines
+        self.prof_warm = 1
+        self.prof_steps = 0
+        if not hasattr(self, "_tmp"):
             self._tmp = tempfile.TemporaryDirectory(prefix="bb-attach-")
-            self.trace_path = os.path.join(self._tmp.name, "trace.json")
+        if lines:
+            path = os.path.join(self._tmp.name, "trace-lines.json")
+        elif self.cfg.get("trace_dir"):
+            os.makedirs(self.cfg["trace_dir"], exist_ok=True)
+            path = os.path.join(self.cfg["trace_dir"], f"{self.cfg.get('cell_id', 'attached')}.json")
+        else:
+            path = os.path.join(self._tmp.name, "trace.json")
+        self.window_path = path
+        if not lines:
+            self.trace_path = path
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
         try:
-            if self.model is not None and not self.model_info.get("compiled"):
-                self.module_ranges = ModuleRanges(_modules(self.model, modules_of_interest))
-            self.model_hooks = [] if self.model is None else [
-                self.model.register_forward_pre_hook(lambda m, a: self.open_phase("forward")),
-                self.model.register_forward_hook(lambda m, a, o: self.close_phase("forward"), always_call=True)]
-            # Python stacks on: a host sync is then attributed to the script's own line
-            self.prof = profile(activities=acts, record_shapes=False, with_stack=True)
+            if not lines:
+                self._hook_model(ModuleRanges, modules_of_interest)
+            self.prof = profile(activities=acts, record_shapes=False, with_stack=lines,
+                                schedule=schedule(wait=0, warmup=1, active=self.profile_steps, repeat=1))
             with _quiet_kineto():
                 self.prof.__enter__()
+            # benchbench syncs nowhere inside a step: every sync in one is the script's (`timeline.gpu`)
+            self.prof.add_metadata(HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE)
             self._open_step()
         except Exception as exc:
             self.breakdown_error = f"{type(exc).__name__}: {exc}"
-            self._stop_profiler()
+            self._stop_profiler(read=False)
+            self._unhook_model()
             self.finish()
+
+    def _hook_model(self, module_ranges: Any, of_interest: Any) -> None:
+        """The model's phase and module ranges. None on a compiled model (`torch.compile(model)` or an in-place
+        `model.compile()`): a hook added to its modules would recompile it inside the window, and its forward is
+        then counted with the loss."""
+        self.model_hooks = []
+        if self.model is None:
+            return
+        if self.model_info.get("compiled"):
+            self.window_note = ((self.window_note + "; ") if self.window_note else "") + (
+                "the model is compiled: no hooks on its modules in the window (they would recompile it), so the "
+                "breakdown has no per-module times and its forward is counted with the loss")
+            return
+        self.module_ranges = module_ranges(_modules(self.model, of_interest))
+        self.model_hooks = [
+            self.model.register_forward_pre_hook(lambda m, a: self.open_phase("forward")),
+            self.model.register_forward_hook(lambda m, a, o: self.close_phase("forward"), always_call=True)]
+
+    def _unhook_model(self) -> None:
+        for h in getattr(self, "model_hooks", []):
+            h.remove()
+        self.model_hooks = []
+        if self.module_ranges is not None:
+            self.module_ranges.remove()
+            self.module_ranges = None
 
     def _open_step(self) -> None:
         from torch.autograd.profiler import record_function
@@ -142,20 +183,31 @@ class Window:
             self.phase_stack.pop()[1].__exit__(None, None, None)
 
     def _profile_step(self) -> None:
-        if self.iter_in_step:
+        self._close_all_phases()
+        if self.prof_ranges:
+            self.prof_ranges.pop().__exit__(None, None, None)
+        if self.prof is not None:
+            self.prof.step()
+        if self.prof_warm:  # the profiler's warm-up step: not recorded
+            self.prof_warm -= 1
+            self._open_step()
+            return
+        if self.iter_in_step and not self.prof_lines:
             self.window_note = ("the profiler window holds a step that started a DataLoader iterator (an epoch's "
                                 "start or a validation pass: the epoch is shorter than the window"
                                 + (f", which waited {self.window_waited} step(s) for it" if self.window_waited
                                    else "") + "): the breakdown includes its start; the timed steps are unaffected")
-        self._close_all_phases()
-        if self.prof_ranges:
-            self.prof_ranges.pop().__exit__(None, None, None)
         self.prof_steps += 1
-        if self.prof_steps >= self.profile_steps:
-            self._stop_profiler()
-            self.finish()
-        else:
+        if self.prof_steps < self.profile_steps:
             self._open_step()
+            return
+        self._stop_profiler()
+        syncs = ((self.breakdown or {}).get("gpu") or {}).get("host_syncs") or []
+        if not self.prof_lines and self.cuda and syncs and self.prof is None:
+            self._begin_profile(lines=True)  # name the syncs' lines in a window of their own
+            return
+        self._unhook_model()
+        self.finish()
 
     def abandon_window(self) -> None:
         """The script is exiting inside the window: stop the profiler without reading it (an incomplete window
@@ -163,32 +215,57 @@ class Window:
         here with torch 2.14's profiler and Python stacks on)."""
         if self.prof is not None:
             self._stop_profiler(read=False)
+        self._unhook_model()
 
     def _stop_profiler(self, read: bool = True) -> None:
-        """The window's ranges and hooks removed, the profiler stopped; its trace exported and read into the
-        breakdown unless `read` is False."""
+        """The window's ranges closed, the profiler stopped; its trace exported and read (the breakdown, or the
+        syncs' lines for the second window) unless `read` is False."""
         import torch
 
         self._close_all_phases()
         while self.prof_ranges:
             self.prof_ranges.pop().__exit__(None, None, None)
-        for h in getattr(self, "model_hooks", []):
-            h.remove()
-        if self.module_ranges is not None:
-            self.module_ranges.remove()
         if self.prof is None:
             return
+        prof, self.prof = self.prof, None
         try:
             if self.cuda and read:
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(self.device)  # outside every step: the last one's kernels in the trace
             with _quiet_kineto():
-                self.prof.__exit__(None, None, None)
+                prof.__exit__(None, None, None)
             if read:
-                self.prof.export_chrome_trace(self.trace_path)
-                self._breakdown()
+                prof.export_chrome_trace(self.window_path)
+                if getattr(self, "prof_lines", False):
+                    self._name_sync_lines()
+                else:
+                    self._breakdown()
         except Exception as exc:
-            self.breakdown_error = f"{type(exc).__name__}: {exc}"
-        self.prof = None
+            if getattr(self, "prof_lines", False):
+                self.window_note = ((self.window_note + "; ") if self.window_note else "") + (
+                    f"the host syncs' lines could not be read ({type(exc).__name__}: {exc})")
+            else:
+                self.breakdown_error = f"{type(exc).__name__}: {exc}"
+
+    def _name_sync_lines(self) -> None:
+        """The script's line of each host sync, from the second window's Python stacks: matched to the first
+        window's syncs by op, phase, call and kind."""
+        from collections import Counter
+
+        from benchbench.timeline.gpu import summarize_gpu
+        from benchbench.timeline.reader import read_timeline
+
+        seen: dict[tuple[Any, ...], Counter[str]] = {}
+        for s in summarize_gpu(read_timeline(self.window_path)).host_syncs:
+            if s.get("where"):
+                key = (s["op"], s["phase"], s["call"], s.get("kind"))
+                seen.setdefault(key, Counter())[s["where"]] += s["per_step"]
+        gpu = (self.breakdown or {}).get("gpu") or {}
+        for s in gpu.get("host_syncs") or []:
+            got = seen.get((s["op"], s["phase"], s["call"], s.get("kind")))
+            if got and not s.get("where"):
+                s["where"] = got.most_common(1)[0][0]
+        gpu["sync_lines_basis"] = (f"named from a second window of {self.profile_steps} step(s) with Python stacks; "
+                                   "every figure is from the first, without them")
 
     def _breakdown(self) -> None:
         import numpy as np
