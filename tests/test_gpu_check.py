@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import gpu_micro  # noqa: E402
+
+from benchbench.record import Record  # noqa: E402
 
 
 def cudaify(path: Path, item: bool) -> None:
@@ -116,6 +119,42 @@ def test_micro_dry_run_and_bad_case() -> None:
     assert bad.returncode == 2 and "unknown case" in bad.stderr
 
 
+STEPS = ("env", "micro", "attach", "cuda-tests", "conditions", "fidelity", "gpu-launch-fp16", "oom", "graphs",
+         "explain-traces")
+
+
+@pytest.mark.slow
+def test_the_gpu_check_rehearsal_runs_every_step_on_this_cpu(tmp_path: Path) -> None:
+    """`--rehearse`: every step of the check executed for real on the CPU at the smallest size — the same code
+    paths and files as on the device — so a step that would raise there (an import that moved, a typed record
+    read as a dict) raises here first. Each step's answers are in a file of their own."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(ROOT / "benchmarks/gpu_check.sh"), "--rehearse", str(tmp_path / "check")],
+                       capture_output=True, text=True, env=env, timeout=1500, cwd=ROOT)
+    out = tmp_path / "check"
+    summary = (out / "summary.txt").read_text()
+    logs = {p.name: p.read_text()[-3000:] for p in out.glob("*.log")}
+    assert r.returncode == 0, summary + json.dumps(logs, indent=1)
+    for step in STEPS:
+        assert re.search(rf"^{re.escape(step)}\s+rc=0\s", summary, re.M), summary
+    # each micro case in its own file: the graphs step did not overwrite the first micro step's answers
+    for case in ("syncs", "peak", "scaler", "graphs"):
+        got = json.loads((out / "micro" / f"{case}.json").read_text())
+        assert got and all(c["ok"] and c["rehearsal"] for c in got), got
+    # the conditions cases each in a fresh process (a CUDA context of one is never seen by the next)
+    cond = json.loads((out / "conditions.json").read_text())
+    assert [c["case"] for c in cond] == ["soak", "tracker_cost", "slurm_job_other_processes"]
+    assert len({c["pid"] for c in cond}) == 3
+    fid = json.loads((out / "fidelity.json").read_text())
+    assert fid["rehearsal"] is True and fid["blocks"]
+    # attach ran the CamVid loop unmodified: fp16 under GradScaler, its losses unscaled
+    rec = Record.of(json.loads((out / "attach" / "record.json").read_text()))
+    assert rec.ok and rec.params["amp"] == "fp16" and rec.attached.grad_scaler
+    assert rec.training and all(v is None or v < 50 for v in rec.training.losses), rec.training.losses
+    launch = [Record.of(json.loads(x)) for x in (out / "gpu_launch_fp16.jsonl").read_text().splitlines()]
+    assert launch and all(x.ok for x in launch)
+
+
 @pytest.mark.slow
 def test_the_gpu_check_dry_run_passes_here(tmp_path: Path) -> None:
     """Every step's command, the imports, each script's arguments, the suites (expanded for CUDA on this CPU)
@@ -125,7 +164,7 @@ def test_the_gpu_check_dry_run_passes_here(tmp_path: Path) -> None:
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "dry run: ok" in r.stdout and "FAIL" not in r.stdout
-    for step in ("env", "micro", "conditions", "cuda-tests", "fidelity", "gpu-launch-fp16", "oom", "graphs"):
+    for step in STEPS:
         assert f"\n{step} " in "\n" + r.stdout
 
 

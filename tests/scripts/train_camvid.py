@@ -51,23 +51,35 @@ def main():
     ap.add_argument("--scaler-inf-at", type=int, default=None, help="with a GradScaler: an inf loss at this step")
     ap.add_argument("--speed-from", type=int, default=None, help="print steps/s measured from this step on")
     ap.add_argument("--speed-steps", type=int, default=50)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--pin-memory", action="store_true")
+    ap.add_argument("--amp", choices=("none", "fp16", "bf16"), default="none")
     args = ap.parse_args()
+    device = torch.device(args.device)
 
     torch.manual_seed(0)
-    model = smp.Unet("resnet18", encoder_weights=None, classes=12)
+    model = smp.Unet("resnet18", encoder_weights=None, classes=12).to(device)
     loader = DataLoader(CamVidDataset(args.data, "train", (args.size, args.size)), batch_size=args.batch_size,
-                        shuffle=True, num_workers=args.workers, drop_last=True)
+                        shuffle=True, num_workers=args.workers, drop_last=True, pin_memory=args.pin_memory)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     criterion = torch.nn.CrossEntropyLoss()
-    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8) if args.scaler_inf_at is not None else None
+    scaler = None
+    if args.scaler_inf_at is not None:
+        scaler = torch.amp.GradScaler(device.type, init_scale=2.0**8)
+    elif args.amp == "fp16":
+        scaler = torch.amp.GradScaler(device.type)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
 
     step = 0
     t_speed = None
     for epoch in range(args.epochs):
         model.train()
         for i, (images, masks) in enumerate(loader):
-            outputs = model(images)
-            loss = criterion(outputs, masks) / args.accum
+            images = images.to(device, non_blocking=args.pin_memory)
+            masks = masks.to(device, non_blocking=args.pin_memory)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                outputs = model(images)
+                loss = criterion(outputs, masks) / args.accum
             if scaler is not None:
                 bad = step == args.scaler_inf_at
                 scaler.scale(loss * float("inf") if bad else loss).backward()
