@@ -99,12 +99,13 @@ def test_gradient_accumulation_is_one_step_of_all_its_batches(cli, tmp_path: Pat
 def test_the_profiler_window_waits_for_the_epoch_to_turn(cli, tmp_path: Path, camvid: Path) -> None:
     """8 images, batch 2, 2 workers without persistent_workers: steps 1-7 are the first boundary, warm-up and
     timed steps; a window at steps 8-9 would hold step 9, which starts epoch 2 and forks its workers again.
-    The window waits: steps 8 and 9 pass, steps 10-11 are profiled, and the record says it waited."""
+    The window waits: steps 8 and 9 pass, step 10 is the profiler's warm-up, steps 11-12 are profiled, and the
+    record says it waited."""
     code, _, err, rec = attach(cli, tmp_path, *train(camvid, "--workers", "2"),
                                opts=("--steps", "4", "--warmup", "2"))
     assert code == 0, err
     assert rec.attached.window_waited == 2 and rec.attached.window_note is None
-    assert rec.attached.steps_seen == 11 and rec.breakdown.phases["forward"] > 0
+    assert rec.attached.steps_seen == 12 and rec.breakdown.phases["forward"] > 0
     # timed steps 4-7: step 5 (index 1) started epoch 1, its iterator's making counted in its data wait
     assert rec.attached.epoch_start_steps == [1] and rec.data_wait_s.steps_per_epoch == 4
 
