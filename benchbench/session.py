@@ -39,7 +39,7 @@ PREFIX = {"run": "", "advise": "advise-", "tune": "tune-"}
 
 
 class Interrupted(Exception):
-    """SIGTERM, raised where the session is, so it stops like Ctrl-C: recording what finished."""
+    """SIGTERM or SIGHUP, raised where the session is, so it stops like Ctrl-C: recording what finished."""
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
@@ -143,7 +143,9 @@ class Session:
              output: Path | None = None, results_dir: Path = Path("results"), resume: str | Path | None = None
              ) -> Session:
         """`load_suite(options)` builds the suite from the options that decide it (a run's filters)."""
-        old = signal.signal(signal.SIGTERM, _on_sigterm)  # from the start: a SIGTERM before the first cell too
+        # from the start: a SIGTERM (a CI cancel, a job's time limit) or SIGHUP (a closed terminal) before the
+        # first cell too
+        old = {sig: signal.signal(sig, _on_sigterm) for sig in (signal.SIGTERM, signal.SIGHUP)}
         try:
             config = config_of(executor, executor_options)  # an unknown executor or a bad option: before anything
             prior: list[Record] = []
@@ -168,7 +170,8 @@ class Session:
             return cls(kind, suite, suite_path, out_path, run_id, ResultStore(out_path), inv, opts, executor, config,
                        prior, note, _old_term=old)
         except BaseException:
-            signal.signal(signal.SIGTERM, old)
+            for sig, h in old.items():
+                signal.signal(sig, h)
             raise
 
     # ------------------------------------------------------------------ before measuring
@@ -235,5 +238,6 @@ class Session:
 
     def close(self) -> None:
         if self._old_term is not None:
-            signal.signal(signal.SIGTERM, self._old_term)
+            for sig, h in self._old_term.items():
+                signal.signal(sig, h)
             self._old_term = None

@@ -144,6 +144,30 @@ def test_a_contended_cell_is_warned_of_before_anything_else() -> None:
     assert build(pool_repeats(read_records([CPU_EXAMPLE])), None, "segformer").warnings == []
 
 
+def test_a_headline_never_ranks_as_measured_what_was_measured_on_a_contended_machine() -> None:
+    """The newcomer's run: every cell contended. The report warned of each, yet its headline ranked "decoder width
+    21.73x, measured" from those cells. Now every story of unfit cells says so on its own line, carries no figure
+    in its tag, and ranks after every trusted one."""
+    from benchbench.report.markdown import render_markdown
+
+    recs = [_contended(r) for r in pool_repeats(read_records([CPU_EXAMPLE]))]
+    data = build(recs, None, "segformer")
+    assert data.stories and all(s.unfit for s in data.stories)
+    lines = [ln for ln in headline_lines(data) if not ln.startswith("warning:")]
+    assert lines and all("not ranked: unfit machine" in ln and "Not ranked — " in ln for ln in lines), lines
+    assert all("x measured" not in ln for ln in lines)
+    head = render_markdown(data).split("## Headline")[1].split("##")[0]
+    assert ", measured)" not in head and "rerun them alone" in head
+    # one contended cell: the stories it alone carries go last; the trusted ones lead as before
+    mixed = pool_repeats(read_records([CPU_EXAMPLE]))
+    dc512 = next(i for i, r in enumerate(mixed) if r.label == "Segformer mit_b0 dc=512")
+    mixed[dc512] = _contended(mixed[dc512])
+    st = build(mixed, None, "segformer").stories
+    fit = [s for s in st if not s.unfit]
+    assert fit and st[: len(fit)] == fit, [(s.theme, s.unfit) for s in st]
+    assert all(mixed[dc512].cell_id not in s.sentence for s in fit)
+
+
 def test_a_cell_whose_steps_vary_is_warned_of_and_its_difference_unresolved() -> None:
     a = next(r for r in read_records([CPU_EXAMPLE]) if r.label == "Segformer mit_b0 dc=128")
     med = a.median

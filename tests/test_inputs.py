@@ -184,6 +184,10 @@ SLOW = pytest.mark.slow  # each case starts a child process: two stay in the fas
                  marks=SLOW),
     pytest.param("user_pipeline:nope", {}, "has no callable 'nope'",
                  marks=SLOW),
+    pytest.param("user_pipeline:float64_image", {}, "the image is torch.float64; the model trains in float32",
+                 marks=SLOW),
+    pytest.param("user_pipeline:float16_image", {}, "the image is torch.float16; the model trains in float32",
+                 marks=SLOW),
     ("no_such_module:make", {}, "cannot import dataset factory module 'no_such_module'"),
 ])
 def test_a_bad_data_set_is_a_message_before_anything_runs(camvid: Path, tmp_path: Path, cli, factory, extra,

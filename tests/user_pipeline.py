@@ -210,6 +210,27 @@ def float_mask(root: str, resolution):
     return F(os.path.dirname(base.images_fps[0]), os.path.dirname(base.masks_fps[0]), base.augmentation)
 
 
+def float64_image(root: str, resolution):
+    """`np.array(img) / 255.0`: a float64 image, as a user's own Dataset often makes one."""
+    class F(CamVidDataset):
+        def __getitem__(self, i):
+            image, mask = super().__getitem__(i)
+            return image.double(), mask
+
+    base = camvid_albumentations(root, resolution)
+    return F(os.path.dirname(base.images_fps[0]), os.path.dirname(base.masks_fps[0]), base.augmentation)
+
+
+def float16_image(root: str, resolution):
+    class F(CamVidDataset):
+        def __getitem__(self, i):
+            image, mask = super().__getitem__(i)
+            return image.half(), mask
+
+    base = camvid_albumentations(root, resolution)
+    return F(os.path.dirname(base.images_fps[0]), os.path.dirname(base.masks_fps[0]), base.augmentation)
+
+
 # ---------------------------------------------------------------- a loss and an optimizer of the user's own
 
 

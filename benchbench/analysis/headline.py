@@ -11,7 +11,11 @@ ranked by impact — the throughput factor at stake, from the finding's own numb
 - context (utilisation against the peak, layout conversions) ranks last.
 
 The suite's reference comparison is always one of the stories. Unresolved differences (within run-to-run
-variation) never lead. The ranking and its weights live here; thresholds live in `records.Thresholds`.
+variation) never lead. A finding whose cells were measured on a machine unfit to trust (CPU cores another
+process held, a throttled or shared GPU: `record.state.degraded`) never ranks as measured: a story is told from
+its trusted findings first, and one that has only unfit ones ranks last and says why on its own line, so the
+headline never presents as measured what the report itself calls unfit. The ranking and its weights live here;
+thresholds live in `records.Thresholds`.
 """
 
 from __future__ import annotations
@@ -48,9 +52,17 @@ class Story:
     cells: list[str]
     anchor: str  # the evidence's id in the report
     findings: list[int] = field(default_factory=list)  # indexes into the findings list
+    unfit: str | None = None  # why its figures cannot be trusted (its cells' machine state), when they cannot
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def tag(self, measured: str = " measured") -> str:
+        """How much is at stake, as the renderers print it; never a figure for a story of unfit cells."""
+        if self.unfit:
+            return "not ranked: unfit machine"
+        return {"measured": f"{self.impact:.2f}x{measured}", "bound": f"up to {self.impact:.2f}x",
+                "context": "context"}[self.basis]
 
 
 #: finding kind -> the share of the step its fix can at most remove (Amdahl: 1 / (1 - share) at stake)
@@ -130,16 +142,43 @@ def reference_story(records: list[Record], reference_id: str | None) -> Story | 
                  [ref.cell_id, fast[1].cell_id, slow[1].cell_id], "cells")
 
 
+def unfit_cells(records: list[Record]) -> dict[str, str]:
+    """Cell id -> why its measurement cannot be trusted (contended CPU, a throttled or shared GPU)."""
+    from benchbench.record.state import degraded
+
+    out: dict[str, str] = {}
+    for r in records:
+        why = degraded(r)
+        if why:
+            out.setdefault(r.cell_id, why)
+    return out
+
+
+def _unfit_why(cells: list[str], unfit: dict[str, str]) -> str | None:
+    bad = [c for c in cells if c in unfit]
+    if not bad:
+        return None
+    return f"{len(bad)} of its {len(set(cells))} cell(s) measured on a machine unfit to trust ({unfit[bad[0]]})"
+
+
+def _mark_unfit(story: Story, why: str) -> Story:
+    story.unfit = why
+    story.sentence = f"Not ranked — {why}: rerun them alone before believing this. " + story.sentence
+    return story
+
+
 def stories(records: list[Record], findings: list[Finding], reference_id: str | None = None,
             limit: int = MAX_STORIES) -> list[Story]:
-    """One story per theme, the strongest finding's sentence leading, ranked by impact."""
+    """One story per theme, the strongest trusted finding's sentence leading, ranked by impact; a story with no
+    trusted finding last, marked."""
+    unfit = unfit_cells(records)
     by_theme: dict[str, list[tuple[float, str, int, Finding]]] = {}
     for i, f in enumerate(findings):
         imp, basis = impact(f)
         by_theme.setdefault(theme_of(f), []).append((imp, basis, i, f))
     out = []
     for theme, items in by_theme.items():
-        items.sort(key=lambda x: (BASIS_ORDER[x[1]], -x[0]))
+        items.sort(key=lambda x: (_unfit_why(x[3].cells, unfit) is not None, BASIS_ORDER[x[1]], -x[0]))
         imp, basis, i, f = items[0]
         sentence = f.sentence + (f" — suggested: {f.suggestion}" if f.suggestion else "")
         cells = sorted({c for *_, g in items for c in g.cells})
@@ -148,11 +187,17 @@ def stories(records: list[Record], findings: list[Finding], reference_id: str | 
             sentence += f" (and {len(items) - 1} more finding(s) in this story across {len(cells)} cells"
             sentence += f", {lo:.2f}x to {imp:.2f}x at stake)" if basis != "context" else ")"
         rank_imp = imp if basis != "context" else 1.0
-        out.append(Story(theme, sentence, rank_imp, basis, cells, f"finding-{i}", [x[2] for x in items]))
-    out.sort(key=lambda s: (s.basis == "context", -s.impact, BASIS_ORDER[s.basis]))
+        story = Story(theme, sentence, rank_imp, basis, cells, f"finding-{i}", [x[2] for x in items])
+        why = _unfit_why(f.cells, unfit)
+        out.append(_mark_unfit(story, why) if why else story)
+    out.sort(key=lambda s: (s.unfit is not None, s.basis == "context", -s.impact, BASIS_ORDER[s.basis]))
     # The reference comparison is what the suite is about: always told, after the stories that explain it
     # (its span is the sum of those effects, not an effect of its own).
     ref = reference_story(records, reference_id)
+    if ref is not None:
+        why = _unfit_why(ref.cells, unfit)
+        if why:
+            ref = _mark_unfit(ref, why)
     return out[: limit - 1] + [ref] if ref is not None else out[:limit]
 
 

@@ -27,6 +27,8 @@ def warnings(records: list[Record]) -> list[str]:
                        "its median is no stable figure — measure it alone, with more steps")
         if r.attached is not None and r.attached.window_note:
             out.append(f"{label(r)}: {r.attached.window_note}")
+        if r.attached is not None:  # what attach saw of the script's run (its own profiler on, runs that failed)
+            out += [f"{label(r)}: {w}" for w in r.warnings or []]
     return out
 
 

@@ -86,9 +86,15 @@ def advise(
     if attach:
         from benchbench.cli.advise_attach import advise_attached
 
+        away = [name for name, given in (("--cell", cell), ("--filter", filter), ("--resume", resume),
+                                         ("--device", device != "auto"), ("--isolation", isolation != "process"))
+                if given]
+        if away:
+            raise BenchbenchError(f"{', '.join(away)}: a suite's option{'s' if len(away) > 1 else ''}, not "
+                                  "--attach's (the script is the one cell, run as it is)")
         raise typer.Exit(advise_attached(list(suite_path or []), knobs, repeat_max or DEFAULTS["repeat_max"],
                                          min_runs or DEFAULTS["min_runs"], min_effect or DEFAULTS["min_effect"],
-                                         output, json_out, results_dir, steps, timeout))
+                                         output, json_out, results_dir, steps, timeout, budget_min))
     if not suite_path or len(suite_path) != 1:
         raise BenchbenchError("give one SUITE file (or --attach -- COMMAND... for a training script)")
     suite_file = Path(suite_path[0])

@@ -33,19 +33,21 @@ def parse_outside(knobs: str | None) -> list[str] | None:
 
 def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_runs: int, min_effect: float,
                     output: Path | None, json_out: Path | None, results_dir: Path, steps: int,
-                    timeout: float) -> int:
+                    timeout: float, budget_min: float | None = None) -> int:
     from benchbench import results as res
     from benchbench.advise.attached import code_knobs, degraded_runs, measure_knob, outside_knobs
-    from benchbench.cli.attach import options
+    from benchbench.cli.attach import append_or_show, options
     from benchbench.outputs import Outputs, write_text
     from benchbench.runner.attach.launch import attach as run_attached
-    from benchbench.runner.attach.launch import parse_command
+    from benchbench.runner.attach.launch import parse_command, stopped_code
 
     named = parse_outside(knobs)
     if repeat_max < 2 or min_runs < 2 or min_runs > repeat_max:
         raise BenchbenchError("need 2 <= --min-runs <= --repeat-max (one run a side cannot be judged)")
     if not 0 < min_effect < 1:
         raise BenchbenchError(f"--min-effect must be between 0 and 1, got {min_effect}")
+    if budget_min is not None and budget_min <= 0:
+        raise BenchbenchError(f"--budget-min must be positive, got {budget_min:g}")
     script = parse_command(command)
     opts = options(steps, "auto", "auto", None, False, timeout, 2)
     run_id = res.new_run_id()
@@ -57,8 +59,10 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
     store.check_writable()
     t0 = time.monotonic()
     console.print(f"[bold]advise --attach[/]: {escape(' '.join(script.command))} -> {out_path}", highlight=False)
-    base, _ = run_attached(script.command, opts, run_id)
-    store.append(base)
+    base, c = run_attached(script.command, opts, run_id)
+    append_or_show(store, base)
+    if stopped_code(c):
+        return _stopped(c, 1, out_path)
     if not base.ok:
         err_console.print(f"[bold red]error:[/] the unmodified script could not be measured: {escape(str(base.error))}",
                           highlight=False, soft_wrap=True)
@@ -68,9 +72,11 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
     runs = [0]
 
     def run(o: Any) -> Any:
-        rec, _ = run_attached(script.command, o, run_id)
-        store.append(rec)
+        rec, c = run_attached(script.command, o, run_id)
+        append_or_show(store, rec)
         runs[0] += 1
+        if stopped_code(c):
+            raise _Stop(c)
         console.print(f"  run {runs[0]}: {escape(rec.label)}: " + (f"{rec.median * 1e3:.1f} ms a step" if rec.ok
                                                                    else f"{rec.status}: {escape(str(rec.error))}"),
                       highlight=False)
@@ -84,9 +90,19 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
             err_console.print(f"warning: --knobs {', '.join(away)}: does not apply to this script (it has "
                               f"{', '.join(sorted(fits)) or 'none'})", highlight=False)
         cands = [k for k in cands if k.name in named]
-    results = [measure_knob(k, ab, run, min_runs, repeat_max, min_effect) for k in cands]
+    results, over = [], []
+    try:
+        for k in cands:  # the budget is checked between knobs: a knob's A/B is never cut in half
+            if budget_min is not None and time.monotonic() - t0 > budget_min * 60:
+                over.append(k.name)
+                continue
+            results.append(measure_knob(k, ab, run, min_runs, repeat_max, min_effect))
+    except _Stop as stop:
+        return _stopped(stop.code, runs[0] + 1, out_path)
     code = code_knobs(base)
     warnings = degraded_runs(base, results)
+    if over:
+        warnings.append(f"--budget-min {budget_min:g}: not measured, the budget was spent: {', '.join(over)}")
     doc = {"command": script.command, "base": {"cell_id": base.cell_id, "median_s": base.median,
                                                "lines": base.attached.lines if base.attached else None},
            "measured": [r.to_json() for r in results], "code_changes": code, "runs": runs[0] + 1,
@@ -100,6 +116,21 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
         write_text(json_out, json.dumps(doc, indent=2, default=str), "the JSON (--json)")
     console.print(f"results: {out_path}\nreport: {md}", highlight=False)
     return 0
+
+
+class _Stop(Exception):
+    """benchbench was stopped by a signal during an A/B run (its record is already kept)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _stopped(code: int, runs: int, out_path: Path) -> int:
+    err_console.print(f"interrupted: the script was stopped and nothing of it left running; {runs} run(s) recorded "
+                      f"in {escape(str(out_path))}; no verdict (the A/B was cut short)", highlight=False,
+                      soft_wrap=True)
+    return code
 
 
 def _iv(r: dict[str, Any]) -> str:

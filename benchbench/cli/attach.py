@@ -4,6 +4,7 @@ explained; its record is read by report, compare and history like any other."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -48,7 +49,8 @@ def options(steps: int, warmup: str, device: str, trace: Path | None, keep_runni
         if not torch.cuda.is_available():
             raise BenchbenchError("--device cuda: this machine has no CUDA device")
     return AttachOptions(steps=steps, warmup=warmup_value(warmup), device=device,
-                         trace_dir=str(trace) if trace else None, keep_running=keep_running, timeout_s=timeout,
+                         trace_dir=str(Path(trace).resolve()) if trace else None, keep_running=keep_running,
+                         timeout_s=timeout,
                          profile_steps=profile_steps, loader=loader or {})
 
 
@@ -77,7 +79,7 @@ def attach(
     from benchbench.measure.env import environment
     from benchbench.outputs import Outputs
     from benchbench.runner.attach.launch import attach as run_attached
-    from benchbench.runner.attach.launch import parse_command
+    from benchbench.runner.attach.launch import parse_command, stopped_code
 
     opts = options(steps, warmup, device, trace, keep_running, timeout, profile_steps)
     if repeat < 1:
@@ -95,21 +97,49 @@ def attach(
     for i in range(repeat):
         rec, c = run_attached(script.command, opts, run_id, None)
         rec = rec.model_copy(update={"env": _env(environment, rec), "repeat": i if repeat > 1 else None})
-        store.append(rec)  # each run recorded as it ends: nothing measured is lost to a later failure
+        append_or_show(store, rec)  # each run recorded as it ends: nothing measured is lost to a later failure
         recs.append(rec)
+        if stopped_code(c):  # benchbench was stopped (SIGTERM, SIGHUP, Ctrl-C): the script's group is ended
+            code = c
+            break
         code = max(code, c)
         if c == 2:  # refused: the next run would be refused the same way
             break
     rec = res.pool_repeats(recs)[0]
+    failed = [f"run {i + 1}: {r.status}: {r.error}" for i, r in enumerate(recs) if r.status != "ok"]
+    if failed and len(recs) > 1:  # the pooled record pools the runs that measured; it says which did not
+        rec = rec.model_copy(update={"warnings": [*(rec.warnings or []), f"{len(failed)} of {len(recs)} runs "
+                                                  "failed and are not pooled: " + "; ".join(failed)]})
     if json_out:
         from benchbench.outputs import write_text
 
         write_text(json_out, json.dumps(rec.to_json(), indent=1), "the record (--json)")
+    if stopped_code(code):
+        err_console.print(f"interrupted: the script was stopped and nothing of it left running; {len(recs)} run(s) "
+                          f"recorded in {escape(str(out_path))} ({escape(str(rec.error or rec.status))})",
+                          highlight=False, soft_wrap=True)
+        raise typer.Exit(code)
     _report(rec, Path(reports_dir) / slug / run_id, out_path)
     for r in recs:
         if r.status != "ok":
             err_console.print(f"[bold red]error:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def append_or_show(store: Any, rec: Any) -> None:
+    """Append a measured record; where the results file cannot take it (a full disk, a read-only file), the
+    record is not lost: it is printed whole on stderr (one JSON line, `report` reads it saved as .jsonl) before
+    the error ends the command."""
+    from benchbench.results import ResultsWriteError
+
+    try:
+        store.append(rec)
+    except ResultsWriteError:
+        err_console.print("the record could not be written to the results file; here it is whole (save the next "
+                          "line as a .jsonl file):", highlight=False)
+        sys.stderr.write(json.dumps(rec.to_json()) + "\n")
+        sys.stderr.flush()
+        raise
 
 
 def _env(environment: Any, rec: Any) -> Any:

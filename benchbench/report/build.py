@@ -62,9 +62,7 @@ def headline_lines(data: ReportData, limit: int = 5) -> list[str]:
     """The headline as plain sentences, strongest first (terminal and summaries)."""
     out = [f"warning: {w}" for w in data.warnings]
     for i, s in enumerate(data.stories[:limit], 1):
-        tag = {"measured": f"{s.impact:.2f}x measured", "bound": f"up to {s.impact:.2f}x",
-               "context": "context"}[s.basis]
-        out.append(f"{i}. [{s.theme}, {tag}] {s.sentence}")
+        out.append(f"{i}. [{s.theme}, {s.tag()}] {s.sentence}")
     return out
 
 

@@ -37,8 +37,7 @@ def render_markdown(data: Any) -> str:
     if not data.stories:
         lines.append("_No finding crossed its threshold._")
     for n, st in enumerate(data.stories, 1):
-        tag = {"measured": f"{st.impact:.2f}x, measured", "bound": f"up to {st.impact:.2f}x",
-               "context": "context"}[st.basis]
+        tag = st.tag(", measured")
         lines.append(f"{n}. **{md_escape(st.theme)}** ({tag}): {md_escape(st.sentence)} [evidence](#{st.anchor})")
     from benchbench.report.inputs import input_cells
     from benchbench.report.inputs import markdown as input_markdown

@@ -177,6 +177,11 @@ def check_item(params: dict[str, Any]) -> dict[str, Any]:
     if not image.is_floating_point():
         raise BenchbenchError(f"dataset factory {name!r}: the image is {image.dtype}, the model needs floats "
                               "(normalise it, e.g. A.Normalize or v2.ToDtype(torch.float32, scale=True))")
+    if image.dtype != torch.float32:  # the model's weights are float32 (AMP casts inside autocast, not here)
+        raise BenchbenchError(f"dataset factory {name!r}: the image is {image.dtype}; the model trains in float32 and "
+                              "every cell would fail on it: cast it in the data set (`image.astype(np.float32)`, "
+                              "A.ToFloat(), v2.ToDtype(torch.float32, scale=True), or `.float()`); AMP is the "
+                              "suite's amp: axis, not the data's dtype")
     if tuple(image.shape) != (c, h, w):
         raise BenchbenchError(f"dataset factory {name!r}: the image is {'x'.join(map(str, image.shape))}, the cell "
                               f"trains {c}x{h}x{w} (in_channels x resolution; the factory is offered "

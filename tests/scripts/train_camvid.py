@@ -47,6 +47,8 @@ def main():
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--accum", type=int, default=1, help="backward passes per optimizer step")
     ap.add_argument("--crash-at", type=int, default=None)
+    ap.add_argument("--exit-at", type=int, default=None, help="os._exit(0) at this step (no atexit, nothing flushed)")
+    ap.add_argument("--hang-at", type=int, default=None, help="hang at this step (a deadlock, a stuck read)")
     ap.add_argument("--forget-step", action="store_true")
     ap.add_argument("--scaler-inf-at", type=int, default=None, help="with a GradScaler: an inf loss at this step")
     ap.add_argument("--speed-from", type=int, default=None, help="print steps/s measured from this step on")
@@ -95,7 +97,11 @@ def main():
                 optimizer.step()
                 optimizer.zero_grad()
                 step += 1
-            print(f"epoch {epoch} iter {i} loss {loss.item():.4f}")
+            print(f"epoch {epoch} iter {i} loss {loss.item():.4f}", flush=True)
+            if args.exit_at is not None and step == args.exit_at:
+                os._exit(0)
+            if args.hang_at is not None and step == args.hang_at:
+                time.sleep(3600)
             if args.speed_from is not None:
                 if step == args.speed_from and t_speed is None:
                     t_speed = time.perf_counter()

@@ -6,7 +6,7 @@ from typing import Any
 
 from benchbench.timeline.python import is_user_file, short
 
-__all__ = ["_first_tensor", "call_site", "is_user_file"]
+__all__ = ["_first_tensor", "call_site", "images_in", "is_user_file"]
 
 
 def call_site() -> str | None:
@@ -40,3 +40,27 @@ def _first_tensor(obj: Any, depth: int = 0) -> Any:
     return None
 
 
+
+
+def images_in(args: Any, kwargs: Any) -> int | None:
+    """How many images (samples) a model's call was given: its first input's leading dimension (`(B, C, H, W)`,
+    `(B, C, D, H, W)`, a dict batch's image entry, Transformers' `pixel_values=`), or the length of a list of
+    `(C, H, W)` images (detection models take those). None where no input says it."""
+    for v in (*args, *(kwargs or {}).values()):
+        n = _count(v)
+        if n:
+            return n
+    return None
+
+
+def _count(v: Any, depth: int = 0) -> int | None:
+    import torch
+
+    if isinstance(v, torch.Tensor):
+        return int(v.shape[0]) if v.ndim >= 2 else None
+    if isinstance(v, (list, tuple)) and v and all(isinstance(x, torch.Tensor) and x.ndim == 3 for x in v):
+        return len(v)
+    if isinstance(v, dict) or (isinstance(v, (list, tuple)) and depth < 2):
+        t = _first_tensor(v)
+        return int(t.shape[0]) if t is not None and t.ndim >= 2 else None
+    return None

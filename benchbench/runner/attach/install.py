@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import sys
@@ -74,7 +75,7 @@ def install(config_path: str) -> None:
 
     def __init__(self: Any, *a: Any, **k: Any) -> None:
         if overrides:
-            a, k = _override(a, k, overrides)
+            a, k = _override(a, k, overrides, orig_init)
         orig_init(self, *a, **k)
         self.__dict__["_bb_where"] = call_site()  # the line that built it: where batch_size is changed
 
@@ -135,6 +136,7 @@ def install(config_path: str) -> None:
 
     sys.excepthook = excepthook
     atexit.register(probe.at_exit)
+    _on_terminate(probe)
 
     def in_child() -> None:
         """A forked child (a DataLoader worker) is not the script: no global hooks there, nothing written."""
@@ -146,6 +148,29 @@ def install(config_path: str) -> None:
 
     os.register_at_fork(after_in_child=in_child)
     probe.progress("installed")
+
+
+def _on_terminate(probe: Probe) -> None:
+    """SIGTERM (benchbench ending the script's process group: its --timeout, or a signal benchbench received)
+    kills Python without running atexit: write what was measured first, then die of the signal as before. Only
+    where the script has no handler of its own at startup (one it installs later wins, as without benchbench;
+    the streamed progress still has its steps)."""
+    import signal
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_term(signum: int, frame: Any) -> None:
+        if not probe.written:
+            probe.stopped_by = signum
+            with contextlib.suppress(Exception):
+                probe.abandon_window()
+            with contextlib.suppress(Exception):
+                probe.write()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, on_term)
 
 
 def _torch_settings(t: dict[str, Any]) -> None:
@@ -191,14 +216,14 @@ def _patch_update(cls: type, probe: Probe) -> None:
     cls.update, cls.scale = update, scale
 
 
-def _override(args: tuple[Any, ...], kwargs: dict[str, Any], overrides: dict[str, Any]) -> tuple[tuple[Any, ...],
-                                                                                          dict[str, Any]]:
-    """The DataLoader's arguments with advise's outside knobs applied (positional ones named first)."""
+def _override(args: tuple[Any, ...], kwargs: dict[str, Any], overrides: dict[str, Any],
+              init: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The DataLoader's arguments with advise's outside knobs applied (positional ones named first). `init` is
+    torch's own `DataLoader.__init__`: its signature names the positions (`DataLoader(ds, 2, True, None, None,
+    1)`), never the patched one's `(*a, **k)`."""
     import inspect
 
-    from torch.utils.data import DataLoader
-
-    names = [n for n in inspect.signature(DataLoader.__init__).parameters if n not in ("self", "dataset")]
+    names = [n for n in inspect.signature(init).parameters if n not in ("self", "dataset")]
     k = dict(kwargs)
     for name, v in zip(names, args[1:], strict=False):
         k.setdefault(name, v)

@@ -53,10 +53,50 @@ class Outcome:
     wall_s: float
     progress: dict[str, Any] | None
     boot_error: str | None
+    signal: int | None = None  # the signal benchbench received while the script ran (SIGTERM, SIGHUP, SIGINT)
+
+
+#: what stops benchbench itself: each ends the script's process group first, and its record is kept
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class Stopped(Exception):
+    """A stop signal, raised where benchbench is waiting."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _signals(handler: Any) -> Any:
+    """STOP_SIGNALS handled by `handler` (a function, or signal.SIG_IGN) inside the block, restored after."""
+    old = {}
+    for sig in STOP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread (nothing to restore)
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
+def exit_code(sig: int) -> int:
+    """A shell's code for a process a signal ended: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
+    return 128 + int(sig)
 
 
 def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
-    """Run the command with the hooks; wait for it (or for the timeout); end its process group."""
+    """Run the command with the hooks; wait for it (or for the timeout); end its process group.
+
+    A stop signal benchbench receives meanwhile (SIGTERM from a CI cancel or a job's time limit, SIGHUP from a
+    closed terminal, Ctrl-C) ends the script's group — SIGTERM first, so its hooks write what was measured —
+    and the outcome says which: nothing is left running, nothing measured is lost."""
     tmp = Path(tempfile.mkdtemp(prefix="bb-attach-"))
     out = tmp / "result.json"
     cfg = tmp / "config.json"
@@ -70,30 +110,39 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     if opts.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     t0 = time.monotonic()
+    proc: subprocess.Popen[Any] | None = None
+    timed_out, stopped = False, None
     try:
-        proc = subprocess.Popen(script.command, env=env, start_new_session=True)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise BenchbenchError(f"cannot start {script.command[0]!r}: {exc.strerror or exc}") from None
-    timed_out = False
-    try:
-        while proc.poll() is None:
-            if time.monotonic() - t0 > opts.timeout_s:
-                timed_out = True
-                break
-            time.sleep(0.1)
+        with _signals(_raise_stopped):
+            try:
+                proc = subprocess.Popen(script.command, env=env, start_new_session=True)
+            except OSError as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise BenchbenchError(f"cannot start {script.command[0]!r}: {exc.strerror or exc}") from None
+            while proc.poll() is None:
+                if time.monotonic() - t0 > opts.timeout_s:
+                    timed_out = True
+                    break
+                time.sleep(0.1)
+    except Stopped as exc:
+        stopped = exc.signum
     except KeyboardInterrupt:
-        _end_group(proc)
-        raise
-    _end_group(proc)
+        stopped = int(signal.SIGINT)
+    finally:
+        if proc is not None:
+            with _signals(signal.SIG_IGN):  # a second Ctrl-C does not cut the cleanup short
+                _end_group(proc)
+    assert proc is not None
     wall = time.monotonic() - t0
     doc = _read_json(out)
     progress = _read_json(Path(str(out) + PROGRESS_SUFFIX))
+    if doc is None and progress and progress.get("partial") and "snapshot_error" not in progress:
+        doc = progress  # the script ended without writing its result (killed, os._exit, hung): what it streamed
     boot = None
     with contextlib.suppress(OSError):
         boot = Path(str(cfg) + ".boot-error").read_text()
     shutil.rmtree(tmp, ignore_errors=True)
-    return Outcome(doc, proc.returncode, timed_out, wall, progress, boot)
+    return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped)
 
 
 def _end_group(proc: subprocess.Popen[Any]) -> None:
@@ -152,6 +201,11 @@ def _params(doc: dict[str, Any], opts: AttachOptions, script: Script) -> dict[st
              in_channels=int(shape[1]) if len(shape) == 4 else p["in_channels"])
     if len(shape) == 4:
         p["resolution"] = [int(shape[2]), int(shape[3])]
+    elif len(shape) == 5:  # a volume (B, C, D, H, W): its slices' size, and its depth
+        p["resolution"] = [int(shape[3]), int(shape[4])]
+        p["depth"] = int(shape[2])
+        p["in_channels"] = int(shape[1])
+        p["input_shape"] = [int(x) for x in shape]
     for k in LOADER_KNOBS:
         if k in loader:
             p[k] = loader[k]
@@ -201,6 +255,9 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
         rec["input_stages"] = doc["input_stages"]
     if doc.get("cpu_contention"):
         rec["cpu_contention"] = doc["cpu_contention"]
+    if doc.get("own_profiler"):
+        rec["warnings"] = ["the script's own torch.profiler was recording during the timed steps: its overhead "
+                           "(often 1.5-2x on a launch-bound step) is in every figure; run it without its profiler"]
     bps = [b for b in (doc.get("backward_per_step") or []) if b is not None]
     status, error, code, ended = _status(doc, outcome, opts)
     rec["status"], rec["error"] = status, error
@@ -229,12 +286,15 @@ def _status(doc: dict[str, Any], o: Outcome, opts: AttachOptions) -> tuple[str, 
     phase = doc.get("phase")
     steps = int(doc.get("steps_seen") or (o.progress or {}).get("steps") or 0)
     rc = o.returncode
-    how = (f"was stopped after {opts.timeout_s:g} s (--timeout)" if o.timed_out else
+    how = (f"was stopped when benchbench received {signal.Signals(o.signal).name}" if o.signal else
+           f"was stopped after {opts.timeout_s:g} s (--timeout)" if o.timed_out else
            f"was killed by signal {signal.Signals(-rc).name}" if rc is not None and rc < 0 else
            f"exited with code {rc}")
     if phase == "done":
-        return "ok", None, 0, ("left running (--keep-running), then finished" if opts.keep_running
-                               else "stopped by benchbench after the profiler window")
+        if not opts.keep_running:
+            return "ok", None, 0, "stopped by benchbench after the profiler window"
+        then = f"then {how.removeprefix('was ')}" if o.signal or o.timed_out else "then finished"
+        return "ok", None, 0, f"left running (--keep-running), {then}"
     if phase == "refused":
         return "error", str(doc.get("error")), 2, "refused"
     if not doc:
@@ -260,9 +320,12 @@ def _status(doc: dict[str, Any], o: Outcome, opts: AttachOptions) -> tuple[str, 
         return ("timeout" if o.timed_out else "error"), why, 1, how
     wanted = f"{opts.steps} timed steps"
     done = len(((doc.get("timing_fields") or {}).get("step_time_s") or {}).get("samples") or [])
-    if phase in ("await-window", "profile") and done >= opts.steps and not err and rc == 0 and not o.timed_out:
-        # the script's training ended after the timed steps, before the profiler window did: the timing stands
-        return "ok", None, 0, "finished during the profiler window (no breakdown)"
+    if phase in ("await-window", "profile") and done >= opts.steps and not err and \
+            ((rc == 0 and not o.timed_out) or o.signal):
+        # the script's training ended (or benchbench was stopped) after the timed steps, before the profiler
+        # window did: the timing stands
+        return "ok", None, 0, ("finished during the profiler window (no breakdown)" if not o.signal else
+                               f"{how.removeprefix('was ')} during the profiler window (no breakdown)")
     why = (raised or f"the script {how}") + f" after {steps} step(s), before warm-up and {wanted} were done " \
         f"({done} timed step(s) kept in this record)"
     return ("timeout" if o.timed_out else "error"), why, 1, how
@@ -280,4 +343,10 @@ def attach(command: list[str], opts: AttachOptions, run_id: str, env: dict[str, 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     outcome = run_script(script, opts, attached_cell_id(script, opts))
     sys.stdout.flush()
-    return to_record(script, opts, outcome, run_id, env, started)
+    rec, code = to_record(script, opts, outcome, run_id, env, started)
+    return rec, (exit_code(outcome.signal) if outcome.signal else code)
+
+
+def stopped_code(code: int) -> bool:
+    """Whether an attached run's exit code says benchbench itself was stopped by a signal (128 + its number)."""
+    return code > 128

@@ -20,17 +20,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import weakref
 from typing import Any
 
-from benchbench.runner.attach.frames import _first_tensor, call_site
+from benchbench.runner.attach.frames import _first_tensor, call_site, images_in
 from benchbench.runner.attach.summary import Summary, _distributed
 from benchbench.runner.attach.timing import Timing
 from benchbench.runner.attach.window import Window
 
 CONFIG_ENV = "BENCHBENCH_ATTACH"
 PROGRESS_SUFFIX = ".progress"
+SNAPSHOT_EVERY_S = 0.5
+
+
+def _param_count(module: Any) -> int:
+    """Parameters of a module, those a lazy module has not made yet counted as none."""
+    from torch.nn.parameter import UninitializedParameter
+
+    return sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedParameter))
 
 
 class Probe(Timing, Window, Summary):
@@ -70,7 +79,11 @@ class Probe(Timing, Window, Summary):
         self.depth = 0
         self.global_handles: list[Any] = []
         self.batch_shape: list[int] | None = None
-        self.batch_size: int | None = None
+        self.batch_size: int | None = None  # the first batch's leading dimension (any loader's)
+        self.model_batch: int | None = None  # the images of the model's first training call
+        self.model_handles: list[Any] = []
+        self.images_in_step = 0
+        self.images_per_step: list[int] = []  # per timed step: the images the model was trained on
         self.loaders: dict[int, dict[str, Any]] = {}  # id(iterator) -> settings of its DataLoader
         self.batches_by_loader: dict[int, int] = {}
         self.stage_profiles: dict[int, Any] = {}  # id(iterator) -> StageProfile
@@ -114,14 +127,31 @@ class Probe(Timing, Window, Summary):
         self.breakdown: dict[str, Any] | None = None
         self.breakdown_error: str | None = None
         self.progress_path = self.out + PROGRESS_SUFFIX
+        self.t_snapshot = 0.0
+        self.stopped_by: int | None = None  # the signal that stopped the script (SIGTERM from benchbench)
 
     # ------------------------------------------------------------------ progress, for a script that dies
-    def progress(self, what: str) -> None:
-        with contextlib.suppress(OSError), open(self.progress_path, "w") as f:
-            json.dump({"phase": self.phase, "what": what, "steps": self.boundaries,
-                       "forwards": self.model_forwards(),
-                       "backwards": self.backward_calls, "batches": sum(self.batches_by_loader.values()),
-                       "elapsed_s": time.perf_counter() - self.t_install}, f)
+    def progress(self, what: str, force: bool = True) -> None:
+        """What was measured so far, streamed to the progress file as it happens: every step taken (on a GPU
+        those whose events have completed: read without a sync), the counts, the model and the loader — a
+        partial result document. However the script ends (a kill, `os._exit`, a hang stopped at --timeout), the
+        launcher has it: at most `SNAPSHOT_EVERY_S` of steps are lost. Written at each change of phase and
+        otherwise at most every `SNAPSHOT_EVERY_S` (a write costs well under a millisecond: ~0.1% of the time)."""
+        now = time.perf_counter()
+        if not force and now - self.t_snapshot < SNAPSHOT_EVERY_S:
+            return
+        self.t_snapshot = now
+        try:
+            doc = self.result(partial=True)
+        except Exception as exc:  # a snapshot never breaks the script
+            doc = {"phase": self.phase, "steps_seen": self.boundaries, "snapshot_error": f"{type(exc).__name__}: {exc}"}
+        doc.update(partial=True, what=what, steps=self.boundaries, forwards=self.model_forwards(),
+                   backwards=self.backward_calls)
+        tmp = self.progress_path + ".tmp"
+        with contextlib.suppress(OSError):
+            with open(tmp, "w") as f:
+                json.dump(doc, f, default=str)
+            os.replace(tmp, self.progress_path)
 
     # ------------------------------------------------------------------ the model
     def model_forwards(self) -> int:
@@ -131,28 +161,46 @@ class Probe(Timing, Window, Summary):
 
     def on_forward_pre(self, module: Any, args: Any) -> None:
         self.depth += 1
-        if self.depth == 1:
+        if self.depth != 1:
+            return
+        try:  # a hook never breaks the script (a lazy module's parameters have no size before its first call)
             entry = self.forward_outer.get(id(module))
             if entry is None:
-                n = sum(p.numel() for p in module.parameters())
-                entry = self.forward_outer[id(module)] = [module, 0, n, None, call_site()]
-            if self.phase == "starting":  # the input of the last call before the first step: a training batch
-                t = _first_tensor(args)
-                if t is not None and t.ndim == 4:
-                    import torch
-
-                    entry[3] = (list(t.shape), bool(t.is_contiguous(memory_format=torch.channels_last)
-                                                    and not t.is_contiguous()))
+                entry = self.forward_outer[id(module)] = [module, 0, _param_count(module), None, call_site()]
             entry[1] += 1
+            if self.phase != "starting":
+                return
+            import torch
+
+            if not (module.training and torch.is_grad_enabled()):
+                return  # a validation pass or a frozen teacher: not the training call
+            # the last training call before the first step: its line and its batch
+            entry[4] = call_site() or entry[4]
+            t = _first_tensor(args)
+            if t is not None and t.ndim in (4, 5):  # 2-D images, or volumes (B, C, D, H, W)
+                entry[3] = (list(t.shape), bool(t.is_contiguous(memory_format=torch.channels_last)
+                                                and not t.is_contiguous()))
+        except Exception:
+            pass
 
     def on_forward_post(self, module: Any, args: Any, output: Any) -> None:
         self.depth = max(0, self.depth - 1)
 
     def find_model(self) -> None:
-        """The model: the outermost module with the most parameters among those called in the steps."""
+        """The model: the module whose parameters the stepping optimizer holds — the outermost one called that
+        holds the most of them (a frozen teacher, a loss module or a transform holds none; in a GAN the
+        discriminator is not the generator). Without an optimizer's parameters to go by: the outermost module
+        with the most parameters."""
+        for v in self.forward_outer.values():  # counted again: a lazy module has its parameters by now
+            v[2] = _param_count(v[0])
         cands = [v for v in self.forward_outer.values() if v[2] > 0]
         if not cands:
             return
+        held = self._optimizer_params()
+        if held:
+            counted = [(v, sum(1 for p in v[0].parameters() if id(p) in held)) for v in cands]
+            if any(c for _, c in counted):
+                cands = [max(counted, key=lambda vc: (vc[1], vc[0][2]))[0]]
         module, calls, n, x, where = max(cands, key=lambda v: v[2])
         self.model = module
         if where:
@@ -176,6 +224,26 @@ class Probe(Timing, Window, Summary):
         for h in self.global_handles:
             h.remove()
         self.global_handles.clear()
+        if not info.get("compiled_in_place"):  # a hook on an in-place compiled module would recompile it
+            with contextlib.suppress(Exception):
+                self.model_handles.append(module.register_forward_pre_hook(self.on_model_input, with_kwargs=True))
+
+    def _optimizer_params(self) -> set[int]:
+        with contextlib.suppress(Exception):
+            return {id(p) for g in self.optimizer.param_groups for p in g["params"]}
+        return set()
+
+    def on_model_input(self, module: Any, args: Any, kwargs: Any) -> None:
+        """The model's training calls: the images a step trained on are what the model was given, whatever
+        loader (a validation loader used first, none at all) or collate the script has."""
+        import torch
+
+        if module.training and torch.is_grad_enabled():
+            n = images_in(args, kwargs)
+            if n:
+                self.images_in_step += n
+                if self.model_batch is None:
+                    self.model_batch = n
 
     # ------------------------------------------------------------------ backward and the loss
     def on_scale(self, loss: Any, scaled: Any) -> None:
@@ -197,6 +265,8 @@ class Probe(Timing, Window, Summary):
             self.loss_now.append(t.detach().reshape(()).to(torch.float32, copy=True))
         if self.backward_calls == 1:
             self.progress("first backward")
+        else:
+            self.progress("backward", force=False)  # a script that never steps: its counts stay current
 
     # ------------------------------------------------------------------ the data
     def on_wait_enter(self) -> None:
@@ -254,7 +324,9 @@ class Probe(Timing, Window, Summary):
         self.backward_in_step = 0
         if self.phase == "timed":
             self.batches_per_step.append(self.batches_in_step)
+            self.images_per_step.append(self.images_in_step)
         self.batches_in_step = 0
+        self.images_in_step = 0
         if self.phase == "starting":
             self._start()
             self.t_last = now
@@ -272,6 +344,7 @@ class Probe(Timing, Window, Summary):
             self._profile_step()
         self.wait_in_step = 0.0
         self.iter_in_step = False
+        self.progress("step", force=False)
 
     def on_iterator(self, it: Any, dt: float) -> None:
         """A DataLoader's iterator was made (`_get_iterator`: a new epoch without persistent workers, a

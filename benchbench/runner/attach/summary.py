@@ -4,6 +4,7 @@ finished, stopped, raised, exited early."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import sys
@@ -14,17 +15,27 @@ from typing import Any
 class Summary:
     """Mixed into `probe.Probe`: its result document, written once."""
 
-    def result(self) -> dict[str, Any]:
+    def result(self, partial: bool = False) -> dict[str, Any]:
+        """The result document. `partial`: a snapshot while the script runs (`Probe.progress`) — nothing that
+        synchronises the GPU: only the steps whose events have completed, and no losses read from a GPU."""
         from benchbench.record.stats import summarize
 
-        if self.phase == "timed" and self.cuda and len(self.events) > 1 and not self.step_s:
-            with contextlib.suppress(Exception):  # the script ended inside the timed block: keep its steps
-                self.events[-1].synchronize()
-                self.step_s = [a.elapsed_time(b) * 1e-3 for a, b in zip(self.events, self.events[1:], strict=False)]
+        step_s = self.step_s
+        if self.phase == "timed" and self.cuda and len(self.events) > 1 and not step_s:
+            # inside the timed block: the steps taken so far (at the end, or stopped: all of them)
+            with contextlib.suppress(Exception):
+                done = _completed(self.events) if partial else self.events
+                if not partial:
+                    done[-1].synchronize()
+                step_s = [a.elapsed_time(b) * 1e-3 for a, b in itertools.pairwise(done)]
+            if not partial:
+                self.step_s = step_s
 
         doc: dict[str, Any] = {
             "phase": self.phase, "steps_seen": self.boundaries, "error": self.error, "error_where": self.error_where,
-            "model": self.model_info or None, "batch_size": self.batch_size, "batch_shape": self.batch_shape,
+            "stopped_by": self.stopped_by, "own_profiler": bool(getattr(self, "own_profiler", False)),
+            "model": self.model_info or None, "batch_size": self._batch_size(),
+            "batch_shape": self.batch_shape,
             "backward_calls": self.backward_calls,
             "backward_per_step": self.backward_per_step[1:] or None, "scaler": self.scaler_seen,
             "skipped_steps": self.skipped_steps, "other_optimizer_steps": self.other_optimizer_steps,
@@ -40,25 +51,29 @@ class Summary:
             "lines": {**self.lines, **({"dataloader": (self._loader() or {}).get("where")}
                                        if (self._loader() or {}).get("where") else {})} or None,
         }
-        if self.step_s and len(self.step_s) >= 1:
+        if step_s and len(step_s) >= 1:
             from benchbench.measure.timer import LoopTiming, read_losses
             from benchbench.runner.program import timing_fields
 
-            lt = LoopTiming(step_s=self.step_s, data_wait_s=self.wait_s[: len(self.step_s)], warmup_s=self.warm_s,
+            lt = LoopTiming(step_s=step_s, data_wait_s=self.wait_s[: len(step_s)], warmup_s=self.warm_s,
                             steady=self.steady, clock="cuda-events" if self.cuda else "perf_counter",
-                            enqueue_s=self.enqueue_s, block_wall_s=self.block_wall_s,
+                            enqueue_s=self.enqueue_s[: len(step_s)], block_wall_s=self.block_wall_s,
                             starved_s=getattr(self, "starved_s", []))
             doc["batches_per_step"] = self._batches_a_step()
-            doc["images_per_step"] = (self.batch_size or 1) * max(1, doc["batches_per_step"])
+            doc["images_per_step"] = self._images_a_step()
             doc["timing_fields"] = timing_fields(lt, doc["images_per_step"])
             if self.steps_per_epoch and doc["timing_fields"].get("data_wait_s") is not None:
                 doc["timing_fields"]["data_wait_s"]["steps_per_epoch"] = self.steps_per_epoch
             doc["warmup_steps"] = len(self.warm_s)
             try:  # never lose the timings for a loss read
+                if partial and self.cuda:
+                    raise _NotRead("read once the timed steps are over (a read synchronises the GPU)")
                 flat = [sum(ls) / len(ls) if ls else None for ls in self.losses]
                 kept = [x for x in flat if x is not None]
                 vals = read_losses(kept) if kept else []
                 doc["losses"] = vals if len(vals) == len(flat) else []
+            except _NotRead:
+                doc["losses"] = []
             except Exception as exc:
                 doc["losses"] = []
                 doc["losses_error"] = f"{type(exc).__name__}: {exc}"[:300]
@@ -80,6 +95,28 @@ class Summary:
         if getattr(self, "contention_read", None):
             doc["cpu_contention"] = self.contention_read
         return doc
+
+    def _images_a_step(self) -> int:
+        """Images a step trained on, in this order of evidence:
+
+        - the training loader's own `batch_size` (the loader that fed the most batches) times the batches a step
+          fetched — never the first batch's leading dimension, which a validation loader used first, or a
+          collate returning a list of samples, gets wrong; and a GAN's discriminator sees its real batch and the
+          generator's fakes, but trains on one batch a step;
+        - where no loader with a batch size fed the steps (a loop slicing its own tensors, a trainer's own
+          augmenter): what the model's training calls were given (median over the timed steps);
+        - else the batches a step fetched times the first batch's size."""
+        loader_bs = (self._loader() or {}).get("batch_size")
+        if loader_bs and self.batches_per_step and self._batches_a_step() >= 1:
+            return int(loader_bs) * self._batches_a_step()
+        per = sorted(n for n in self.images_per_step if n)
+        if per:
+            return per[len(per) // 2]
+        return (self.batch_size or 1) * max(1, self._batches_a_step())
+
+    def _batch_size(self) -> int | None:
+        """A batch's images, by the same evidence as `_images_a_step`."""
+        return (self._loader() or {}).get("batch_size") or self.model_batch or self.batch_size
 
     def _loader(self) -> dict[str, Any] | None:
         if not self.batches_by_loader:
@@ -160,6 +197,20 @@ _AMP: dict[str, Any] = {}
 
 def _amp_seen() -> str:
     return _AMP.get("dtype", "none")
+
+
+class _NotRead(Exception):
+    """The losses of a snapshot on a GPU: not read (a read would synchronise it)."""
+
+
+def _completed(events: list[Any]) -> list[Any]:
+    """The leading events that have completed on the GPU (`query()`: no sync)."""
+    n = 0
+    for ev in events:
+        if not ev.query():
+            break
+        n += 1
+    return events[:n]
 
 
 def _cuda_peak(device: Any) -> dict[str, int]:

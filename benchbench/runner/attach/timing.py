@@ -46,10 +46,11 @@ class Timing:
             self.steady = bool(steady)
             self._begin_timed(now)
         else:
-            self.progress("warm-up")
+            self.progress("warm-up", force=False)
 
     def _begin_timed(self, now: float) -> None:
         self.phase = "timed"
+        self.own_profiler = _profiler_running()
         self.before_stages = {k: p.snapshot() for k, p in self.stage_profiles.items()}
         self.contention = _contention_start(int((self._loader() or {}).get("num_workers") or 0))
         self.block_t0 = now
@@ -100,7 +101,7 @@ class Timing:
         got = self._training_iterator()
         if got is not None and got[0] >= got[1]:  # where epochs turn: the data wait's shape is read against it
             self.steps_per_epoch = max(1, got[0] // max(1, self._batches_a_step()))
-        images = (self.batch_size or 1) * len(self.step_s)
+        images = self._images_a_step() * len(self.step_s)
         self.contention_read = _contention_end(getattr(self, "contention", None), images)
         self.gpu_conditions = _gpu_tracker_end(getattr(self, "gpu_tracker", None), images)
         if self.profile_steps > 0:
@@ -108,3 +109,14 @@ class Timing:
         else:
             self.finish()
 
+
+
+def _profiler_running() -> bool:
+    """Whether a torch profiler (the script's own: benchbench's window comes after the timed steps) is recording
+    as the timed steps begin: its overhead is then in them."""
+    try:
+        import torch
+
+        return bool(torch._C._autograd._profiler_enabled())
+    except Exception:
+        return False
