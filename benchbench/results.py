@@ -162,7 +162,9 @@ def pool_repeats(records: list[Record]) -> list[Record]:
     """One record per cell: the last one, with the samples of all its ok repeats pooled.
 
     `run --repeat N` and `--resume` can leave several records of a cell; reports
-    show one row per cell, and the spread between runs is kept in `repeats`.
+    show one row per cell, and the spread between runs is kept in `repeats`. Where a cell has runs measured on a
+    machine fit to measure on, its unfit ones (contended cores, a throttled or shared GPU) are not pooled
+    with them (`run --retry-contended` re-measures such cells; the file keeps every record).
     """
     groups: dict[str, list[Record]] = {}
     for r in records:
@@ -170,6 +172,9 @@ def pool_repeats(records: list[Record]) -> list[Record]:
     out = []
     for recs in groups.values():
         ok = [r for r in recs if r.runs]
+        clean = [r for r in ok if not r.degraded()]
+        if clean and len(clean) < len(ok):  # re-measured on a quiet machine: the unfit runs stay in the file only
+            ok = clean
         if len(ok) <= 1:
             out.append(ok[0] if ok else recs[-1])
             continue

@@ -91,6 +91,11 @@ def run(
     shard: Annotated[str | None, typer.Option(help="Run shard K/N of the cells (deterministic, "
                                                    "cost-balanced).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print library warnings as they come.")] = False,
+    retry_contended: Annotated[int, typer.Option(help="Re-measure a cell timed on CPU cores another process held "
+                                                      "(or a throttled or shared GPU) up to N times, each once the "
+                                                      "machine is quiet again.")] = 0,
+    retry_wait: Annotated[float, typer.Option(help="--retry-contended: the longest wait for a quiet machine, in "
+                                                   "seconds, before each retry.")] = 600.0,
     executor_options: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Run every cell of a suite, append one JSON line per cell, print and write a comparison."""
@@ -105,6 +110,8 @@ def run(
 
     if repeat is not None and repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
+    if retry_contended < 0 or retry_wait < 0:
+        raise BenchbenchError("--retry-contended and --retry-wait must be 0 or more")
     chosen = executor_choice(isolation, executor_options or {})
 
     def load(opts: dict[str, Any]) -> Any:
@@ -120,13 +127,13 @@ def run(
                            defaults={"repeat": 1, "explain": True}, executor=isolation, executor_options=chosen,
                            output=output, results_dir=results_dir, resume=resume)
     try:
-        _run(session, device, reports_dir, trace, allow_failures, verbose)
+        _run(session, device, reports_dir, trace, allow_failures, verbose, (retry_contended, retry_wait))
     finally:
         session.close()
 
 
 def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow_failures: bool,
-         verbose: bool) -> None:
+         verbose: bool, retry: tuple[int, float] = (0, 0.0)) -> None:
     from benchbench import results as res
     from benchbench.outputs import Outputs
     from benchbench.runner import RunOptions, preflight
@@ -162,6 +169,7 @@ def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow
             if rec.warnings:
                 _log_warnings(session.out_path, rec, progress.console if verbose else None)
             progress.advance(task)
+        _retry_contended(session, env_info, options, retry, progress.console)
     report_failed = _report(session, reports_dir)
     console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
     _warn_unexplained(session.records, session.out_path, verbose)
@@ -175,6 +183,39 @@ def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow
     if failed and not allow_failures:
         err_console.print(f"{len(failed)} of {len(latest)} cells did not finish ok", highlight=False)
         raise typer.Exit(1)
+
+
+def _retry_contended(session: Any, env_info: dict[str, Any], options: Any, retry: tuple[int, float],
+                     out: Any) -> None:
+    """`--retry-contended N`: each cell whose latest run was timed on an unfit machine is measured again once the
+    machine is quiet (`measure.contention.wait_quiet`), up to N times; every record stays in the results file,
+    the report pools the fit ones (`results.pool_repeats`), and the terminal says how long it waited."""
+    from benchbench.measure.contention import wait_quiet
+    from benchbench.runner.loop import run_planned
+
+    tries, max_wait = retry
+    cells = {c.id: c for c in session.suite.cells}
+    for attempt in range(1, tries + 1):
+        latest: dict[tuple[str, int], Record] = {}
+        for r in session.records:
+            latest[(r.cell_id, r.repeat or 0)] = r
+        bad = [r for r in latest.values() if r.ok and r.degraded() and r.cell_id in cells]
+        if not bad:
+            return
+        quiet, waited, why = wait_quiet(max_wait)
+        if not quiet:
+            out.print(f"[yellow]warning:[/] {len(bad)} cell(s) measured on an unfit machine and still no quiet "
+                      f"machine after {waited:.0f} s ({escape(str(why))}): kept as measured, flagged in the "
+                      "report", highlight=False)
+            return
+        out.print(f"retry {attempt}/{tries}: {len(bad)} contended cell(s) measured again after waiting "
+                  f"{waited:.0f} s for a quiet machine", highlight=False)
+        planned = [(cells[r.cell_id], r.repeat or 0) for r in bad]
+        first = {r.cell_id: r.degraded() for r in bad}
+        for rec in run_planned(session.suite, planned, session.run_id, env_info, options, session.executor):
+            rec = rec.model_copy(update={"remeasured": {"attempt": attempt, "waited_s": round(waited, 1),
+                                                        "unfit_before": first.get(rec.cell_id)}})
+            session.record(rec)
 
 
 def _this_run(session: Any) -> list[Record]:

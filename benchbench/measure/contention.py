@@ -158,3 +158,21 @@ def for_cell(ctx: Any) -> CpuContention | None:
         return None
     cores = set(os.sched_getaffinity(0))
     return CpuContention(cores, int(ctx.threads), int(ctx.params.get("num_workers") or 0))
+
+
+def wait_quiet(max_wait_s: float, window_s: float = 2.0, sleep: Any = time.sleep) -> tuple[bool, float, str | None]:
+    """Wait until no other process holds this process's cores: windows of `window_s` watched as a cell's timed
+    block is (`CpuContention`, this process idle meanwhile), until one is not contended or `max_wait_s` passed.
+    Returns (quiet, seconds waited, why the last window was contended)."""
+    t0 = time.monotonic()
+    why = None
+    while True:
+        w = CpuContention(set(os.sched_getaffinity(0)), 0, 0)
+        with w:
+            sleep(window_s)
+        r = w.result(1)
+        if r.get("contended") is False:
+            return True, time.monotonic() - t0, None
+        why = r.get("why")
+        if time.monotonic() - t0 >= max_wait_s:
+            return False, time.monotonic() - t0, why

@@ -99,6 +99,9 @@ class Record(BaseModel):
     explain_s: dict[str, float] | None = None
     explain_errors: dict[str, str] | None = None
     extra: dict[str, Any] | None = None  # fields an older schema had that this one does not: kept, never dropped
+    #: `run --retry-contended`: this record re-measures a cell whose earlier record was taken on contended cores —
+    #: why that one was unfit, the attempt, and how long the machine took to be quiet again
+    remeasured: dict[str, Any] | None = None
 
     @field_validator("params")
     @classmethod
