@@ -36,6 +36,16 @@ class Shapes(Dataset):
 
 def net(width):
     return nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, 4, 1))
+
+
+def fit(model, epochs=50):
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    for epoch in range(epochs):
+        for x, y in DataLoader(Shapes(), batch_size=2):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
 '''
 
 
@@ -189,14 +199,7 @@ def test_a_script_that_changes_directory_keeps_its_trace_where_the_record_says(c
     path = script(tmp_path, "moves.py", '''
         import os
         os.chdir("elsewhere")
-        model = net(8)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        for epoch in range(50):
-            for x, y in DataLoader(Shapes(), batch_size=2):
-                loss = nn.functional.cross_entropy(model(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        fit(net(8))
     ''')
     js = tmp_path / "rec.json"
     code, _, err = cli("attach", "--steps", "3", "--warmup", "2", "--trace", "traces", "--json", js, "--output",
@@ -209,14 +212,7 @@ def test_a_script_that_changes_directory_keeps_its_trace_where_the_record_says(c
 
 def test_a_script_left_running_then_stopped_at_its_timeout_is_not_said_to_have_finished(cli, tmp_path: Path) -> None:
     path = script(tmp_path, "long.py", '''
-        model = net(8)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
-        for epoch in range(100000):
-            for x, y in DataLoader(Shapes(), batch_size=2):
-                loss = nn.functional.cross_entropy(model(x), y)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        fit(net(8), epochs=100000)
     ''')
     rec = attach(cli, tmp_path, path, "--keep-running", "--timeout", "25")
     assert rec.ok and rec.attached.ended == "left running (--keep-running), then stopped after 25 s (--timeout)"
@@ -224,15 +220,8 @@ def test_a_script_left_running_then_stopped_at_its_timeout_is_not_said_to_have_f
 
 def test_the_scripts_own_profiler_in_the_timed_steps_is_warned_of(cli, tmp_path: Path) -> None:
     path = script(tmp_path, "profiled.py", '''
-        model = net(8)
-        opt = torch.optim.SGD(model.parameters(), lr=0.01)
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]):
-            for epoch in range(50):
-                for x, y in DataLoader(Shapes(), batch_size=2):
-                    loss = nn.functional.cross_entropy(model(x), y)
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
+            fit(net(8))
     ''')
     rec = attach(cli, tmp_path, path)
     assert rec.warnings and "own torch.profiler was recording during the timed steps" in rec.warnings[0]

@@ -184,10 +184,10 @@ SLOW = pytest.mark.slow  # each case starts a child process: two stay in the fas
                  marks=SLOW),
     pytest.param("user_pipeline:nope", {}, "has no callable 'nope'",
                  marks=SLOW),
-    pytest.param("user_pipeline:float64_image", {}, "the image is torch.float64; the model trains in float32",
+    pytest.param("user_pipeline:cast_image", {}, "the image is torch.float64; the model trains in float32",
                  marks=SLOW),
-    pytest.param("user_pipeline:float16_image", {}, "the image is torch.float16; the model trains in float32",
-                 marks=SLOW),
+    pytest.param("user_pipeline:cast_image", {"dtype": "float16"},
+                 "the image is torch.float16; the model trains in float32", marks=SLOW),
     ("no_such_module:make", {}, "cannot import dataset factory module 'no_such_module'"),
 ])
 def test_a_bad_data_set_is_a_message_before_anything_runs(camvid: Path, tmp_path: Path, cli, factory, extra,
@@ -195,6 +195,8 @@ def test_a_bad_data_set_is_a_message_before_anything_runs(camvid: Path, tmp_path
     data = {"dataset": factory, "root": str(camvid)}
     if "root" in extra:
         data.pop("root")
+    if "dtype" in extra:
+        data["dtype"] = extra["dtype"]
     suite = write_suite(tmp_path / "bad.yaml", json.dumps({
         "name": "bad", "arch": "Unet", "encoder": "resnet18", "resolution": 64, "batch_size": 2,
         "classes": extra.get("classes", 12), "warmup": 1, "steps": 1, "data": data}))

@@ -210,22 +210,13 @@ def float_mask(root: str, resolution):
     return F(os.path.dirname(base.images_fps[0]), os.path.dirname(base.masks_fps[0]), base.augmentation)
 
 
-def float64_image(root: str, resolution):
-    """`np.array(img) / 255.0`: a float64 image, as a user's own Dataset often makes one."""
+def cast_image(root: str, resolution, dtype: str = "float64"):
+    """`np.array(img) / 255.0` (float64), or a half-precision cache (float16): an image dtype a user's own Dataset
+    often makes, that the model does not train in."""
     class F(CamVidDataset):
         def __getitem__(self, i):
             image, mask = super().__getitem__(i)
-            return image.double(), mask
-
-    base = camvid_albumentations(root, resolution)
-    return F(os.path.dirname(base.images_fps[0]), os.path.dirname(base.masks_fps[0]), base.augmentation)
-
-
-def float16_image(root: str, resolution):
-    class F(CamVidDataset):
-        def __getitem__(self, i):
-            image, mask = super().__getitem__(i)
-            return image.half(), mask
+            return image.to(getattr(torch, dtype)), mask
 
     base = camvid_albumentations(root, resolution)
     return F(os.path.dirname(base.images_fps[0]), os.path.dirname(base.masks_fps[0]), base.augmentation)

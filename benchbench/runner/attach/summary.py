@@ -246,15 +246,6 @@ def _gpu_tracker(device: Any) -> Any:
     return None
 
 
-def _gpu_tracker_end(t: Any, images: int) -> dict[str, Any] | None:
-    if t is None:
-        return None
-    with contextlib.suppress(Exception):
-        t.__exit__(None, None, None)
-        return t.result(images)
-    return None
-
-
 def _rss() -> int:
     import resource
 
@@ -274,12 +265,13 @@ def _contention_start(workers: int) -> Any:
     return None
 
 
-def _contention_end(w: Any, images: int) -> Any:
-    if w is None:
+def _tracker_end(t: Any, images: int) -> Any:
+    """A tracker of the timed block (contention, the GPU's conditions) closed and read; None if it could not be."""
+    if t is None:
         return None
     with contextlib.suppress(Exception):
-        w.__exit__(None, None, None)
-        return w.result(images)
+        t.__exit__(None, None, None)
+        return t.result(images)
     return None
 
 

@@ -6,13 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchbench.runner.attach.summary import (
-    _contention_end,
-    _contention_start,
-    _cuda_peak,
-    _gpu_tracker,
-    _gpu_tracker_end,
-)
+from benchbench.runner.attach.summary import _contention_start, _cuda_peak, _gpu_tracker, _tracker_end
 
 
 class Timing:
@@ -102,8 +96,8 @@ class Timing:
         if got is not None and got[0] >= got[1]:  # where epochs turn: the data wait's shape is read against it
             self.steps_per_epoch = max(1, got[0] // max(1, self._batches_a_step()))
         images = self._images_a_step() * len(self.step_s)
-        self.contention_read = _contention_end(getattr(self, "contention", None), images)
-        self.gpu_conditions = _gpu_tracker_end(getattr(self, "gpu_tracker", None), images)
+        self.contention_read = _tracker_end(getattr(self, "contention", None), images)
+        self.gpu_conditions = _tracker_end(getattr(self, "gpu_tracker", None), images)
         if self.profile_steps > 0:
             self._window_or_wait()
         else:
