@@ -228,3 +228,39 @@ def test_the_scripts_own_profiler_in_the_timed_steps_is_warned_of(cli, tmp_path:
     from benchbench.analysis.trust import warnings
 
     assert any("own torch.profiler" in w for w in warnings([rec]))
+
+
+def test_a_volume_is_recorded_as_one(cli, tmp_path: Path) -> None:
+    """A 3-D U-Net's input is (B, C, D, H, W): its depth and channels recorded, not the 2-D defaults."""
+    path = script(tmp_path, "volume.py", '''
+        model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv3d(4, 3, 1))
+        opt = torch.optim.Adam(model.parameters())
+        x, y = torch.randn(2, 1, 8, 24, 32), torch.randint(0, 3, (2, 8, 24, 32))
+        for step in range(1000):
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    ''')
+    rec = attach(cli, tmp_path, path)
+    p = rec.params
+    assert p["input_shape"] == [2, 1, 8, 24, 32] and p["depth"] == 8 and p["in_channels"] == 1
+    assert p["resolution"] == [24, 32] and p["batch_size"] == 2
+
+
+def test_a_record_the_disk_refuses_is_shown_whole_not_lost(cli, tmp_path: Path, monkeypatch) -> None:
+    from benchbench.results import ResultStore, ResultsWriteError
+
+    def full(self, rec):
+        raise ResultsWriteError("cannot append to the results file: [Errno 28] No space left on device")
+
+    monkeypatch.setattr(ResultStore, "append", full)
+    path = script(tmp_path, "plain.py", '''
+        fit(net(8))
+    ''')
+    code, _, err = cli("attach", "--steps", "3", "--warmup", "2", "--profile-steps", "0", "--output",
+                       tmp_path / "r.jsonl", "-o", tmp_path / "rep", "--", sys.executable, str(path))
+    assert code == 1 and "No space left on device" in err
+    line = next(ln for ln in err.splitlines() if ln.startswith("{"))
+    rec = Record.of(json.loads(line))
+    assert rec.ok and len(rec.step_time_s.samples) == 3
