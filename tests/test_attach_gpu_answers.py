@@ -16,7 +16,8 @@ from benchbench.analysis.findings.gpu import host_sync_finding
 from benchbench.record.explain import GpuTimeline
 from benchbench.runner.attach.probe import Probe
 from benchbench.timeline.gpu import summarize_gpu
-from benchbench.timeline.reader import HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE, build_timeline
+from benchbench.timeline.reader import build_timeline
+from benchbench.timeline.syncs import HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE
 
 
 class GpuClock:

@@ -39,7 +39,8 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
     from benchbench.cli.attach import append_or_show, options
     from benchbench.outputs import Outputs, write_text
     from benchbench.runner.attach.launch import attach as run_attached
-    from benchbench.runner.attach.launch import parse_command, stopped_code
+    from benchbench.runner.attach.launch import parse_command
+    from benchbench.runner.attach.stopping import stopped_code
 
     named = parse_outside(knobs)
     if repeat_max < 2 or min_runs < 2 or min_runs > repeat_max:

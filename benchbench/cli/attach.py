@@ -79,7 +79,8 @@ def attach(
     from benchbench.measure.env import environment
     from benchbench.outputs import Outputs
     from benchbench.runner.attach.launch import attach as run_attached
-    from benchbench.runner.attach.launch import parse_command, stopped_code
+    from benchbench.runner.attach.launch import parse_command
+    from benchbench.runner.attach.stopping import stopped_code
 
     opts = options(steps, warmup, device, trace, keep_running, timeout, profile_steps)
     if repeat < 1:

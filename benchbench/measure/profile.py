@@ -24,12 +24,11 @@ from torch.profiler import ProfilerActivity, profile, schedule
 from benchbench.timeline.host import PHASES  # noqa: F401 - the one list of phases (plots read it here)
 from benchbench.timeline.reader import (  # noqa: F401 - the range names, defined once (the reader's)
     BACKWARD_PREFIX,
-    HARNESS_SYNCS_META,
-    HARNESS_SYNCS_OUTSIDE,
     MODULE_PREFIX,
     PHASE_PREFIX,
     STEP_NAME,
 )
+from benchbench.timeline.syncs import HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE
 
 
 def modules_of_interest(model: nn.Module) -> dict[str, nn.Module]:

@@ -28,29 +28,10 @@ from typing import Any
 
 from benchbench.timeline.idle import _classify_gaps, apply_step_time
 from benchbench.timeline.names import short_name
-from benchbench.timeline.reader import (
-    FREE_CALLS,
-    HARNESS_SYNCS_META,
-    HARNESS_SYNCS_OUTSIDE,
-    ApiCall,
-    DeviceOp,
-    HostRange,
-    Timeline,
-)
+from benchbench.timeline.reader import ApiCall, DeviceOp, HostRange, Timeline
+from benchbench.timeline.syncs import step_syncs, summarize_syncs
 
 GPU_PHASES = ("host_to_device", "forward", "loss", "backward", "optimizer", "other")
-#: syncs that benchbench's own profile pass added before it stopped doing so:
-#: `torch.cuda.synchronize()` from the harness, outside any aten op, after the
-#: host-to-device copy or after the step. They are reported, not charged to the model. Only in traces that
-#: lack the metadata `HARNESS_SYNCS_META` (newer ones issue no sync inside a step: every sync there is the
-#: script's own, `torch.cuda.synchronize()` around a timing log included).
-HARNESS_SYNC_PHASES = ("host_to_device", None)
-#: a sync with no aten op above it: the Python call that makes each
-SYNC_CALL_NAMES = {"cudaDeviceSynchronize": "torch.cuda.synchronize()", "cuCtxSynchronize": "torch.cuda.synchronize()",
-                   "cudaStreamSynchronize": "stream.synchronize()", "cuStreamSynchronize": "stream.synchronize()",
-                   "cudaEventSynchronize": "event.synchronize()", "cuEventSynchronize": "event.synchronize()"}
-#: a sync's identity over steps: (op, phase, call, the user's line, kind)
-SyncKey = tuple[str, str, str, "str | None", "str | None"]
 #: a kernel that starts within this of its launch call returning found the GPU's queue empty
 QUEUE_EMPTY_S = 20e-6
 
@@ -100,28 +81,6 @@ def _phase_of(tl: Timeline, c: ApiCall, first_backward: float | None) -> str:
     return "other"
 
 
-def _is_harness_sync(tl: Timeline, c: ApiCall, phase: str | None) -> bool:
-    if tl.meta.get(HARNESS_SYNCS_META) == HARNESS_SYNCS_OUTSIDE:
-        return False
-    return tl.step_source == "bb.step" and c.op is None and phase in HARNESS_SYNC_PHASES
-
-
-def _sync_kind(c: ApiCall, pageable_htod: set[Any]) -> str | None:
-    """What kind of wait a sync is, where its cause is not a value read on the host:
-
-    - `htod_pageable`: a host-to-device copy from pageable memory (`x.cuda()` / `x.to("cuda")` of an unpinned
-      tensor). torch copies it with cudaMemcpyAsync and then waits for the stream (Copy.cu,
-      `memcpy_and_sync`): a sync the host needs because the driver stages the pageable buffer;
-    - `free`: a cudaFree / cudaFreeHost (the caching allocator giving memory back, near OOM).
-    """
-    if c.name in FREE_CALLS:
-        return "free"
-    if (c.op_key is not None and c.op_key in pageable_htod) or any(
-            "HtoD" in d.name and "Pageable" in d.name for d in c.device_ops):
-        return "htod_pageable"
-    return None
-
-
 def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[str]) -> StepGPU:
     calls = tl.calls_between(step.ts, step.end)
     launches = [c for c in calls if c.device_ops]
@@ -146,36 +105,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
             modules[c.module]["forward"] += d.dur
         by_kernel[short_name(d.name) if d.kind == "kernel" else d.name] += d.dur
         by_op[c.op or "(no aten op)"] += d.dur
-    syncs, sync_spans = [], []
-    sync_of: dict[Any, dict[str, Any]] = {}
-    # the op instances (`x.to("cuda")`) whose copy came from pageable memory: their wait is the copy's
-    pageable_htod = {c.op_key for c in calls if c.op_key is not None and any(
-        d.kind == "memcpy" and "HtoD" in d.name and "Pageable" in d.name for d in c.device_ops)}
-    for c in calls:
-        if not c.is_sync:
-            continue
-        ph = tl.phase_at(c.ts) if tl.phases else _phase_of(tl, c, first_bwd)
-        if _is_harness_sync(tl, c, ph):
-            excluded[c.name] += 1
-            continue
-        sync_spans.append((c.ts, c.end))
-        # One sync per causing op: an op that waits twice (or copies, then waits) drained the GPU once.
-        key = c.op_key if c.op_key is not None else ("call", c.tid, c.ts)
-        s = sync_of.get(key)
-        if s is None:
-            s = sync_of[key] = {"call": c.name, "op": c.op or SYNC_CALL_NAMES.get(c.name, c.name),
-                                "phase": ph or "other", "wait_s": 0.0, "_end": c.end,
-                                "where": tl.python.user_line(c.tid, c.ts, c.end),
-                                "kind": _sync_kind(c, pageable_htod)}
-            syncs.append(s)
-        elif s["kind"] is None:
-            s["kind"] = _sync_kind(c, pageable_htod)
-        s["wait_s"] += (c.end - c.ts) * 1e-6
-        s["_end"] = max(s["_end"], c.end)
-    for s in syncs:
-        # What the sync costs the GPU: its queue is empty when the host returns, and stays so until
-        # the host launches again (~0 ms of host wait in a host-bound step, yet the GPU idles).
-        s["gpu_idle_after_s"] = tl.idle_gap_at(s.pop("_end")) * 1e-6
+    syncs, sync_spans = step_syncs(tl, calls, lambda c: _phase_of(tl, c, first_bwd), excluded)
     gaps = _classify_gaps(tl, step, merged, sync_spans)
     span = (max(d.end for d, _, _ in work) - min(d.ts for d, _, _ in work)) if work else 0.0
     return StepGPU(
@@ -252,19 +182,7 @@ def summarize_gpu(tl: Timeline, step_time_s: float | None = None, data_wait_s: f
             for i in range(1, len(parts) + 1):
                 for x in ("forward", "backward"):
                     mods[".".join(parts[:i])][x] += v[x] / n
-    sync_counts: Counter[SyncKey] = Counter()
-    sync_wait: dict[SyncKey, float] = defaultdict(float)
-    sync_idle: dict[SyncKey, float] = defaultdict(float)
-    for p in per:
-        for s in p.syncs:
-            key = (s["op"], s["phase"], s["call"], s.get("where"), s.get("kind"))
-            sync_counts[key] += 1
-            sync_wait[key] += s["wait_s"]
-            sync_idle[key] += s["gpu_idle_after_s"]
-    syncs = [{"op": k[0], "phase": k[1], "call": k[2], "per_step": c / n, "wait_s_per_step": sync_wait[k] / n,
-              "gpu_idle_after_s_per_step": sync_idle[k] / n, **({"where": k[3]} if k[3] else {}),
-              **({"kind": k[4]} if k[4] else {})}
-             for k, c in sync_counts.most_common()]
+    syncs = summarize_syncs([p.syncs for p in per])
     delays = [d for p in per for d in p.launch_delays_s]
     kern = mean_dict(lambda p: p.kernels_by_name_s)
     ops = mean_dict(lambda p: p.ops_s)

@@ -29,6 +29,7 @@ from typing import Any
 
 from benchbench.errors import BenchbenchError
 from benchbench.timeline.python import PYTHON_CAT, PythonFrames
+from benchbench.timeline.syncs import is_sync_call
 
 PHASE_PREFIX = "bb.phase:"
 MODULE_PREFIX = "bb.module:"
@@ -36,19 +37,6 @@ STEP_NAME = "bb.step"
 PROFILER_STEP = "ProfilerStep#"
 BACKWARD_PREFIX = "autograd::engine::evaluate_function: "
 OPTIMIZER_PREFIXES = ("Optimizer.step#", "Optimizer.zero_grad#")
-#: Calls that block the host until the device has drained: explicit waits, the synchronous copies, and the
-#: frees (`cudaFree` waits for the device before it returns memory: the caching allocator calls it when it
-#: empties its cache near OOM, `torch.cuda.empty_cache()` too; `cudaFreeHost` when pinned blocks are released).
-SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
-              "cuStreamSynchronize", "cuCtxSynchronize", "cuEventSynchronize", "cuMemcpyDtoH_v2",
-              "cudaFree", "cudaFreeHost", "cuMemFree", "cuMemFree_v2", "cuMemFreeHost")
-#: The frees among them: their cause is memory, not a value read on the host.
-FREE_CALLS = ("cudaFree", "cudaFreeHost", "cuMemFree", "cuMemFree_v2", "cuMemFreeHost")
-#: Set in a trace's metadata by benchbench's own profiler windows (`run`'s profile pass, attach's window): no
-#: sync of benchbench's falls inside a step there, so every sync inside one is the script's. Traces without it
-#: (an older profile pass synchronised around its steps) keep the old exclusion (`timeline.gpu`).
-HARNESS_SYNCS_META = "benchbench_harness_syncs"
-HARNESS_SYNCS_OUTSIDE = "outside_steps"
 # Category names, lower-cased: current kineto, and older torch versions' ("Kernel", "Memcpy", "Runtime").
 DEVICE_CATS = {"kernel": "kernel", "gpu_memcpy": "memcpy", "gpu_memset": "memset", "memcpy": "memcpy",
                "memset": "memset"}
@@ -99,17 +87,8 @@ class ApiCall:
 
     @property
     def is_sync(self) -> bool:
-        """Whether this call blocks the host until the GPU's queue has drained.
-
-        `.item()` is `cudaMemcpyAsync` device-to-host into pinned memory *and then*
-        `cudaStreamSynchronize`: the copy itself returns at once, the wait is the sync.
-        A `non_blocking=True` device-to-host copy into pinned memory is no sync at all.
-        An async copy into pageable memory does block (the driver stages it).
-        """
-        if self.name in SYNC_CALLS:
-            return True
-        return self.name.startswith(("cudaMemcpy", "cuMemcpy")) and any(
-            "DtoH" in d.name and "Pageable" in d.name for d in self.device_ops)
+        """Whether this call blocks the host until the GPU's queue has drained (`timeline.syncs`)."""
+        return is_sync_call(self.name, [d.name for d in self.device_ops])
 
 
 @dataclass

@@ -25,6 +25,7 @@ from typing import Any
 from benchbench.errors import BenchbenchError
 from benchbench.runner.attach.command import Script, parse_command, sha256
 from benchbench.runner.attach.probe import CONFIG_ENV, PROGRESS_SUFFIX
+from benchbench.runner.attach.stopping import Stopped, end_group, exit_code, raise_stopped, stop_signals_to
 
 BOOT = Path(__file__).resolve().parent / "boot"
 LOADER_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
@@ -56,41 +57,6 @@ class Outcome:
     signal: int | None = None  # the signal benchbench received while the script ran (SIGTERM, SIGHUP, SIGINT)
 
 
-#: what stops benchbench itself: each ends the script's process group first, and its record is kept
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-
-class Stopped(Exception):
-    """A stop signal, raised where benchbench is waiting."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _signals(handler: Any) -> Any:
-    """STOP_SIGNALS handled by `handler` (a function, or signal.SIG_IGN) inside the block, restored after."""
-    old = {}
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread (nothing to restore)
-            old[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-
-def _raise_stopped(signum: int, frame: Any) -> None:
-    raise Stopped(signum)
-
-
-def exit_code(sig: int) -> int:
-    """A shell's code for a process a signal ended: 128 + its number (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP)."""
-    return 128 + int(sig)
-
-
 def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     """Run the command with the hooks; wait for it (or for the timeout); end its process group.
 
@@ -113,7 +79,7 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     proc: subprocess.Popen[Any] | None = None
     timed_out, stopped = False, None
     try:
-        with _signals(_raise_stopped):
+        with stop_signals_to(raise_stopped):
             try:
                 proc = subprocess.Popen(script.command, env=env, start_new_session=True)
             except OSError as exc:
@@ -130,8 +96,8 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
         stopped = int(signal.SIGINT)
     finally:
         if proc is not None:
-            with _signals(signal.SIG_IGN):  # a second Ctrl-C does not cut the cleanup short
-                _end_group(proc)
+            with stop_signals_to(signal.SIG_IGN):  # a second Ctrl-C does not cut the cleanup short
+                end_group(proc)
     assert proc is not None
     wall = time.monotonic() - t0
     doc = _read_json(out)
@@ -143,29 +109,6 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
         boot = Path(str(cfg) + ".boot-error").read_text()
     shutil.rmtree(tmp, ignore_errors=True)
     return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped)
-
-
-def _end_group(proc: subprocess.Popen[Any]) -> None:
-    """The script and everything it started: TERM, a grace period, KILL."""
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = proc.pid
-    for sig, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 2.0)):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=wait)
-        if proc.poll() is not None and not _group_alive(pgid):
-            return
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
 
 
 def _read_json(p: Path) -> dict[str, Any] | None:
@@ -346,7 +289,3 @@ def attach(command: list[str], opts: AttachOptions, run_id: str, env: dict[str, 
     rec, code = to_record(script, opts, outcome, run_id, env, started)
     return rec, (exit_code(outcome.signal) if outcome.signal else code)
 
-
-def stopped_code(code: int) -> bool:
-    """Whether an attached run's exit code says benchbench itself was stopped by a signal (128 + its number)."""
-    return code > 128

@@ -6,10 +6,12 @@ global hooks and two patched methods:
 - a **step** is one `optimizer.step()` of the first optimizer that steps (torch's global optimizer step post
   hook), or one `GradScaler.update()` that came without one (GradScaler skipped the step: still a step of
   training); several backward passes before a step (gradient accumulation) are one step;
-- the **model** is the outermost module with parameters whose forward runs in a step (global module forward
-  hooks, removed once it is known: they would cost every module call a Python call);
-- the **batch** is what the script's DataLoader iterator yields (its `__next__`, timed: the data wait);
-- the **loss** is the tensor handed to `backward`, kept on its device and read once, after the block.
+- the **model** is the module whose parameters the stepping optimizer holds (`model.ModelFinder`: global module
+  forward hooks, removed once it is known: they would cost every module call a Python call);
+- the **batch** is what the script's DataLoader iterator yields (its `__next__`, timed: the data wait), the
+  images a step the training loader's batch size times its batches (or what the model's training calls got);
+- the **loss** is the tensor handed to `backward` (under GradScaler the one it scaled), copied on its device at
+  the step and read once, after the block.
 
 Timing is `run`'s: warm-up until the steps are steady, then N timed steps; on a GPU a CUDA event at each step
 boundary and one sync per block, never one per step. A short profiler window follows (phases from the hooks
@@ -25,7 +27,8 @@ import time
 import weakref
 from typing import Any
 
-from benchbench.runner.attach.frames import _first_tensor, call_site, images_in
+from benchbench.runner.attach.frames import _first_tensor, call_site
+from benchbench.runner.attach.model import ModelFinder
 from benchbench.runner.attach.summary import Summary, _distributed
 from benchbench.runner.attach.timing import Timing
 from benchbench.runner.attach.window import Window
@@ -35,14 +38,7 @@ PROGRESS_SUFFIX = ".progress"
 SNAPSHOT_EVERY_S = 0.5
 
 
-def _param_count(module: Any) -> int:
-    """Parameters of a module, those a lazy module has not made yet counted as none."""
-    from torch.nn.parameter import UninitializedParameter
-
-    return sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedParameter))
-
-
-class Probe(Timing, Window, Summary):
+class Probe(ModelFinder, Timing, Window, Summary):
     """The state of one attached run: which phase it is in, the boundaries seen, what was measured."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
@@ -152,98 +148,6 @@ class Probe(Timing, Window, Summary):
             with open(tmp, "w") as f:
                 json.dump(doc, f, default=str)
             os.replace(tmp, self.progress_path)
-
-    # ------------------------------------------------------------------ the model
-    def model_forwards(self) -> int:
-        """Forward calls of the model (the outermost module with the most parameters: a loss module or a
-        torchvision transform is an outermost module too)."""
-        return max(self.forward_outer.values(), key=lambda v: v[2])[1] if self.forward_outer else 0
-
-    def on_forward_pre(self, module: Any, args: Any) -> None:
-        self.depth += 1
-        if self.depth != 1:
-            return
-        try:  # a hook never breaks the script (a lazy module's parameters have no size before its first call)
-            entry = self.forward_outer.get(id(module))
-            if entry is None:
-                entry = self.forward_outer[id(module)] = [module, 0, _param_count(module), None, call_site()]
-            entry[1] += 1
-            if self.phase != "starting":
-                return
-            import torch
-
-            if not (module.training and torch.is_grad_enabled()):
-                return  # a validation pass or a frozen teacher: not the training call
-            # the last training call before the first step: its line and its batch
-            entry[4] = call_site() or entry[4]
-            t = _first_tensor(args)
-            if t is not None and t.ndim in (4, 5):  # 2-D images, or volumes (B, C, D, H, W)
-                entry[3] = (list(t.shape), bool(t.is_contiguous(memory_format=torch.channels_last)
-                                                and not t.is_contiguous()))
-        except Exception:
-            pass
-
-    def on_forward_post(self, module: Any, args: Any, output: Any) -> None:
-        self.depth = max(0, self.depth - 1)
-
-    def find_model(self) -> None:
-        """The model: the module whose parameters the stepping optimizer holds — the outermost one called that
-        holds the most of them (a frozen teacher, a loss module or a transform holds none; in a GAN the
-        discriminator is not the generator). Without an optimizer's parameters to go by: the outermost module
-        with the most parameters."""
-        for v in self.forward_outer.values():  # counted again: a lazy module has its parameters by now
-            v[2] = _param_count(v[0])
-        cands = [v for v in self.forward_outer.values() if v[2] > 0]
-        if not cands:
-            return
-        held = self._optimizer_params()
-        if held:
-            counted = [(v, sum(1 for p in v[0].parameters() if id(p) in held)) for v in cands]
-            if any(c for _, c in counted):
-                cands = [max(counted, key=lambda vc: (vc[1], vc[0][2]))[0]]
-        module, calls, n, x, where = max(cands, key=lambda v: v[2])
-        self.model = module
-        if where:
-            self.lines["model_forward"] = where
-        inner = getattr(module, "_orig_mod", None)
-        # `torch.compile(model)` wraps it (`_orig_mod`); `model.compile()` compiles it in place
-        # (`_compiled_call_impl`): either way, hooks added to its modules would recompile it
-        compiled = inner is not None or getattr(module, "_compiled_call_impl", None) is not None
-        info: dict[str, Any] = {"class": type(inner or module).__name__, "params": int(n),
-                                "compiled": compiled, "forward_calls_seen": calls}
-        if compiled and inner is None:
-            info["compiled_in_place"] = True
-        with contextlib.suppress(StopIteration):
-            dev = next(module.parameters()).device
-            self.device = dev
-            self.cuda = dev.type == "cuda"
-            info["device"] = dev.type
-        if x is not None:
-            info["input_shape"], info["channels_last"] = x
-        self.model_info = info
-        for h in self.global_handles:
-            h.remove()
-        self.global_handles.clear()
-        if not info.get("compiled_in_place"):  # a hook on an in-place compiled module would recompile it
-            with contextlib.suppress(Exception):
-                self.model_handles.append(module.register_forward_pre_hook(self.on_model_input, with_kwargs=True))
-
-    def _optimizer_params(self) -> set[int]:
-        with contextlib.suppress(Exception):
-            return {id(p) for g in self.optimizer.param_groups for p in g["params"]}
-        return set()
-
-    def on_model_input(self, module: Any, args: Any, kwargs: Any) -> None:
-        """The model's training calls: the images a step trained on are what the model was given, whatever
-        loader (a validation loader used first, none at all) or collate the script has."""
-        import torch
-
-        if module.training and torch.is_grad_enabled():
-            n = images_in(args, kwargs)
-            if n:
-                self.images_in_step += n
-                if self.model_batch is None:
-                    self.model_batch = n
 
     # ------------------------------------------------------------------ backward and the loss
     def on_scale(self, loss: Any, scaled: Any) -> None:

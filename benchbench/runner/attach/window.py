@@ -82,7 +82,7 @@ class Window:
         from torch.profiler import ProfilerActivity, profile, schedule
 
         from benchbench.measure.profile import ModuleRanges, modules_of_interest
-        from benchbench.timeline.reader import HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE
+        from benchbench.timeline.syncs import HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE
 
         self.phase = "profile"
         self.prof_lines = lines
