@@ -17,7 +17,8 @@ class Summary:
 
     def result(self, partial: bool = False) -> dict[str, Any]:
         """The result document. `partial`: a snapshot while the script runs (`Probe.progress`) — nothing that
-        synchronises the GPU: only the steps whose events have completed, and no losses read from a GPU."""
+        synchronises the GPU: only the steps whose events have completed, and no losses (a run that ends without
+        writing its result keeps its timings, not its losses)."""
         from benchbench.record.stats import summarize
 
         step_s = self.step_s
@@ -66,8 +67,8 @@ class Summary:
                 doc["timing_fields"]["data_wait_s"]["steps_per_epoch"] = self.steps_per_epoch
             doc["warmup_steps"] = len(self.warm_s)
             try:  # never lose the timings for a loss read
-                if partial and self.cuda:
-                    raise _NotRead("read once the timed steps are over (a read synchronises the GPU)")
+                if partial:  # read once, at the end: on a GPU a read synchronises it, and a snapshot stays cheap
+                    raise _NotRead("read once the run is over")
                 flat = [sum(ls) / len(ls) if ls else None for ls in self.losses]
                 kept = [x for x in flat if x is not None]
                 vals = read_losses(kept) if kept else []
@@ -200,7 +201,7 @@ def _amp_seen() -> str:
 
 
 class _NotRead(Exception):
-    """The losses of a snapshot on a GPU: not read (a read would synchronise it)."""
+    """The losses of a snapshot: not read (on a GPU a read would synchronise it)."""
 
 
 def _completed(events: list[Any]) -> list[Any]:
