@@ -204,9 +204,7 @@ def test_a_model_compiled_in_place_is_known_and_gets_no_window_hooks(tmp_path: P
     p.forward_outer[id(m)] = [m, 1, 6, None, None]
     p.find_model()
     assert p.model is m and p.model_info["compiled"] and p.model_info["compiled_in_place"]
-    from benchbench.measure.profile import ModuleRanges, modules_of_interest
-
-    p._hook_model(ModuleRanges, modules_of_interest)
+    p._hook_model()
     assert not m._forward_pre_hooks and not m._forward_hooks and p.module_ranges is None
     assert "compiled" in (p.window_note or "")
 
@@ -347,3 +345,28 @@ def _item_no_stack(t: Trace) -> None:
     t.host("aten::_local_scalar_dense", 110, 80)
     t.call("cudaMemcpyAsync", 120, 5, ("gpu_memcpy", "Memcpy DtoH (Device -> Pinned)", 150, 1))
     t.call("cudaStreamSynchronize", 126, 30)
+
+
+def test_a_gradscaler_run_that_ends_in_warm_up_keeps_its_steps_and_snapshots_never_read_the_scale(
+        tmp_path: Path) -> None:
+    """GradScaler's `get_scale()` is an `.item()` on a GPU: a snapshot (every 0.5 s while the script runs) never
+    calls it, the final record does; and a script with a scaler that ends in its warm-up keeps those steps."""
+    class Scaler:
+        _init_scale = 2.0**16
+        reads = 0
+
+        def get_scale(self) -> float:
+            Scaler.reads += 1
+            return 1024.0
+
+    p = Probe({"out": str(tmp_path / "r.json"), "steps": 3, "warmup": 5, "profile_steps": 0, "keep_running": True})
+    p.boundary()
+    for _ in range(3):
+        p.on_backward(torch.tensor(1.5))
+        p.boundary()
+    p.on_scaler_update(Scaler())
+    snap = p.result(partial=True)
+    assert Scaler.reads == 0 and "final_scale" not in snap["grad_scaler"]
+    final = p.result()
+    assert Scaler.reads == 1 and final["grad_scaler"]["final_scale"] == 1024.0
+    assert len(final["warmup_s"]) == 3 and len(snap["warmup_s"]) == 3

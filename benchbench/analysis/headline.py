@@ -144,11 +144,9 @@ def reference_story(records: list[Record], reference_id: str | None) -> Story | 
 
 def unfit_cells(records: list[Record]) -> dict[str, str]:
     """Cell id -> why its measurement cannot be trusted (contended CPU, a throttled or shared GPU)."""
-    from benchbench.record.state import degraded
-
     out: dict[str, str] = {}
     for r in records:
-        why = degraded(r)
+        why = r.degraded()
         if why:
             out.setdefault(r.cell_id, why)
     return out

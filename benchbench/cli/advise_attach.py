@@ -128,9 +128,9 @@ class _Stop(Exception):
 
 
 def _stopped(code: int, runs: int, out_path: Path) -> int:
-    err_console.print(f"interrupted: the script was stopped and nothing of it left running; {runs} run(s) recorded "
-                      f"in {escape(str(out_path))}; no verdict (the A/B was cut short)", highlight=False,
-                      soft_wrap=True)
+    from benchbench.cli.attach import say_stopped
+
+    say_stopped(runs, out_path, "no verdict: the A/B was cut short")
     return code
 
 

@@ -116,15 +116,19 @@ def attach(
 
         write_text(json_out, json.dumps(rec.to_json(), indent=1), "the record (--json)")
     if stopped_code(code):
-        err_console.print(f"interrupted: the script was stopped and nothing of it left running; {len(recs)} run(s) "
-                          f"recorded in {escape(str(out_path))} ({escape(str(rec.error or rec.status))})",
-                          highlight=False, soft_wrap=True)
+        say_stopped(len(recs), out_path, str(rec.error or rec.status))
         raise typer.Exit(code)
     _report(rec, Path(reports_dir) / slug / run_id, out_path)
     for r in recs:
         if r.status != "ok":
             err_console.print(f"[bold red]error:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def say_stopped(runs: int, out_path: Path, what: str) -> None:
+    """benchbench was stopped by a signal while a script ran (`attach`, `advise --attach`): what was kept."""
+    err_console.print(f"interrupted: the script was stopped and nothing of it left running; {runs} run(s) recorded "
+                      f"in {escape(str(out_path))} ({escape(what)})", highlight=False, soft_wrap=True)
 
 
 def append_or_show(store: Any, rec: Any) -> None:

@@ -40,8 +40,6 @@ def _first_tensor(obj: Any, depth: int = 0) -> Any:
     return None
 
 
-
-
 def images_in(args: Any, kwargs: Any) -> int | None:
     """How many images (samples) a model's call was given: its first input's leading dimension (`(B, C, H, W)`,
     `(B, C, D, H, W)`, a dict batch's image entry, Transformers' `pixel_values=`), or the length of a list of

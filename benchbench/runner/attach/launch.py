@@ -288,4 +288,3 @@ def attach(command: list[str], opts: AttachOptions, run_id: str, env: dict[str, 
     sys.stdout.flush()
     rec, code = to_record(script, opts, outcome, run_id, env, started)
     return rec, (exit_code(outcome.signal) if outcome.signal else code)
-

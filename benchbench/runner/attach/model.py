@@ -23,8 +23,11 @@ class ModelFinder:
     """The model's state lives on the probe (`forward_outer`, `model`, `model_info`, `lines`, ...)."""
 
     def model_forwards(self) -> int:
-        """Forward calls of the model (the outermost module with the most parameters: a loss module or a
-        torchvision transform is an outermost module too)."""
+        """Forward calls of the model: once found (`find_model`), its own; before, those of the outermost module
+        with the most parameters (a loss module or a torchvision transform is an outermost module too)."""
+        known = self.forward_outer.get(id(self.model)) if self.model is not None else None
+        if known is not None:
+            return known[1]
         return max(self.forward_outer.values(), key=lambda v: v[2])[1] if self.forward_outer else 0
 
     def on_forward_pre(self, module: Any, args: Any) -> None:
@@ -93,8 +96,8 @@ class ModelFinder:
             h.remove()
         self.global_handles.clear()
         if not info.get("compiled_in_place"):  # a hook on an in-place compiled module would recompile it
-            with contextlib.suppress(Exception):
-                self.model_handles.append(module.register_forward_pre_hook(self.on_model_input, with_kwargs=True))
+            with contextlib.suppress(Exception):  # kept to the end: it counts the images of every training call
+                module.register_forward_pre_hook(self.on_model_input, with_kwargs=True)
 
     def _optimizer_params(self) -> set[int]:
         with contextlib.suppress(Exception):

@@ -21,15 +21,13 @@ script stopped (or left running with --keep-running).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import time
 import weakref
 from typing import Any
 
 from benchbench.runner.attach.frames import _first_tensor, call_site
 from benchbench.runner.attach.model import ModelFinder
-from benchbench.runner.attach.summary import Summary, _distributed
+from benchbench.runner.attach.summary import Summary, _distributed, write_json
 from benchbench.runner.attach.timing import Timing
 from benchbench.runner.attach.window import Window
 
@@ -77,7 +75,6 @@ class Probe(ModelFinder, Timing, Window, Summary):
         self.batch_shape: list[int] | None = None
         self.batch_size: int | None = None  # the first batch's leading dimension (any loader's)
         self.model_batch: int | None = None  # the images of the model's first training call
-        self.model_handles: list[Any] = []
         self.images_in_step = 0
         self.images_per_step: list[int] = []  # per timed step: the images the model was trained on
         self.loaders: dict[int, dict[str, Any]] = {}  # id(iterator) -> settings of its DataLoader
@@ -119,6 +116,9 @@ class Probe(ModelFinder, Timing, Window, Summary):
         self.phase_stack: list[tuple[str, Any]] = []
         self.module_ranges: Any = None
         self.prof_steps = 0
+        self.prof_warm = 0  # the profiler's warm-up steps still to pass
+        self.prof_lines = False  # the window names the syncs' lines (with Python stacks), not the breakdown's
+        self.model_hooks: list[Any] = []  # the window's phase hooks on the model
         self.trace_path: str | None = None
         self.breakdown: dict[str, Any] | None = None
         self.breakdown_error: str | None = None
@@ -144,11 +144,8 @@ class Probe(ModelFinder, Timing, Window, Summary):
             doc = {"phase": self.phase, "steps_seen": self.boundaries, "snapshot_error": f"{type(exc).__name__}: {exc}"}
         doc.update(partial=True, what=what, steps=self.boundaries, forwards=self.model_forwards(),
                    backwards=self.backward_calls)
-        tmp = self.progress_path + ".tmp"
         with contextlib.suppress(OSError):
-            with open(tmp, "w") as f:
-                json.dump(doc, f, default=str)
-            os.replace(tmp, self.progress_path)
+            write_json(self.progress_path, doc)
 
     # ------------------------------------------------------------------ backward and the loss
     def on_scale(self, loss: Any, scaled: Any) -> None:
@@ -162,8 +159,8 @@ class Probe(ModelFinder, Timing, Window, Summary):
         self.backward_calls += 1
         self.backward_in_step += 1
         t = tensors[0] if isinstance(tensors, (list, tuple)) and tensors else tensors
-        t = self.unscaled.pop(id(t), t)
-        self.unscaled.clear()
+        t = self.unscaled.get(id(t), t)
+        self.unscaled.clear()  # one scaled loss per backward: nothing to keep for the next
         if isinstance(t, torch.Tensor) and t.numel() == 1 and self.phase in ("warmup", "timed"):
             # a copy on the device, now (no sync): a loss buffer the script reuses, or a CUDA graph's static
             # output, is overwritten in place before the losses are read after the block

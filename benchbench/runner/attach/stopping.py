@@ -71,4 +71,3 @@ def group_alive(pgid: int) -> bool:
 def stopped_code(code: int) -> bool:
     """Whether an attached run's exit code says benchbench itself was stopped by a signal (128 + its number)."""
     return code > 128
-

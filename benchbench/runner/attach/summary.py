@@ -66,22 +66,19 @@ class Summary:
             if self.steps_per_epoch and doc["timing_fields"].get("data_wait_s") is not None:
                 doc["timing_fields"]["data_wait_s"]["steps_per_epoch"] = self.steps_per_epoch
             doc["warmup_steps"] = len(self.warm_s)
-            try:  # never lose the timings for a loss read
-                if partial:  # read once, at the end: on a GPU a read synchronises it, and a snapshot stays cheap
-                    raise _NotRead("read once the run is over")
-                flat = [sum(ls) / len(ls) if ls else None for ls in self.losses]
-                kept = [x for x in flat if x is not None]
-                vals = read_losses(kept) if kept else []
-                doc["losses"] = vals if len(vals) == len(flat) else []
-            except _NotRead:
-                doc["losses"] = []
-            except Exception as exc:
-                doc["losses"] = []
-                doc["losses_error"] = f"{type(exc).__name__}: {exc}"[:300]
-        if self.scaler is not None:
-            doc["grad_scaler"] = _scaler_state(self.scaler, self.skipped_at, len(self.losses))
+            doc["losses"] = []  # a snapshot reads none: on a GPU a read synchronises it, and a snapshot stays cheap
+            if not partial:
+                try:  # never lose the timings for a loss read
+                    flat = [sum(ls) / len(ls) if ls else None for ls in self.losses]
+                    kept = [x for x in flat if x is not None]
+                    vals = read_losses(kept) if kept else []
+                    doc["losses"] = vals if len(vals) == len(flat) else []
+                except Exception as exc:
+                    doc["losses_error"] = f"{type(exc).__name__}: {exc}"[:300]
         elif self.warm_s:
             doc["warmup_s"] = summarize(self.warm_s)["samples"]
+        if self.scaler is not None:
+            doc["grad_scaler"] = _scaler_state(self.scaler, self.skipped_at, len(self.losses), read_scale=not partial)
         doc["memory"] = self._memory()
         if getattr(self, "gpu_conditions", None):
             doc["gpu_conditions"] = self.gpu_conditions
@@ -154,10 +151,7 @@ class Summary:
         except Exception as exc:  # never lose the run to a fault in the summary
             doc = {"phase": self.phase, "steps_seen": self.boundaries,
                    "error": f"benchbench could not summarise the run: {type(exc).__name__}: {exc}"}
-        tmp = self.out + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(doc, f, default=str)
-        os.replace(tmp, self.out)
+        write_json(self.out, doc)
 
     def finish(self) -> None:
         self.phase = "done"
@@ -200,10 +194,6 @@ def _amp_seen() -> str:
     return _AMP.get("dtype", "none")
 
 
-class _NotRead(Exception):
-    """The losses of a snapshot: not read (on a GPU a read would synchronise it)."""
-
-
 def _completed(events: list[Any]) -> list[Any]:
     """The leading events that have completed on the GPU (`query()`: no sync)."""
     n = 0
@@ -221,14 +211,24 @@ def _cuda_peak(device: Any) -> dict[str, int]:
             "cuda_peak_reserved_bytes": torch.cuda.max_memory_reserved(device)}
 
 
-def _scaler_state(scaler: Any, skipped_at: list[int], steps: int) -> dict[str, Any]:
-    """GradScaler's state for the numerics check, read once after the timed steps: the steps it skipped (indices
-    into the recorded losses, so runs align step by step) and its scale."""
+def _scaler_state(scaler: Any, skipped_at: list[int], steps: int, read_scale: bool = True) -> dict[str, Any]:
+    """GradScaler's state for the numerics check: the steps it skipped (indices into the recorded losses, so runs
+    align step by step) and its scale — read only at the end (`read_scale`): on a GPU `get_scale()` is a sync."""
     out: dict[str, Any] = {"skipped_steps": len(skipped_at), "skipped_at": list(skipped_at), "steps": steps}
     with contextlib.suppress(Exception):
         out["init_scale"] = float(scaler._init_scale)
-        out["final_scale"] = float(scaler.get_scale())
+        if read_scale:
+            out["final_scale"] = float(scaler.get_scale())
     return out
+
+
+def write_json(path: str, doc: dict[str, Any]) -> None:
+    """A document written whole or not at all (through a temporary beside it, renamed over it): the launcher
+    never reads half of one, however the script ends."""
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, default=str)
+    os.replace(tmp, path)
 
 
 def _gpu_tracker(device: Any) -> Any:

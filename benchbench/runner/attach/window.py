@@ -1,5 +1,6 @@
-"""The profiler window of an attached run: a few steps after the timed ones, under torch.profiler with Python
-stacks; the phases come from the hooks (forward from the model's own hooks, backward, optimizer, data wait),
+"""The profiler window of an attached run: a few steps after the timed ones, under torch.profiler (a warm-up step,
+no Python stacks; on a GPU with host syncs a second window with stacks names their lines); the phases come from the
+hooks (forward from the model's own hooks, backward, optimizer, data wait),
 the modules from the model's top-level children, and the breakdown from the exported trace as `run` reads it."""
 
 from __future__ import annotations
@@ -81,7 +82,6 @@ class Window:
 
         from torch.profiler import ProfilerActivity, profile, schedule
 
-        from benchbench.measure.profile import ModuleRanges, modules_of_interest
         from benchbench.timeline.syncs import HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE
 
         self.phase = "profile"
@@ -103,7 +103,7 @@ class Window:
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.cuda else [])
         try:
             if not lines:
-                self._hook_model(ModuleRanges, modules_of_interest)
+                self._hook_model()
             self.prof = profile(activities=acts, record_shapes=False, with_stack=lines,
                                 schedule=schedule(wait=0, warmup=1, active=self.profile_steps, repeat=1))
             with _quiet_kineto():
@@ -117,25 +117,29 @@ class Window:
             self._unhook_model()
             self.finish()
 
-    def _hook_model(self, module_ranges: Any, of_interest: Any) -> None:
+    def _add_note(self, text: str) -> None:
+        self.window_note = f"{self.window_note}; {text}" if self.window_note else text
+
+    def _hook_model(self) -> None:
         """The model's phase and module ranges. None on a compiled model (`torch.compile(model)` or an in-place
         `model.compile()`): a hook added to its modules would recompile it inside the window, and its forward is
         then counted with the loss."""
+        from benchbench.measure.profile import ModuleRanges, modules_of_interest
+
         self.model_hooks = []
         if self.model is None:
             return
         if self.model_info.get("compiled"):
-            self.window_note = ((self.window_note + "; ") if self.window_note else "") + (
-                "the model is compiled: no hooks on its modules in the window (they would recompile it), so the "
-                "breakdown has no per-module times and its forward is counted with the loss")
+            self._add_note("the model is compiled: no hooks on its modules in the window (they would recompile it), "
+                           "so the breakdown has no per-module times and its forward is counted with the loss")
             return
-        self.module_ranges = module_ranges(_modules(self.model, of_interest))
+        self.module_ranges = ModuleRanges(_modules(self.model, modules_of_interest))
         self.model_hooks = [
             self.model.register_forward_pre_hook(lambda m, a: self.open_phase("forward")),
             self.model.register_forward_hook(lambda m, a, o: self.close_phase("forward"), always_call=True)]
 
     def _unhook_model(self) -> None:
-        for h in getattr(self, "model_hooks", []):
+        for h in self.model_hooks:
             h.remove()
         self.model_hooks = []
         if self.module_ranges is not None:
@@ -203,7 +207,7 @@ class Window:
             return
         self._stop_profiler()
         syncs = ((self.breakdown or {}).get("gpu") or {}).get("host_syncs") or []
-        if not self.prof_lines and self.cuda and syncs and self.prof is None:
+        if not self.prof_lines and self.cuda and syncs:
             self._begin_profile(lines=True)  # name the syncs' lines in a window of their own
             return
         self._unhook_model()
@@ -235,14 +239,13 @@ class Window:
                 prof.__exit__(None, None, None)
             if read:
                 prof.export_chrome_trace(self.window_path)
-                if getattr(self, "prof_lines", False):
+                if self.prof_lines:
                     self._name_sync_lines()
                 else:
                     self._breakdown()
         except Exception as exc:
-            if getattr(self, "prof_lines", False):
-                self.window_note = ((self.window_note + "; ") if self.window_note else "") + (
-                    f"the host syncs' lines could not be read ({type(exc).__name__}: {exc})")
+            if self.prof_lines:
+                self._add_note(f"the host syncs' lines could not be read ({type(exc).__name__}: {exc})")
             else:
                 self.breakdown_error = f"{type(exc).__name__}: {exc}"
 
