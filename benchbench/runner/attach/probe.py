@@ -132,8 +132,8 @@ class Probe(ModelFinder, Timing, Window, Summary):
         those whose events have completed: read without a sync), the counts, the model and the loader — a
         partial result document. However the script ends (a kill, `os._exit`, a hang stopped at --timeout), the
         launcher has it: at most `SNAPSHOT_EVERY_S` of steps are lost. Written at each change of phase and
-        otherwise at most every `SNAPSHOT_EVERY_S` (a write costs 0.7 ms with 50 steps taken, 1.4 ms with 500:
-        at most 0.3% of the time, `benchmarks/attach_snapshot.py`)."""
+        otherwise at most every `SNAPSHOT_EVERY_S` (a write costs 0.7 ms with 50 steps taken, 1.4-1.9 ms with
+        500: at most 0.4% of the time, `benchmarks/attach_snapshot.py`)."""
         now = time.perf_counter()
         if not force and now - self.t_snapshot < SNAPSHOT_EVERY_S:
             return
