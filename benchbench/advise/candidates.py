@@ -132,7 +132,9 @@ def capacity_bounds(rec: Record) -> dict[str, Any]:
                                                         else None)
     if cap is None or not cap.predicted:
         return {}
-    w = rec.params["num_workers"]
+    w = rec.params.get("num_workers")
+    if w is None:  # an attached script without a DataLoader: no worker count to move
+        return {}
     own, best = cap.at(min(w, cap.cores)), cap.best()
     if own is None or best is None:
         return {}
@@ -206,11 +208,11 @@ def candidates(rec: Record, peaks: dict[str, Any] | None = None) -> list[Candida
         if cap.get("num_workers"):
             to, b_w, why_w = cap["num_workers"]
             add("num_workers", to, b_w, why_w)
-        else:
+        elif p.get("num_workers") is not None:  # an attached script's batches may come from no DataLoader
             add("num_workers", max(2, 2 * p["num_workers"]), steady_b, steady_why)
-        if p["num_workers"] > 0:
+        if (p.get("num_workers") or 0) > 0:
             add("prefetch_factor", 4, steady_b, steady_why)
-            if not p["persistent_workers"]:
+            if not p.get("persistent_workers", True):
                 add("persistent_workers", True, b, why)
         # pin_memory None pins on CUDA already (workload.source.Source): only an explicit False is a knob
         if cuda and p.get("pin_memory") is False:
@@ -232,7 +234,7 @@ def candidates(rec: Record, peaks: dict[str, Any] | None = None) -> list[Candida
             f" + GPU idle waiting for launches {_pct(s.idle('launch'))}" if cuda else "") + " of the step"
         for mode in ((True, "reduce-overhead") if cuda else (True,)):
             add("compile", mode, amdahl(fusable), why)
-    if p["optimizer"] in ("adamw", "adam"):
+    if p.get("optimizer") in ("adamw", "adam"):
         opt = s.phase("optimizer") + s.idle("sync")
         add("optimizer", p["optimizer"] + "-fused", amdahl(opt),
             f"optimizer phase {_pct(s.phase('optimizer'))}" + (f" + host-sync idle {_pct(s.idle('sync'))}" if cuda
@@ -243,17 +245,17 @@ def candidates(rec: Record, peaks: dict[str, Any] | None = None) -> list[Candida
         "twice the work per step in at least the same time: at most 2x per image")
     c = p.get("decoder_channels")
     if c:
-        dec = s.module("decoder")
-        fuse = s.module("decoder.fuse_stage")
+        from benchbench.analysis.findings.modules import decoder_width_estimate
+
         for new in sorted({c // 2, c // 4}, reverse=True):
-            if new < 16:
+            est = decoder_width_estimate(rec, c, new) if new >= 16 else None
+            if est is None:
                 continue
-            r = new / c
-            saved = fuse * (1 - r * r) + max(dec - fuse, 0.0) * (1 - r)
+            dec, fuse, estimate = est
             add("decoder_channels", new, amdahl(dec),
                 f"decoder {_pct(dec)} of the step: at most {amdahl(dec):.2f}x were it to take no time; its fuse "
-                f"stage ({_pct(fuse)}) scaling as C^2 and the rest as C estimate {1 / (1 - min(saved, 0.999)):.2f}x")
-    h, w = p["resolution"]
+                f"stage ({_pct(fuse)}) scaling as C^2 and the rest as C estimate {estimate:.2f}x")
+    h, w = p.get("resolution") or (0, 0)  # an attached script's input may have shown no image size
     if min(h, w) >= 64:
         nh, nw = (max(32, round(x * 0.75 / 32) * 32) for x in (h, w))
         if (nh, nw) != (h, w):

@@ -26,6 +26,7 @@ from typing import Any
 
 from benchbench.analysis.records import Finding, label, noise, ok, per_image, resolved
 from benchbench.record import Record
+from benchbench.workload.anatomy import DECODER_NAMES
 
 MAX_STORIES = 5
 BASIS_ORDER = {"measured": 0, "bound": 1, "context": 2}  # a measured effect leads a bound, a bound context
@@ -72,6 +73,8 @@ BOUND_SHARES: dict[str, Any] = {
     "launch_bound": lambda e: (e.get("gpu_idle_launch_s") or 0) / (e.get("step_s") or math.inf),
     "optimizer_step": lambda e: e.get("optimizer_share"),
     "epoch_start": lambda e: e.get("epoch_share"),
+    # a decoder of known width: narrowing it can at most remove the decoder's share (the bound advise gives)
+    "dominant_module": lambda e: e.get("time_share") if e.get("decoder_channels") else None,
 }
 
 
@@ -104,8 +107,9 @@ def impact(f: Finding) -> tuple[float, str]:
 
 
 def theme_of(f: Finding) -> str:
-    if f.kind == "dominant_module" and f.evidence.get("module") == "decoder" and f.verified_by:
-        return "decoder width"  # measured by a decoder_channels cell: the same story
+    if f.kind == "dominant_module" and f.evidence.get("module") in DECODER_NAMES and (
+            f.verified_by or f.evidence.get("decoder_channels")):
+        return "decoder width"  # measured by a decoder_channels cell, or bounded by its known width: one story
     if f.kind == "pairwise_delta":
         axes = f.evidence.get("differs_in") or []
         if "arch" in axes or "encoder" in axes:

@@ -29,21 +29,34 @@ from benchbench.timeline.reader import (  # noqa: F401 - the range names, define
     STEP_NAME,
 )
 from benchbench.timeline.syncs import HARNESS_SYNCS_META, HARNESS_SYNCS_OUTSIDE
+from benchbench.workload.anatomy import decoder_name
 
 
 def modules_of_interest(model: nn.Module) -> dict[str, nn.Module]:
-    """Top-level children (encoder, decoder, heads) and the decoder's children."""
+    """Top-level children (encoder, decoder, heads) and the decoder's children (`decoder` in SMP, `decode_head`
+    in Transformers), each module once: a module reachable under two names (nnU-Net's decoder keeps a second
+    reference to the encoder, `decoder.encoder`) keeps the name its parent calls it by — the top-level one —
+    so its time is never filed under the other parent."""
     out: dict[str, nn.Module] = {}
-    for name, child in model.named_children():
-        out[name] = child
-    decoder = getattr(model, "decoder", None)
+    seen: set[int] = set()
+
+    def add(name: str, mod: nn.Module) -> None:
+        if id(mod) not in seen:
+            seen.add(id(mod))
+            out[name] = mod
+
+    children = dict(model.named_children())
+    for name, child in children.items():
+        add(name, child)
+    dname = decoder_name(children)
+    decoder = children.get(dname) if dname else None
     if isinstance(decoder, nn.Module):
         for name, child in decoder.named_children():
             if isinstance(child, nn.ModuleList):
                 for i, sub in enumerate(child):
-                    out[f"decoder.{name}.{i}"] = sub
+                    add(f"{dname}.{name}.{i}", sub)
             elif any(True for _ in child.parameters()) or list(child.children()):
-                out[f"decoder.{name}"] = child
+                add(f"{dname}.{name}", child)
     return out
 
 

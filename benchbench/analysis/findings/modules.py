@@ -10,7 +10,25 @@ from benchbench.analysis.records import (
     verifier,
 )
 from benchbench.record import Record
+from benchbench.workload.anatomy import fuse_name, is_decoder
 from benchbench.workload.knowledge import why_module
+
+
+def decoder_width_estimate(r: Record, width: int, new: int) -> tuple[float, float, float] | None:
+    """(decoder share, fuse-stage share, estimated speed-up) of narrowing the decoder from `width` to `new`
+    channels, from the measured breakdown: SegFormer's fuse stage (a 1x1 conv over n*C channels, C out) scales as
+    C^2, the rest of the decoder as C; the decoder's whole share is the bound (Amdahl: it taking no time). None
+    without a breakdown that has the decoder."""
+    bd = r.breakdown
+    dec = next((k for k in bd.modules if "." not in k and is_decoder(k)), None) if bd and bd.step_s else None
+    if dec is None:
+        return None
+    d = bd.module_total(dec) / bd.step_s
+    fname = fuse_name(bd.modules)
+    f = bd.module_total(fname) / bd.step_s if fname else 0.0
+    ratio = new / width
+    saved = f * (1 - ratio * ratio) + max(d - f, 0.0) * (1 - ratio)
+    return d, f, 1 / (1 - min(saved, 0.999))
 
 
 def _modules_share(r: Record) -> dict[str, float]:
@@ -54,24 +72,32 @@ def dominant_module(records: list[Record], t: Thresholds) -> list[Finding]:
         if part:
             part_txt = f" (largest part: {part[0]}, {part[1]:.0%})"
         basis = "GPU busy time" if r.gpu else "step time"
-        why = why_module(r.params, mod, r.flops.by_module if r.flops else None)
+        why = why_module(r.params, mod, r.flops.by_module if r.flops else None,
+                         r.breakdown.modules if r.breakdown else ())
         sentence = f"{label(r)}: {mod} takes {share:.0%} of {basis}{flop_txt}{part_txt}{why}"
         suggestion = None
         verified = None
-        if mod == "decoder" and r.params.get("decoder_channels"):
+        width = r.params.get("decoder_channels")
+        if is_decoder(mod) and width:
             verified = verifier(records, r, "decoder_channels", "lower")
-            suggestion = "reduce decoder_channels"
+            suggestion = "reduce decoder_channels" if mod == "decoder" else "reduce config.decoder_hidden_size"
+            est = decoder_width_estimate(r, width, width // 2) if width >= 32 else None
             if verified:
                 suggestion += (
                     f" (decoder_channels {verified['from']} -> {verified['to']} measured: "
                     f"{verified['speedup']:.1f}x faster per image)"
                 )
+            elif est:  # one cell (an attached script): the bound and the estimate from its own breakdown
+                suggestion += (f" ({width} -> {width // 2}: at most {1 / (1 - min(est[0], 0.999)):.2f}x, the "
+                               f"decoder taking no time; its fuse stage ({est[1]:.0%} of the step) scaling as C^2 "
+                               f"and the rest as C estimate {est[2]:.2f}x)")
         out.append(
             Finding(
                 "dominant_module",
                 [r.cell_id],
                 sentence,
-                {"module": mod, "time_share": share, "flop_share": fshare},
+                {"module": mod, "time_share": share, "flop_share": fshare,
+                 **({"decoder_channels": width} if is_decoder(mod) and width else {})},
                 suggestion,
                 verified,
             )

@@ -2,22 +2,56 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from benchbench.timeline.python import is_user_file, short
 
-__all__ = ["_first_tensor", "call_site", "images_in", "is_user_file"]
+__all__ = ["_first_tensor", "call_site", "images_in", "is_console_script", "is_user_file", "package_file"]
+
+
+#: packages between a trainer and torch that only pass a call on (Accelerate's optimizer wrapper): the frame
+#: that does the work is the one that called them
+PLUMBING = ("torch", "accelerate", "functorch", "typing_extensions", "wrapt")
+
+
+def package_file(path: str) -> str | None:
+    """`nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py` for a file of an installed package; None otherwise."""
+    p = path.replace("\\", "/")
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in p:
+            return p.rsplit(marker, 1)[1]
+    return None
+
+
+def is_console_script(path: str) -> bool:
+    """An installed command's launcher (`bin/nnUNetv2_train`, `bin/yolo`): `sys.exit(main())` and nothing of the
+    user's."""
+    import sys
+    import sysconfig
+
+    p = os.path.abspath(path)
+    bins = {os.path.abspath(d) for d in (sysconfig.get_paths().get("scripts"), os.path.dirname(sys.executable)) if d}
+    return os.path.dirname(p) in bins or (not p.endswith(".py") and os.path.basename(os.path.dirname(p)) == "bin")
 
 
 def call_site() -> str | None:
-    """file:line of the innermost frame of the script's own code on the current stack (called rarely: once a
-    model, a DataLoader, an optimizer)."""
+    """Where a call (an optimizer's step, the model's forward, a DataLoader's making) was made, called rarely
+    (once each): the user's own `train.py:87` where the user's code makes it; where a framework makes it (a
+    `Trainer`, nnU-Net's trainer, Lightning's loop, `yolo`), the framework's frame with its package's name —
+    `nnunetv2/training/nnUNetTrainer/nnUNetTrainer.py:1000 in train_step (nnunetv2)` — followed by the user's
+    own line that led there, if any (never a console script's launcher)."""
     import traceback
 
+    doer = None
     for fr in reversed(traceback.extract_stack()[:-1]):
-        if is_user_file(fr.filename):
-            return short(f"{fr.filename}:{fr.lineno}")
-    return None
+        if is_user_file(fr.filename) and not is_console_script(fr.filename):
+            user = short(f"{fr.filename}:{fr.lineno}")
+            return user if doer is None else f"{doer}, from {user}"
+        pkg = package_file(fr.filename)
+        if doer is None and pkg and pkg.split("/", 1)[0] not in PLUMBING and "/" in pkg:
+            doer = f"{pkg}:{fr.lineno} in {fr.name} ({pkg.split('/', 1)[0]})"
+    return doer
 
 
 def _first_tensor(obj: Any, depth: int = 0) -> Any:

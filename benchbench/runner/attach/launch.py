@@ -127,23 +127,31 @@ def attached_cell_id(script: Script, opts: AttachOptions) -> str:
 
 
 def _params(doc: dict[str, Any], opts: AttachOptions, script: Script) -> dict[str, Any]:
-    """The record's params: what was detected over the defaults, so every reader treats it as a cell."""
-    from benchbench.suite import CellParams
-
-    p = CellParams().model_dump(mode="json")
+    """The record's params: what was observed in the script, and nothing else — a setting the script did not
+    show (its learning rate where no optimizer stepped, its classes where the model does not state them, its
+    loader where it has no DataLoader) is absent, never a suite cell's default. benchbench's own settings for the
+    run (steps, warm-up, timeout, device asked for) are the run's, and say so by their names."""
     model = doc.get("model") or {}
     loader = doc.get("loader") or {}
     shape = model.get("input_shape") or doc.get("batch_shape") or []
-    p.update(arch=model.get("class") or "unknown", encoder=None, data={"kind": "attached"},
-             batch_size=int(doc.get("images_per_step") or doc.get("batch_size") or (shape[0] if shape else 0) or 1),
-             amp=doc.get("amp") if doc.get("amp") in ("fp16", "bf16") else "none",
-             channels_last=bool(model.get("channels_last")), compile=bool(model.get("compiled")),
-             device=model.get("device") or ("cpu" if opts.device == "cpu" else opts.device),
-             steps=opts.steps, warmup=int(doc.get("warmup_steps") or 0), timeout_s=opts.timeout_s,
-             optimizer=(doc.get("optimizer") or "unknown").lower(), loss="attached",
-             in_channels=int(shape[1]) if len(shape) == 4 else p["in_channels"])
+    p: dict[str, Any] = {
+        "arch": model.get("class") or "unknown", "data": {"kind": "attached"},
+        # the images a step trained on; 1 only where no step saw any (the record then has no throughput basis)
+        "batch_size": int(doc.get("images_per_step") or doc.get("batch_size") or (shape[0] if shape else 0) or 1),
+        "amp": doc.get("amp") if doc.get("amp") in ("fp16", "bf16") else "none",
+        "channels_last": bool(model.get("channels_last")), "compile": bool(model.get("compiled")),
+        "device": model.get("device") or ("cpu" if opts.device == "cpu" else opts.device),
+        "steps": opts.steps, "warmup": int(doc.get("warmup_steps") or 0), "timeout_s": opts.timeout_s,
+        "world_size": 1, "loss": "attached",
+    }
+    if doc.get("optimizer"):
+        p["optimizer"] = str(doc["optimizer"]).lower()
+    for key in ("lr", "classes", "encoder", "decoder_channels"):
+        if model.get(key) is not None:
+            p[key] = model[key]
     if len(shape) == 4:
         p["resolution"] = [int(shape[2]), int(shape[3])]
+        p["in_channels"] = int(shape[1])
     elif len(shape) == 5:  # a volume (B, C, D, H, W): its slices' size, and its depth
         p["resolution"] = [int(shape[3]), int(shape[4])]
         p["depth"] = int(shape[2])

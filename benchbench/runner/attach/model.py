@@ -19,6 +19,30 @@ def _param_count(module: Any) -> int:
     return sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedParameter))
 
 
+def _facts(model: Any, optimizer: Any) -> dict[str, Any]:
+    """What the model and the stepping optimizer say of themselves — classes, encoder, decoder width, learning
+    rate — each only where it can be read (a reader that fails leaves it out: never a default)."""
+    from benchbench.workload import anatomy
+
+    out: dict[str, Any] = {}
+    for key, read in (("classes", anatomy.output_classes), ("encoder", anatomy.encoder_name),
+                      ("decoder_channels", anatomy.decoder_width)):
+        with contextlib.suppress(Exception):
+            v = read(model)
+            if v is not None:
+                out[key] = v
+    with contextlib.suppress(Exception):  # the configured rate (a scheduler keeps it as initial_lr), group 0's
+        group = optimizer.param_groups[0]
+        lr = group.get("initial_lr", group["lr"])
+        lr = float(lr.item() if hasattr(lr, "item") else lr)  # a tensor lr is a capturable optimizer's
+        if lr > 0:
+            out["lr"] = lr
+            rates = {float(g.get("initial_lr", g["lr"])) for g in optimizer.param_groups}
+            if len(rates) > 1:
+                out["lr_groups"] = sorted(rates)
+    return out
+
+
 class ModelFinder:
     """The model's state lives on the probe (`forward_outer`, `model`, `model_info`, `lines`, ...)."""
 
@@ -91,6 +115,7 @@ class ModelFinder:
             info["device"] = dev.type
         if x is not None:
             info["input_shape"], info["channels_last"] = x
+        info.update(_facts(inner or module, self.optimizer))
         self.model_info = info
         for h in self.global_handles:
             h.remove()
