@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from benchbench.advise.numerics import distance, losses
+from benchbench.advise.vary import trained_change
 from benchbench.analysis.gate_stats import judge
 from benchbench.analysis.trust import runs_warning
 from benchbench.record import Record
@@ -40,8 +41,11 @@ class Knob:
     torch: dict[str, Any] = field(default_factory=dict)
     why: str = ""
     #: the run's step statistic the A/B judges: the median, or the mean where the knob acts on a few steps
-    #: (persistent_workers on an epoch's first: the median step never sees it; the epoch's time does)
+    #: (persistent_workers on an epoch's first: the median step never sees it; the epoch's time does), or the
+    #: median per image (a variant of the command's own arguments: it may change the batch)
     statistic: str = "median"
+    command: list[str] | None = None  # `--vary`: the command with this argument's value
+    env: dict[str, str] = field(default_factory=dict)  # `--vary env:NAME=...`: the variable's value
 
 
 def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
@@ -112,9 +116,16 @@ class Result:
     speedup: float | None = None
     interval: tuple[float, float] | None = None
     numerics: dict[str, Any] = field(default_factory=dict)
+    trained: dict[str, Any] = field(default_factory=dict)  # what the variant trained differently, as observed
+
+    @property
+    def kind(self) -> str:
+        return "training change" if self.trained else "outside" if self.knob.command is None and not \
+            self.knob.env else "argument"
 
     def to_json(self) -> dict[str, Any]:
         return {"knob": self.knob.name, "to": self.knob.to, "why": self.knob.why, "verdict": self.verdict,
+                "kind": self.kind, "trained_change": {k: list(v) for k, v in self.trained.items()} or None,
                 "reason": self.reason, "statistic": self.knob.statistic, "speedup": self.speedup,
                 "interval": list(self.interval) if self.interval else None, "numerics": self.numerics,
                 "runs": len(self.runs), "base_median_s": [r.median for r in self.base if r.ok],
@@ -122,6 +133,8 @@ class Result:
 
     @property
     def recommended(self) -> bool:
+        """Faster with the numerics unchanged; a training change is never recommended on speed alone (it is
+        shown as faster per image, for its owner to judge what it does to the model)."""
         return self.verdict == "faster" and self.numerics.get("verdict") == "unchanged"
 
 
@@ -132,7 +145,8 @@ def measure_knob(knob: Knob, base_opts: Any, run: Runner, min_runs: int, repeat_
     """Base and candidate alternated until the interval decides (or `repeat_max` runs a side)."""
     res = Result(knob)
     cand_opts = replace(base_opts, loader={**base_opts.loader, **knob.loader}, torch={**base_opts.torch,
-                                                                                     **knob.torch})
+                                                                                     **knob.torch},
+                        command=knob.command or base_opts.command, env={**base_opts.env, **knob.env})
     for i in range(repeat_max):
         order = ((base_opts, res.base), (cand_opts, res.runs))
         for opts, into in (order if i % 2 == 0 else order[::-1]):
@@ -143,7 +157,8 @@ def measure_knob(knob: Knob, base_opts: Any, run: Runner, min_runs: int, repeat_
                 res.reason = str(rec.error)
                 return res
         if i + 1 >= min_runs:
-            stat = (lambda r: float(r.stats["mean"])) if knob.statistic == "mean" else (lambda r: r.median)
+            stat = {"mean": lambda r: float(r.stats["mean"]), "per_image": lambda r: r.per_image_s}.get(
+                knob.statistic, lambda r: r.median)
             j = judge([stat(r) for r in res.base], [stat(r) for r in res.runs], threshold)
             res.verdict, res.reason = j["verdict"], j["reason"]
             if j.get("ratio"):
@@ -151,7 +166,13 @@ def measure_knob(knob: Knob, base_opts: Any, run: Runner, min_runs: int, repeat_
                 res.interval = (1 / j["ci_high"], 1 / j["ci_low"])
             if res.verdict in ("faster", "slower", "unchanged"):
                 break
-    res.numerics = numerics(res.base, res.runs)
+    res.trained = trained_change(res.base[0], res.runs) if knob.command is not None or knob.env else {}
+    if res.trained:  # a different batch (size, precision, model) is a different optimisation: not compared
+        what = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in res.trained.items())
+        res.numerics = {"verdict": "not compared", "why": f"a training change ({what}): judged per image; its "
+                        "losses are not the base's to match"}
+    else:
+        res.numerics = numerics(res.base, res.runs)
     return res
 
 

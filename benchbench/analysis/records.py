@@ -100,8 +100,21 @@ def resolved(records: list[Record], a: Record, b: Record) -> tuple[bool, int, fl
     return ok_, needed, cv, basis
 
 
+def model_name(r: Record) -> str:
+    """`Unet/resnet18` for a cell; an attached model's class alone where no encoder name was seen."""
+    enc = r.params.get("encoder")
+    return f"{r.params.get('arch', 'model')}" + (f"/{enc}" if enc else "")
+
+
+def axes_of(*records: Record) -> tuple[str, ...]:
+    """The settings cells can differ in: the built-in ones, and a command suite's own axes (any name its command
+    uses: `cache`, `threads`), each under its own name in the record's params."""
+    own = [k for r in records for k in (r.params.get("axes") or {}) if k not in AXES]
+    return AXES + tuple(dict.fromkeys(own))
+
+
 def diff_axes(a: Record, b: Record) -> list[str]:
-    return [k for k in AXES if a.params.get(k) != b.params.get(k)]
+    return [k for k in axes_of(a, b) if a.params.get(k) != b.params.get(k)]
 
 
 def step_s(r: Record) -> float:
@@ -140,8 +153,11 @@ def verifier(records: list[Record], r: Record, axis: str, better: str) -> dict[s
 
 def groups_along(records: list[Record], axis: str) -> list[list[Record]]:
     groups: dict[str, list[Record]] = {}
+    keys = axes_of(*records)
     for r in ok(records):
-        key = repr([(k, r.params.get(k)) for k in AXES if k != axis])
+        if r.params.get(axis) is None:
+            continue  # not seen (an attached script without a DataLoader has no worker count): on no axis
+        key = repr([(k, r.params.get(k)) for k in keys if k != axis])
         groups.setdefault(key, []).append(r)
     return [g for g in groups.values() if len({repr(r.params.get(axis)) for r in g}) >= 2]
 

@@ -64,6 +64,10 @@ def advise(
                                               "num_workers, pin_memory, persistent_workers, prefetch_factor, "
                                               "cache, amp, channels_last, compile, optimizer, batch_size, "
                                               "decoder_channels, resolution.")] = None,
+    vary: Annotated[list[str] | None, typer.Option("--vary", help="--attach: one of the command's own arguments or "
+                                                   "environment variables, each value A/B against the command as "
+                                                   "given: 'batch=8,16', '--workers=2,8', 'env:OMP_NUM_THREADS=1,2' "
+                                                   "(repeatable).")] = None,
     budget_min: Annotated[float | None, typer.Option("--budget-min", help="Stop starting runs after M "
                                                      "minutes (what was measured is kept).")] = None,
     repeat_max: Annotated[int | None, typer.Option(help=f"Most runs a side per knob [default: {ADVISE.repeat_max}]."
@@ -94,7 +98,10 @@ def advise(
                                   "--attach's (the script is the one cell, run as it is)")
         raise typer.Exit(advise_attached(list(suite_path or []), knobs, repeat_max or DEFAULTS["repeat_max"],
                                          min_runs or DEFAULTS["min_runs"], min_effect or DEFAULTS["min_effect"],
-                                         output, json_out, results_dir, steps, timeout, budget_min))
+                                         output, json_out, results_dir, steps, timeout, budget_min, vary or []))
+    if vary:
+        raise BenchbenchError("--vary varies a command's own arguments: use it with --attach -- COMMAND... (a suite's "
+                              "cells vary their settings with --knobs)")
     if not suite_path or len(suite_path) != 1:
         raise BenchbenchError("give one SUITE file (or --attach -- COMMAND... for a training script)")
     suite_file = Path(suite_path[0])

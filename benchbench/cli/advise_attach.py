@@ -4,6 +4,7 @@ code-change knobs listed with their bounds and lines (`benchbench.advise.attache
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +34,7 @@ def parse_outside(knobs: str | None) -> list[str] | None:
 
 def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_runs: int, min_effect: float,
                     output: Path | None, json_out: Path | None, results_dir: Path, steps: int,
-                    timeout: float, budget_min: float | None = None) -> int:
+                    timeout: float, budget_min: float | None = None, vary: list[str] | None = None) -> int:
     from benchbench import results as res
     from benchbench.advise.attached import code_knobs, degraded_runs, measure_knob, outside_knobs
     from benchbench.cli.attach import append_or_show, options
@@ -49,6 +50,9 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
         raise BenchbenchError(f"--min-effect must be between 0 and 1, got {min_effect}")
     if budget_min is not None and budget_min <= 0:
         raise BenchbenchError(f"--budget-min must be positive, got {budget_min:g}")
+    from benchbench.advise.vary import parse_vary
+
+    varies = [parse_vary(v) for v in vary or []]
     script = parse_command(command)
     opts = options(steps, "auto", "auto", None, False, timeout, 2)
     run_id = res.new_run_id()
@@ -73,7 +77,7 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
     runs = [0]
 
     def run(o: Any) -> Any:
-        rec, c = run_attached(script.command, o, run_id)
+        rec, c = run_attached(o.command or script.command, o, run_id)
         append_or_show(store, rec)
         runs[0] += 1
         if stopped_code(c):
@@ -83,14 +87,24 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
                       highlight=False)
         return rec
 
-    cands = outside_knobs(base)
+    cands, skipped = ([], []) if varies and named is None else (outside_knobs(base), [])
+    for v in varies:  # the command's own arguments: each value alone against the command as given
+        from benchbench.advise.attached import Knob
+        from benchbench.advise.vary import variants
+
+        vs, sk = variants(script.command, dict(os.environ), v)
+        skipped += sk
+        cands += [Knob(v.label, x["to"], why=f"{v.label}: {x['to']} in place of the command's own", command=x["command"]
+                       if not v.env else None, env=x["env"], statistic="per_image") for x in vs]
+    for s in skipped:
+        err_console.print(f"note: --vary {escape(s)}: not measured", highlight=False)
     if named is not None:
         fits = {k.name for k in cands}
         away = [k for k in named if k not in fits]
         if away:
             err_console.print(f"warning: --knobs {', '.join(away)}: does not apply to this script (it has "
                               f"{', '.join(sorted(fits)) or 'none'})", highlight=False)
-        cands = [k for k in cands if k.name in named]
+        cands = [k for k in cands if k.name in named or k.command is not None or k.env]
     results, over = [], []
     try:
         for k in cands:  # the budget is checked between knobs: a knob's A/B is never cut in half
@@ -134,6 +148,14 @@ def _stopped(code: int, runs: int, out_path: Path) -> int:
     return code
 
 
+def _verdict(r: dict[str, Any]) -> str:
+    """A verdict with what kind of change it was: a training change is judged per image and never recommended on
+    speed alone."""
+    tail = " (recommended)" if r["recommended"] else " per image (a training change)" if \
+        r.get("kind") == "training change" and r["verdict"] in ("faster", "slower") else ""
+    return r["verdict"] + tail
+
+
 def _iv(r: dict[str, Any]) -> str:
     if r["speedup"] is None:
         return ""
@@ -147,7 +169,7 @@ def _print(doc: dict[str, Any], base: Any) -> None:
     for c in ("knob", "to", "verdict", "speed-up [95%]", "numerics", "why"):
         t.add_column(c, overflow="fold")
     for r in doc["measured"]:
-        t.add_row(r["knob"], str(r["to"]), r["verdict"] + (" (recommended)" if r["recommended"] else ""), _iv(r),
+        t.add_row(r["knob"], str(r["to"]), _verdict(r), _iv(r),
                   (r["numerics"] or {}).get("verdict", ""), escape(r["why"]),
                   style="green" if r["recommended"] else None)
     console.print(t)
@@ -163,10 +185,10 @@ def markdown(doc: dict[str, Any], base: Any) -> str:
              f"{doc['minutes']:.1f} min. Each knob alternated with the unmodified script, fresh processes, the "
              "interval over run medians.", ""]
     lines += [f"> **Warning:** {w}" for w in doc.get("warnings") or []] + ([""] if doc.get("warnings") else [])
-    lines += ["## Measured (set from outside the script)", "",
+    lines += ["## Measured (set from outside the script, or its own arguments with --vary)", "",
              "| knob | to | verdict | speed-up [95%] | numerics | why |", "|---|---|---|---|---|---|"]
     for r in doc["measured"]:
-        lines.append(f"| {r['knob']} | {r['to']} | {r['verdict']}{' (recommended)' if r['recommended'] else ''} | "
+        lines.append(f"| {r['knob']} | {r['to']} | {_verdict(r)} | "
                      f"{_iv(r)} | {(r['numerics'] or {}).get('why', '')} | {r['why']} |")
     if not doc["measured"]:
         lines.append("| (none applies) | | | | | |")

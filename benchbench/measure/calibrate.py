@@ -71,7 +71,8 @@ def matmul_peak(device: torch.device, dtype: str, n: int | None = None, reps: in
 
 def dtypes_of(params: list[dict[str, Any]]) -> list[str]:
     """The dtypes whose peak these cells need (amp none runs in fp32)."""
-    return sorted({{"none": "fp32"}.get(p["amp"], p["amp"]) for p in params})
+    # a command cell's AMP is its script's: what it ran is known once it ran (fp32 is always measured)
+    return sorted({"fp32" if "command" in p else {"none": "fp32"}.get(p["amp"], p["amp"]) for p in params})
 
 
 def modes(device: str, dtypes: list[str]) -> list[str]:

@@ -107,6 +107,8 @@ class Record(BaseModel):
     @classmethod
     def _batch(cls, p: dict[str, Any]) -> dict[str, Any]:
         bs = p.get("batch_size")
+        if bs is None and "axes" in p:
+            return p  # a command cell that failed before its script showed a batch: none is invented
         if not isinstance(bs, int) or isinstance(bs, bool) or bs < 1:
             raise ValueError(f"batch_size must be a positive whole number, got {bs!r}"[:200])
         return p
@@ -115,6 +117,8 @@ class Record(BaseModel):
     def _ok_has_samples(self) -> Record:
         if not self.label:
             object.__setattr__(self, "label", self.cell_id)
+        if self.status == "ok" and self.params.get("batch_size") is None:
+            raise ValueError("an ok record needs params.batch_size (the images a step)")
         if self.status == "ok" and (self.step_time_s is None or not self.step_time_s.samples):
             raise ValueError("an ok record needs step_time_s.samples (the timed steps)")
         return self

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from benchbench.record import base_record, clean_nans
+from benchbench.runner.command_cell import record_params
 
 
 def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
@@ -31,12 +32,19 @@ def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
 
 def _execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
     params = dict(payload["params"])
-    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"], payload["params"])
+    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"],
+                      record_params(payload["params"]))
     rec["env"] = payload.get("env")
     rec["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     t_start = time.perf_counter()
     if params.get("memory_limit_mb"):
         limit_memory(params["memory_limit_mb"])
+    if "command" in params:  # a command suite's cell: the user's own command, attached
+        from benchbench.runner.command_cell import measure_command
+
+        rec = measure_command(payload, rec)
+        rec["wall_s"] = time.perf_counter() - t_start
+        return clean_nans(rec)
     attempts = []
     while True:
         if params.get("world_size", 1) > 1:

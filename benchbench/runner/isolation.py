@@ -249,7 +249,10 @@ def check_items(cells: list[Any], timeout_s: float = PROCESS.factory_import_time
 
 
 def failure(payload: dict[str, Any], status: str, message: str, wall_s: float) -> dict[str, Any]:
-    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"], payload["params"])
+    from benchbench.runner.command_cell import record_params
+
+    rec = base_record(payload["suite"], payload["run_id"], payload["cell_id"], payload["label"],
+                      record_params(payload["params"]))
     rec.update(status=status, error=message, env=payload.get("env"), wall_s=wall_s,
                started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     return rec

@@ -17,6 +17,12 @@ def preflight(cells: list[Cell], isolation: str = "process") -> None:
     from benchbench.runner.isolation import check_factories, check_items
     from benchbench.workload.preflight import preflight_cells, user_factories
 
+    commands = [c for c in cells if "command" in c.params]
+    if commands:
+        check_commands(commands)
+        cells = [c for c in cells if "command" not in c.params]
+        if not cells:
+            return
     preflight_cells(cells)
     specs = user_factories(cells)
     if isolation == "inline":
@@ -34,6 +40,23 @@ def preflight(cells: list[Cell], isolation: str = "process") -> None:
     if specs:
         check_factories(specs)
     check_items(cells)
+
+
+def check_commands(cells: list[Cell]) -> None:
+    """A command suite whose command can run in no cell (no such program, no such script in any cell) is refused
+    before anything runs; a command that fails only in some cells (a placeholder's value names a missing file) is
+    those cells' error records."""
+    from benchbench.errors import BenchbenchError
+    from benchbench.runner.attach.command import parse_command
+
+    errors = []
+    for c in cells:
+        try:
+            parse_command(list(c.params["command"]))
+            return
+        except BenchbenchError as exc:
+            errors.append(str(exc))
+    raise BenchbenchError(f"the command cannot run in any cell: {errors[0]}")
 
 
 def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -89,6 +89,10 @@ def build_suite(
     available: bool = True,
 ) -> Suite:
     doc = {str(k): v for k, v in doc.items()}
+    if "command" in doc:  # the user's own command, its arguments as axes
+        from benchbench.suite.command import build_command_suite
+
+        return build_command_suite(doc, device, filters, path, available)
     for key in doc:
         if key not in SUITE_KEYS and key not in CellParams.model_fields:
             raise BenchbenchError(

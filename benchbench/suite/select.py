@@ -26,15 +26,31 @@ def parse_filter(expr: str) -> tuple[str, Any]:
     return key, _canon_value(key, value, f"--filter {key}")
 
 
+def parse_axis_filter(expr: str) -> tuple[str, Any]:
+    """A command suite's filter: any axis name, its value as YAML reads it (the axes' own spelling)."""
+    if "=" not in expr:
+        raise BenchbenchError(f"--filter expects KEY=VALUE, got {expr!r}")
+    key, raw = (x.strip() for x in expr.split("=", 1))
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        value = raw
+    return ("id" if key == "cell_id" else key), (raw if key in ("id", "cell_id") else value)
+
+
 def apply_filters(cells: list[Cell], filters: list[str]) -> list[Cell]:
-    """Keep cells that match every filter; values of one key may be given twice (OR)."""
+    """Keep cells that match every filter; values of one key may be given twice (OR). A command suite's cells
+    are matched on their axes."""
+    command = bool(cells) and "command" in cells[0].params
     wanted: dict[str, list[Any]] = {}
     for f in filters:
-        k, v = parse_filter(f)
+        k, v = parse_axis_filter(f) if command else parse_filter(f)
         wanted.setdefault(k, []).append(v)
 
     def hit(c: Cell, k: str, v: Any) -> bool:
-        return c.id.startswith(str(v)) if k == "id" else c.params.get(k) == v
+        if k == "id":
+            return c.id.startswith(str(v))
+        return (c.params["axes"].get(k) if command else c.params.get(k)) == v
 
     out = [c for c in cells if all(any(hit(c, k, v) for v in vs) for k, vs in wanted.items())]
     if not out:
@@ -62,8 +78,18 @@ def pick_reference(ref: Any, cells: list[Cell]) -> Cell:
     raise BenchbenchError(f"reference must be a cell id or a mapping of settings, got {short_repr(ref)}")
 
 
+def pick_command_reference(ref: Any, cells: list[Cell]) -> Cell:
+    """A command suite's reference: a cell id, a label, or a mapping of axis values (the first cell if none)."""
+    if isinstance(ref, dict):
+        return next((c for c in cells if all(c.params["axes"].get(k) == v for k, v in ref.items())), cells[0])
+    return pick_reference(ref, cells)
+
+
 def expected_cost(params: dict[str, Any]) -> float:
-    """A rough relative cost for balancing shards: pixels x batch x steps (x decoder width)."""
+    """A rough relative cost for balancing shards: pixels x batch x steps (x decoder width); a command's cells
+    cost alike (what they train is the command's)."""
+    if "command" in params:
+        return float(params["steps"])
     h, w = params["resolution"]
     width = (params.get("decoder_channels") or 128) / 128
     return h * w * params["batch_size"] * (params["steps"] + params["warmup"]) * (0.5 + width)

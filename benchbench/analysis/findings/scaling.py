@@ -12,6 +12,7 @@ from benchbench.analysis.records import (
     Thresholds,
     groups_along,
     label,
+    model_name,
     resolved,
     step_s,
     throughput,
@@ -25,11 +26,10 @@ def scaling(records: list[Record], t: Thresholds) -> list[Finding]:
         px = np.array([r.params["resolution"][0] * r.params["resolution"][1] for r in g], dtype=float)
         st = np.array([step_s(r) for r in g])
         k, _ = np.polyfit(np.log(px), np.log(st), 1)
-        arch = g[0].params["arch"]
         kind = "super-linear (attention or memory traffic dominates)" if k > 1.15 else (
             "sub-linear (fixed per-step costs dominate at small sizes)" if k < 0.85 else "about linear")
         out.append(Finding("scaling", [r.cell_id for r in g],
-                           f"{arch}/{g[0].params['encoder']}: step time grows as pixels^{k:.2f} ({kind}) "
+                           f"{model_name(g[0])}: step time grows as pixels^{k:.2f} ({kind}) "
                            f"over {len(g)} resolutions", {"axis": "resolution", "exponent": float(k),
                                                           "pixels": px.tolist(), "step_s": st.tolist()}))
     for g in groups_along(records, "batch_size"):
@@ -44,7 +44,7 @@ def scaling(records: list[Record], t: Thresholds) -> list[Finding]:
         txt = (f"throughput stops growing at batch {plateau}" if plateau
                else "throughput still grows at the largest batch")
         out.append(Finding("scaling", [r.cell_id for r in g],
-                           f"{g[0].params['arch']}/{g[0].params['encoder']}: over batch sizes {bs}, {txt} "
+                           f"{model_name(g[0])}: over batch sizes {bs}, {txt} "
                            f"({', '.join(f'{x:.1f}' for x in tps)} img/s)",
                            {"axis": "batch_size", "batch_sizes": bs, "throughput": tps, "plateau": plateau}))
     for g in groups_along(records, "world_size"):
@@ -77,7 +77,7 @@ def channel_scaling(records: list[Record], t: Thresholds) -> list[Finding]:
         steps = [step_s(r) for r in g]
         acts = [(r.memory.activations_by_module or {}).get("total") if r.memory else None for r in g]
         saves = [f"{(b - a) / a:+.0%}" for a, b in pairwise(steps)]
-        sentence = (f"{g[0].params['arch']}/{g[0].params['encoder']}: decoder_channels "
+        sentence = (f"{model_name(g[0])}: decoder_channels "
                     f"{' -> '.join(map(str, cs))} measured step time {' -> '.join(f'{x * 1e3:.0f}' for x in steps)} ms "
                     f"({', '.join(saves)})")
         if all(a for a in acts):

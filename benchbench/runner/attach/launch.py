@@ -44,6 +44,8 @@ class AttachOptions:
     loader: dict[str, Any] = field(default_factory=dict)  # advise's outside knobs for every DataLoader
     torch: dict[str, Any] = field(default_factory=dict)  # advise's outside knobs that are torch settings
     stages: bool = True
+    env: dict[str, str] = field(default_factory=dict)  # the command's own environment variables (a command suite's)
+    command: list[str] | None = None  # a variant of the command (advise --vary): run in place of the given one
 
 
 @dataclass
@@ -70,7 +72,7 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
                                "max_warmup": opts.max_warmup, "profile_steps": opts.profile_steps,
                                "trace_dir": opts.trace_dir, "keep_running": opts.keep_running,
                                "loader": opts.loader, "torch": opts.torch, "stages": opts.stages, "cell_id": cell_id}))
-    env = dict(os.environ)
+    env = {**os.environ, **opts.env}
     env[CONFIG_ENV] = str(cfg)
     env["PYTHONPATH"] = os.pathsep.join([str(BOOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     if opts.device == "cpu":
@@ -81,7 +83,8 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     try:
         with stop_signals_to(raise_stopped):
             try:
-                proc = subprocess.Popen(script.command, env=env, start_new_session=True)
+                proc = subprocess.Popen(script.command, env=env, start_new_session=True,
+                                        preexec_fn=_death_signal())  # noqa: PLW1509 - one libc call, found before
             except OSError as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise BenchbenchError(f"cannot start {script.command[0]!r}: {exc.strerror or exc}") from None
@@ -111,6 +114,25 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped)
 
 
+def _death_signal() -> Any:
+    """A `preexec_fn` for the script's process (Linux): SIGTERM when benchbench's process dies, however it dies —
+    a cell process killed past its timeout, benchbench itself killed — so the script, in a session of its own,
+    never trains on as an orphan; SIGTERM lets its hooks write what was measured first. libc's `prctl` is found
+    here, before the fork: the child only calls it (nothing imported or allocated between fork and exec)."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+
+    def set_death_signal() -> None:
+        prctl(1, term)  # PR_SET_PDEATHSIG
+
+    return set_death_signal
+
+
 def _read_json(p: Path) -> dict[str, Any] | None:
     try:
         doc = json.loads(p.read_text())
@@ -122,7 +144,8 @@ def _read_json(p: Path) -> dict[str, Any] | None:
 def attached_cell_id(script: Script, opts: AttachOptions) -> str:
     """Same command, same script contents, same outside knobs: the same cell, night after night."""
     ident = {"command": script.command, "script_sha256": sha256(script.script), "loader": opts.loader or None,
-             "device": opts.device, **({"torch": opts.torch} if opts.torch else {})}
+             "device": opts.device, **({"torch": opts.torch} if opts.torch else {}),
+             **({"env": opts.env} if opts.env else {})}
     return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -1,0 +1,58 @@
+"""A command suite's cell (`suite.command`): the user's filled command, run and recorded as `benchbench attach`
+runs it, inside the cell's own process — so it has everything a cell has: the executor (a fork-server process, a
+SLURM job), the timeout, an error record whatever happens, `--repeat`, resume, shards.
+
+The record is the cell's (its suite, run id, cell id and label) and holds what was observed in the script
+(`runner.attach.launch._params`: the batch the model received, its resolution, AMP, the loader's workers), with the
+cell's axis values beside it (`params.axes`, and each axis under its own name where the script did not show it):
+the report compares cells by what really changed, per image. A command that fails — a bad argument, a missing
+program — is that cell's error record; the suite goes on."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from benchbench.errors import BenchbenchError
+
+#: the share of a cell's timeout its script may use: the rest is for its hooks to write and the record to be made,
+#: before the cell's process is ended from outside
+SCRIPT_SHARE = 0.9
+
+
+def record_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The params a cell's record starts from: a command cell's axis values and command (what it observed is
+    added once its script has run; a cell that fails before has the axis values only), a built cell's settings."""
+    if "command" not in params:
+        return params
+    return {**params["axes"], "axes": params["axes"], "command": " ".join(params["command"]),
+            **({"env": params["env"]} if params.get("env") else {})}
+
+
+def measure_command(payload: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
+    """Run the cell's command attached; its record (a failure is the record's status, never an exception)."""
+    from benchbench.runner.attach.launch import AttachOptions, parse_command, run_script, to_record
+
+    p = payload["params"]
+    timeout = float(p["timeout_s"])
+    opts = AttachOptions(steps=int(p["steps"]), warmup=p["warmup"], profile_steps=int(p["profile_steps"]),
+                         device=p["device"], timeout_s=max(timeout * SCRIPT_SHARE, timeout - 30.0),
+                         env=dict(p.get("env") or {}))
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        script = parse_command(list(p["command"]))
+    except BenchbenchError as exc:  # no such program, no such script: this cell's error, the others go on
+        rec.update(status="error", error=f"the command cannot run: {exc}")
+        return rec
+    outcome = run_script(script, opts, payload["cell_id"])
+    attached, _code = to_record(script, opts, outcome, payload["run_id"], payload.get("env"), started)
+    doc = attached.to_json()
+    observed = doc["params"]
+    axes = dict(p["axes"])
+    params = {**{k: v for k, v in axes.items() if k not in observed}, **observed, "axes": axes,
+              "command": " ".join(p["command"]), **({"env": p["env"]} if p.get("env") else {})}
+    if p.get("gate_threshold") is not None:
+        params["gate_threshold"] = p["gate_threshold"]
+    doc.update(suite=payload["suite"], run_id=payload["run_id"], cell_id=payload["cell_id"], label=payload["label"],
+               params=params)
+    return doc
