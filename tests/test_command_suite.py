@@ -109,11 +109,12 @@ def test_a_command_suite_runs_each_cell_attached_and_a_failing_command_is_its_er
     assert code == 1, out + err  # one cell failed: the exit says so, the others are recorded
     recs = {r.label: r for r in (Record.of(json.loads(x)) for x in
                                  next((tmp_path / "res").rglob("*.jsonl")).read_text().splitlines())}
-    assert set(recs) == {"batch_size=2 threads=1 size=32", "batch_size=4 threads=1 size=32",
-                         "batch_size=2 threads=2 size=32", "batch_size=2 threads=1 size=not-a-number"} or \
-        len(recs) == 4, list(recs)
-    bad = next(r for r in recs.values() if r.params["axes"]["size"] == "not-a-number")
+    assert set(recs) == {"batch_size=2 size=32 threads=1", "batch_size=4 size=32 threads=1",
+                         "batch_size=2 size=32 threads=2", "batch_size=2 size=not-a-number threads=1"}, list(recs)
+    bad = recs["batch_size=2 size=not-a-number threads=1"]
     assert bad.status == "error" and "exited with code 2" in bad.error
+    assert "argument --size: invalid int value: 'not-a-number'" in bad.error  # what the script said
+    assert bad.params["axes"]["size"] == "not-a-number" and "lr" not in bad.params  # nothing invented
     good = [r for r in recs.values() if r.ok]
     assert len(good) == 3
     for r in good:
@@ -124,7 +125,9 @@ def test_a_command_suite_runs_each_cell_attached_and_a_failing_command_is_its_er
         assert "lr" in r.params and r.params["arch"] == "Unet"
         assert r.suite == "camvid-knobs" and r.cell_id != r.attached.command
     report = next((tmp_path / "rep").rglob("*.md")).read_text()
-    assert "batch\\_size=4 threads=1 size=32" in report
+    assert "| batch\\_size=4 size=32 threads=1 " in report
+    head = report.split("## Headline", 1)[1].split("## Cells", 1)[0]
+    assert "**threads** (" in head and "batch\\_size=2 size=32 threads=1 is " in head  # the knob's own story
     assert "threads=2" in out and "img/s" in out
 
 
@@ -157,6 +160,7 @@ def test_a_stopped_command_suite_leaves_nothing_running_and_resumes(tmp_path: Pa
     assert done.returncode == 0, done.stdout + done.stderr
     recs = [Record.of(json.loads(x)) for x in next(res.rglob("*.jsonl")).read_text().splitlines()]
     assert {r.label for r in recs if r.ok} == {"batch_size=2", "batch_size=4"}
+    assert len({r.run_id for r in recs}) == 1  # the resumed run is the same run
 
 
 def _pids_running(needle: str) -> list[int]:

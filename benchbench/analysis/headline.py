@@ -114,7 +114,9 @@ def theme_of(f: Finding) -> str:
         axes = f.evidence.get("differs_in") or []
         if "arch" in axes or "encoder" in axes:
             return "architecture"
-        return next((PAIR_THEMES[a] for a in axes if a in PAIR_THEMES), "differences between cells")
+        # one of a command suite's own axes (`threads`, `cache`): the story is that knob's
+        return next((PAIR_THEMES[a] for a in axes if a in PAIR_THEMES), axes[0] if len(axes) == 1 else
+                    "differences between cells")
     return THEMES.get(f.kind, f.kind)
 
 

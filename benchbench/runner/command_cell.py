@@ -37,7 +37,7 @@ def measure_command(payload: dict[str, Any], rec: dict[str, Any]) -> dict[str, A
     timeout = float(p["timeout_s"])
     opts = AttachOptions(steps=int(p["steps"]), warmup=p["warmup"], profile_steps=int(p["profile_steps"]),
                          device=p["device"], timeout_s=max(timeout * SCRIPT_SHARE, timeout - 30.0),
-                         env=dict(p.get("env") or {}))
+                         env=dict(p.get("env") or {}), keep_stderr=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         script = parse_command(list(p["command"]))
@@ -47,6 +47,8 @@ def measure_command(payload: dict[str, Any], rec: dict[str, Any]) -> dict[str, A
     outcome = run_script(script, opts, payload["cell_id"])
     attached, _code = to_record(script, opts, outcome, payload["run_id"], payload.get("env"), started)
     doc = attached.to_json()
+    if doc["status"] != "ok" and outcome.stderr_tail:  # what the script said last: a bad argument names itself
+        doc["error"] = f"{doc['error']}; its stderr ended: " + " | ".join(outcome.stderr_tail[-3:])[-600:]
     observed = doc["params"]
     axes = dict(p["axes"])
     params = {**{k: v for k, v in axes.items() if k not in observed}, **observed, "axes": axes,

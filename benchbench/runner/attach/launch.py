@@ -46,6 +46,9 @@ class AttachOptions:
     stages: bool = True
     env: dict[str, str] = field(default_factory=dict)  # the command's own environment variables (a command suite's)
     command: list[str] | None = None  # a variant of the command (advise --vary): run in place of the given one
+    #: copy the script's stderr through and keep its last lines for the record (a command suite's cell, whose
+    #: error record should say what the script said: `error: argument --size: invalid int value`)
+    keep_stderr: bool = False
 
 
 @dataclass
@@ -57,6 +60,7 @@ class Outcome:
     progress: dict[str, Any] | None
     boot_error: str | None
     signal: int | None = None  # the signal benchbench received while the script ran (SIGTERM, SIGHUP, SIGINT)
+    stderr_tail: list[str] = field(default_factory=list)  # its last stderr lines (AttachOptions.keep_stderr)
 
 
 def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
@@ -79,12 +83,15 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
         env["CUDA_VISIBLE_DEVICES"] = ""
     t0 = time.monotonic()
     proc: subprocess.Popen[Any] | None = None
+    tee = None
     timed_out, stopped = False, None
     try:
         with stop_signals_to(raise_stopped):
             try:
                 proc = subprocess.Popen(script.command, env=env, start_new_session=True,
+                                        stderr=subprocess.PIPE if opts.keep_stderr else None,
                                         preexec_fn=_death_signal())  # noqa: PLW1509 - one libc call, found before
+                tee = _Tee(proc.stderr) if proc.stderr is not None else None
             except OSError as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise BenchbenchError(f"cannot start {script.command[0]!r}: {exc.strerror or exc}") from None
@@ -111,7 +118,36 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     with contextlib.suppress(OSError):
         boot = Path(str(cfg) + ".boot-error").read_text()
     shutil.rmtree(tmp, ignore_errors=True)
-    return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped)
+    tail = tee.lines() if tee is not None else []
+    return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped, tail)
+
+
+class _Tee:
+    """The script's stderr copied through as it comes, its last lines kept (a thread: the script never blocks on
+    a full pipe)."""
+
+    def __init__(self, stream: Any, keep: int = 12) -> None:
+        import collections
+        import threading
+
+        self.tail: collections.deque[str] = collections.deque(maxlen=keep)
+        self.thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, stream: Any) -> None:
+        out = getattr(sys.stderr, "buffer", None)
+        for raw in iter(stream.readline, b""):
+            with contextlib.suppress(Exception):
+                if out is not None:
+                    out.write(raw)
+                    out.flush()
+            line = raw.decode("utf-8", "replace").rstrip()
+            if line:
+                self.tail.append(line)
+
+    def lines(self) -> list[str]:
+        self.thread.join(timeout=2.0)
+        return list(self.tail)
 
 
 def _death_signal() -> Any:
