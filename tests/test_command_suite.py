@@ -180,3 +180,50 @@ def _pids_running(needle: str) -> list[int]:
 def test_a_shipped_command_suite_loads(tmp_path: Path) -> None:
     s = load_suite(Path(__file__).parents[1] / "suites" / "yolo_knobs.yaml", device="cpu")
     assert {"batch_size", "num_workers", "resolution", "amp", "cache"} == set(s.varied) and len(s.cells) == 6
+
+
+@pytest.mark.slow
+def test_the_shipped_yolo_knobs_suite_runs_offline_and_ranks_each_knob_per_image(cli, tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    """`suites/yolo_knobs.yaml` (its cpu profile: a base cell and each knob changed alone) over `yolo segment
+    train`, offline, in a folder with a roads.yaml."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    if shutil.which("yolo") is None:
+        pytest.skip("Ultralytics is not installed")
+    root = tmp_path / "roads"
+    rng = np.random.default_rng(0)
+    for sub in ("images/train", "labels/train"):
+        (root / sub).mkdir(parents=True)
+    for i in range(16):
+        Image.fromarray((rng.random((96, 96, 3)) * 255).astype(np.uint8)).save(root / "images/train" / f"{i:03d}.jpg")
+        x, y = rng.uniform(0.2, 0.6, 2)
+        poly = [x, y, x + 0.3, y, x + 0.3, y + 0.3, x, y + 0.3]
+        (root / "labels/train" / f"{i:03d}.txt").write_text("0 " + " ".join(f"{v:.4f}" for v in poly) + "\n")
+    (root / "roads.yaml").write_text(f"path: {root}\ntrain: images/train\nval: images/train\nnames:\n  0: road\n")
+    monkeypatch.setenv("YOLO_OFFLINE", "1")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "ycfg"))
+    monkeypatch.chdir(root)
+    suite = Path(__file__).parents[1] / "suites" / "yolo_knobs.yaml"
+    code, out, err = cli("run", suite, "--device", "cpu", "--results-dir", tmp_path / "res", "--reports-dir",
+                         tmp_path / "rep")
+    assert code == 0, out + err
+    recs = [Record.of(json.loads(x)) for x in next((tmp_path / "res").rglob("*.jsonl")).read_text().splitlines()]
+    assert len(recs) == 6 and all(r.ok for r in recs)
+    by = {json.dumps(r.params["axes"], sort_keys=True): r for r in recs}
+    for r in recs:  # each knob reached the trainer: what the model received, at the size it trained
+        a = r.params["axes"]
+        # Ultralytics accumulates batches up to nbs=64 images: a step is batches_per_step batches of the axis' size
+        assert r.params["batch_size"] == a["batch_size"] * r.attached.batches_per_step == 64
+        assert r.params["resolution"] == [a["resolution"]] * 2
+        assert r.params["arch"] == "SegmentationModel"
+    amp = next(r for r in by.values() if r.params["axes"]["amp"] is True)
+    assert amp.params["amp"] == "none" and any("amp=true was set, but the script ran with amp none" in w
+                                               for w in amp.warnings or [])  # Ultralytics: no AMP on a CPU
+    report = next((tmp_path / "rep").rglob("*.md")).read_text()
+    head = report.split("## Headline", 1)[1].split("## Cells", 1)[0]
+    assert "**reference**" in head and "its throughput" in head  # every knob against the base, per image
+    assert "cache" in report and "img/s" in report

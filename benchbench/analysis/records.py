@@ -114,7 +114,11 @@ def axes_of(*records: Record) -> tuple[str, ...]:
 
 
 def diff_axes(a: Record, b: Record) -> list[str]:
-    return [k for k in axes_of(a, b) if a.params.get(k) != b.params.get(k)]
+    """The settings two cells differ in: as observed, and a command suite's axes as set (a knob the script did
+    not visibly take — `amp=true` where Ultralytics turns AMP off on a CPU — is still the one thing changed)."""
+    xa, xb = a.params.get("axes") or {}, b.params.get("axes") or {}
+    return [k for k in axes_of(a, b) if a.params.get(k) != b.params.get(k) or
+            (k in xa and k in xb and xa[k] != xb[k])]
 
 
 def step_s(r: Record) -> float:
@@ -157,7 +161,9 @@ def groups_along(records: list[Record], axis: str) -> list[list[Record]]:
     for r in ok(records):
         if r.params.get(axis) is None:
             continue  # not seen (an attached script without a DataLoader has no worker count): on no axis
-        key = repr([(k, r.params.get(k)) for k in keys if k != axis])
+        # the other settings as observed and, for a command's cells, as set: cells that set another knob
+        # differently are not points on this axis even where the script ran them alike
+        key = repr([(k, r.params.get(k), (r.params.get("axes") or {}).get(k)) for k in keys if k != axis])
         groups.setdefault(key, []).append(r)
     return [g for g in groups.values() if len({repr(r.params.get(axis)) for r in g}) >= 2]
 

@@ -25,8 +25,8 @@ def execute_cell(payload: dict[str, Any]) -> dict[str, Any]:
         rec = _execute_cell(payload)
     seen = list(dict.fromkeys(f"{w.category.__name__}: {str(w.message).strip()} ({os.path.basename(w.filename)}:"
                               f"{w.lineno})" for w in caught))
-    if seen:
-        rec["warnings"] = seen[:50]
+    if seen:  # after the cell's own warnings (a command cell's), never in their place
+        rec["warnings"] = [*(rec.get("warnings") or []), *seen][:50]
     return rec
 
 

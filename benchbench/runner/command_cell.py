@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from benchbench.errors import BenchbenchError
+from benchbench.suite.command import render
 
 #: the share of a cell's timeout its script may use: the rest is for its hooks to write and the record to be made,
 #: before the cell's process is ended from outside
@@ -53,8 +54,36 @@ def measure_command(payload: dict[str, Any], rec: dict[str, Any]) -> dict[str, A
     axes = dict(p["axes"])
     params = {**{k: v for k, v in axes.items() if k not in observed}, **observed, "axes": axes,
               "command": " ".join(p["command"]), **({"env": p["env"]} if p.get("env") else {})}
+    per_step = (doc.get("attached") or {}).get("batches_per_step") or 1
+    unseen = _not_as_set(axes, {**observed, "batch_size": observed.get("batch_size", 0) // per_step or None})
+    if unseen:
+        doc["warnings"] = [*(doc.get("warnings") or []), unseen]
     if p.get("gate_threshold") is not None:
         params["gate_threshold"] = p["gate_threshold"]
     doc.update(suite=payload["suite"], run_id=payload["run_id"], cell_id=payload["cell_id"], label=payload["label"],
                params=params)
     return doc
+
+
+#: an axis under a built-in name, and how the value set reads against what the script was seen to do
+_SEEN_AS = {"batch_size": lambda v: int(v) if str(v).isdigit() else None,
+            "resolution": lambda v: [int(v), int(v)] if str(v).isdigit() else None,
+            "num_workers": lambda v: int(v) if str(v).isdigit() else None,
+            "amp": lambda v: None if v in (None, "") else ("none" if str(v).lower() in ("false", "none", "0", "no")
+                                                           else "any")}
+
+
+def _not_as_set(axes: dict[str, Any], observed: dict[str, Any]) -> str | None:
+    """Axes under built-in names whose value the script did not train with, as observed (Ultralytics turns AMP
+    off on a CPU; a loader clamps its workers): said in the record, the observed value kept as the cell's. A batch
+    is a batch fetched (a step accumulating 16 of them trains on 16x its images, as Ultralytics' nbs does)."""
+    out = []
+    for k, v in axes.items():
+        read = _SEEN_AS.get(k)
+        want = read(v) if read else None
+        seen = observed.get(k)
+        if want is None or seen is None:
+            continue
+        if (k == "amp" and ((want == "none") != (seen == "none"))) or (k != "amp" and want != seen):
+            out.append(f"{k}={render(v)} was set, but the script ran with {k} {seen}")
+    return ("as observed: " + "; ".join(out) + " (the record holds what ran)") if out else None

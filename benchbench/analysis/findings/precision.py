@@ -24,6 +24,8 @@ def _one_axis_pairs(records: list[Record], gpu: bool) -> list[tuple[str, Record,
         d = diff_axes(a, b)
         if len(d) != 1 or d[0] not in ("amp", "compile") or (a.device == "cuda") != gpu:
             continue
+        if a.params.get(d[0]) == b.params.get(d[0]):
+            continue  # set differently (a command's axis) but run the same: no precision effect to speak of
         axis = d[0]
         base, var = (a, b) if a.params[axis] in ("none", False) else (b, a)
         if base.params[axis] in ("none", False):

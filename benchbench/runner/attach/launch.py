@@ -118,7 +118,7 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     with contextlib.suppress(OSError):
         boot = Path(str(cfg) + ".boot-error").read_text()
     shutil.rmtree(tmp, ignore_errors=True)
-    tail = tee.lines() if tee is not None else []
+    tail = tee.close(proc.stderr) if tee is not None else []
     return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped, tail)
 
 
@@ -148,6 +148,12 @@ class _Tee:
     def lines(self) -> list[str]:
         self.thread.join(timeout=2.0)
         return list(self.tail)
+
+    def close(self, stream: Any) -> list[str]:
+        out = self.lines()
+        with contextlib.suppress(OSError):
+            stream.close()
+        return out
 
 
 def _death_signal() -> Any:
