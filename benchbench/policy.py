@@ -59,11 +59,25 @@ class Process:
     profile_steps: int = 3
 
 
+@dataclass(frozen=True)
+class Attach:
+    """A user's script measured as it is (`attach`, `advise --attach`, a command suite's cells)."""
+
+    steps: int = 10  # timed steps after warm-up
+    max_warmup: int = 30  # warm-up until steady, at most this many steps
+    profile_steps: int = 2  # the profiler window after the timed steps (0: no explanation)
+    timeout_s: float = 600.0  # the script is stopped after this long
+    #: a command cell's script may use this share of the cell's timeout (the rest: its hooks write what was
+    #: measured and the record is made, before the cell's process is ended from outside)
+    command_share: float = 0.9
+
+
 GATE = Gate()
 HISTORY = History()
 ADVISE = Advise()
 TUNE = Tune()
 PROCESS = Process()
+ATTACH = Attach()
 
 
 def cell_threshold(own: float | None, given: float | None = None) -> float:

@@ -23,7 +23,7 @@ from benchbench.cli.app import (
     with_executor_options,
 )
 from benchbench.errors import BenchbenchError, short_repr
-from benchbench.policy import ADVISE
+from benchbench.policy import ADVISE, ATTACH
 
 DEFAULTS = {"repeat_max": ADVISE.repeat_max, "min_runs": ADVISE.min_runs, "min_effect": ADVISE.min_effect}
 
@@ -53,9 +53,9 @@ def advise(
         metavar="SUITE | -- COMMAND...", help="Suite YAML file; with --attach, the training command after --.")] = None,
     attach: Annotated[bool, typer.Option("--attach", help="Advise on a training script as it is: the knobs set from "
                                          "outside it measured A/B, the code changes listed with bounds.")] = False,
-    steps: Annotated[int, typer.Option(help="--attach: timed steps a run.")] = 10,
+    steps: Annotated[int, typer.Option(help="--attach: timed steps a run.")] = ATTACH.steps,
     timeout: Annotated[float, typer.Option(help="--attach: stop a run of the script after this many seconds."
-                                           )] = 600.0,
+                                           )] = ATTACH.timeout_s,
     cell: Annotated[str | None, typer.Option("--cell", help="The base cell (id prefix or label); default: the "
                                              "suite's only cell.")] = None,
     device: DeviceOpt = "auto",

@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from benchbench.cli.app import app, console, err_console
 from benchbench.errors import BenchbenchError
+from benchbench.policy import ATTACH
 
 CommandArg = Annotated[list[str] | None, typer.Argument(
     metavar="-- COMMAND...", help="The training command, after --: python train.py ARGS, python -m pkg.train, "
@@ -57,7 +58,7 @@ def options(steps: int, warmup: str, device: str, trace: Path | None, keep_runni
 @app.command(context_settings={"allow_interspersed_args": False})
 def attach(
     command: CommandArg = None,
-    steps: Annotated[int, typer.Option(help="Timed steps after warm-up.")] = 10,
+    steps: Annotated[int, typer.Option(help="Timed steps after warm-up.")] = ATTACH.steps,
     warmup: Annotated[str, typer.Option(help="auto (until steady, at most 30 steps) or a number of steps.")] = "auto",
     device: Annotated[str, typer.Option(help="auto: as the script chooses; cpu: hide the GPUs from it; cuda: "
                                              "require one.")] = "auto",
@@ -69,8 +70,9 @@ def attach(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the record here as JSON.")] = None,
     keep_running: Annotated[bool, typer.Option(help="Let the script run on after the measurement (default: stop "
                                                     "it after the profiler window).")] = False,
-    timeout: Annotated[float, typer.Option(help="Stop the script after this many seconds.")] = 600.0,
-    profile_steps: Annotated[int, typer.Option(help="Profiled steps after the timed ones (0: no explanation).")] = 2,
+    timeout: Annotated[float, typer.Option(help="Stop the script after this many seconds.")] = ATTACH.timeout_s,
+    profile_steps: Annotated[int, typer.Option(help="Profiled steps after the timed ones (0: no explanation).")] = \
+        ATTACH.profile_steps,
     repeat: Annotated[int, typer.Option(help="Run the script N times, each a fresh process (a nightly check's "
                                              "runs: compare judges run medians).")] = 1,
 ) -> None:

@@ -14,11 +14,8 @@ import time
 from typing import Any
 
 from benchbench.errors import BenchbenchError
+from benchbench.policy import ATTACH
 from benchbench.suite.command import render
-
-#: the share of a cell's timeout its script may use: the rest is for its hooks to write and the record to be made,
-#: before the cell's process is ended from outside
-SCRIPT_SHARE = 0.9
 
 
 def record_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -37,7 +34,7 @@ def measure_command(payload: dict[str, Any], rec: dict[str, Any]) -> dict[str, A
     p = payload["params"]
     timeout = float(p["timeout_s"])
     opts = AttachOptions(steps=int(p["steps"]), warmup=p["warmup"], profile_steps=int(p["profile_steps"]),
-                         device=p["device"], timeout_s=max(timeout * SCRIPT_SHARE, timeout - 30.0),
+                         device=p["device"], timeout_s=max(timeout * ATTACH.command_share, timeout - 30.0),
                          env=dict(p.get("env") or {}), keep_stderr=True)
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:

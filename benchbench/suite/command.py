@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from benchbench.errors import BenchbenchError, did_you_mean, short_repr
+from benchbench.policy import ATTACH
 from benchbench.suite.schema import Cell, Suite
 
 #: the keys a command suite may have beside its matrix sections: attach's options for every cell
 RUN_KEYS = ("steps", "warmup", "profile_steps", "timeout_s", "device", "gate_threshold")
 KEYS = ("name", "description", "command", "env", "matrix", "include", "exclude", "profiles", "reference",
         *RUN_KEYS)
-DEFAULTS: dict[str, Any] = {"steps": 10, "warmup": "auto", "profile_steps": 2, "timeout_s": 600.0}
+DEFAULTS: dict[str, Any] = {"steps": ATTACH.steps, "warmup": "auto", "profile_steps": ATTACH.profile_steps,
+                            "timeout_s": ATTACH.timeout_s}
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|\{|\}")
 
 

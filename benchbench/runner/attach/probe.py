@@ -64,6 +64,8 @@ class Probe(ModelFinder, Timing, Window, Summary):
         self.backward_calls = 0
         self.backward_in_step = 0
         self.lines: dict[str, str] = {}  # the script's own lines: model forward, DataLoader, optimizer step
+        self.trackers: Any = None  # measure.trackers.Trackers around the timed steps (run's registry)
+        self.tracked: dict[str, Any] = {}  # their results: gpu_conditions, cpu_contention, tracker_errors
         self.batches_in_step = 0
         self.batches_per_step: list[int] = []  # batches fetched between two steps (> 1: accumulation)
         self.backward_per_step: list[int] = []

@@ -80,8 +80,9 @@ class Summary:
         if self.scaler is not None:
             doc["grad_scaler"] = _scaler_state(self.scaler, self.skipped_at, len(self.losses), read_scale=not partial)
         doc["memory"] = self._memory()
-        if getattr(self, "gpu_conditions", None):
-            doc["gpu_conditions"] = self.gpu_conditions
+        for k, v in (getattr(self, "tracked", None) or {}).items():  # measure.trackers' results
+            if v:
+                doc[k] = v
         if self.breakdown is not None:
             doc["breakdown"] = self.breakdown
         if self.breakdown_error:
@@ -90,8 +91,6 @@ class Summary:
         if stages:
             best = max(stages, key=lambda k: self.batches_by_loader.get(k, 0))
             doc["input_stages"] = stages[best]
-        if getattr(self, "contention_read", None):
-            doc["cpu_contention"] = self.contention_read
         return doc
 
     def _images_a_step(self) -> int:
@@ -231,48 +230,9 @@ def write_json(path: str, doc: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _gpu_tracker(device: Any) -> Any:
-    """NVML's view of the model's GPU over the timed steps (`measure.gpu_state`), as `run` tracks it: a throttled
-    or shared GPU is then flagged in the record and in advise's A/B. None without NVML."""
-    with contextlib.suppress(Exception):
-        import torch
-
-        from benchbench.measure.gpu_state import for_cell
-        from benchbench.measure.trackers import TrackerContext
-
-        t = for_cell(TrackerContext(device, {}, torch.get_num_threads()))
-        if t is not None:
-            t.__enter__()
-        return t
-    return None
-
-
 def _rss() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _contention_start(workers: int) -> Any:
-    """Other processes' CPU time on the script's cores over the timed block, as `run` tracks it."""
-    with contextlib.suppress(Exception):
-        import torch
-
-        from benchbench.measure.contention import CpuContention
-
-        w = CpuContention(set(os.sched_getaffinity(0)), torch.get_num_threads(), workers)
-        w.__enter__()
-        return w
-    return None
-
-
-def _tracker_end(t: Any, images: int) -> Any:
-    """A tracker of the timed block (contention, the GPU's conditions) closed and read; None if it could not be."""
-    if t is None:
-        return None
-    with contextlib.suppress(Exception):
-        t.__exit__(None, None, None)
-        return t.result(images)
-    return None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchbench.runner.attach.summary import _contention_start, _cuda_peak, _gpu_tracker, _tracker_end
+from benchbench.runner.attach.summary import _cuda_peak
 
 
 class Timing:
@@ -46,7 +46,6 @@ class Timing:
         self.phase = "timed"
         self.own_profiler = _profiler_running()
         self.before_stages = {k: p.snapshot() for k, p in self.stage_profiles.items()}
-        self.contention = _contention_start(int((self._loader() or {}).get("num_workers") or 0))
         self.block_t0 = now
         self.t_last = now
         if self.cuda:
@@ -55,7 +54,8 @@ class Timing:
             torch.cuda.synchronize(self.device)
             # the peak of the timed steps alone, on the model's own GPU
             torch.cuda.reset_peak_memory_stats(self.device)
-            self.gpu_tracker = _gpu_tracker(self.device)
+        self.trackers = _enter_trackers(self.device, int((self._loader() or {}).get("num_workers") or 0))
+        if self.cuda:
             self.block_t0 = time.perf_counter()
             self.events = [self._event()]
             self.entered, self.ready = [], []
@@ -96,13 +96,43 @@ class Timing:
         if got is not None and got[0] >= got[1]:  # where epochs turn: the data wait's shape is read against it
             self.steps_per_epoch = max(1, got[0] // max(1, self._batches_a_step()))
         images = self._images_a_step() * len(self.step_s)
-        self.contention_read = _tracker_end(getattr(self, "contention", None), images)
-        self.gpu_conditions = _tracker_end(getattr(self, "gpu_tracker", None), images)
+        self.tracked = _exit_trackers(self.trackers, images)
+        self.trackers = None
         if self.profile_steps > 0:
             self._window_or_wait()
         else:
             self.finish()
 
+
+
+def _enter_trackers(device: Any, workers: int) -> Any:
+    """The trackers `run` enters around a cell's timed block (`measure.trackers.TRACKERS`: the GPU's conditions
+    from NVML, other processes on the cores, ...), entered around the script's timed steps — every one that
+    applies, so a tracker added there is an attached run's too. The script's input stages are read by attach
+    itself, from every loader it swapped (no `Source` here)."""
+    import torch
+
+    from benchbench.measure.trackers import TRACKERS, TrackerContext, Trackers
+
+    registry = {k: v for k, v in TRACKERS.items() if k != "input_stages"}
+    t = Trackers(TrackerContext(device or torch.device("cpu"), {"num_workers": workers}, torch.get_num_threads()),
+                 registry)
+    try:
+        t.__enter__()
+    except Exception as exc:  # a tracker that cannot start never stops the script
+        t.errors["enter"] = f"{type(exc).__name__}: {exc}"[:300]
+    return t
+
+
+def _exit_trackers(t: Any, images: int) -> dict[str, Any]:
+    """Close and read them: {record field: result} (and `tracker_errors`), never raising into the script."""
+    if t is None:
+        return {}
+    try:
+        t.__exit__(None, None, None)
+        return t.results(images)
+    except Exception as exc:
+        return {"tracker_errors": {**t.errors, "exit": f"{type(exc).__name__}: {exc}"[:300]}}
 
 
 def _profiler_running() -> bool:

@@ -1,0 +1,191 @@
+"""The record of an attached run: what the script was seen to do (`_params`), how it ended (`_status`), and
+everything measured, as one typed record that `report`, `compare` and `history` read like a suite cell's."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchbench.runner.attach.command import Script, sha256
+
+if TYPE_CHECKING:
+    from benchbench.runner.attach.launch import AttachOptions, Outcome
+
+LOADER_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor")
+
+
+def attached_cell_id(script: Script, opts: AttachOptions) -> str:
+    """Same command, same script contents, same outside knobs: the same cell, night after night."""
+    ident = {"command": script.command, "script_sha256": sha256(script.script), "loader": opts.loader or None,
+             "device": opts.device, **({"torch": opts.torch} if opts.torch else {}),
+             **({"env": opts.env} if opts.env else {})}
+    return hashlib.sha1(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _params(doc: dict[str, Any], opts: AttachOptions, script: Script) -> dict[str, Any]:
+    """The record's params: what was observed in the script, and nothing else — a setting the script did not
+    show (its learning rate where no optimizer stepped, its classes where the model does not state them, its
+    loader where it has no DataLoader) is absent, never a suite cell's default. benchbench's own settings for the
+    run (steps, warm-up, timeout, device asked for) are the run's, and say so by their names."""
+    model = doc.get("model") or {}
+    loader = doc.get("loader") or {}
+    shape = model.get("input_shape") or doc.get("batch_shape") or []
+    p: dict[str, Any] = {
+        "arch": model.get("class") or "unknown", "data": {"kind": "attached"},
+        # the images a step trained on; 1 only where no step saw any (the record then has no throughput basis)
+        "batch_size": int(doc.get("images_per_step") or doc.get("batch_size") or (shape[0] if shape else 0) or 1),
+        "amp": doc.get("amp") if doc.get("amp") in ("fp16", "bf16") else "none",
+        "channels_last": bool(model.get("channels_last")), "compile": bool(model.get("compiled")),
+        "device": model.get("device") or ("cpu" if opts.device == "cpu" else opts.device),
+        "steps": opts.steps, "warmup": int(doc.get("warmup_steps") or 0), "timeout_s": opts.timeout_s,
+        "world_size": 1, "loss": "attached",
+    }
+    if doc.get("optimizer"):
+        p["optimizer"] = str(doc["optimizer"]).lower()
+    for key in ("lr", "classes", "encoder", "decoder_channels"):
+        if model.get(key) is not None:
+            p[key] = model[key]
+    if len(shape) == 4:
+        p["resolution"] = [int(shape[2]), int(shape[3])]
+        p["in_channels"] = int(shape[1])
+    elif len(shape) == 5:  # a volume (B, C, D, H, W): its slices' size, and its depth
+        p["resolution"] = [int(shape[3]), int(shape[4])]
+        p["depth"] = int(shape[2])
+        p["in_channels"] = int(shape[1])
+        p["input_shape"] = [int(x) for x in shape]
+    for k in LOADER_KNOBS:
+        if k in loader:
+            p[k] = loader[k]
+    p["command"] = " ".join(script.command)
+    return p
+
+
+def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str, env: dict[str, Any] | None,
+              started_at: str) -> tuple[Any, int]:
+    """The record, and benchbench's exit code for it (0 measured, 1 the script failed, 2 refused)."""
+    from benchbench.record import Record, base_record, clean_nans
+
+    doc = outcome.doc or {}
+    cell = attached_cell_id(script, opts)
+    params = _params(doc, opts, script)
+    label = script.name + "".join(f" {k}={v}" for k, v in sorted({**opts.loader, **opts.torch}.items()))
+    rec = base_record(f"attach-{Path(script.name).stem}", run_id, cell, label, params)
+    rec["started_at"] = started_at
+    rec["wall_s"] = outcome.wall_s
+    rec["env"] = env
+    tf = doc.get("timing_fields")
+    if tf:
+        rec.update(tf)
+    elif doc.get("warmup_s"):  # ended in warm-up: its steps are kept, never dropped
+        rec["warmup"] = {"steps": len(doc["warmup_s"]), "steady": False, "samples": doc["warmup_s"]}
+    model = doc.get("model") or {}
+    if model.get("params") is not None:
+        rec["params_count"] = int(model["params"])
+    if doc.get("losses") is not None:
+        losses = doc["losses"]
+        rec["training"] = {"losses": losses, "warmup_steps": doc.get("warmup_steps"),
+                           "nonfinite": sum(1 for v in losses if v is None or v != v or v in (float("inf"),
+                                                                                                 float("-inf")))}
+        if doc.get("grad_scaler"):
+            rec["training"]["grad_scaler"] = doc["grad_scaler"]
+    if doc.get("losses_error"):
+        rec.setdefault("explain_errors", {})["losses"] = doc["losses_error"]
+    if doc.get("gpu_conditions"):
+        rec["gpu_conditions"] = doc["gpu_conditions"]
+    if doc.get("memory"):
+        rec["memory"] = doc["memory"]
+    if doc.get("breakdown"):
+        rec["breakdown"] = doc["breakdown"]
+    if doc.get("breakdown_error"):
+        rec.setdefault("explain_errors", {})["breakdown"] = doc["breakdown_error"]
+    if doc.get("input_stages"):
+        rec["input_stages"] = doc["input_stages"]
+    for k in ("cpu_contention", "trackers", "tracker_errors"):  # measure.trackers' results, as run records them
+        if doc.get(k):
+            rec[k] = doc[k]
+    if doc.get("own_profiler"):
+        rec["warnings"] = ["the script's own torch.profiler was recording during the timed steps: its overhead "
+                           "(often 1.5-2x on a launch-bound step) is in every figure; run it without its profiler"]
+    bps = [b for b in (doc.get("backward_per_step") or []) if b is not None]
+    status, error, code, ended = _status(doc, outcome, opts)
+    rec["status"], rec["error"] = status, error
+    if status != "ok" and rec.get("step_time_s") is None:
+        rec.pop("throughput_img_s", None)
+    rec["attached"] = {
+        "command": script.command, "script": str(script.script) if script.script else None,
+        "script_sha256": sha256(script.script), "cwd": os.getcwd(), "model": model.get("class"),
+        "model_params": model.get("params"), "optimizer": doc.get("optimizer"),
+        "optimizer_fused": doc.get("optimizer_fused"), "steps_seen": int(doc.get("steps_seen") or 0),
+        "backward_per_step": (sum(bps) / len(bps)) if bps else None, "grad_scaler": bool(doc.get("scaler")),
+        "skipped_steps": int(doc.get("skipped_steps") or 0),
+        "other_optimizer_steps": int(doc.get("other_optimizer_steps") or 0), "loader": doc.get("loader"),
+        "loader_overrides": {**opts.loader, **opts.torch} or None, "lines": doc.get("lines"),
+        "stage_note": doc.get("stage_note"), "window_note": doc.get("window_note"),
+        "window_waited": int(doc.get("window_waited") or 0),
+        "epoch_start_steps": list(doc.get("epoch_start_steps") or []), "ended": ended,
+        "script_error": (f"{doc['error']}" + (f" (at {doc['error_where']})" if doc.get("error_where") else ""))
+        if doc.get("error") and doc.get("phase") != "refused" else None,
+        "elapsed_s": doc.get("elapsed_s"), "batches_per_step": doc.get("batches_per_step"),
+    }
+    return Record.of(clean_nans(rec)), code
+
+
+def _status(doc: dict[str, Any], o: Outcome, opts: AttachOptions) -> tuple[str, str | None, int, str]:
+    phase = doc.get("phase")
+    steps = int(doc.get("steps_seen") or (o.progress or {}).get("steps") or 0)
+    rc = o.returncode
+    how = (f"was stopped when benchbench received {signal.Signals(o.signal).name}" if o.signal else
+           f"was stopped after {opts.timeout_s:g} s (--timeout)" if o.timed_out else
+           f"was killed by signal {signal.Signals(-rc).name}" if rc is not None and rc < 0 else
+           f"exited with code {rc}")
+    if phase == "done":
+        if not opts.keep_running:
+            return "ok", None, 0, "stopped by benchbench after the profiler window"
+        then = f"then {how.removeprefix('was ')}" if o.signal or o.timed_out else "then finished"
+        return "ok", None, 0, f"left running (--keep-running), {then}"
+    if phase == "refused":
+        return "error", str(doc.get("error")), 2, "refused"
+    if not doc:
+        if o.boot_error:
+            return "error", (f"benchbench's hooks could not be installed in the script's Python "
+                             f"({o.boot_error}): install benchbench in the environment the script runs in"), 2, \
+                "not attached"
+        pr = o.progress or {}
+        seen = _seen(pr)
+        if pr:
+            return ("timeout" if o.timed_out else "error"), f"the script {how} before benchbench could record " \
+                   f"anything ({seen})", 1, how
+        return "error", (f"the script {how} and benchbench's hooks never ran in it: is the command a Python "
+                         "program?"), 2, how
+    seen = _seen(doc)
+    err = doc.get("error")
+    raised = f"the script raised {err}" + (f" at {doc['error_where']}" if doc.get("error_where") else "") \
+        if err else None
+    if phase == "starting" or steps == 0:
+        why = (raised + " before its first optimizer step" if raised else
+               f"the script {how} without an optimizer step ({seen}): attach times the steps between "
+               "optimizer.step() calls")
+        return ("timeout" if o.timed_out else "error"), why, 1, how
+    wanted = f"{opts.steps} timed steps"
+    done = len(((doc.get("timing_fields") or {}).get("step_time_s") or {}).get("samples") or [])
+    if phase in ("await-window", "profile") and done >= opts.steps and not err and \
+            ((rc == 0 and not o.timed_out) or o.signal):
+        # the script's training ended (or benchbench was stopped) after the timed steps, before the profiler
+        # window did: the timing stands
+        return "ok", None, 0, ("finished during the profiler window (no breakdown)" if not o.signal else
+                               f"{how.removeprefix('was ')} during the profiler window (no breakdown)")
+    why = (raised or f"the script {how}") + f" after {steps} step(s), before warm-up and {wanted} were done " \
+        f"({done} timed step(s) kept in this record)"
+    return ("timeout" if o.timed_out else "error"), why, 1, how
+
+
+def _seen(d: dict[str, Any]) -> str:
+    return (f"{int(d.get('forward_calls') or d.get('forwards') or 0)} model forward call(s), "
+            f"{int(d.get('backward_calls') or d.get('backwards') or 0)} backward call(s), "
+            f"{int(d.get('batches') or 0) if 'batches' in d else '?'} batch(es) seen")
+
+
