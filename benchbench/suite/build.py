@@ -8,7 +8,6 @@ that is the matrix syntax CI users already know.
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from benchbench.errors import BenchbenchError, did_you_mean, short_repr
+from benchbench.suite.matrix import expand, resolve_device
 from benchbench.suite.schema import (
     DEVICES,
     NON_IDENTITY_KEYS,
@@ -32,7 +32,6 @@ from benchbench.suite.validate import (
     _canon_list,
     _canon_matrix,
     _explain,
-    _matches,
 )
 from benchbench.suite.yaml_load import load_yaml
 
@@ -48,24 +47,6 @@ def max_cells() -> int:
         return max(1, int(os.environ.get("BENCHBENCH_MAX_CELLS", MAX_CELLS_DEFAULT)))
     except ValueError:
         raise BenchbenchError("BENCHBENCH_MAX_CELLS must be a whole number") from None
-
-
-def resolve_device(requested: str | None, suite_device: str = "auto", available: bool = True) -> str:
-    """The device cells run on. `available=False` expands a suite for a device this machine lacks (listing
-    what a GPU runner would run, on a laptop); running always needs it."""
-    choice = requested or suite_device or "auto"
-    if choice not in ("auto", *DEVICES):
-        raise BenchbenchError(f"unknown device {choice!r}: choose auto, cpu or cuda")
-    if choice == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if choice == "cuda" and available:
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BenchbenchError("device 'cuda' requested but torch.cuda.is_available() is False on this machine")
-    return choice
 
 
 def load_suite(
@@ -206,35 +187,6 @@ def build_suite(
         reference=reference,
         varied=varied,
     )
-
-
-def expand(
-    matrix: dict[str, list[Any]],
-    exclude: list[dict[str, Any]] | None = None,
-    include: list[dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """GitHub Actions matrix semantics.
-
-    Exclude removes every combination that matches all its keys. Each include
-    entry is merged into every combination whose *original* matrix values it
-    does not overwrite; when it fits none, it becomes a new combination.
-    """
-    axes = list(matrix)
-    combos = [dict(zip(axes, vals)) for vals in itertools.product(*matrix.values())] if axes else []
-    combos = [c for c in combos if not any(_matches(c, ex) for ex in exclude or [])]
-    original = set(axes)
-    for inc in include or []:
-        hit = False
-        for c in combos:
-            # A combination added by an earlier include may lack an original key: then it cannot match.
-            if all(k in c and c[k] == v for k, v in inc.items() if k in original):
-                c.update(inc)
-                hit = True
-        if not hit:
-            combos.append(dict(inc))
-    if not combos and not axes and not include:
-        combos = [{}]  # a suite of fixed settings only is one cell
-    return combos
 
 
 def make_label(params: dict[str, Any], varied: list[str]) -> str:

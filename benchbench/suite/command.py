@@ -27,6 +27,7 @@ from typing import Any
 
 from benchbench.errors import BenchbenchError, did_you_mean, short_repr
 from benchbench.policy import ATTACH
+from benchbench.suite.matrix import expand, resolve_device
 from benchbench.suite.schema import Cell, Suite
 
 #: the keys a command suite may have beside its matrix sections: attach's options for every cell
@@ -139,7 +140,6 @@ def label(axes: dict[str, Any], varied: list[str]) -> str:
 
 def build_command_suite(doc: dict[str, Any], device: str | None, filters: list[str] | None, path: Path | None,
                         available: bool = True) -> Suite:
-    from benchbench.suite.build import expand, resolve_device
     from benchbench.suite.select import pick_command_reference
 
     for key in doc:
