@@ -102,6 +102,16 @@ def continue_options(prior: list[Record], kind: Kind, suite_name: str, suite_pat
     return {k: asked.get(k, given.get(k)) for k in set(given) | set(asked)}, note
 
 
+def script_suite(name: str, cell_id: str, label: str, params: dict[str, Any]) -> Any:
+    """A user's script as a suite of one cell (`attach`, `advise --attach`): the session's run id, results file,
+    output checks, signals, invocation and `--resume` are then the same as a suite's."""
+    from benchbench.suite import Cell, Suite
+
+    cell = Cell(cell_id, label, params)
+    return Suite(name=name, description="", path=None, device=str(params.get("device") or "auto"), cells=[cell],
+                 reference=cell)
+
+
 @dataclass
 class Outcome:
     """How a session's measuring ended."""

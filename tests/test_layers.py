@@ -186,3 +186,20 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 def test_no_module_over_300_lines() -> None:
     big = {mod: n for path, mod in modules() if (n := len(path.read_text().splitlines())) >= 300}
     assert not big, big
+
+
+def test_attach_advise_attach_and_command_cells_share_the_session_the_warmup_rule_and_the_trackers() -> None:
+    """One session (`benchbench.session`) for attach, advise --attach and command suites (which `run` runs);
+    one warm-up rule (`measure.timer.WarmupRule`) for `timed_loop` and attach's hooks; `measure.trackers`'
+    registry around both timed blocks. No module under runner/attach keeps a rule or a tracker of its own."""
+    def src(rel: str) -> str:
+        return (PKG / rel).read_text()
+
+    assert "Session.open(" in src("cli/attach.py") and "open_session(" in src("cli/advise_attach.py")
+    assert "Session.open(" in src("cli/run.py") and "measure_command" in src("runner/cell.py")
+    assert "WarmupRule(" in src("runner/attach/timing.py") and src("measure/timer.py").count("WarmupRule(") >= 2
+    assert "Trackers(" in src("runner/attach/timing.py") and "Trackers(" in src("runner/program.py")
+    for f in (PKG / "runner" / "attach").rglob("*.py"):
+        text = f.read_text()
+        for own in ("is_steady(", "STEADY_WINDOW", "CpuContention(", "open_tracker(", "new_run_id(", "ResultStore("):
+            assert own not in text, f"{f.name} keeps its own {own}"

@@ -167,3 +167,29 @@ def test_a_hung_script_stopped_at_its_timeout_keeps_every_step(cli, tmp_path: Pa
     assert rec.status == "timeout" and "--timeout" in (rec.error or "")
     assert rec.step_time_s is not None and len(rec.step_time_s.samples) == 9, rec.error
     assert rec.attached.steps_seen == 12
+
+
+def test_attach_repeat_stopped_resumes_the_runs_it_lacks(tmp_path: Path, camvid: Path) -> None:
+    """`attach --repeat 3` stopped (SIGTERM) in its second run: the first run is kept, the script is ended, and
+    `--resume` runs the two it lacks into the same file and run id (the session `run` uses)."""
+    marker = uuid.uuid4().hex
+    out = tmp_path / "r.jsonl"
+    args = ["attach", "--steps", "3", "--warmup", "2", "--profile-steps", "0", "--repeat", "3", "--output", str(out),
+            "-o", str(tmp_path / "rep")]
+    proc = start([*args, *train(camvid, workers=0)], marker, tmp_path)
+    wait_for_lines(proc, 8)  # the first run (6 steps: a first boundary, 2 warm-up, 3 timed) is done
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert f"Resume with: benchbench attach --resume {out}" in err
+    no_leftover(marker)
+    first = [Record.of(json.loads(x)) for x in out.read_text().splitlines()]
+    assert first[0].ok and first[0].invocation is not None and first[0].invocation.options == {"repeat": 3}
+    done = subprocess.run([sys.executable, "-m", "benchbench", "attach", "--resume", str(out), "--output", str(out),
+                           "-o", str(tmp_path / "rep"), "--steps", "3", "--warmup", "2", "--profile-steps", "0",
+                           *train(camvid, workers=0)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    recs = [Record.of(json.loads(x)) for x in out.read_text().splitlines()]
+    ok = [r for r in recs if r.ok]
+    assert len(ok) == 3 and {r.repeat for r in ok} == {0, 1, 2} and len({r.run_id for r in recs}) == 1

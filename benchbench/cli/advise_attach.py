@@ -35,13 +35,10 @@ def parse_outside(knobs: str | None) -> list[str] | None:
 def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_runs: int, min_effect: float,
                     output: Path | None, json_out: Path | None, results_dir: Path, steps: int,
                     timeout: float, budget_min: float | None = None, vary: list[str] | None = None) -> int:
-    from benchbench import results as res
-    from benchbench.advise.attached import code_knobs, degraded_runs, measure_knob, outside_knobs
-    from benchbench.cli.attach import append_or_show, options
-    from benchbench.outputs import Outputs, write_text
-    from benchbench.runner.attach.launch import attach as run_attached
+    from benchbench.cli.attach import open_session, options
+    from benchbench.outputs import Outputs
+    from benchbench.results import ResultsWriteError
     from benchbench.runner.attach.launch import parse_command
-    from benchbench.runner.attach.stopping import stopped_code
 
     named = parse_outside(knobs)
     if repeat_max < 2 or min_runs < 2 or min_runs > repeat_max:
@@ -55,17 +52,37 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
     varies = [parse_vary(v) for v in vary or []]
     script = parse_command(command)
     opts = options(steps, "auto", "auto", None, False, timeout, 2)
-    run_id = res.new_run_id()
-    slug = f"attach-{Path(script.name).stem}"
-    out_path = Path(results_dir) / slug / f"advise-{run_id}.jsonl"
-    report = Path(output or Path("reports") / slug)
-    store = res.ResultStore(out_path)
-    Outputs().folder(report, "the advise report (--output)").file(json_out, "the JSON (--json)").check()
-    store.check_writable()
+    session = open_session("advise", script, opts, None, results_dir, None, {}, {})
+    try:
+        report = Path(output or Path("reports") / session.suite.slug)
+        session.check_outputs(Outputs().folder(report, "the advise report (--output)")
+                              .file(json_out, "the JSON (--json)"))
+        with session.measuring() as outcome:  # SIGTERM between two runs, a full disk: ended cleanly
+            return _measure(session, script, opts, named, varies, report, json_out, repeat_max, min_runs,
+                            min_effect, budget_min)
+        if outcome.interrupted:
+            return _stopped(130, len(session.records), session.out_path)
+        raise (ResultsWriteError if outcome.write_failed else BenchbenchError)(outcome.write_failed or
+                                                                             outcome.refused)
+    finally:
+        session.close()
+
+
+def _measure(session: Any, script: Any, opts: Any, named: list[str] | None, varies: list[Any], report: Path,
+             json_out: Path | None, repeat_max: int, min_runs: int, min_effect: float,
+             budget_min: float | None) -> int:
+    """The unmodified script measured and explained, then each knob A/B against it, in the session."""
+    from benchbench.advise.attached import code_knobs, degraded_runs, measure_knob, outside_knobs
+    from benchbench.cli.attach import record_or_show
+    from benchbench.outputs import write_text
+    from benchbench.runner.attach.launch import attach as run_attached
+    from benchbench.runner.attach.stopping import stopped_code
+
+    run_id, out_path = session.run_id, session.out_path
     t0 = time.monotonic()
     console.print(f"[bold]advise --attach[/]: {escape(' '.join(script.command))} -> {out_path}", highlight=False)
     base, c = run_attached(script.command, opts, run_id)
-    append_or_show(store, base)
+    record_or_show(session, base)
     if stopped_code(c):
         return _stopped(c, 1, out_path)
     if not base.ok:
@@ -78,7 +95,7 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
 
     def run(o: Any) -> Any:
         rec, c = run_attached(o.command or script.command, o, run_id)
-        append_or_show(store, rec)
+        record_or_show(session, rec)
         runs[0] += 1
         if stopped_code(c):
             raise _Stop(c)

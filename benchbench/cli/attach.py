@@ -75,11 +75,14 @@ def attach(
         ATTACH.profile_steps,
     repeat: Annotated[int, typer.Option(help="Run the script N times, each a fresh process (a nightly check's "
                                              "runs: compare judges run medians).")] = 1,
+    resume: Annotated[str | None, typer.Option(help="An interrupted `attach --repeat`'s results file (or 'latest'): "
+                                               "run the repeats it lacks.")] = None,
 ) -> None:
     """Run a training script unmodified, time its steps, explain them, and record it like a suite cell."""
     from benchbench import results as res
     from benchbench.measure.env import environment
     from benchbench.outputs import Outputs
+    from benchbench.results import ResultsWriteError
     from benchbench.runner.attach.launch import attach as run_attached
     from benchbench.runner.attach.launch import parse_command
     from benchbench.runner.attach.stopping import stopped_code
@@ -88,26 +91,39 @@ def attach(
     if repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
     script = parse_command(list(command or []))
-    run_id = res.new_run_id()
-    slug = f"attach-{Path(script.name).stem}"
-    out_path = output or res.default_path(results_dir, slug, run_id)
-    store = res.ResultStore(out_path)
-    Outputs().folder(Path(reports_dir) / slug, "the reports (--reports-dir)").folder(trace, "the trace (--trace)") \
-        .file(json_out, "the record (--json)").check()
-    store.check_writable()
-    console.print(f"[bold]attach[/]: {escape(' '.join(script.command))} -> {out_path}", highlight=False)
-    recs, code = [], 0
-    for i in range(repeat):
-        rec, c = run_attached(script.command, opts, run_id, None)
-        rec = rec.model_copy(update={"env": _env(environment, rec), "repeat": i if repeat > 1 else None})
-        append_or_show(store, rec)  # each run recorded as it ends: nothing measured is lost to a later failure
-        recs.append(rec)
-        if stopped_code(c):  # benchbench was stopped (SIGTERM, SIGHUP, Ctrl-C): the script's group is ended
-            code = c
-            break
-        code = max(code, c)
-        if c == 2:  # refused: the next run would be refused the same way
-            break
+    session = open_session("run", script, opts, output, results_dir, resume, {"repeat": repeat},
+                           {"repeat": 1})
+    try:
+        slug, out_path = session.suite.slug, session.out_path
+        session.check_outputs(Outputs().folder(Path(reports_dir) / slug, "the reports (--reports-dir)")
+                              .folder(trace, "the trace (--trace)").file(json_out, "the record (--json)"))
+        repeat = int(session.options["repeat"])
+        done = res.completed_runs(session.prior).get(session.suite.cells[0].id, 0)
+        console.print(f"[bold]attach[/]: {escape(' '.join(script.command))} -> {out_path}"
+                      + (f" ({done} of {repeat} runs already recorded: resumed)" if done else ""), highlight=False)
+        recs, code = [r for r in session.prior if r.cell_id == session.suite.cells[0].id and r.ok], 0
+        with session.measuring() as outcome:
+            for i in range(done, repeat):
+                rec, c = run_attached(script.command, opts, session.run_id, None)
+                rec = rec.model_copy(update={"env": _env(environment, rec), "repeat": i if repeat > 1 else None})
+                rec = record_or_show(session, rec)  # each run kept as it ends: nothing measured is lost
+                recs.append(rec)
+                if stopped_code(c):  # stopped by a signal while the script ran: its group is ended
+                    code = c
+                    break
+                code = max(code, c)
+                if c == 2:  # refused: the next run would be refused the same way
+                    break
+        if outcome.write_failed or outcome.refused:  # a full disk, a command that cannot start: said as before
+            raise (ResultsWriteError if outcome.write_failed else BenchbenchError)(outcome.write_failed
+                                                                                 or outcome.refused)
+        if outcome.interrupted and not stopped_code(code):  # a signal between two runs
+            code = 130
+    finally:
+        session.close()
+    if not recs:
+        say_stopped(0, out_path, "nothing measured")
+        raise typer.Exit(code or 130)
     rec = res.pool_repeats(recs)[0]
     failed = [f"run {i + 1}: {r.status}: {r.error}" for i, r in enumerate(recs) if r.status != "ok"]
     if failed and len(recs) > 1:  # the pooled record pools the runs that measured; it says which did not
@@ -119,12 +135,44 @@ def attach(
         write_text(json_out, json.dumps(rec.to_json(), indent=1), "the record (--json)")
     if stopped_code(code):
         say_stopped(len(recs), out_path, str(rec.error or rec.status))
+        if repeat > 1:
+            err_console.print(f"Resume with: benchbench attach --resume {escape(str(out_path))} -- "
+                              f"{escape(' '.join(script.command))}", highlight=False, soft_wrap=True)
         raise typer.Exit(code)
-    _report(rec, Path(reports_dir) / slug / run_id, out_path)
+    _report(rec, Path(reports_dir) / slug / session.run_id, out_path)
     for r in recs:
         if r.status != "ok":
             err_console.print(f"[bold red]error:[/] {escape(str(r.error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def open_session(kind: str, script: Any, opts: Any, output: Path | None, results_dir: Path, resume: str | None,
+                 given: dict[str, Any], defaults: dict[str, Any]) -> Any:
+    """The session an attached script runs in (`benchbench.session`), as a suite of one cell: its run id and
+    results file (results/attach-<script>/<run-id>.jsonl), every output checked before the script runs, SIGTERM
+    and SIGHUP handled from the start, what it was asked recorded in every record, `--resume`."""
+    from benchbench.runner.attach.launch import attached_cell_id
+    from benchbench.session import Session, script_suite
+
+    suite = script_suite(f"attach-{Path(script.name).stem}", attached_cell_id(script, opts), script.name,
+                         {"command": script.command, "device": opts.device})
+    return Session.open(kind, lambda _opts: suite, None, given=given, defaults=defaults, executor="inline",
+                        output=output, results_dir=results_dir, resume=resume)
+
+
+def record_or_show(session: Any, rec: Any) -> Any:
+    """`session.record` (the record stamped and appended); where the results file cannot take it, the record is
+    printed whole on stderr (`append_or_show`) before the error ends the command."""
+    from benchbench.results import ResultsWriteError
+
+    try:
+        return session.record(rec)
+    except ResultsWriteError:
+        err_console.print("the record could not be written to the results file; here it is whole (save the next "
+                          "line as a .jsonl file):", highlight=False)
+        sys.stderr.write(json.dumps(rec.to_json()) + "\n")
+        sys.stderr.flush()
+        raise
 
 
 def say_stopped(runs: int, out_path: Path, what: str) -> None:

@@ -27,7 +27,7 @@ import torch
 
 from benchbench.record import summarize
 
-__all__ = ["LoopTiming", "is_steady", "summarize", "timed_loop"]
+__all__ = ["LoopTiming", "WarmupRule", "is_steady", "summarize", "timed_loop"]
 
 STEADY_WINDOW = 3  # the last N warm-up steps ...
 STEADY_TOLERANCE = 0.05  # ... all within +-5% of their median: steady
@@ -46,6 +46,28 @@ def is_steady(samples: list[float]) -> bool:
     window = samples[-STEADY_WINDOW:]
     med = float(np.median(window))
     return all(abs(s - med) <= STEADY_TOLERANCE * med for s in window)
+
+
+class WarmupRule:
+    """The one warm-up rule every step clock follows — `timed_loop`'s for a suite cell, attach's hooks for a
+    user's script (`runner.attach.timing`), a command cell's: warm up until the last STEADY_WINDOW steps are
+    within +-5% of their median, at most `limit` steps. Step 0 (lazy initialisation, the allocator's first
+    blocks) is never part of a steady window on a CPU; on CUDA the first block of STEADY_WINDOW event-timed
+    steps is not, and the clock is read (one host sync) only at the end of each block of STEADY_WINDOW steps,
+    never per step."""
+
+    def __init__(self, cuda: bool, limit: int) -> None:
+        self.cuda, self.limit = cuda, limit
+
+    def read_now(self, steps_done: int) -> bool:
+        """On CUDA: whether this boundary ends a block (the events are read, one sync); on a CPU: always."""
+        return not self.cuda or steps_done % STEADY_WINDOW == 0 or steps_done >= self.limit
+
+    def steady(self, samples: list[float]) -> bool:
+        return len(samples) > (STEADY_WINDOW if self.cuda else 1) and is_steady(samples)
+
+    def over(self, steps_done: int) -> bool:
+        return steps_done >= self.limit
 
 
 @dataclass
@@ -103,6 +125,7 @@ def timed_loop(
         return _timed_loop_cuda(batches, to_device, step, device, warmup, steps, on_step, agree, tracker)
     sync = synchronizer(device)
     clock = time.perf_counter
+    rule = WarmupRule(cuda=False, limit=warmup)
     out = LoopTiming()
     kept: list[Any] = []
     sync()
@@ -114,7 +137,7 @@ def timed_loop(
         out.warmup_s.append(clock() - t0)
         if on_step:
             on_step("warmup", i)
-        if agree(i >= 1 and is_steady(out.warmup_s)):  # step 0 is never steady (lazy init, allocator)
+        if agree(rule.steady(out.warmup_s)):  # step 0 is never steady (lazy init, allocator)
             out.steady = True
             break
     with tracker if tracker is not None else contextlib.nullcontext():
@@ -195,14 +218,15 @@ def _timed_loop_cuda(
         starved = [a.elapsed_time(b) * 1e-3 for a, b in zip(events, ready)]
         return times, waits, enq, wall, starved
 
+    rule = WarmupRule(cuda=True, limit=warmup)
     done = 0
-    while done < warmup:
+    while not rule.over(done):
         n = min(STEADY_WINDOW, warmup - done)
         times = block(n, "warmup", done)[0]
         out.warmup_s.extend(times)
         done += n
         # The first block holds lazy initialisation; steadiness is judged after it.
-        if agree(done > STEADY_WINDOW and is_steady(out.warmup_s)):
+        if agree(rule.steady(out.warmup_s)):
             out.steady = True
             break
     if steps:

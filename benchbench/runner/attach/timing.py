@@ -20,23 +20,25 @@ class Timing:
         return ev
 
     def _warmup_step(self, now: float) -> None:
-        from benchbench.measure.timer import STEADY_WINDOW, is_steady
+        """A warm-up step's end, on the one warm-up rule `run`'s timed loop follows (`measure.timer.WarmupRule`):
+        the hooks drive it at each optimizer step as `timed_loop` drives it after each step it calls."""
+        from benchbench.measure.timer import WarmupRule
 
+        rule = WarmupRule(self.cuda, self.warmup_max)
         self.losses.append(self.loss_now)
         self.loss_now = []
         if self.cuda:
             self.events.append(self._event())
             n = len(self.events) - 1
-            if n % STEADY_WINDOW == 0 or n >= self.warmup_max:
+            if rule.read_now(n):
                 self.events[-1].synchronize()  # one sync per block of warm-up steps, never per step
                 self.warm_s = [a.elapsed_time(b) * 1e-3 for a, b in zip(self.events, self.events[1:], strict=False)]
         else:
             self.warm_s.append(now - (self.t_last or now))
         self.t_last = now
         n = len(self.warm_s) if not self.cuda else len(self.events) - 1
-        steady = self.warmup_auto and len(self.warm_s) > (STEADY_WINDOW if self.cuda else 1) and \
-            is_steady(self.warm_s) and len(self.warm_s) == n
-        if steady or n >= self.warmup_max:
+        steady = self.warmup_auto and rule.steady(self.warm_s) and len(self.warm_s) == n
+        if steady or rule.over(n):
             self.steady = bool(steady)
             self._begin_timed(now)
         else:
