@@ -163,6 +163,10 @@ def _on_terminate(probe: Probe) -> None:
     def on_term(signum: int, frame: Any) -> None:
         if not probe.written:
             probe.stopped_by = signum
+            # the group's DataLoader workers die of the same SIGTERM: torch's SIGCHLD handler would raise
+            # "DataLoader worker ... is killed" into the summary being written, losing the steps it holds
+            with contextlib.suppress(Exception):
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             with contextlib.suppress(Exception):
                 probe.abandon_window()
             with contextlib.suppress(Exception):
