@@ -73,8 +73,9 @@ def attach(
     timeout: Annotated[float, typer.Option(help="Stop the script after this many seconds.")] = ATTACH.timeout_s,
     profile_steps: Annotated[int, typer.Option(help="Profiled steps after the timed ones (0: no explanation).")] = \
         ATTACH.profile_steps,
-    repeat: Annotated[int, typer.Option(help="Run the script N times, each a fresh process (a nightly check's "
-                                             "runs: compare judges run medians).")] = 1,
+    repeat: Annotated[int | None, typer.Option(help="Run the script N times, each a fresh process (a nightly "
+                                                    "check's runs: compare judges run medians) [default: 1; a "
+                                                    "resumed one keeps its own].")] = None,
     resume: Annotated[str | None, typer.Option(help="An interrupted `attach --repeat`'s results file (or 'latest'): "
                                                "run the repeats it lacks.")] = None,
 ) -> None:
@@ -88,7 +89,7 @@ def attach(
     from benchbench.runner.attach.stopping import stopped_code
 
     opts = options(steps, warmup, device, trace, keep_running, timeout, profile_steps)
-    if repeat < 1:
+    if repeat is not None and repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
     script = parse_command(list(command or []))
     session = open_session("run", script, opts, output, results_dir, resume, {"repeat": repeat},
