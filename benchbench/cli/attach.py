@@ -162,8 +162,9 @@ def open_session(kind: str, script: Any, opts: Any, output: Path | None, results
 
 
 def record_or_show(session: Any, rec: Any) -> Any:
-    """`session.record` (the record stamped and appended); where the results file cannot take it, the record is
-    printed whole on stderr (`append_or_show`) before the error ends the command."""
+    """`session.record` (the record stamped and appended); where the results file cannot take it (a full disk, a
+    read-only file), the record is not lost: it is printed whole on stderr (one JSON line, `report` reads it saved
+    as .jsonl) before the error ends the command."""
     from benchbench.results import ResultsWriteError
 
     try:
@@ -180,22 +181,6 @@ def say_stopped(runs: int, out_path: Path, what: str) -> None:
     """benchbench was stopped by a signal while a script ran (`attach`, `advise --attach`): what was kept."""
     err_console.print(f"interrupted: the script was stopped and nothing of it left running; {runs} run(s) recorded "
                       f"in {escape(str(out_path))} ({escape(what)})", highlight=False, soft_wrap=True)
-
-
-def append_or_show(store: Any, rec: Any) -> None:
-    """Append a measured record; where the results file cannot take it (a full disk, a read-only file), the
-    record is not lost: it is printed whole on stderr (one JSON line, `report` reads it saved as .jsonl) before
-    the error ends the command."""
-    from benchbench.results import ResultsWriteError
-
-    try:
-        store.append(rec)
-    except ResultsWriteError:
-        err_console.print("the record could not be written to the results file; here it is whole (save the next "
-                          "line as a .jsonl file):", highlight=False)
-        sys.stderr.write(json.dumps(rec.to_json()) + "\n")
-        sys.stderr.flush()
-        raise
 
 
 def _env(environment: Any, rec: Any) -> Any:
