@@ -127,7 +127,7 @@ def test_a_command_suite_runs_each_cell_attached_and_a_failing_command_is_its_er
     report = next((tmp_path / "rep").rglob("*.md")).read_text()
     assert "| batch\\_size=4 size=32 threads=1 " in report
     head = report.split("## Headline", 1)[1].split("## Cells", 1)[0]
-    assert "**threads** (" in head and "batch\\_size=2 size=32 threads=1 is " in head  # the knob's own story
+    assert "**reference**" in head and "batch\\_size=4 size=32 threads=1 is " in head  # each cell against the base
     assert "threads=2" in out and "img/s" in out
 
 
@@ -172,7 +172,7 @@ def _pids_running(needle: str) -> list[int]:
                 state = next(ln for ln in (d / "status").read_text().splitlines() if ln.startswith("State:"))
             except (OSError, StopIteration):
                 continue
-            if needle in cmdline and " Z " not in state + " ":
+            if needle in cmdline and "zombie" not in state:  # a dead script not yet reaped runs nothing
                 out.append(int(d.name))
     return out
 
@@ -227,3 +227,21 @@ def test_the_shipped_yolo_knobs_suite_runs_offline_and_ranks_each_knob_per_image
     head = report.split("## Headline", 1)[1].split("## Cells", 1)[0]
     assert "**reference**" in head and "its throughput" in head  # every knob against the base, per image
     assert "cache" in report and "img/s" in report
+
+
+def test_a_commands_own_axis_is_its_own_story() -> None:
+    """Two command cells that differ in one of the command's own axes (`threads`: no built-in setting) are a pair
+    whose story is that axis, as `num_workers` is the input pipeline's."""
+    from benchbench.analysis.headline import theme_of
+    from benchbench.analysis.records import Finding, diff_axes
+
+    def rec(threads: int, amp: bool) -> Record:
+        return Record.of({"schema": "benchbench.result/2", "suite": "s", "run_id": "r", "cell_id": f"c{threads}{amp}",
+                          "params": {"batch_size": 2, "amp": "none", "threads": threads,
+                                     "axes": {"threads": threads, "amp": amp}}, "status": "error"})
+
+    assert diff_axes(rec(1, False), rec(2, False)) == ["threads"]
+    # set differently, run alike (Ultralytics' AMP on a CPU): still the one thing changed
+    assert diff_axes(rec(1, False), rec(1, True)) == ["amp"]
+    f = Finding("pairwise_delta", ["a", "b"], "", {"differs_in": ["threads"], "ratio": 1.4})
+    assert theme_of(f) == "threads"
