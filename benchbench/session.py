@@ -128,6 +128,13 @@ class Outcome:
     def exit_code(self) -> int:
         return 1 if self.write_failed else 2 if self.refused else 130 if self.interrupted else 0
 
+    def raise_failure(self) -> None:
+        """A full disk or a refusal, raised again for a command that reports it as an error (attach)."""
+        if self.write_failed:
+            raise ResultsWriteError(self.write_failed)
+        if self.refused:
+            raise BenchbenchError(self.refused)
+
 
 @dataclass
 class Session:

@@ -10,7 +10,8 @@ import pytest
 
 from benchbench.errors import BenchbenchError
 from benchbench.runner.attach.command import parse_command
-from benchbench.runner.attach.launch import AttachOptions, attached_cell_id
+from benchbench.runner.attach.launch import AttachOptions
+from benchbench.runner.attach.record import attached_cell_id
 
 
 @pytest.fixture

@@ -145,7 +145,8 @@ def test_a_transformers_trainer_segformer_gets_its_own_facts_and_the_decoder_wid
 def test_a_record_of_an_attached_script_never_shows_a_default(tmp_path: Path) -> None:
     """`_params` from a result that saw no optimizer, no loader and no image: none of a suite cell's settings."""
     from benchbench.runner.attach.command import Script
-    from benchbench.runner.attach.launch import AttachOptions, _params
+    from benchbench.runner.attach.launch import AttachOptions
+    from benchbench.runner.attach.record import _params
 
     script = Script(command=["python", "t.py"], program="python", script=None, name="t.py")
     p = _params({"model": {"class": "Net"}, "images_per_step": 3}, AttachOptions(), script)

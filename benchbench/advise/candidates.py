@@ -251,9 +251,9 @@ def candidates(rec: Record, peaks: dict[str, Any] | None = None) -> list[Candida
             est = decoder_width_estimate(rec, c, new) if new >= 16 else None
             if est is None:
                 continue
-            dec, fuse, estimate = est
-            add("decoder_channels", new, amdahl(dec),
-                f"decoder {_pct(dec)} of the step: at most {amdahl(dec):.2f}x were it to take no time; its fuse "
+            dec, fuse, bound, estimate = est
+            add("decoder_channels", new, bound,
+                f"decoder {_pct(dec)} of the step: at most {bound:.2f}x were it to take no time; its fuse "
                 f"stage ({_pct(fuse)}) scaling as C^2 and the rest as C estimate {estimate:.2f}x")
     h, w = p.get("resolution") or (0, 0)  # an attached script's input may have shown no image size
     if min(h, w) >= 64:

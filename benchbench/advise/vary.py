@@ -14,15 +14,14 @@ name; a variant that changed none of them is judged on the step, with the numeri
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from benchbench.errors import BenchbenchError, short_repr
+from benchbench.suite.command import ENV_NAME
 
 #: what a run observed that, when a variant changes it, makes the variant a change of what is trained
 TRAINED = ("batch_size", "resolution", "amp", "arch", "decoder_channels", "classes", "in_channels", "depth")
-ENV = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -46,34 +45,42 @@ def parse_vary(spec: str) -> Vary:
     if not name or not values or any(not v for v in values):
         raise BenchbenchError(f"--vary {short_repr(spec, 60)}: give NAME=V1,V2 (an argument `batch=8,16`, a flag "
                               "`--workers=2,8`, or an environment variable `env:OMP_NUM_THREADS=1,2`)")
-    if env and not ENV.fullmatch(name):
+    if env and not ENV_NAME.fullmatch(name):
         raise BenchbenchError(f"--vary {short_repr(spec, 60)}: {short_repr(name)} is no environment variable name")
     if not env and (" " in name or "=" in name):
         raise BenchbenchError(f"--vary {short_repr(spec, 60)}: {short_repr(name)} is no argument name")
     return Vary(name, tuple(dict.fromkeys(values)), env)
 
 
-def current(command: list[str], name: str) -> tuple[int, str] | None:
-    """Where the command gives `name` and its value: (index of the value, value), or None."""
+def _find(command: list[str], name: str) -> tuple[int, bool] | None:
+    """Where the command gives `name`: the index of the token holding its value, and whether that token is
+    `NAME=V` (else the value follows the flag); None where it does not."""
     for i, tok in enumerate(command):
         if tok.startswith(name + "="):
-            return i, tok[len(name) + 1:]
+            return i, True
         if tok == name and name.startswith("-") and i + 1 < len(command):
-            return i + 1, command[i + 1]
+            return i + 1, False
     return None
+
+
+def current(command: list[str], name: str) -> tuple[int, str] | None:
+    """Where the command gives `name` and its value: (index of the value, value), or None."""
+    at = _find(command, name)
+    if at is None:
+        return None
+    i, joined = at
+    return i, command[i][len(name) + 1:] if joined else command[i]
 
 
 def with_value(command: list[str], name: str, value: str) -> list[str]:
     """The command with `name` set to `value`: replaced where it is, appended where it is not."""
+    at = _find(command, name)
+    if at is None:
+        return [*command] + ([name, value] if name.startswith("-") else [f"{name}={value}"])
     out = list(command)
-    for i, tok in enumerate(out):
-        if tok.startswith(name + "="):
-            out[i] = f"{name}={value}"
-            return out
-        if tok == name and name.startswith("-") and i + 1 < len(out):
-            out[i + 1] = value
-            return out
-    return out + ([name, value] if name.startswith("-") else [f"{name}={value}"])
+    i, joined = at
+    out[i] = f"{name}={value}" if joined else value
+    return out
 
 
 def variants(command: list[str], env: dict[str, str], v: Vary) -> tuple[list[dict[str, Any]], list[str]]:

@@ -37,7 +37,6 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
                     timeout: float, budget_min: float | None = None, vary: list[str] | None = None) -> int:
     from benchbench.cli.attach import open_session, options
     from benchbench.outputs import Outputs
-    from benchbench.results import ResultsWriteError
     from benchbench.runner.attach.launch import parse_command
 
     named = parse_outside(knobs)
@@ -60,10 +59,8 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
         with session.measuring() as outcome:  # SIGTERM between two runs, a full disk: ended cleanly
             return _measure(session, script, opts, named, varies, report, json_out, repeat_max, min_runs,
                             min_effect, budget_min)
-        if outcome.interrupted:
-            return _stopped(130, len(session.records), session.out_path)
-        raise (ResultsWriteError if outcome.write_failed else BenchbenchError)(outcome.write_failed or
-                                                                             outcome.refused)
+        outcome.raise_failure()  # a full disk, a refusal: said as before
+        return _stopped(130, len(session.records), session.out_path)  # else a signal between two runs
     finally:
         session.close()
 

@@ -83,7 +83,6 @@ def attach(
     from benchbench import results as res
     from benchbench.measure.env import environment
     from benchbench.outputs import Outputs
-    from benchbench.results import ResultsWriteError
     from benchbench.runner.attach.launch import attach as run_attached
     from benchbench.runner.attach.launch import parse_command
     from benchbench.runner.attach.stopping import stopped_code
@@ -115,9 +114,7 @@ def attach(
                 code = max(code, c)
                 if c == 2:  # refused: the next run would be refused the same way
                     break
-        if outcome.write_failed or outcome.refused:  # a full disk, a command that cannot start: said as before
-            raise (ResultsWriteError if outcome.write_failed else BenchbenchError)(outcome.write_failed
-                                                                                 or outcome.refused)
+        outcome.raise_failure()  # a full disk, a command that cannot start: said as before
         if outcome.interrupted and not stopped_code(code):  # a signal between two runs
             code = 130
     finally:
@@ -152,7 +149,7 @@ def open_session(kind: str, script: Any, opts: Any, output: Path | None, results
     """The session an attached script runs in (`benchbench.session`), as a suite of one cell: its run id and
     results file (results/attach-<script>/<run-id>.jsonl), every output checked before the script runs, SIGTERM
     and SIGHUP handled from the start, what it was asked recorded in every record, `--resume`."""
-    from benchbench.runner.attach.launch import attached_cell_id
+    from benchbench.runner.attach.record import attached_cell_id
     from benchbench.session import Session, script_suite
 
     suite = script_suite(f"attach-{Path(script.name).stem}", attached_cell_id(script, opts), script.name,

@@ -3,7 +3,7 @@ runs it, inside the cell's own process — so it has everything a cell has: the 
 SLURM job), the timeout, an error record whatever happens, `--repeat`, resume, shards.
 
 The record is the cell's (its suite, run id, cell id and label) and holds what was observed in the script
-(`runner.attach.launch._params`: the batch the model received, its resolution, AMP, the loader's workers), with the
+(`runner.attach.record._params`: the batch the model received, its resolution, AMP, the loader's workers), with the
 cell's axis values beside it (`params.axes`, and each axis under its own name where the script did not show it):
 the report compares cells by what really changed, per image. A command that fails — a bad argument, a missing
 program — is that cell's error record; the suite goes on."""
@@ -29,7 +29,9 @@ def record_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def measure_command(payload: dict[str, Any], rec: dict[str, Any]) -> dict[str, Any]:
     """Run the cell's command attached; its record (a failure is the record's status, never an exception)."""
-    from benchbench.runner.attach.launch import AttachOptions, parse_command, run_script, to_record
+    from benchbench.runner.attach.command import parse_command
+    from benchbench.runner.attach.launch import AttachOptions, run_script
+    from benchbench.runner.attach.record import to_record
 
     p = payload["params"]
     timeout = float(p["timeout_s"])
@@ -47,10 +49,8 @@ def measure_command(payload: dict[str, Any], rec: dict[str, Any]) -> dict[str, A
     doc = attached.to_json()
     if doc["status"] != "ok" and outcome.stderr_tail:  # what the script said last: a bad argument names itself
         doc["error"] = f"{doc['error']}; its stderr ended: " + " | ".join(outcome.stderr_tail[-3:])[-600:]
-    observed = doc["params"]
-    axes = dict(p["axes"])
-    params = {**{k: v for k, v in axes.items() if k not in observed}, **observed, "axes": axes,
-              "command": " ".join(p["command"]), **({"env": p["env"]} if p.get("env") else {})}
+    observed, axes = doc["params"], p["axes"]
+    params = {**record_params(p), **observed}  # the axis values, under what the script was seen to run
     per_step = (doc.get("attached") or {}).get("batches_per_step") or 1
     unseen = _not_as_set(axes, {**observed, "batch_size": observed.get("batch_size", 0) // per_step or None})
     if unseen:

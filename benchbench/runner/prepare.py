@@ -49,14 +49,14 @@ def check_commands(cells: list[Cell]) -> None:
     from benchbench.errors import BenchbenchError
     from benchbench.runner.attach.command import parse_command
 
-    errors = []
+    first = None
     for c in cells:
         try:
             parse_command(list(c.params["command"]))
             return
         except BenchbenchError as exc:
-            errors.append(str(exc))
-    raise BenchbenchError(f"the command cannot run in any cell: {errors[0]}")
+            first = first or exc
+    raise BenchbenchError(f"the command cannot run in any cell: {first}")
 
 
 def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -36,6 +36,7 @@ KEYS = ("name", "description", "command", "env", "matrix", "include", "exclude",
         *RUN_KEYS)
 DEFAULTS: dict[str, Any] = {"steps": ATTACH.steps, "warmup": "auto", "profile_steps": ATTACH.profile_steps,
                             "timeout_s": ATTACH.timeout_s}
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an environment variable's name (env:, --vary env:)
 PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|\{|\}")
 
 
@@ -91,7 +92,7 @@ def _env(raw: Any) -> dict[str, str]:
         raise BenchbenchError(f"env must be a mapping of NAME: value, got {short_repr(raw)}")
     out = {}
     for k, v in raw.items():
-        if not isinstance(k, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
+        if not isinstance(k, str) or not ENV_NAME.fullmatch(k):
             raise BenchbenchError(f"env: {short_repr(k)} is no environment variable name")
         if isinstance(v, (dict, list)):
             raise BenchbenchError(f"env.{k} must be a single value, got {short_repr(v)}")

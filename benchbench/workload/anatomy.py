@@ -44,8 +44,12 @@ def decoder_width(model: Any) -> int | None:
     if config is not None and getattr(model, "decode_head", None) is not None:
         width = getattr(config, "decoder_hidden_size", None)
         return int(width) if isinstance(width, int) else None
-    fuse = getattr(getattr(model, "decoder", None), "fuse_stage", None)
-    conv = next((m for m in fuse.modules() if hasattr(m, "out_channels")), None) if fuse is not None else None
+    return _out_channels(getattr(getattr(model, "decoder", None), "fuse_stage", None))
+
+
+def _out_channels(part: Any) -> int | None:
+    """The output channels of a part's first convolution (SMP's fuse stage, its segmentation head)."""
+    conv = next((m for m in part.modules() if hasattr(m, "out_channels")), None) if part is not None else None
     return int(conv.out_channels) if conv is not None else None
 
 
@@ -56,10 +60,9 @@ def output_classes(model: Any) -> int | None:
     n = getattr(config, "num_labels", None) if config is not None else None
     if isinstance(n, int):
         return n
-    head = getattr(model, "segmentation_head", None)
-    conv = next((m for m in head.modules() if hasattr(m, "out_channels")), None) if head is not None else None
-    if conv is not None:
-        return int(conv.out_channels)
+    head = _out_channels(getattr(model, "segmentation_head", None))
+    if head is not None:
+        return head
     for owner in (model, getattr(model, "decoder", None)):
         for attr in ("num_classes", "nc"):
             v = getattr(owner, attr, None) if owner is not None else None

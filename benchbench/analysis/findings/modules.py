@@ -14,11 +14,11 @@ from benchbench.workload.anatomy import fuse_name, is_decoder
 from benchbench.workload.knowledge import why_module
 
 
-def decoder_width_estimate(r: Record, width: int, new: int) -> tuple[float, float, float] | None:
-    """(decoder share, fuse-stage share, estimated speed-up) of narrowing the decoder from `width` to `new`
+def decoder_width_estimate(r: Record, width: int, new: int) -> tuple[float, float, float, float] | None:
+    """(decoder share, fuse-stage share, bound, estimated speed-up) of narrowing the decoder from `width` to `new`
     channels, from the measured breakdown: SegFormer's fuse stage (a 1x1 conv over n*C channels, C out) scales as
-    C^2, the rest of the decoder as C; the decoder's whole share is the bound (Amdahl: it taking no time). None
-    without a breakdown that has the decoder."""
+    C^2, the rest of the decoder as C; the bound is the decoder taking no time (Amdahl over its whole share).
+    None without a breakdown that has the decoder."""
     bd = r.breakdown
     dec = next((k for k in bd.modules if "." not in k and is_decoder(k)), None) if bd and bd.step_s else None
     if dec is None:
@@ -28,7 +28,7 @@ def decoder_width_estimate(r: Record, width: int, new: int) -> tuple[float, floa
     f = bd.module_total(fname) / bd.step_s if fname else 0.0
     ratio = new / width
     saved = f * (1 - ratio * ratio) + max(d - f, 0.0) * (1 - ratio)
-    return d, f, 1 / (1 - min(saved, 0.999))
+    return d, f, 1 / (1 - min(d, 0.999)), 1 / (1 - min(saved, 0.999))
 
 
 def _modules_share(r: Record) -> dict[str, float]:
@@ -88,9 +88,9 @@ def dominant_module(records: list[Record], t: Thresholds) -> list[Finding]:
                     f"{verified['speedup']:.1f}x faster per image)"
                 )
             elif est:  # one cell (an attached script): the bound and the estimate from its own breakdown
-                suggestion += (f" ({width} -> {width // 2}: at most {1 / (1 - min(est[0], 0.999)):.2f}x, the "
-                               f"decoder taking no time; its fuse stage ({est[1]:.0%} of the step) scaling as C^2 "
-                               f"and the rest as C estimate {est[2]:.2f}x)")
+                suggestion += (f" ({width} -> {width // 2}: at most {est[2]:.2f}x, the decoder taking no time; its "
+                               f"fuse stage ({est[1]:.0%} of the step) scaling as C^2 and the rest as C estimate "
+                               f"{est[3]:.2f}x)")
         out.append(
             Finding(
                 "dominant_module",

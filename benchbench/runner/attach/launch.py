@@ -25,7 +25,7 @@ from benchbench.errors import BenchbenchError
 from benchbench.policy import ATTACH
 from benchbench.runner.attach.command import Script, parse_command
 from benchbench.runner.attach.probe import CONFIG_ENV, PROGRESS_SUFFIX
-from benchbench.runner.attach.record import LOADER_KNOBS, _params, attached_cell_id, to_record  # noqa: F401
+from benchbench.runner.attach.record import attached_cell_id, to_record
 from benchbench.runner.attach.stopping import Stopped, end_group, exit_code, raise_stopped, stop_signals_to
 
 BOOT = Path(__file__).resolve().parent / "boot"
@@ -145,15 +145,12 @@ class _Tee:
             if line:
                 self.tail.append(line)
 
-    def lines(self) -> list[str]:
-        self.thread.join(timeout=2.0)
-        return list(self.tail)
-
     def close(self, stream: Any) -> list[str]:
-        out = self.lines()
+        """The last lines, once the script's stderr has ended (the pipe closed after)."""
+        self.thread.join(timeout=2.0)
         with contextlib.suppress(OSError):
             stream.close()
-        return out
+        return list(self.tail)
 
 
 def _death_signal() -> Any:

@@ -94,8 +94,6 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
             rec["training"]["grad_scaler"] = doc["grad_scaler"]
     if doc.get("losses_error"):
         rec.setdefault("explain_errors", {})["losses"] = doc["losses_error"]
-    if doc.get("gpu_conditions"):
-        rec["gpu_conditions"] = doc["gpu_conditions"]
     if doc.get("memory"):
         rec["memory"] = doc["memory"]
     if doc.get("breakdown"):
@@ -104,7 +102,8 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
         rec.setdefault("explain_errors", {})["breakdown"] = doc["breakdown_error"]
     if doc.get("input_stages"):
         rec["input_stages"] = doc["input_stages"]
-    for k in ("cpu_contention", "trackers", "tracker_errors"):  # measure.trackers' results, as run records them
+    # measure.trackers' results, as run records them
+    for k in ("gpu_conditions", "cpu_contention", "trackers", "tracker_errors"):
         if doc.get(k):
             rec[k] = doc[k]
     if doc.get("own_profiler"):
