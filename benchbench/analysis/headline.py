@@ -38,6 +38,8 @@ THEMES = {
     "amp_effect": "precision and compilation", "compile_effect": "precision and compilation",
     "scaling": "scaling", "low_utilization": "efficiency", "layout_conversions": "efficiency",
     "optimizer_step": "optimizer",
+    "epoch_validation": "validation", "epoch_checkpoint": "checkpointing", "epoch_between": "code between steps",
+    "epoch_start_time": "epoch start", "time_to_train": "time to train",
 }
 PAIR_THEMES = {"decoder_channels": "decoder width", "data": "input pipeline", "num_workers": "input pipeline",
                "pin_memory": "input pipeline", "prefetch_factor": "input pipeline", "amp": "precision and compilation",
@@ -73,6 +75,11 @@ BOUND_SHARES: dict[str, Any] = {
     "launch_bound": lambda e: (e.get("gpu_idle_launch_s") or 0) / (e.get("step_s") or math.inf),
     "optimizer_step": lambda e: e.get("optimizer_share"),
     "epoch_start": lambda e: e.get("epoch_share"),
+    # the whole epoch's parts (`attach --epochs`): each can at most be removed from the epoch
+    "epoch_validation": lambda e: e.get("share"),
+    "epoch_checkpoint": lambda e: e.get("share"),
+    "epoch_between": lambda e: e.get("share"),
+    "epoch_start_time": lambda e: e.get("share"),
     # a decoder of known width: narrowing it can at most remove the decoder's share (the bound advise gives)
     "dominant_module": lambda e: e.get("time_share") if e.get("decoder_channels") else None,
 }

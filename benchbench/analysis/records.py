@@ -24,6 +24,10 @@ class Thresholds:
     optimizer_share: float = 0.25  # the optimizer step >= a quarter of a CPU step
     epoch_start_ratio: float = 1.5  # an attached script's epoch-starting steps >= 1.5x its other steps
     epoch_start_share: float = 0.05  # ... and their excess >= 5% of an epoch's time
+    epoch_validation_share: float = 0.10  # validation >= 10% of an accounted epoch (`attach --epochs`)
+    epoch_checkpoint_share: float = 0.03  # checkpointing >= 3% of it
+    epoch_code_share: float = 0.05  # code between steps, or the epoch's start, >= 5% of it
+    epoch_code_named: float = 0.10  # a function named in a finding: >= 10% of its part's time
 
 
 THRESHOLDS = Thresholds()

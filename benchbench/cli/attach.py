@@ -33,7 +33,8 @@ def warmup_value(warmup: str) -> str | int:
 
 
 def options(steps: int, warmup: str, device: str, trace: Path | None, keep_running: bool, timeout: float,
-            profile_steps: int, loader: dict[str, Any] | None = None) -> Any:
+            profile_steps: int, loader: dict[str, Any] | None = None, epochs: int | None = None,
+            seconds: float | None = None, run_epochs: int | None = None) -> Any:
     from benchbench.runner.attach.launch import AttachOptions
 
     if steps < 1:
@@ -44,6 +45,17 @@ def options(steps: int, warmup: str, device: str, trace: Path | None, keep_runni
         raise BenchbenchError(f"--timeout must be positive, got {timeout:g}")
     if profile_steps < 0:
         raise BenchbenchError(f"--profile-steps must be 0 or more, got {profile_steps}")
+    if epochs is not None and epochs < 1:
+        raise BenchbenchError(f"--epochs must be at least 1, got {epochs}")
+    if seconds is not None and not seconds > 0:
+        raise BenchbenchError(f"--seconds must be positive, got {seconds:g}")
+    if epochs is not None and seconds is not None:
+        raise BenchbenchError("--epochs and --seconds are two ways to choose what is accounted: give one")
+    if run_epochs is not None and run_epochs < 1:
+        raise BenchbenchError(f"--run-epochs must be at least 1, got {run_epochs}")
+    if keep_running and (epochs or seconds):
+        raise BenchbenchError("--keep-running lets the script run on unmeasured; --epochs/--seconds measure it on: "
+                              "give one")
     if device == "cuda":
         import torch
 
@@ -52,7 +64,8 @@ def options(steps: int, warmup: str, device: str, trace: Path | None, keep_runni
     return AttachOptions(steps=steps, warmup=warmup_value(warmup), device=device,
                          trace_dir=str(Path(trace).resolve()) if trace else None, keep_running=keep_running,
                          timeout_s=timeout,
-                         profile_steps=profile_steps, loader=loader or {})
+                         profile_steps=profile_steps, loader=loader or {}, epochs=epochs, seconds=seconds,
+                         run_epochs=run_epochs)
 
 
 @app.command(context_settings={"allow_interspersed_args": False})
@@ -78,6 +91,13 @@ def attach(
                                                     "resumed one keeps its own].")] = None,
     resume: Annotated[str | None, typer.Option(help="An interrupted `attach --repeat`'s results file (or 'latest'): "
                                                "run the repeats it lacks.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="After the profiler window, let the script run N whole epochs "
+                                                    "and account each one's wall time: training, validation, "
+                                                    "checkpoints, the code between steps.")] = None,
+    seconds: Annotated[float | None, typer.Option(help="As --epochs, for a script with no DataLoader epochs: "
+                                                       "account S seconds of wall time.")] = None,
+    run_epochs: Annotated[int | None, typer.Option(help="The whole run's epochs, for the time to train (default: "
+                                                        "the trainer's own setting where it has one).")] = None,
 ) -> None:
     """Run a training script unmodified, time its steps, explain them, and record it like a suite cell."""
     from benchbench import results as res
@@ -87,7 +107,8 @@ def attach(
     from benchbench.runner.attach.launch import parse_command
     from benchbench.runner.attach.stopping import stopped_code
 
-    opts = options(steps, warmup, device, trace, keep_running, timeout, profile_steps)
+    opts = options(steps, warmup, device, trace, keep_running, timeout, profile_steps, epochs=epochs,
+                   seconds=seconds, run_epochs=run_epochs)
     if repeat is not None and repeat < 1:
         raise BenchbenchError(f"--repeat must be at least 1, got {repeat}")
     script = parse_command(list(command or []))

@@ -91,6 +91,9 @@ def time_items_in_place(ds: Any) -> bool:
             orig_get = cls.__getitem__
 
             def __getitem__(self: Any, idx: Any) -> Any:
+                own = st._MAIN_CLOCKS.get(id(self))  # made in the main process: this data set's own clock
+                if own is not None:
+                    st._CLOCK = own
                 c = st._CLOCK
                 if c is None:
                     return orig_get(self, idx)
@@ -151,6 +154,7 @@ class WorkerInit:
         import torch.utils.data
 
         info = torch.utils.data.get_worker_info()
+        st._MAIN_CLOCKS.clear()  # the main process's clocks, copied by the fork: not this worker's
         if info is not None and worker_id + 1 < MAX_ROWS:
             st.instrument(info.dataset)
             st.patch_io()
@@ -172,8 +176,9 @@ class StageProfile:
         """num_workers=0: the samples are made in this process."""
         st.instrument(dataset)
         st.patch_io()
-        st._CLOCK = st._Clock(self.arr, 0, self.width)
+        st._CLOCK = st._MAIN_CLOCKS[id(dataset)] = st._Clock(self.arr, 0, self.width)
         self.main_active = True
+        self.main_dataset = id(dataset)
 
     @contextlib.contextmanager
     def in_main(self, dataset: Any) -> Iterator[None]:
@@ -193,6 +198,7 @@ class StageProfile:
     def close(self) -> None:
         if self.main_active:
             st._CLOCK = None
+            st._MAIN_CLOCKS.pop(getattr(self, "main_dataset", None), None)
             st.unpatch_io()
             self.main_active = False
 
@@ -211,7 +217,7 @@ class StageProfile:
         `since`: a snapshot; only what was added after it (its maxima are the whole run's)."""
         w, f = self.width, FIELDS
         a = list(self.arr)
-        if since is not None:
+        if since is not None and len(since) == len(a):
             a = [x - y if (i % f) != 3 else x for i, (x, y) in enumerate(zip(a, since))]
         rows = [[a[(r * w + s) * f: (r * w + s + 1) * f] for s in range(w)] for r in range(MAX_ROWS)]
         per_row = [row[SAMPLE][2] for row in rows]

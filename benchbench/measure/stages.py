@@ -32,6 +32,9 @@ SAMPLE, READ, DECODE, COLLATE, OTHER = 0, 1, 2, 3, 4  # fixed slots; transforms 
 FIXED = ("sample", "read", "decode", "collate", "other")
 
 _CLOCK: _Clock | None = None
+#: id(data set) -> its clock, for data sets whose samples are made in this (the main) process: two loaders
+#: without workers (training and validation) each time into their own profile. Emptied in a worker.
+_MAIN_CLOCKS: dict[int, _Clock] = {}
 _STAGE_OF: dict[int, int] = {}  # id(transform instance) -> its slot, in this process
 _TIMED_CLASSES: dict[type, type] = {}
 
@@ -51,6 +54,8 @@ class _Clock:
 
     def add(self, slot: int, x: float) -> None:
         a, i = self.local, slot * FIELDS
+        if i + 3 >= len(a):  # a stage of another data set's pipeline: never an error in the script's loader
+            return
         a[i] += x
         a[i + 1] += x * x
         a[i + 2] += 1

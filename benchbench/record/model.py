@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from benchbench.record.epochs import Epochs
 from benchbench.record.explain import Breakdown, Flops, GpuTimeline, Memory
 from benchbench.record.inputs import InputCapacity, InputStages
 from benchbench.record.machine import CpuContention, Environment, GpuConditions
@@ -95,6 +96,7 @@ class Record(BaseModel):
     executor: ExecutorInfo | None = None
     probe_of: str | None = None
     attached: Attached | None = None  # a user's script measured by `benchbench attach`
+    epochs: Epochs | None = None  # `attach --epochs N`: each epoch's wall time in parts
     warnings: list[str] | None = None
     explain_s: dict[str, float] | None = None
     explain_errors: dict[str, str] | None = None

@@ -12,6 +12,7 @@ from benchbench.measure.env import describe
 from benchbench.measure.flops import CONVENTION
 from benchbench.record import Record
 from benchbench.report import plots
+from benchbench.report.epochs import epoch_cells
 from benchbench.report.files import write_atomic
 
 _ENV = jinja2.Environment(
@@ -91,6 +92,7 @@ def render_html(data: Any) -> str:
         env={k: v for k, v in env.items() if v is not None and not isinstance(v, dict)},
         history=data.history_html,
         warnings=data.warnings,
+        epochs=epoch_cells(records),
     )
 
 

@@ -96,6 +96,9 @@ def render_markdown(data: Any) -> str:
             lines.append("")
     if not bound:
         lines += inputs
+    from benchbench.report.epochs import markdown as epoch_markdown
+
+    lines += epoch_markdown(records, md_escape)
     env = next((r.env.model_dump() for r in records if r.env), None)
     if env:
         lines += ["## Environment", "", "| key | value |", "|---|---|"]

@@ -13,6 +13,7 @@ import math
 from benchbench.analysis.findings import (
     capacity,
     efficiency,
+    epochs,
     gpu,
     inputs,
     modules,
@@ -38,6 +39,7 @@ RULES = (
     precision.amp_compile_gpu,
     optimizer.optimizer_share,
     scaling.scaling,
+    epochs.epoch_account,
 )
 
 

@@ -12,6 +12,7 @@ import traceback
 from typing import Any
 
 from benchbench.runner.attach.frames import call_site, is_user_file
+from benchbench.runner.attach.knobs import _override, _torch_settings
 from benchbench.runner.attach.probe import Probe
 from benchbench.runner.attach.summary import _AMP
 
@@ -30,11 +31,19 @@ def install(config_path: str) -> None:
 
     probe.global_handles += [register_module_forward_pre_hook(probe.on_forward_pre),
                              register_module_forward_hook(probe.on_forward_post, always_call=True)]
-    register_optimizer_step_post_hook(lambda opt, args, kwargs: probe.on_optimizer_step(opt))
+    def opt_post(opt: Any, args: Any, kwargs: Any) -> None:
+        if probe.opt_t0 is not None and id(opt) == probe.optimizer_id:
+            probe.ledger.nested("train_optimizer", time.perf_counter() - probe.opt_t0)
+            probe.opt_t0 = None
+        probe.on_optimizer_step(opt)
+
+    register_optimizer_step_post_hook(opt_post)
 
     def opt_pre(opt: Any, args: Any, kwargs: Any) -> None:
         if probe.phase == "profile" and id(opt) == probe.optimizer_id:
             probe.open_phase("optimizer")
+        elif probe.phase == "epochs" and id(opt) == probe.optimizer_id:
+            probe.opt_t0 = time.perf_counter()
 
     register_optimizer_step_pre_hook(opt_pre)
 
@@ -43,10 +52,14 @@ def install(config_path: str) -> None:
     def backward(tensors: Any, *a: Any, **k: Any) -> Any:
         probe.on_backward(tensors)
         probe.open_phase("backward")
+        t0 = time.perf_counter()
         try:
             return orig_backward(tensors, *a, **k)
         finally:
             probe.close_phase("backward")
+            if probe.phase == "epochs":
+                probe.ledger.enter("train", t0)
+                probe.ledger.nested("train_backward", time.perf_counter() - t0)
 
     torch.autograd.backward = backward
 
@@ -55,17 +68,29 @@ def install(config_path: str) -> None:
     def __next__(self: Any) -> Any:
         probe.open_phase("data_wait")
         probe.on_wait_enter()
+        epochs = probe.phase == "epochs"
+        n0 = self._num_yielded if epochs else 0
+        if epochs:
+            probe.ledger.inside = "data_wait"  # the sampler's samples in a fetch are a wait's, not code's
         t0 = time.perf_counter()
         try:
             batch = orig_next(self)
         except StopIteration:
             # the epoch's end: without persistent_workers the iterator shuts its workers down here (joins them)
-            probe.on_wait(time.perf_counter() - t0)
-            raise
-        finally:
-            dt = time.perf_counter() - t0
+            t1 = time.perf_counter()
             probe.close_phase("data_wait")
-        probe.on_next(self, dt, batch)
+            probe.on_wait(t1 - t0)
+            if epochs:
+                probe.epoch_fetch(self, n0, t0, t1, True)
+            raise
+        except BaseException:
+            probe.close_phase("data_wait")
+            raise
+        t1 = time.perf_counter()
+        probe.close_phase("data_wait")
+        probe.on_next(self, t1 - t0, batch)
+        if epochs:
+            probe.epoch_fetch(self, n0, t0, t1, False, batch)
         return batch
 
     dl._BaseDataLoaderIter.__next__ = __next__
@@ -86,6 +111,9 @@ def install(config_path: str) -> None:
 
     def _get_iterator(self: Any) -> Any:
         prof = _stage_profile(self, probe) if cfg.get("stages", True) else None
+        epochs = probe.phase == "epochs"
+        if epochs:
+            probe.epoch_before(id(self))
         # making the iterator starts its workers (each epoch, without persistent_workers): the loop waits for
         # its data here as much as in __next__
         probe.open_phase("data_wait")
@@ -94,9 +122,14 @@ def install(config_path: str) -> None:
         try:
             it = orig_get(self)
         finally:
-            dt = time.perf_counter() - t0
+            t1 = time.perf_counter()
             probe.close_phase("data_wait")
-        probe.on_iterator(it, dt)
+        probe.on_iterator(it, t1 - t0)
+        probe.iter_loader[id(it)] = id(self)
+        with contextlib.suppress(Exception):  # an iterable data set without a length
+            probe.loader_len[id(self)] = len(self)
+        if epochs:
+            probe.epoch_iterator(it, id(self), t0, t1)
         probe.loaders[id(it)] = {"num_workers": self.num_workers, "pin_memory": bool(self.pin_memory),
                                  "persistent_workers": bool(self.persistent_workers),
                                  "prefetch_factor": self.prefetch_factor if self.num_workers else None,
@@ -107,6 +140,12 @@ def install(config_path: str) -> None:
         return it
 
     dl.DataLoader._get_iterator = _get_iterator
+    _patch_reset(dl, probe)
+    if cfg.get("epochs") or cfg.get("seconds"):
+        from benchbench.runner.attach.saves import Writes
+
+        probe.writes = Writes(probe.on_write, before=probe.epoch_write_starts)
+        probe.writes.install_functions()
 
     for mod in ("torch.amp", "torch.cuda.amp", "torch.amp.grad_scaler"):
         cls = getattr(sys.modules.get(mod) or __import__(mod, fromlist=["GradScaler"]), "GradScaler", None)
@@ -177,27 +216,23 @@ def _on_terminate(probe: Probe) -> None:
     signal.signal(signal.SIGTERM, on_term)
 
 
-def _torch_settings(t: dict[str, Any]) -> None:
-    """advise's outside knobs that are torch's own settings: set before the script's first line (a script
-    that sets them itself still wins, as it would without benchbench)."""
-    import torch
+def _patch_reset(dl: Any, probe: Probe) -> None:
+    """A persistent iterator reset for the next pass (`DataLoader.__iter__` with persistent_workers): under
+    --epochs an epoch's turn, its workers told to start again and waited for."""
+    cls = dl._MultiProcessingDataLoaderIter
+    orig = cls._reset
 
-    if t.get("cudnn_benchmark"):
-        torch.backends.cudnn.benchmark = True
-    if t.get("tf32"):
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    if t.get("fused_optimizer"):
-        for name in ("Adam", "AdamW", "SGD"):
-            cls = getattr(torch.optim, name)
-            orig = cls.__init__
+    def _reset(self: Any, loader: Any, first_iter: bool = False) -> None:
+        if first_iter or probe.phase != "epochs":
+            return orig(self, loader, first_iter)
+        probe.epoch_before(id(loader))
+        t0 = time.perf_counter()
+        try:
+            return orig(self, loader, first_iter)
+        finally:
+            probe.epoch_iterator(self, id(loader), t0, time.perf_counter())
 
-            def init(self: Any, params: Any, *a: Any, _orig: Any = orig, **k: Any) -> None:
-                if "fused" not in k and "foreach" not in k:
-                    k["fused"] = True
-                _orig(self, params, *a, **k)
-
-            cls.__init__ = init
+    cls._reset = _reset
 
 
 def _patch_update(cls: type, probe: Probe) -> None:
@@ -218,24 +253,6 @@ def _patch_update(cls: type, probe: Probe) -> None:
 
     update._bb = True  # type: ignore[attr-defined]
     cls.update, cls.scale = update, scale
-
-
-def _override(args: tuple[Any, ...], kwargs: dict[str, Any], overrides: dict[str, Any],
-              init: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """The DataLoader's arguments with advise's outside knobs applied (positional ones named first). `init` is
-    torch's own `DataLoader.__init__`: its signature names the positions (`DataLoader(ds, 2, True, None, None,
-    1)`), never the patched one's `(*a, **k)`."""
-    import inspect
-
-    names = [n for n in inspect.signature(init).parameters if n not in ("self", "dataset")]
-    k = dict(kwargs)
-    for name, v in zip(names, args[1:], strict=False):
-        k.setdefault(name, v)
-    k.update(overrides)
-    if not k.get("num_workers"):
-        k.pop("prefetch_factor", None)
-        k["persistent_workers"] = False
-    return args[:1], k
 
 
 def _stage_profile(loader: Any, probe: Probe) -> Any:

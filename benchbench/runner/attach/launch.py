@@ -49,6 +49,11 @@ class AttachOptions:
     #: copy the script's stderr through and keep its last lines for the record (a command suite's cell, whose
     #: error record should say what the script said: `error: argument --size: invalid int value`)
     keep_stderr: bool = False
+    #: `--epochs N`: after the window, N whole epochs accounted (`epoch_phase`); `--seconds S` for a script
+    #: with no DataLoader epochs; `--run-epochs K`: the whole run's epochs, for the time to train
+    epochs: int | None = None
+    seconds: float | None = None
+    run_epochs: int | None = None
 
 
 @dataclass
@@ -75,7 +80,8 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     cfg.write_text(json.dumps({"out": str(out), "steps": opts.steps, "warmup": opts.warmup,
                                "max_warmup": opts.max_warmup, "profile_steps": opts.profile_steps,
                                "trace_dir": opts.trace_dir, "keep_running": opts.keep_running,
-                               "loader": opts.loader, "torch": opts.torch, "stages": opts.stages, "cell_id": cell_id}))
+                               "loader": opts.loader, "torch": opts.torch, "stages": opts.stages, "cell_id": cell_id,
+                               "epochs": opts.epochs, "seconds": opts.seconds, "run_epochs": opts.run_epochs}))
     env = {**os.environ, **opts.env}
     env[CONFIG_ENV] = str(cfg)
     env["PYTHONPATH"] = os.pathsep.join([str(BOOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])

@@ -25,6 +25,7 @@ import time
 import weakref
 from typing import Any
 
+from benchbench.runner.attach.epoch_phase import EpochPhase
 from benchbench.runner.attach.frames import _first_tensor, call_site
 from benchbench.runner.attach.model import ModelFinder
 from benchbench.runner.attach.summary import Summary, _distributed, write_json
@@ -36,7 +37,7 @@ PROGRESS_SUFFIX = ".progress"
 SNAPSHOT_EVERY_S = 0.5
 
 
-class Probe(ModelFinder, Timing, Window, Summary):
+class Probe(ModelFinder, Timing, Window, EpochPhase, Summary):
     """The state of one attached run: which phase it is in, the boundaries seen, what was measured."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
@@ -127,6 +128,14 @@ class Probe(ModelFinder, Timing, Window, Summary):
         self.progress_path = self.out + PROGRESS_SUFFIX
         self.t_snapshot = 0.0
         self.stopped_by: int | None = None  # the signal that stopped the script (SIGTERM from benchbench)
+        # --epochs: the epochs accounted after the window (`epoch_phase.EpochPhase`)
+        self.iter_loader: dict[int, int] = {}  # id(iterator) -> id(its DataLoader)
+        self.loader_len: dict[int, int] = {}  # id(DataLoader) -> its batches a pass (where it has a length)
+        self.ledger: Any = None
+        self.sampler: Any = None
+        self.writes: Any = None  # saves.Writes: the checkpoint writers, patched when epochs are asked for
+        self.epochs_over = False
+        self.opt_t0: float | None = None
 
     # ------------------------------------------------------------------ progress, for a script that dies
     def progress(self, what: str, force: bool = True) -> None:
@@ -246,6 +255,8 @@ class Probe(ModelFinder, Timing, Window, Summary):
             self._await_window_step()
         elif self.phase == "profile":
             self._profile_step()
+        elif self.phase == "epochs":
+            self.epoch_step_end(now)
         self.wait_in_step = 0.0
         self.iter_in_step = False
         self.progress("step", force=False)

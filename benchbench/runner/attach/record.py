@@ -102,6 +102,10 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
         rec.setdefault("explain_errors", {})["breakdown"] = doc["breakdown_error"]
     if doc.get("input_stages"):
         rec["input_stages"] = doc["input_stages"]
+    if doc.get("epochs"):
+        rec["epochs"] = doc["epochs"]
+    if doc.get("epochs_error"):
+        rec.setdefault("explain_errors", {})["epochs"] = doc["epochs_error"]
     # measure.trackers' results, as run records them
     for k in ("gpu_conditions", "cpu_contention", "trackers", "tracker_errors"):
         if doc.get(k):
@@ -141,7 +145,10 @@ def _status(doc: dict[str, Any], o: Outcome, opts: AttachOptions) -> tuple[str, 
            f"was stopped after {opts.timeout_s:g} s (--timeout)" if o.timed_out else
            f"was killed by signal {signal.Signals(-rc).name}" if rc is not None and rc < 0 else
            f"exited with code {rc}")
+    epochs = [e for e in (doc.get("epochs") or {}).get("epochs") or [] if e.get("whole")]
     if phase == "done":
+        if epochs and not opts.keep_running:
+            return "ok", None, 0, f"stopped by benchbench after {len(epochs)} epoch(s) accounted"
         if not opts.keep_running:
             return "ok", None, 0, "stopped by benchbench after the profiler window"
         then = f"then {how.removeprefix('was ')}" if o.signal or o.timed_out else "then finished"
@@ -171,6 +178,10 @@ def _status(doc: dict[str, Any], o: Outcome, opts: AttachOptions) -> tuple[str, 
         return ("timeout" if o.timed_out else "error"), why, 1, how
     wanted = f"{opts.steps} timed steps"
     done = len(((doc.get("timing_fields") or {}).get("step_time_s") or {}).get("samples") or [])
+    if phase == "epochs" and done >= opts.steps and not err and (rc == 0 or o.signal or o.timed_out):
+        # the timing stands; the epochs accounted are those that ran whole (the one cut short is shown as such)
+        return "ok", None, 0, (f"finished with {len(epochs)} epoch(s) accounted" if rc == 0 and not o.timed_out
+                               else f"{how.removeprefix('was ')} with {len(epochs)} whole epoch(s) accounted")
     if phase in ("await-window", "profile") and done >= opts.steps and not err and \
             ((rc == 0 and not o.timed_out) or o.signal):
         # the script's training ended (or benchbench was stopped) after the timed steps, before the profiler

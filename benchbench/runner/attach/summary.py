@@ -87,6 +87,10 @@ class Summary:
             doc["breakdown"] = self.breakdown
         if self.breakdown_error:
             doc["breakdown_error"] = self.breakdown_error
+        if self.ledger is not None:
+            doc["epochs"] = self.epoch_doc(final=not partial)
+        if getattr(self, "epochs_error", None):
+            doc["epochs_error"] = self.epochs_error
         stages = getattr(self, "stages_read", {})
         if stages:
             best = max(stages, key=lambda k: self.batches_by_loader.get(k, 0))
@@ -139,6 +143,8 @@ class Summary:
         if not self.written:
             with contextlib.suppress(Exception):
                 self.abandon_window()
+            with contextlib.suppress(Exception):
+                self.stop_epoch_hooks()
         self.write()
 
     def write(self) -> None:
@@ -153,6 +159,14 @@ class Summary:
         write_json(self.out, doc)
 
     def finish(self) -> None:
+        if self.epochs_wanted() and not self.epochs_over and self.phase != "epochs":
+            try:  # --epochs: the script runs on, its epochs accounted (`epoch_phase.EpochPhase`)
+                self.begin_epochs()
+                return
+            except Exception as exc:
+                self.epochs_error = f"{type(exc).__name__}: {exc}"[:300]
+                with contextlib.suppress(Exception):
+                    self.stop_epoch_hooks()
         self.phase = "done"
         self.write()
         if not self.cfg.get("keep_running"):

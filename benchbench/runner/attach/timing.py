@@ -47,7 +47,8 @@ class Timing:
     def _begin_timed(self, now: float) -> None:
         self.phase = "timed"
         self.own_profiler = _profiler_running()
-        self.before_stages = {k: p.snapshot() for k, p in self.stage_profiles.items()}
+        # by the profile itself: an iterator's id is reused by the next one made (another loader's, perhaps)
+        self.before_stages = {id(p): p.snapshot() for p in self.stage_profiles.values()}
         self.block_t0 = now
         self.t_last = now
         if self.cuda:
@@ -93,7 +94,7 @@ class Timing:
         else:
             self.block_wall_s = sum(self.step_s)
             self.starved_s = []
-        self.stages_read = {k: p.read(since=self.before_stages.get(k)) for k, p in self.stage_profiles.items()}
+        self.stages_read = {k: p.read(since=self.before_stages.get(id(p))) for k, p in self.stage_profiles.items()}
         got = self._training_iterator()
         if got is not None and got[0] >= got[1]:  # where epochs turn: the data wait's shape is read against it
             self.steps_per_epoch = max(1, got[0] // max(1, self._batches_a_step()))

@@ -1,0 +1,47 @@
+"""advise's outside knobs in the script's process: DataLoader arguments and torch settings applied as its
+objects are made, before its first line runs (`install.install` calls them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _torch_settings(t: dict[str, Any]) -> None:
+    """advise's outside knobs that are torch's own settings: set before the script's first line (a script
+    that sets them itself still wins, as it would without benchbench)."""
+    import torch
+
+    if t.get("cudnn_benchmark"):
+        torch.backends.cudnn.benchmark = True
+    if t.get("tf32"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if t.get("fused_optimizer"):
+        for name in ("Adam", "AdamW", "SGD"):
+            cls = getattr(torch.optim, name)
+            orig = cls.__init__
+
+            def init(self: Any, params: Any, *a: Any, _orig: Any = orig, **k: Any) -> None:
+                if "fused" not in k and "foreach" not in k:
+                    k["fused"] = True
+                _orig(self, params, *a, **k)
+
+            cls.__init__ = init
+
+
+def _override(args: tuple[Any, ...], kwargs: dict[str, Any], overrides: dict[str, Any],
+              init: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The DataLoader's arguments with advise's outside knobs applied (positional ones named first). `init` is
+    torch's own `DataLoader.__init__`: its signature names the positions (`DataLoader(ds, 2, True, None, None,
+    1)`), never the patched one's `(*a, **k)`."""
+    import inspect
+
+    names = [n for n in inspect.signature(init).parameters if n not in ("self", "dataset")]
+    k = dict(kwargs)
+    for name, v in zip(names, args[1:], strict=False):
+        k.setdefault(name, v)
+    k.update(overrides)
+    if not k.get("num_workers"):
+        k.pop("prefetch_factor", None)
+        k["persistent_workers"] = False
+    return args[:1], k
