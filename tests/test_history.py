@@ -160,9 +160,10 @@ def test_a_store_made_before_versioning_is_migrated_in_place(tmp_path) -> None:
     assert con.execute("PRAGMA user_version").fetchone()[0] == 0
     con.close()
     store = HistoryStore(db)
-    assert store.version == SCHEMA_VERSION == 4
+    assert store.version == SCHEMA_VERSION == 5
     cols = {row[1] for row in store.db.execute("PRAGMA table_info(records)")}
-    assert {"gpu_throttled", "gpu_shared", "energy_j_per_image", "gpu_conditions_json", "cpu_contended"} <= cols
+    assert {"gpu_throttled", "gpu_shared", "energy_j_per_image", "gpu_conditions_json", "cpu_contended",
+            "epoch_s", "epoch_parts_json"} <= cols
     rec = {"schema": "benchbench.result/1", "suite": "s", "run_id": "night2", "cell_id": "c", "status": "ok",
            "params": {"batch_size": 4}, "started_at": "2026-11-02T00:00:00Z",
            "step_time_s": {"samples": [0.1, 0.1, 0.1], "median": 0.1},

@@ -27,6 +27,7 @@ from benchbench.policy import cell_threshold as policy_threshold
 from benchbench.record import Record
 from benchbench.record.state import cpu_degraded, gpu_degraded
 
+METRICS = ("step", "epoch")
 VERDICTS = ("slower", "faster", "unchanged", "noisy", "new", "missing", "failed", "incomparable")
 
 
@@ -49,6 +50,7 @@ class CellVerdict:
     reason: str = ""
     why: dict[str, Any] = field(default_factory=dict)
     alpha: float = ALPHA  # the interval is 1 - alpha
+    metric: str = "step"  # what was judged: each run's median step, or its median whole epoch
     warnings: list[str] = field(default_factory=list)  # e.g. a side measured on a throttled or shared GPU
 
     def to_dict(self) -> dict[str, Any]:
@@ -113,10 +115,14 @@ def degraded_warnings(side: str, recs: list[Record]) -> list[str]:
 def compare(baseline: list[Record], candidate: list[Record], threshold: float | None = None,
             alpha: float = ALPHA, allow_env_mismatch: bool = False,
             known_run_cv: float | None = None,
-            nights_cv: dict[str, float] | None = None, refuse_degraded: bool = False) -> list[CellVerdict]:
+            nights_cv: dict[str, float] | None = None, refuse_degraded: bool = False,
+            metric: str = "step") -> list[CellVerdict]:
     """`nights_cv`: per cell id, its night-to-night CV from the history store (gate_stats.night_cv).
     `refuse_degraded`: a cell with a run measured on a throttled or shared GPU, or on contended CPU cores,
-    gets no verdict on speed."""
+    gets no verdict on speed. `metric`: `step` judges each run's median step; `epoch` each run's median whole
+    epoch (`attach --epochs`): validation, checkpoints and the code between steps are then in the verdict."""
+    if metric not in METRICS:
+        raise BenchbenchError(f"--metric takes {' or '.join(METRICS)}, got {metric!r}")
     if threshold is not None and not 0 < threshold < 1:
         raise BenchbenchError(f"--threshold must be between 0 and 1 (0.05 = 5%), got {threshold}")
     if not 0 < alpha < 1:
@@ -165,7 +171,14 @@ def compare(baseline: list[Record], candidate: list[Record], threshold: float | 
             out.append(CellVerdict(cid, label, "incomparable", threshold=thr, runs_baseline=len(ok_b),
                                    runs_candidate=len(c), reason="refused: " + "; ".join(warn), warnings=warn))
             continue
-        mb, mc = run_medians(ok_b), run_medians(c)
+        if metric == "epoch":
+            why_not = _epoch_comparable(ok_b, c)
+            if why_not:
+                out.append(CellVerdict(cid, label, "incomparable", threshold=thr, runs_baseline=len(ok_b),
+                                       runs_candidate=len(c), reason=why_not))
+                continue
+        mb, mc = (run_medians(ok_b), run_medians(c)) if metric == "step" else (_epoch_medians(ok_b),
+                                                                               _epoch_medians(c))
         res = judge(mb, mc, thr, alpha, known_run_cv, (nights_cv or {}).get(cid))
         v = CellVerdict(cid, label, res.pop("verdict"), reason=res.pop("reason"), runs_baseline=len(mb),
                         runs_candidate=len(mc), **res)
@@ -175,7 +188,24 @@ def compare(baseline: list[Record], candidate: list[Record], threshold: float | 
         out.append(v)
     for v in out:
         v.alpha = alpha
+        v.metric = metric
     return out
+
+
+def _epoch_medians(recs: list[Record]) -> list[float]:
+    return [m for r in recs if r.epochs for m in r.epochs.run_medians()]
+
+
+def _epoch_comparable(base: list[Record], cand: list[Record]) -> str | None:
+    """Why two sides' epochs cannot be judged: one has no account, or their epochs are not the same work."""
+    for side, recs in (("baseline", base), ("candidate", cand)):
+        if not _epoch_medians(recs):
+            return f"the {side} has no whole epoch accounted (`attach --epochs N`)"
+    steps = [set().union(*(r.epochs.steps_per_epoch() for r in recs if r.epochs)) for recs in (base, cand)]
+    if steps[0] != steps[1]:
+        return (f"not the same work: baseline epochs of {sorted(steps[0])} training steps, candidate "
+                f"{sorted(steps[1])}")
+    return None
 
 
 def regressions(verdicts: list[CellVerdict]) -> list[CellVerdict]:

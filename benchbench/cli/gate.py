@@ -44,6 +44,8 @@ def compare(
         "--refuse-degraded", "--refuse-degraded-gpu", help="Give no speed verdict on a cell measured while its GPU "
         "was throttled or shared (NVML) or its CPU cores were contended (/proc), and exit 1: rerun the night.")
     ] = False,
+    metric: Annotated[str, typer.Option(help="What is judged, run by run: step (the median training step) or "
+                                             "epoch (the median whole epoch of `attach --epochs`).")] = "step",
 ) -> None:
     """Judge a candidate against a baseline, run by run: slower / faster / unchanged / noisy / ...
 
@@ -70,7 +72,8 @@ def compare(
         from benchbench.history.store import nights_cv
 
         nights = nights_cv(history, {r.env.fingerprint if r.env else None for r in cand})
-    verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv, nights, refuse_degraded_gpu)
+    verdicts = cmp.compare(base, cand, threshold, alpha, allow_env_mismatch, run_cv, nights, refuse_degraded_gpu,
+                           metric)
     table = Table(title=f"compare ({1 - alpha:.0%} intervals over runs)")
     cols = ("verdict", "cell", "change", "interval", "threshold", "MDE", "runs", "reason")
     for col in cols:

@@ -64,12 +64,13 @@ def history_show(
     all_series = load_series(db, suite, cell)
     found = check(all_series, threshold, last=10**9)
     table = Table(title=f"history: {db}")
-    for col in ("suite", "cell", "env", "nights", "first", "last", "step ms (last)", "changes"):
+    for col in ("suite", "cell", "env", "nights", "first", "last", "step ms (last)", "epoch s (last)", "changes"):
         table.add_column(col)
     for s in all_series:
         n = sum(1 for c in found if (c.cell_id, c.fingerprint) == (s.cell_id, s.fingerprint))
         table.add_row(escape(s.suite), escape(s.label), (s.fingerprint or "?")[:8], str(len(s.nights)),
-                      s.nights[0].started_at, s.nights[-1].started_at, f"{s.nights[-1].median_s * 1e3:.2f}", str(n))
+                      s.nights[0].started_at, s.nights[-1].started_at, f"{s.nights[-1].median_s * 1e3:.2f}",
+                      f"{s.nights[-1].epoch_s:.2f}" if s.nights[-1].epoch_s else "-", str(n))
     console.print(table)
     if output:
         from benchbench.report.history import write_trend

@@ -26,6 +26,7 @@ import numpy as np
 from benchbench.errors import BenchbenchError
 from benchbench.record import Record
 from benchbench.record.columns import HISTORY
+from benchbench.record.epochs import PART_NAMES
 from benchbench.record.explain import Breakdown
 
 DEFAULT_DB = Path("results") / "history.db"
@@ -61,6 +62,7 @@ MIGRATIONS: dict[int, list[tuple[str, str]]] = {
         ("gpu_conditions_json", "TEXT")],
     3: [("cpu_contended", "INTEGER"), ("cpu_contention_json", "TEXT")],
     4: [("gate_threshold", "REAL")],  # the cell's own minimum effect: the nightly check judges it by it
+    5: [("epoch_s", "REAL"), ("epoch_parts_json", "TEXT")],  # `attach --epochs`: the median epoch, its parts
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -138,6 +140,9 @@ class HistoryStore:
                     "cpu_contention_json": (cpu.model_dump_json(exclude_none=True, exclude={"per_rank"})
                                             if cpu else None),
                     "gate_threshold": r.params.get("gate_threshold"),
+                    "epoch_s": r.epochs.wall_s if r.epochs else None,
+                    "epoch_parts_json": json.dumps({p: r.epochs.part_s(p) for p in PART_NAMES})
+                    if r.epochs and r.epochs.whole else None,
                 }
                 cols = ",".join(row)
                 cur = self.db.execute(f"INSERT OR IGNORE INTO records ({cols}) VALUES ({','.join('?' * len(row))})",
@@ -179,6 +184,7 @@ class Night:
     env: dict[str, Any]
     breakdown: Breakdown | None
     images_per_step: int | None
+    epoch_s: float | None = None  # the median whole epoch over its runs (`attach --epochs`), where accounted
 
     @property
     def median_s(self) -> float:
@@ -236,7 +242,8 @@ def series(rows: list[dict[str, Any]]) -> list[Series]:
             run_id=run_id, started_at=min(r["started_at"] or "" for r in rs), git_commit=rs[-1]["git_commit"],
             run_medians_s=[r["median_s"] for r in rs], p10_s=_band(rs, "p10_s"), p90_s=_band(rs, "p90_s"),
             env=json.loads(rs[-1]["env_json"] or "{}"),
-            breakdown=bd, images_per_step=work))
+            breakdown=bd, images_per_step=work,
+            epoch_s=float(np.median(eps)) if (eps := [r["epoch_s"] for r in rs if r.get("epoch_s")]) else None))
     for s in out.values():
         s.nights.sort(key=lambda n: (n.started_at, n.run_id))
     return sorted(out.values(), key=lambda s: (s.suite, s.label, s.nights[0].started_at if s.nights else ""))

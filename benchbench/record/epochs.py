@@ -51,6 +51,7 @@ class Epoch(Part):
     writes: list[EpochWrite] = Field(default_factory=list)
     ended_by: str
     whole: bool = True  # False: benchbench stopped the script inside it
+    run: int = 0  # which run (process) of a pooled record it came from (`attach --repeat`)
 
 
 class NamedCode(Part):
@@ -133,3 +134,24 @@ class Epochs(Part):
 
     def top_code(self, part: str, n: int = 3) -> list[NamedCode]:
         return [c for c in self.code if c.part == part][:n]
+
+    def run_medians(self) -> list[float]:
+        """One value per run (process): the median of its whole epochs — what `compare --metric epoch` judges,
+        as it judges run medians of the step."""
+        runs: dict[int, list[float]] = {}
+        for e in self.whole:
+            runs.setdefault(e.run, []).append(e.wall_s)
+        return [statistics.median(v) for _, v in sorted(runs.items())]
+
+    def steps_per_epoch(self) -> set[int]:
+        return {e.train_steps for e in self.whole}
+
+    @classmethod
+    def pool(cls, parts: list[Epochs | None]) -> Epochs | None:
+        """Several runs' accounts as one: every epoch kept, marked with its run; the last run's code and
+        settings (each run names the same code: its share is read from one run's samples)."""
+        got = [p for p in parts if p is not None]
+        if not got:
+            return None
+        epochs = [e.model_copy(update={"run": i}) for i, p in enumerate(got) for e in p.epochs]
+        return got[-1].model_copy(update={"epochs": epochs})

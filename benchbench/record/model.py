@@ -282,6 +282,7 @@ class Record(BaseModel):
         timing = (last.timing or Timing()).model_copy(update={"block_wall_s": None})
         return last.model_copy(update={
             "step_time_s": StepTimes(samples=pooled), "timing": timing, "data_wait_s": dw,
+            "epochs": Epochs.pool([r.epochs for r in recs]),
             "repeats": Repeats(n=len(runs), runs=[r.to_part() for r in runs], run_medians_s=medians,
                                between_run_cv=cv)})
 

@@ -59,13 +59,14 @@ def render_markdown(verdicts: list[CellVerdict], title: str = "benchbench compar
     counts = {k: sum(v.verdict == k for v in verdicts) for k in VERDICTS}
     head = "regression found" if regressions(verdicts) else "no regression"
     alpha = verdicts[0].alpha if verdicts else ALPHA
+    what = "whole-epoch" if verdicts and verdicts[0].metric == "epoch" else "step"
     ci = ci_label(alpha)
     lines = [
         f"## {title}: {head}",
         "",
         " · ".join(f"{k}: {n}" for k, n in counts.items() if n),
         "",
-        f"Change = candidate / baseline step time (geometric mean of run medians), with its {1 - alpha:.0%} interval "
+        f"Change = candidate / baseline {what} time (geometric mean of run medians), with its {1 - alpha:.0%} interval "
         "over runs. A cell is `slower`/`faster` only when the whole interval is beyond its threshold, "
         "`unchanged` only when it is within. MDE = the smallest slowdown this comparison detects with 80% "
         "probability at its spread and number of runs.",
