@@ -224,3 +224,29 @@ def test_an_epoch_account_of_an_unknown_version_is_refused() -> None:
 
     with pytest.raises(ValidationError):
         Epochs.model_validate({"version": 2, "epochs": []})
+
+
+@pytest.mark.slow
+def test_advise_on_the_epoch_measures_the_validation_loader_and_bounds_the_code(cli, tmp_path: Path,
+                                                                                camvid: Path) -> None:
+    """`advise --attach --epochs 1`: the validation loader's workers set from outside (on that loader alone) and
+    judged A/B on the whole epoch; the epoch's code changes listed with bounds from the accounting and lines."""
+    js = tmp_path / "advise.json"
+    code, _, err = cli("advise", "--attach", "--epochs", "1", "--steps", "3", "--repeat-max", "2", "--min-runs", "2",
+                       "--knobs", "val_num_workers", "--results-dir", tmp_path / "res", "-o", tmp_path / "rep",
+                       "--json", js, "--", sys.executable, str(SCRIPTS / "train_epochs.py"), "--data", str(camvid),
+                       "--epochs", "8", "--metric-repeats", "20", "--out", str(tmp_path / "ck"))
+    assert code == 0, err
+    doc = json.loads(js.read_text())
+    (m,) = doc["measured"]
+    assert m["knob"] == "val_num_workers" and m["statistic"] == "epoch" and m["runs"] == 2
+    assert m["verdict"] in ("faster", "slower", "unchanged", "noisy") and m["speedup"] > 0
+    assert doc["base"]["epoch_s"] > 0
+    recs = [Record.of(json.loads(line)) for line in next((tmp_path / "res").rglob("*.jsonl")).read_text().splitlines()]
+    cands = [r for r in recs if r.attached.loader_overrides == {"val_num_workers": 1}]
+    assert len(cands) == 2
+    for r in cands:  # the validation loader alone got the workers
+        assert r.epochs.validation_loader["num_workers"] == 1 and r.attached.loader["num_workers"] == 0
+    changes = {c["knob"]: c for c in doc["code_changes"]}
+    assert changes["validate_every"]["bound"] > 1 and "train_epochs.py:" in changes["checkpoint_every"]["where"]
+    assert "image_iou" in changes["metric_on_device"]["where"]

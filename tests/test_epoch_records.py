@@ -67,7 +67,7 @@ def test_compare_gates_the_whole_epoch(cli, tmp_path: Path) -> None:
     base = write(tmp_path / "b.jsonl", *(attached(f"n{i}", [30.0 + 0.1 * i, 30.2]) for i in range(1, 4)))
     cand = write(tmp_path / "c.jsonl", *(attached(f"m{i}", [36.0 + 0.1 * i, 36.1], val_share=0.5)
                                          for i in range(1, 4)))
-    code, out, _ = cli("compare", base, cand, "--metric", "epoch", "--json", tmp_path / "v.json")
+    code, _, _ = cli("compare", base, cand, "--metric", "epoch", "--json", tmp_path / "v.json")
     (v,) = json.loads((tmp_path / "v.json").read_text())["verdicts"]
     assert code == 1 and v["verdict"] == "slower" and v["metric"] == "epoch" and 1.15 < v["ratio"] < 1.25
     code, _, _ = cli("compare", base, cand, "--json", tmp_path / "s.json")

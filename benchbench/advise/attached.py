@@ -27,7 +27,7 @@ from benchbench.analysis.trust import runs_warning
 from benchbench.record import Record
 
 OUTSIDE_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "fused_optimizer",
-                 "cudnn_benchmark", "tf32")
+                 "cudnn_benchmark", "tf32", "val_num_workers", "val_pin_memory", "val_persistent_workers")
 CODE_KNOBS = ("amp", "channels_last", "compile", "batch_size", "cache", "resolution")
 TOLERANCE_FLOOR = 0.01
 FUSABLE = ("Adam", "AdamW", "SGD")
@@ -46,6 +46,7 @@ class Knob:
     statistic: str = "median"
     command: list[str] | None = None  # `--vary`: the command with this argument's value
     env: dict[str, str] = field(default_factory=dict)  # `--vary env:NAME=...`: the variable's value
+    val_loader: dict[str, Any] = field(default_factory=dict)  # the validation DataLoader's (advise --epochs)
 
 
 def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
@@ -86,6 +87,31 @@ def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
     return out
 
 
+def val_loader_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
+    """The validation loader's knobs (`advise --attach --epochs`), judged on the whole epoch: where its wait is
+    a part of the epoch worth measuring, more workers; where its workers start every validation pass,
+    persistent ones; on a GPU, pinned memory."""
+    ep = rec.epochs
+    vl = (ep.validation_loader if ep else None) or {}
+    if ep is None or not ep.whole or not vl:
+        return []
+    w = int(vl.get("num_workers") or 0)
+    wait, wall = ep.part_s("validation_data_wait"), ep.mean_wall_s()
+    cores = cores or os.cpu_count() or 1
+    out = []
+    to = min(max(2, 2 * w), max(cores - 1, 1)) if rec.params.get("device") != "cuda" else max(2, 2 * w)
+    if to != w:
+        out.append(Knob("val_num_workers", to, val_loader={"num_workers": to}, statistic="epoch",
+                        why=f"the validation loader's wait is {wait:.2f} s of a {wall:.2f} s epoch at {w} worker(s)"))
+    if w > 0 and not vl.get("persistent_workers"):
+        out.append(Knob("val_persistent_workers", True, val_loader={"persistent_workers": True}, statistic="epoch",
+                        why=f"its {w} worker(s) start at every validation pass"))
+    if rec.params.get("device") == "cuda" and not vl.get("pin_memory"):
+        out.append(Knob("val_pin_memory", True, val_loader={"pin_memory": True}, statistic="epoch",
+                        why="pageable host-to-device copies of the validation batches"))
+    return out
+
+
 def code_knobs(rec: Record) -> list[dict[str, Any]]:
     """What needs the script changed: each with its bound from the explanation and the line to change."""
     from benchbench.advise.candidates import candidates
@@ -103,6 +129,33 @@ def code_knobs(rec: Record) -> list[dict[str, Any]]:
         if c.knob in CODE_KNOBS:
             out.append({"knob": c.knob, "to": c.to, "bound": c.bound, "why": c.why, "change": change[c.knob],
                         "where": where.get(c.knob)})
+    return out + epoch_code_knobs(rec)
+
+
+def epoch_code_knobs(rec: Record) -> list[dict[str, Any]]:
+    """The whole epoch's code changes (`attach --epochs`), each bounded by the part it can remove from the epoch
+    (a factor on the epoch's time: 1 / (1 - saved share)) and the line to change, from the accounting."""
+    ep = rec.epochs
+    if ep is None or not ep.whole or ep.mean_wall_s() <= 0:
+        return []
+    wall = ep.mean_wall_s()
+    val = ep.part_s("validation_data_wait") + ep.part_s("validation_compute")
+    metric = max(0.0, ep.part_s("validation_compute") - ep.nested_s("validation_forward"))
+    ck = ep.part_s("checkpoint")
+    top = next(iter(ep.top_code("validation_compute", 1)), None)
+    saves = [w for e in ep.whole for w in e.writes]
+    out = []
+    for knob, to, saved, why, change, where in (
+            ("validate_every", 2, val / 2, f"validation is {val:.2f} s of a {wall:.2f} s epoch",
+             "validate every k epochs (Lightning check_val_every_n_epoch, a Trainer's eval_steps)", None),
+            ("metric_on_device", True, metric, f"validation code other than the forward: {metric:.2f} s an epoch",
+             "accumulate the metric on the device over the batch (a confusion matrix by torch.bincount)",
+             top.where if top is not None else None),
+            ("checkpoint_every", 2, ck / 2, f"checkpointing is {ck:.2f} s of a {wall:.2f} s epoch",
+             "save every k epochs, or from a thread", saves[0].where if saves else None)):
+        if saved > 0.01 * wall:
+            out.append({"knob": knob, "to": to, "bound": 1 / (1 - min(saved / wall, 0.99)), "why": why,
+                        "change": change, "where": where})
     return out
 
 
@@ -146,19 +199,22 @@ def measure_knob(knob: Knob, base_opts: Any, run: Runner, min_runs: int, repeat_
     res = Result(knob)
     cand_opts = replace(base_opts, loader={**base_opts.loader, **knob.loader}, torch={**base_opts.torch,
                                                                                      **knob.torch},
-                        command=knob.command or base_opts.command, env={**base_opts.env, **knob.env})
+                        command=knob.command or base_opts.command, env={**base_opts.env, **knob.env},
+                        val_loader={**base_opts.val_loader, **knob.val_loader})
     for i in range(repeat_max):
         order = ((base_opts, res.base), (cand_opts, res.runs))
         for opts, into in (order if i % 2 == 0 else order[::-1]):
             rec = run(opts)
             into.append(rec)
-            if not rec.ok:
+            lost = knob.statistic == "epoch" and rec.ok and not (rec.epochs and rec.epochs.run_medians())
+            if not rec.ok or lost:
                 res.verdict = "failed" if into is res.runs else "base failed"
-                res.reason = str(rec.error)
+                res.reason = "the run accounted no whole epoch (the script ended, or --timeout came first)" \
+                    if lost else str(rec.error)
                 return res
         if i + 1 >= min_runs:
-            stat = {"mean": lambda r: float(r.stats["mean"]), "per_image": lambda r: r.per_image_s}.get(
-                knob.statistic, lambda r: r.median)
+            stat = {"mean": lambda r: float(r.stats["mean"]), "per_image": lambda r: r.per_image_s,
+                    "epoch": _epoch_s}.get(knob.statistic, lambda r: r.median)
             j = judge([stat(r) for r in res.base], [stat(r) for r in res.runs], threshold)
             res.verdict, res.reason = j["verdict"], j["reason"]
             if j.get("ratio"):
@@ -174,6 +230,11 @@ def measure_knob(knob: Knob, base_opts: Any, run: Runner, min_runs: int, repeat_
     else:
         res.numerics = numerics(res.base, res.runs)
     return res
+
+
+def _epoch_s(r: Record) -> float:
+    """A run's median whole epoch (`advise --attach --epochs`); a run that accounted none cannot be judged."""
+    return r.epochs.run_medians()[0]  # type: ignore[union-attr] - measure_knob refused a run without one
 
 
 def degraded_runs(base: Record, results: list[Result]) -> list[str]:

@@ -68,6 +68,9 @@ def advise(
                                                    "environment variables, each value A/B against the command as "
                                                    "given: 'batch=8,16', '--workers=2,8', 'env:OMP_NUM_THREADS=1,2' "
                                                    "(repeatable).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="--attach: judge each knob on the script's whole epoch "
+                                                    "(N epochs a run, accounted): the validation loader's knobs "
+                                                    "too, and the epoch's code changes with their bounds.")] = None,
     budget_min: Annotated[float | None, typer.Option("--budget-min", help="Stop starting runs after M "
                                                      "minutes (what was measured is kept).")] = None,
     repeat_max: Annotated[int | None, typer.Option(help=f"Most runs a side per knob [default: {ADVISE.repeat_max}]."
@@ -98,7 +101,10 @@ def advise(
                                   "--attach's (the script is the one cell, run as it is)")
         raise typer.Exit(advise_attached(list(suite_path or []), knobs, repeat_max or DEFAULTS["repeat_max"],
                                          min_runs or DEFAULTS["min_runs"], min_effect or DEFAULTS["min_effect"],
-                                         output, json_out, results_dir, steps, timeout, budget_min, vary or []))
+                                         output, json_out, results_dir, steps, timeout, budget_min, vary or [],
+                                         epochs))
+    if epochs is not None:
+        raise BenchbenchError("--epochs accounts a script's whole epochs: use it with --attach -- COMMAND...")
     if vary:
         raise BenchbenchError("--vary varies a command's own arguments: use it with --attach -- COMMAND... (a suite's "
                               "cells vary their settings with --knobs)")

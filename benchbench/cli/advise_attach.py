@@ -34,7 +34,8 @@ def parse_outside(knobs: str | None) -> list[str] | None:
 
 def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_runs: int, min_effect: float,
                     output: Path | None, json_out: Path | None, results_dir: Path, steps: int,
-                    timeout: float, budget_min: float | None = None, vary: list[str] | None = None) -> int:
+                    timeout: float, budget_min: float | None = None, vary: list[str] | None = None,
+                    epochs: int | None = None) -> int:
     from benchbench.cli.attach import open_session, options
     from benchbench.outputs import Outputs
     from benchbench.runner.attach.launch import parse_command
@@ -50,7 +51,7 @@ def advise_attached(command: list[str], knobs: str | None, repeat_max: int, min_
 
     varies = [parse_vary(v) for v in vary or []]
     script = parse_command(command)
-    opts = options(steps, "auto", "auto", None, False, timeout, 2)
+    opts = options(steps, "auto", "auto", None, False, timeout, 2, epochs=epochs)
     session = open_session("advise", script, opts, None, results_dir, None, {}, {})
     try:
         report = Path(output or Path("reports") / session.suite.slug)
@@ -102,6 +103,10 @@ def _measure(session: Any, script: Any, opts: Any, named: list[str] | None, vari
         return rec
 
     cands, skipped = ([], []) if varies and named is None else (outside_knobs(base), [])
+    if opts.epochs:  # judged on the whole epoch: every knob, and the validation loader's own
+        from benchbench.advise.attached import val_loader_knobs
+
+        cands = [replace(k, statistic="epoch") for k in cands] + val_loader_knobs(base)
     for v in varies:  # the command's own arguments: each value alone against the command as given
         from benchbench.advise.attached import Knob
         from benchbench.advise.vary import variants
@@ -133,6 +138,7 @@ def _measure(session: Any, script: Any, opts: Any, named: list[str] | None, vari
     if over:
         warnings.append(f"--budget-min {budget_min:g}: not measured, the budget was spent: {', '.join(over)}")
     doc = {"command": script.command, "base": {"cell_id": base.cell_id, "median_s": base.median,
+                                               "epoch_s": base.epochs.wall_s if base.epochs else None,
                                                "lines": base.attached.lines if base.attached else None},
            "measured": [r.to_json() for r in results], "code_changes": code, "runs": runs[0] + 1,
            "minutes": (time.monotonic() - t0) / 60, "results": str(out_path), "warnings": warnings}
@@ -178,8 +184,10 @@ def _iv(r: dict[str, Any]) -> str:
 
 
 def _print(doc: dict[str, Any], base: Any) -> None:
+    ep = doc["base"].get("epoch_s")
     t = Table(title=f"advise --attach: {base.label} ({doc['runs']} runs, {doc['minutes']:.1f} min; base "
-                    f"{base.median * 1e3:.1f} ms a step)")
+                    f"{base.median * 1e3:.1f} ms a step" + (f", {ep:.2f} s an epoch: judged on the epoch)" if ep
+                                                            else ")"))
     for c in ("knob", "to", "verdict", "speed-up [95%]", "numerics", "why"):
         t.add_column(c, overflow="fold")
     for r in doc["measured"]:
@@ -195,7 +203,10 @@ def _print(doc: dict[str, Any], base: Any) -> None:
 
 def markdown(doc: dict[str, Any], base: Any) -> str:
     lines = [f"# advise --attach: `{' '.join(doc['command'])}`", "",
-             f"Base: {base.median * 1e3:.1f} ms a step ({base.label}, cell {base.cell_id}); {doc['runs']} runs, "
+             f"Base: {base.median * 1e3:.1f} ms a step"
+             + (f", {doc['base']['epoch_s']:.2f} s an epoch (every knob judged on the whole epoch)"
+                if doc["base"].get("epoch_s") else "")
+             + f" ({base.label}, cell {base.cell_id}); {doc['runs']} runs, "
              f"{doc['minutes']:.1f} min. Each knob alternated with the unmodified script, fresh processes, the "
              "interval over run medians.", ""]
     lines += [f"> **Warning:** {w}" for w in doc.get("warnings") or []] + ([""] if doc.get("warnings") else [])

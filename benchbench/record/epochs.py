@@ -8,7 +8,7 @@ here, once: the median epoch, each part's mean seconds and share, what is unacco
 from __future__ import annotations
 
 import statistics
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -89,6 +89,7 @@ class Epochs(Part):
     writers: list[str] = Field(default_factory=list)  # the checkpoint writers that were timed
     run_epochs: int | None = None  # the whole run's epochs (--run-epochs, or the trainer's own setting)
     run_epochs_source: str | None = None
+    validation_loader: dict[str, Any] | None = None  # the validation DataLoader's settings, as the script made it
 
     @property
     def whole(self) -> list[Epoch]:

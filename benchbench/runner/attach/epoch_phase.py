@@ -124,6 +124,7 @@ class EpochPhase:
                 led.count("train_batches")
         else:
             led.interval("validation_data_wait", t0, t1, mode="validation")
+            self.val_iter = id(it)
             if not ended:
                 led.count("validation_batches")
                 from benchbench.runner.attach.frames import _first_tensor
@@ -212,6 +213,7 @@ class EpochPhase:
             "sampler": {"interval_s": s.interval_s, "samples": s.samples, "cost_s": s.cost_s, "note": s.note}
             if s else None,
             "writers": list(self.writes.patched) if self.writes is not None else [],
+            "validation_loader": self.loaders.get(self.iter_loader.get(self.val_iter, -1)),
         }
         if final:
             doc["run_epochs"], doc["run_epochs_source"] = self._run_epochs()

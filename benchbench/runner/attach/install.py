@@ -12,7 +12,7 @@ import traceback
 from typing import Any
 
 from benchbench.runner.attach.frames import call_site, is_user_file
-from benchbench.runner.attach.knobs import _override, _torch_settings
+from benchbench.runner.attach.knobs import _override, _torch_settings, val_loader_settings
 from benchbench.runner.attach.probe import Probe
 from benchbench.runner.attach.summary import _AMP
 
@@ -109,7 +109,11 @@ def install(config_path: str) -> None:
 
     orig_get = dl.DataLoader._get_iterator
 
+    val_overrides = cfg.get("val_loader") or {}
+
     def _get_iterator(self: Any) -> Any:
+        if val_overrides and probe.train_loader is not None and id(self) != probe.train_loader:
+            val_loader_settings(self, val_overrides)  # advise's validation-loader knobs (training has stepped)
         prof = _stage_profile(self, probe) if cfg.get("stages", True) else None
         epochs = probe.phase == "epochs"
         if epochs:
@@ -130,13 +134,13 @@ def install(config_path: str) -> None:
             probe.loader_len[id(self)] = len(self)
         if epochs:
             probe.epoch_iterator(it, id(self), t0, t1)
-        probe.loaders[id(it)] = {"num_workers": self.num_workers, "pin_memory": bool(self.pin_memory),
+        probe.loaders[id(self)] = {"num_workers": self.num_workers, "pin_memory": bool(self.pin_memory),
                                  "persistent_workers": bool(self.persistent_workers),
                                  "prefetch_factor": self.prefetch_factor if self.num_workers else None,
                                  "batch_size": self.batch_size, "dataset": type(self.dataset).__name__,
                                  "drop_last": bool(self.drop_last), "where": self.__dict__.get("_bb_where")}
         if prof is not None:
-            probe.stage_profiles[id(it)] = prof
+            probe.stage_profiles[id(self)] = prof
         return it
 
     dl.DataLoader._get_iterator = _get_iterator

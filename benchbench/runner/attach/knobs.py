@@ -1,5 +1,6 @@
 """advise's outside knobs in the script's process: DataLoader arguments and torch settings applied as its
-objects are made, before its first line runs (`install.install` calls them)."""
+objects are made, before its first line runs (`install.install` calls them); the validation loader's, as its
+iterator is made (`val_loader_settings`)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,24 @@ def _override(args: tuple[Any, ...], kwargs: dict[str, Any], overrides: dict[str
         k.pop("prefetch_factor", None)
         k["persistent_workers"] = False
     return args[:1], k
+
+
+#: the validation loader's outside knobs (`advise --attach --epochs`): DataLoader attributes set on a loader that
+#: is not the training one, as its iterator is made
+VAL_LOADER_KNOBS = ("num_workers", "pin_memory", "persistent_workers")
+
+
+def val_loader_settings(loader: Any, overrides: dict[str, Any]) -> None:
+    """A validation loader gets advise's settings before its iterator is made: which loader validates is known
+    only once training has stepped (the one whose batches did not feed a step), never at its construction — a
+    trainer may build both at one line. `persistent_workers` is a set-once attribute of DataLoader: set past its
+    guard, it acts from the next pass, as the user's own `persistent_workers=True` would."""
+    for k, v in overrides.items():
+        if k not in VAL_LOADER_KNOBS or getattr(loader, k, None) == v:
+            continue
+        if k == "persistent_workers":
+            object.__setattr__(loader, k, bool(v))
+        else:
+            setattr(loader, k, v)
+    if loader.num_workers > 0 and loader.prefetch_factor is None:
+        loader.prefetch_factor = 2  # DataLoader's own default where it has workers

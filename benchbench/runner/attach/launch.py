@@ -54,6 +54,7 @@ class AttachOptions:
     epochs: int | None = None
     seconds: float | None = None
     run_epochs: int | None = None
+    val_loader: dict[str, Any] = field(default_factory=dict)  # advise's knobs for the validation DataLoader
 
 
 @dataclass
@@ -81,7 +82,8 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
                                "max_warmup": opts.max_warmup, "profile_steps": opts.profile_steps,
                                "trace_dir": opts.trace_dir, "keep_running": opts.keep_running,
                                "loader": opts.loader, "torch": opts.torch, "stages": opts.stages, "cell_id": cell_id,
-                               "epochs": opts.epochs, "seconds": opts.seconds, "run_epochs": opts.run_epochs}))
+                               "epochs": opts.epochs, "seconds": opts.seconds, "run_epochs": opts.run_epochs,
+                               "val_loader": opts.val_loader}))
     env = {**os.environ, **opts.env}
     env[CONFIG_ENV] = str(cfg)
     env["PYTHONPATH"] = os.pathsep.join([str(BOOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])

@@ -80,9 +80,10 @@ class Probe(ModelFinder, Timing, Window, EpochPhase, Summary):
         self.model_batch: int | None = None  # the images of the model's first training call
         self.images_in_step = 0
         self.images_per_step: list[int] = []  # per timed step: the images the model was trained on
-        self.loaders: dict[int, dict[str, Any]] = {}  # id(iterator) -> settings of its DataLoader
+        # by the DataLoader (never by its iterator: a new iterator, another loader's, may take a dead one's id)
+        self.loaders: dict[int, dict[str, Any]] = {}  # id(DataLoader) -> its settings
         self.batches_by_loader: dict[int, int] = {}
-        self.stage_profiles: dict[int, Any] = {}  # id(iterator) -> StageProfile
+        self.stage_profiles: dict[int, Any] = {}  # id(DataLoader) -> StageProfile
         self.stage_note: str | None = None
         # a DataLoader iterator made since the last step (an epoch's start: its workers start, a validation loop
         # runs): the profiler window waits for the epoch to turn rather than hold one (`window.Window`)
@@ -132,6 +133,8 @@ class Probe(ModelFinder, Timing, Window, EpochPhase, Summary):
         self.iter_loader: dict[int, int] = {}  # id(iterator) -> id(its DataLoader)
         self.loader_len: dict[int, int] = {}  # id(DataLoader) -> its batches a pass (where it has a length)
         self.ledger: Any = None
+        self.train_loader: int | None = None  # id of the DataLoader that fed the first step
+        self.val_iter: int | None = None  # id of the last iterator that fed validation (an epoch's)
         self.sampler: Any = None
         self.writes: Any = None  # saves.Writes: the checkpoint writers, patched when epochs are asked for
         self.epochs_over = False
@@ -191,8 +194,8 @@ class Probe(ModelFinder, Timing, Window, EpochPhase, Summary):
             self.entered.append(self._event())
 
     def on_next(self, it: Any, dt: float, batch: Any) -> None:
-        key = id(it)
-        self.last_iter = key
+        self.last_iter = id(it)
+        key = self.iter_loader.get(id(it), id(it))
         self.batches_by_loader[key] = self.batches_by_loader.get(key, 0) + 1
         self.batches_in_step += 1
         if self.phase in ("warmup", "timed"):
@@ -283,6 +286,7 @@ class Probe(ModelFinder, Timing, Window, EpochPhase, Summary):
             self.fail_refused("the script runs torch.distributed with more than one rank: attach measures one "
                               "process (run one rank with WORLD_SIZE=1, or a suite with world_size)")
             return
+        self.train_loader = self.iter_loader.get(self.last_iter) if self.last_iter is not None else None
         self.find_model()
         if self.model is None:
             self.device = torch.device("cpu")
