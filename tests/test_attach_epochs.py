@@ -250,3 +250,41 @@ def test_advise_on_the_epoch_measures_the_validation_loader_and_bounds_the_code(
     changes = {c["knob"]: c for c in doc["code_changes"]}
     assert changes["validate_every"]["bound"] > 1 and "train_epochs.py:" in changes["checkpoint_every"]["where"]
     assert "image_iou" in changes["metric_on_device"]["where"]
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_the_epoch_adds_up_and_validation_waits_for_no_training_work(cli, tmp_path: Path,
+                                                                               camvid: Path) -> None:
+    """On a GPU the host clock runs ahead of the GPU: the syncs at an epoch's turn, validation's start and a
+    checkpoint keep training's queued work in training. The script synchronises before its own validation clock,
+    so the two agree."""
+    code, _, err, rec = attach(cli, tmp_path, sys.executable, str(SCRIPTS / "train_epochs.py"), "--data",
+                               str(camvid), "--epochs", "8", "--metric-repeats", "5", "--device", "cuda", "--out",
+                               str(tmp_path / "ck"), "--log", str(tmp_path / "log"), opts=("--epochs", "2"))
+    assert code == 0, err
+    ep = rec.epochs
+    check_adds_up(ep)
+    clocks = own_clocks(tmp_path / "log")
+    for e, k in zip(ep.whole, sorted(clocks)[-2:], strict=True):
+        val = e.parts["validation_data_wait"] + e.parts["validation_compute"]
+        assert close(val, clocks[k]["val"]), (e.parts, clocks[k])
+        assert close(e.wall_s, clocks[k]["time"], 0.15), (e.wall_s, clocks[k])
+
+
+def test_a_timeout_inside_the_epochs_keeps_the_whole_ones_and_shows_the_cut_one(cli, tmp_path: Path,
+                                                                                 camvid: Path) -> None:
+    """--timeout ends the script inside an epoch: the whole epochs are kept and accounted, the one it cut is in
+    the record as cut short (never averaged in), and the run's timing stands."""
+    js = tmp_path / "rec.json"
+    code, _, err = cli("attach", "--results-dir", tmp_path / "res", "-o", tmp_path / "rep", "--json", js,
+                       "--timeout", "20", "--steps", "3", "--warmup", "2", "--epochs", "50", "--",
+                       sys.executable, str(SCRIPTS / "train_epochs.py"), "--data", str(camvid), "--epochs", "100",
+                       "--out", str(tmp_path / "ck"))
+    rec = Record.of(json.loads(js.read_text()))
+    assert code == 0, err
+    assert rec.ok and "(--timeout) with" in rec.attached.ended
+    ep = rec.epochs
+    assert len(ep.whole) >= 2 and not ep.epochs[-1].whole and ep.epochs[-1].ended_by == \
+        "benchbench stopped the script"
+    assert ep.mean_wall_s() == pytest.approx(sum(e.wall_s for e in ep.whole) / len(ep.whole))
+    check_adds_up(ep)

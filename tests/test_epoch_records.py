@@ -59,6 +59,10 @@ def test_the_headline_ranks_validation_by_hours_and_the_report_shows_the_parts()
     md = render_markdown(data)
     assert "## The whole epoch" in md and "time to train: 0.85 h (100 epochs" in md
     assert "| unaccounted | 0.000 | 0.0% |" in md
+    from benchbench.report.html import render_html
+
+    page = render_html(data)
+    assert 'id="epochs">The whole epoch</h2>' in page and "train.py:142 in update_confmat" in page
 
 
 def test_compare_gates_the_whole_epoch(cli, tmp_path: Path) -> None:

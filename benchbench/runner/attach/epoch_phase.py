@@ -91,7 +91,7 @@ class EpochPhase:
         led.begin_epoch(t)
         self.progress("epoch", force=True)
 
-    def epoch_iterator(self, it: Any, loader_key: int, t0: float, t1: float, reset: bool = False) -> None:
+    def epoch_iterator(self, it: Any, loader_key: int, t0: float, t1: float) -> None:
         """An iterator made (or a persistent one reset) in [t0, t1]."""
         led = self.ledger
         if loader_key == self.train_loader and not self.epoch_deadline:

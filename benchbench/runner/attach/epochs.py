@@ -30,8 +30,6 @@ PARTS = ("epoch_start", "train_data_wait", "train_compute", "between_steps", "va
          "validation_compute", "checkpoint")
 #: the part the time between two events goes to, by the mode the script is in
 GAP_PART = {"train": "train_compute", "between": "between_steps", "validation": "validation_compute"}
-#: the parts the stack sampler names functions in (the others are one kind of wait each)
-CODE_PARTS = ("train_compute", "between_steps", "validation_compute", "checkpoint", "epoch_start")
 
 
 class EpochLedger:
@@ -125,13 +123,3 @@ class EpochLedger:
             self.cur["writes"].append({**info, "s": t1 - t0})
         self.interval("checkpoint", t0, t1)
 
-
-def summarize_parts(epochs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-epoch means of each part over the whole epochs (the last, cut short by a stop, only if alone)."""
-    whole = [e for e in epochs if e.get("whole")] or epochs
-    if not whole:
-        return {}
-    n = len(whole)
-    parts = {p: sum(e["parts"][p] for e in whole) / n for p in PARTS}
-    wall = sum(e["wall_s"] for e in whole) / n
-    return {"epochs": n, "wall_s": wall, "parts": parts, "unaccounted_s": wall - sum(parts.values())}
