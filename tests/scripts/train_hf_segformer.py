@@ -9,6 +9,7 @@ from pathlib import Path
 
 import albumentations as A
 import cv2
+import epoch_clock  # the user's own timer log, beside the script
 import numpy as np
 import torch
 from transformers import SegformerConfig, SegformerForSemanticSegmentation, Trainer, TrainingArguments
@@ -44,16 +45,6 @@ def mean_iou(pred):
     return {"miou": float(np.mean(scores))}
 
 
-LOG = None  # --log: the epoch timers are appended there too
-
-
-def say(line):
-    print(line, flush=True)
-    if LOG:
-        with open(LOG, "a") as f:
-            f.write(line + "\n")
-
-
 class TimedTrainer(Trainer):
     """The user's own clocks around evaluation and checkpoint writes, printed once an epoch after its save:
     `epoch 2 val 0.412 save 0.118`."""
@@ -70,7 +61,7 @@ class TimedTrainer(Trainer):
     def _save_checkpoint(self, model, trial):
         t0 = time.perf_counter()
         super()._save_checkpoint(model, trial)
-        say(f"epoch {round(self.state.epoch) - 1} val {self.val_s:.4f} save {time.perf_counter() - t0:.4f}")
+        epoch_clock.say(f"epoch {round(self.state.epoch) - 1} val {self.val_s:.4f} save {time.perf_counter() - t0:.4f}")
         self.val_s = 0.0
 
 
@@ -86,8 +77,7 @@ def main() -> None:
     ap.add_argument("--eval", action="store_true", help="evaluate (mean IoU) and save a checkpoint every epoch")
     ap.add_argument("--log", default=None, help="also append the epoch timers to this file")
     args = ap.parse_args()
-    global LOG
-    LOG = args.log
+    epoch_clock.LOG = args.log
     config = SegformerConfig(num_labels=6, depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 80, 128],
                              decoder_hidden_size=args.decoder_hidden_size, num_attention_heads=[1, 2, 5, 8])
     model = SegformerForSemanticSegmentation(config)

@@ -9,6 +9,7 @@ import time
 
 import albumentations as A
 import cv2
+import epoch_clock  # the user's own timer log, beside the script
 import pytorch_lightning as pl
 import segmentation_models_pytorch as smp
 import torch
@@ -55,16 +56,6 @@ class SegModel(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=1e-3)
 
 
-LOG = None  # --log: the epoch timers are appended there too
-
-
-def say(line):
-    print(line, flush=True)
-    if LOG:
-        with open(LOG, "a") as f:
-            f.write(line + "\n")
-
-
 class Timers(pl.Callback):
     """The user's own clock: validation time per training epoch, printed at each epoch's end (`epoch 3 val 0.412`)."""
 
@@ -78,7 +69,7 @@ class Timers(pl.Callback):
         self.val += time.perf_counter() - self.t_val
 
     def on_train_epoch_end(self, trainer, pl_module):
-        say(f"epoch {trainer.current_epoch} val {self.val:.4f}")
+        epoch_clock.say(f"epoch {trainer.current_epoch} val {self.val:.4f}")
         self.val = 0.0
 
 
@@ -88,7 +79,7 @@ class TimedCheckpoint(pl.callbacks.ModelCheckpoint):
     def _save_checkpoint(self, trainer, filepath):
         t0 = time.perf_counter()
         super()._save_checkpoint(trainer, filepath)
-        say(f"epoch {trainer.current_epoch} save {time.perf_counter() - t0:.4f}")
+        epoch_clock.say(f"epoch {trainer.current_epoch} save {time.perf_counter() - t0:.4f}")
 
 
 def main():
@@ -101,8 +92,7 @@ def main():
     ap.add_argument("--checkpoint-dir", default=None, help="save a checkpoint every epoch (ModelCheckpoint) here")
     ap.add_argument("--log", default=None, help="also append the epoch timers to this file")
     args = ap.parse_args()
-    global LOG
-    LOG = args.log
+    epoch_clock.LOG = args.log
     train_aug = A.Compose([A.RandomCrop(args.size, args.size), A.HorizontalFlip(p=0.5),
                            A.RandomBrightnessContrast(p=0.5), A.Normalize(), ToTensorV2()])
     val_aug = A.Compose([A.CenterCrop(args.size, args.size), A.Normalize(), ToTensorV2()])

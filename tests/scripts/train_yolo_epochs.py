@@ -6,17 +6,9 @@ weights), no AMP check, no plots."""
 import argparse
 import time
 
+import epoch_clock  # the user's own timer log, beside the script
 from ultralytics import YOLO
 from ultralytics.models.yolo.segment import SegmentationTrainer
-
-LOG = None  # --log: the epoch timers are appended there too
-
-
-def say(line):
-    print(line, flush=True)
-    if LOG:
-        with open(LOG, "a") as f:
-            f.write(line + "\n")
 
 
 class TimedTrainer(SegmentationTrainer):
@@ -35,7 +27,7 @@ class TimedTrainer(SegmentationTrainer):
             return super().save_model()
         finally:
             self.save_s = time.perf_counter() - t0
-            say(f"epoch {self.epoch} val {self.val_s:.4f} save {self.save_s:.4f}")
+            epoch_clock.say(f"epoch {self.epoch} val {self.val_s:.4f} save {self.save_s:.4f}")
 
 
 def main():
@@ -45,8 +37,7 @@ def main():
     ap.add_argument("--project", required=True)
     ap.add_argument("--log", default=None, help="also append the epoch timers to this file")
     args = ap.parse_args()
-    global LOG
-    LOG = args.log
+    epoch_clock.LOG = args.log
     YOLO("yolo11n-seg.yaml").train(trainer=TimedTrainer, data=args.data, epochs=args.epochs, imgsz=64, batch=4,
                                    nbs=4, workers=0, device="cpu", pretrained=False, amp=False, plots=False,
                                    val=True, project=args.project, name="t", exist_ok=True, verbose=False)
