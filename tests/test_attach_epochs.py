@@ -232,12 +232,15 @@ def test_advise_on_the_epoch_measures_the_validation_loader_and_bounds_the_code(
     """`advise --attach --epochs 1`: the validation loader's workers set from outside (on that loader alone) and
     judged A/B on the whole epoch; the epoch's code changes listed with bounds from the accounting and lines."""
     js = tmp_path / "advise.json"
+    # --epochs 20 for the script: the A/B runs warm up as long as the base did (up to 30 steps where its steps
+    # never settle), and each needs a whole epoch after that
     code, _, err = cli("advise", "--attach", "--epochs", "1", "--steps", "3", "--repeat-max", "2", "--min-runs", "2",
                        "--knobs", "val_num_workers", "--results-dir", tmp_path / "res", "-o", tmp_path / "rep",
                        "--json", js, "--", sys.executable, str(SCRIPTS / "train_epochs.py"), "--data", str(camvid),
-                       "--epochs", "8", "--metric-repeats", "20", "--out", str(tmp_path / "ck"))
+                       "--epochs", "20", "--metric-repeats", "20", "--out", str(tmp_path / "ck"))
     assert code == 0, err
     doc = json.loads(js.read_text())
+    assert doc["base"]["epoch_s"], doc  # the base accounted its epoch: the validation loader's knobs apply
     (m,) = doc["measured"]
     assert m["knob"] == "val_num_workers" and m["statistic"] == "epoch" and m["runs"] == 2
     assert m["verdict"] in ("faster", "slower", "unchanged", "noisy") and m["speedup"] > 0
@@ -288,3 +291,58 @@ def test_a_timeout_inside_the_epochs_keeps_the_whole_ones_and_shows_the_cut_one(
         "benchbench stopped the script"
     assert ep.mean_wall_s() == pytest.approx(sum(e.wall_s for e in ep.whole) / len(ep.whole))
     check_adds_up(ep)
+
+
+def test_the_sampler_lands_in_pure_python_and_weighs_by_time() -> None:
+    """A per-pixel metric in Python between tensor calls: the SIGPROF handler runs where the main thread is, so the
+    metric is named, and its time share is the wall time it took (a sampling thread only ever got the GIL inside
+    torch's calls)."""
+    import time
+
+    import torch
+
+    from benchbench.runner.attach.sampler import StackSampler
+
+    class Ledger:
+        current_part = "validation_compute"
+
+    def metric(n: int) -> int:
+        s = 0
+        for i in range(n):
+            s += i % 7
+        return s
+
+    x = torch.randn(600, 600)
+    s = StackSampler(Ledger(), 0.005)
+    s.start()
+    t0 = time.perf_counter()
+    tm = 0.0
+    for _ in range(6):
+        a = time.perf_counter()
+        metric(300_000)
+        tm += time.perf_counter() - a
+        for _ in range(3):
+            x @ x
+    wall = time.perf_counter() - t0
+    s.stop()
+    assert s.running is False and s.samples > 20
+    (fn,) = [f for f in s.functions({"validation_compute": wall}) if f["user"] and "in metric" in f["user"]]
+    assert abs(fn["seconds"] - tm) < 0.35 * tm, (fn, tm, wall)
+
+
+def test_a_script_with_its_own_sigprof_handler_keeps_it() -> None:
+    import signal
+
+    from benchbench.runner.attach.sampler import StackSampler
+
+    def mine(signum, frame):
+        pass
+
+    old = signal.signal(signal.SIGPROF, mine)
+    try:
+        s = StackSampler(object(), 0.01)
+        s.start()
+        assert not s.running and "SIGPROF handler of its own" in s.note
+        assert signal.getsignal(signal.SIGPROF) is mine
+    finally:
+        signal.signal(signal.SIGPROF, old)

@@ -49,6 +49,11 @@ class StackSampler:
         self._kinds: dict[Any, tuple[str, str] | None] = {}  # code object -> ("user" | "lib", name) or None
 
     def start(self) -> None:
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            self.note = "the script trains outside its main thread: the functions were not sampled"
+            return
         if signal.getsignal(signal.SIGPROF) not in (signal.SIG_DFL, None):
             self.note = "the script has a SIGPROF handler of its own: the functions were not sampled"
             return
