@@ -49,6 +49,12 @@ class Knob:
     val_loader: dict[str, Any] = field(default_factory=dict)  # the validation DataLoader's (advise --epochs)
 
 
+def more_workers(w: int, cuda: bool, cores: int) -> int:
+    """The worker count a loader's A/B tries: twice its own (at least 2), on a CPU at most a core short of all
+    (the workers compete with the training's own threads there)."""
+    return max(2, 2 * w) if cuda else min(max(2, 2 * w), max(cores - 1, 1))
+
+
 def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
     """The knobs that apply to this script, from what its record says it does."""
     a = rec.attached
@@ -59,7 +65,7 @@ def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
     w = int(loader.get("num_workers") or 0)
     stall = rec.input_stall.fraction or 0.0
     if loader:
-        to = min(max(2, 2 * w), max(cores - 1, 1)) if not cuda else max(2, 2 * w)
+        to = more_workers(w, cuda, cores)
         if to != w:
             out.append(Knob("num_workers", to, loader={"num_workers": to},
                             why=f"data wait {stall:.0%} of the step at {w} worker(s)"))
@@ -99,7 +105,7 @@ def val_loader_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
     wait, wall = ep.part_s("validation_data_wait"), ep.mean_wall_s()
     cores = cores or os.cpu_count() or 1
     out = []
-    to = min(max(2, 2 * w), max(cores - 1, 1)) if rec.params.get("device") != "cuda" else max(2, 2 * w)
+    to = more_workers(w, rec.params.get("device") == "cuda", cores)
     if to != w:
         out.append(Knob("val_num_workers", to, val_loader={"num_workers": to}, statistic="epoch",
                         why=f"the validation loader's wait is {wait:.2f} s of a {wall:.2f} s epoch at {w} worker(s)"))
@@ -139,8 +145,7 @@ def epoch_code_knobs(rec: Record) -> list[dict[str, Any]]:
     if ep is None or not ep.whole or ep.mean_wall_s() <= 0:
         return []
     wall = ep.mean_wall_s()
-    val = ep.part_s("validation_data_wait") + ep.part_s("validation_compute")
-    metric = max(0.0, ep.part_s("validation_compute") - ep.nested_s("validation_forward"))
+    val, metric = ep.validation_s(), ep.metric_s()
     ck = ep.part_s("checkpoint")
     top = next(iter(ep.top_code("validation_compute", 1)), None)
     saves = [w for e in ep.whole for w in e.writes]

@@ -114,6 +114,15 @@ class Epochs(Part):
         w = self.whole
         return sum(e.wall_s for e in w) / len(w) if w else 0.0
 
+    def validation_s(self) -> float:
+        """Validation an epoch: its loader's wait and its forward and metric code."""
+        return self.part_s("validation_data_wait") + self.part_s("validation_compute")
+
+    def metric_s(self) -> float:
+        """Validation code that is not the model's forward (the metric, mostly): what the metric on the device
+        can at most remove."""
+        return max(0.0, self.part_s("validation_compute") - self.nested_s("validation_forward"))
+
     def share(self, part: str) -> float:
         wall = self.mean_wall_s()
         return self.part_s(part) / wall if wall > 0 else 0.0

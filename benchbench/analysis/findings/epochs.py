@@ -44,8 +44,7 @@ def epoch_account(records: list[Record], t: Thresholds) -> list[Finding]:
 
 
 def _validation(r: Record, ep: Any, wall: float, t: Thresholds) -> list[Finding]:
-    wait, code = ep.part_s("validation_data_wait"), ep.part_s("validation_compute")
-    val = wait + code
+    wait, val = ep.part_s("validation_data_wait"), ep.validation_s()
     share = val / wall
     if share < t.epoch_validation_share:
         return []
@@ -58,7 +57,7 @@ def _validation(r: Record, ep: Any, wall: float, t: Thresholds) -> list[Finding]
     sentence = (f"{label(r)}: validation takes {share:.0%} of each epoch ({val:.2f} s of {wall:.2f} s"
                 + (f"; {images} images{at}" if images else "") + f"){named}; the model's forward is "
                 f"{fwd / val:.0%} of it and its loader's wait {wait / val:.0%} — worth {worth(val, ep)}")
-    metric = max(0.0, code - fwd)
+    metric = ep.metric_s()
     knobs = [f"validate every 2 epochs: up to {val / 2:.2f} s an epoch"]
     if metric > 0.1 * val:
         knobs.append(f"the metric on the device, over the batch (a confusion matrix by torch.bincount, not per "

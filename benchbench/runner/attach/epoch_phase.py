@@ -41,7 +41,7 @@ class EpochPhase:
 
         from benchbench.runner.attach.sampler import StackSampler
 
-        self.train_loader = self.iter_loader.get(self.last_iter) if self.last_iter is not None else None
+        # the training loader is the one that fed the first step (`Probe._start`)
         if self.train_loader is None and not self.cfg.get("seconds"):
             self.epochs_over = True
             self.epochs_error = ("the script's training steps were fed by no DataLoader: it has no epochs to "

@@ -73,8 +73,8 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
     doc = outcome.doc or {}
     cell = attached_cell_id(script, opts)
     params = _params(doc, opts, script)
-    label = script.name + "".join(f" {k}={v}" for k, v in sorted({**opts.loader, **opts.torch}.items())) + \
-        "".join(f" val_{k}={v}" for k, v in sorted(opts.val_loader.items()))
+    overrides = {**opts.loader, **opts.torch, **{f"val_{k}": v for k, v in opts.val_loader.items()}}
+    label = script.name + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
     rec = base_record(f"attach-{Path(script.name).stem}", run_id, cell, label, params)
     rec["started_at"] = started_at
     rec["wall_s"] = outcome.wall_s
@@ -128,8 +128,7 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
         "backward_per_step": (sum(bps) / len(bps)) if bps else None, "grad_scaler": bool(doc.get("scaler")),
         "skipped_steps": int(doc.get("skipped_steps") or 0),
         "other_optimizer_steps": int(doc.get("other_optimizer_steps") or 0), "loader": doc.get("loader"),
-        "loader_overrides": {**opts.loader, **opts.torch, **{f"val_{k}": v for k, v in opts.val_loader.items()}}
-        or None, "lines": doc.get("lines"),
+        "loader_overrides": overrides or None, "lines": doc.get("lines"),
         "stage_note": doc.get("stage_note"), "window_note": doc.get("window_note"),
         "window_waited": int(doc.get("window_waited") or 0),
         "epoch_start_steps": list(doc.get("epoch_start_steps") or []), "ended": ended,
