@@ -193,3 +193,34 @@ def test_attach_repeat_stopped_resumes_the_runs_it_lacks(tmp_path: Path, camvid:
     recs = [Record.of(json.loads(x)) for x in out.read_text().splitlines()]
     ok = [r for r in recs if r.ok]
     assert len(ok) == 3 and {r.repeat for r in ok} == {0, 1, 2} and len({r.run_id for r in recs}) == 1
+
+
+def test_a_stop_while_a_cell_starts_is_raised_once_its_pid_is_known_and_the_cell_is_killed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C landing inside `Process.start()` (the fork server forked the cell; its pid not yet read back) used
+    to leave that cell training to its end, holding the terminal's pipes (a CI job hung 60 s on them). The stop is
+    held until the start returns, then raised where the cell's group is killed."""
+    from benchbench.runner import isolation
+
+    (tmp_path / "slow_factory.py").write_text("import time\ntime.sleep(120)\n\ndef f():\n    pass\n")
+    ctx = isolation._context()
+    real = ctx.Process.start
+    started: list[int] = []
+
+    def start_then_ctrl_c(self: object) -> None:
+        real(self)
+        started.append(self.pid)  # type: ignore[attr-defined]
+        os.kill(os.getpid(), signal.SIGINT)  # as if it came while the pid was being read back
+
+    monkeypatch.setattr(ctx.Process, "start", start_then_ctrl_c)
+    t0 = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        isolation.run_child({"kind": "factory", "spec": "slow_factory:f", "cwd": str(tmp_path)}, 120)
+    assert time.monotonic() - t0 < 30
+    [pid] = started
+    for _ in range(50):
+        if not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text():
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the cell's process {pid} was left running")

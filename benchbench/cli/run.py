@@ -155,21 +155,23 @@ def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow
     done = {c for c, n in done_count.items() if n >= opts["repeat"]}
     with console.status("calibrating the device's peak matmul rate"):
         env_info = session.environment(calibrate=bool(opts["explain"] and todo))
-    console.print(f"[bold]{suite.name}[/]: {len(suite.cells)} cells on {suite.device}"
-                  + (f", {len(done)} already ok (resumed)" if done else "") + f" -> {session.out_path}",
-                  highlight=False)
     t0 = time.monotonic()
     options = RunOptions(isolation=session.executor_name, explain=opts["explain"],
                          trace_dir=str(trace) if trace else None)
-    with progress_bar() as progress, session.measuring() as outcome:
-        task = progress.add_task("starting", total=len(todo))
-        for rec in run_planned(suite, todo, session.run_id, env_info, options, session.executor,
-                               progress_events(progress, task, len(todo))):
-            rec = session.record(rec)
-            if rec.warnings:
-                _log_warnings(session.out_path, rec, progress.console if verbose else None)
-            progress.advance(task)
-        _retry_contended(session, env_info, options, retry, progress.console)
+    # The first line says measuring begins: a stop from here on is told as one, with the command that resumes.
+    with session.measuring() as outcome:
+        console.print(f"[bold]{suite.name}[/]: {len(suite.cells)} cells on {suite.device}"
+                      + (f", {len(done)} already ok (resumed)" if done else "") + f" -> {session.out_path}",
+                      highlight=False)
+        with progress_bar() as progress:
+            task = progress.add_task("starting", total=len(todo))
+            for rec in run_planned(suite, todo, session.run_id, env_info, options, session.executor,
+                                   progress_events(progress, task, len(todo))):
+                rec = session.record(rec)
+                if rec.warnings:
+                    _log_warnings(session.out_path, rec, progress.console if verbose else None)
+                progress.advance(task)
+            _retry_contended(session, env_info, options, retry, progress.console)
     report_failed = _report(session, reports_dir)
     console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
     _warn_unexplained(session.records, session.out_path, verbose)

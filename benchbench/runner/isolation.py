@@ -14,6 +14,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
 PRELOAD = ["torch", "segmentation_models_pytorch", "benchbench.runner.cell"]
 KILL_GRACE_S = PROCESS.kill_grace_s
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
@@ -115,6 +117,29 @@ def _main_hidden() -> Iterator[None]:
             sys.modules["__main__"] = saved
 
 
+@contextlib.contextmanager
+def _stops_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM or SIGHUP while a cell's process is being started is held until its start returns.
+
+    With the fork server, `Process.start()` sends the request, the server forks, and only then is the pid read
+    back: a stop raised in between leaves a forked cell nobody knows the pid of, which trains to its end holding
+    the terminal's pipes (a CI job waiting on them hung). Held here, the stop is raised once the pid is known,
+    inside the caller's `try` that kills the cell's group.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda n, _f: got.append(n)) for s in STOPS}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+        if got:
+            signal.raise_signal(got[0])  # the handler the caller had: KeyboardInterrupt, session.Interrupted
+
+
 @dataclass
 class ChildOutcome:
     result: Any  # what the child sent, or None
@@ -133,12 +158,12 @@ def run_child(payload: dict[str, Any], timeout_s: float) -> ChildOutcome:
     recv_conn, send_conn = ctx.Pipe(duplex=False)
     proc = ctx.Process(target=_child_entry, args=(send_conn, payload), daemon=False)
     t0 = time.perf_counter()
-    with _main_hidden():
-        proc.start()
-    send_conn.close()
     result: Any = None
     timed_out = False
     try:
+        with _main_hidden(), _stops_held():
+            proc.start()
+        send_conn.close()
         deadline = time.monotonic() + timeout_s
         while True:
             if recv_conn.poll(0.1):
@@ -160,14 +185,17 @@ def run_child(payload: dict[str, Any], timeout_s: float) -> ChildOutcome:
             _kill_group(proc)
             proc.join(KILL_GRACE_S)
     except BaseException:
-        _kill_group(proc)  # Ctrl-C / SIGTERM: never leave an orphan cell behind
-        proc.join(KILL_GRACE_S)
+        if proc.pid is not None:  # started: Ctrl-C / SIGTERM never leaves an orphan cell behind
+            _kill_group(proc)
+            proc.join(KILL_GRACE_S)
         raise
     finally:
         recv_conn.close()
+        send_conn.close()
         # DataLoader workers of a cell that died can outlive it; reap the group.
         with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            if proc.pid is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
     return ChildOutcome(result, timed_out, proc.exitcode, time.perf_counter() - t0)
 
 
