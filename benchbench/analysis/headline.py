@@ -40,6 +40,8 @@ THEMES = {
     "optimizer_step": "optimizer",
     "epoch_validation": "validation", "epoch_checkpoint": "checkpointing", "epoch_between": "code between steps",
     "epoch_start_time": "epoch start", "time_to_train": "time to train",
+    "rank_straggler": "stragglers", "rank_allreduce": "communication", "ddp_unused": "DDP settings",
+    "rank_cores": "cores per rank",
 }
 PAIR_THEMES = {"decoder_channels": "decoder width", "data": "input pipeline", "num_workers": "input pipeline",
                "pin_memory": "input pipeline", "prefetch_factor": "input pipeline", "amp": "precision and compilation",
@@ -80,6 +82,9 @@ BOUND_SHARES: dict[str, Any] = {
     "epoch_checkpoint": lambda e: e.get("share"),
     "epoch_between": lambda e: e.get("share"),
     "epoch_start_time": lambda e: e.get("share"),
+    # ranks (`attach -- torchrun`): the others' wait for a straggler, the all-reduce backward did not hide
+    "rank_straggler": lambda e: e.get("share"),
+    "rank_allreduce": lambda e: e.get("share"),
     # a decoder of known width: narrowing it can at most remove the decoder's share (the bound advise gives)
     "dominant_module": lambda e: e.get("time_share") if e.get("decoder_channels") else None,
 }

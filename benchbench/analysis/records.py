@@ -28,6 +28,7 @@ class Thresholds:
     epoch_checkpoint_share: float = 0.03  # checkpointing >= 3% of it
     epoch_code_share: float = 0.05  # code between steps, or the epoch's start, >= 5% of it
     epoch_code_named: float = 0.10  # a function named in a finding: >= 10% of its part's time
+    rank_exposed_share: float = 0.05  # the all-reduce left exposed after the last rank's gradients >= 5% of a step
 
 
 THRESHOLDS = Thresholds()

@@ -80,10 +80,11 @@ def _proc_table() -> dict[int, tuple[str, int, float]]:
 
 
 class CpuContention:
-    def __init__(self, cores: set[int], threads: int, workers: int) -> None:
+    def __init__(self, cores: set[int], threads: int, workers: int, own_groups: tuple[int, ...] = ()) -> None:
         self.cores, self.threads, self.workers = cores, threads, workers
         self.hz = float(os.sysconf("SC_CLK_TCK"))
         self.pgid = os.getpgid(0)
+        self.own = {self.pgid, *own_groups}  # a DDP job's other ranks (each a session of its own under torchrun)
         self._t0 = self._t1 = 0.0
         self._cpu0: tuple[float, float, float] | None = None
         self._cpu1: tuple[float, float, float] | None = None
@@ -119,7 +120,7 @@ class CpuContention:
         for pid, (comm, pgid, cpu1) in self._procs1.items():
             cpu0 = self._procs0.get(pid, (comm, pgid, 0.0))[2] if pid in self._procs0 else 0.0
             d = max(cpu1 - cpu0, 0.0) / self.hz
-            if pgid == self.pgid:
+            if pgid in self.own:
                 own += d
             elif d > 0:
                 deltas.append((d, pid, comm))
@@ -157,7 +158,8 @@ def for_cell(ctx: Any) -> CpuContention | None:
     if not Path("/proc/stat").exists() or not hasattr(os, "sched_getaffinity"):
         return None
     cores = set(os.sched_getaffinity(0))
-    return CpuContention(cores, int(ctx.threads), int(ctx.params.get("num_workers") or 0))
+    return CpuContention(cores, int(ctx.threads), int(ctx.params.get("num_workers") or 0),
+                         tuple(ctx.params.get("own_groups") or ()))
 
 
 def wait_quiet(max_wait_s: float, window_s: float = 2.0, sleep: Any = time.sleep) -> tuple[bool, float, str | None]:

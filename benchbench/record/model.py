@@ -46,6 +46,7 @@ from benchbench.record.parts import (
     Training,
     Warmup,
 )
+from benchbench.record.ranks import Distributed
 from benchbench.record.run import InputStall, Run
 from benchbench.record.stats import summarize
 
@@ -97,6 +98,7 @@ class Record(BaseModel):
     probe_of: str | None = None
     attached: Attached | None = None  # a user's script measured by `benchbench attach`
     epochs: Epochs | None = None  # `attach --epochs N`: each epoch's wall time in parts
+    distributed: Distributed | None = None  # `attach -- torchrun …`: every rank's steps, stragglers, all-reduce
     warnings: list[str] | None = None
     explain_s: dict[str, float] | None = None
     explain_errors: dict[str, str] | None = None

@@ -14,6 +14,7 @@ from benchbench.record import Record
 from benchbench.report import plots
 from benchbench.report.epochs import epoch_cells
 from benchbench.report.files import write_atomic
+from benchbench.report.ranks import rank_cells
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("benchbench.report", "templates"),
@@ -93,6 +94,7 @@ def render_html(data: Any) -> str:
         history=data.history_html,
         warnings=data.warnings,
         epochs=epoch_cells(records),
+        ranks=rank_cells(records),
     )
 
 

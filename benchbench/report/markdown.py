@@ -99,6 +99,9 @@ def render_markdown(data: Any) -> str:
     from benchbench.report.epochs import markdown as epoch_markdown
 
     lines += epoch_markdown(records, md_escape)
+    from benchbench.report.ranks import markdown as rank_markdown
+
+    lines += rank_markdown(records, md_escape)
     env = next((r.env.model_dump() for r in records if r.env), None)
     if env:
         lines += ["## Environment", "", "| key | value |", "|---|---|"]

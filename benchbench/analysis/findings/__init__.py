@@ -19,6 +19,7 @@ from benchbench.analysis.findings import (
     modules,
     optimizer,
     precision,
+    ranks,
     scaling,
 )
 from benchbench.analysis.findings import pairs as pair_rules
@@ -40,6 +41,7 @@ RULES = (
     optimizer.optimizer_share,
     scaling.scaling,
     epochs.epoch_account,
+    ranks.ranks,
 )
 
 

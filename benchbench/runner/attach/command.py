@@ -1,5 +1,6 @@
 """The command `benchbench attach` is given, checked before anything runs: a program that exists, a script that
-exists, one process (torchrun refused: attach measures one rank)."""
+exists; under torchrun (`torchrun …`, `python -m torch.distributed.run …`) the script its ranks run, read with
+torchrun's own argument parser, and how many ranks a node starts."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class Script:
     program: str
     script: Path | None
     name: str
+    #: under torchrun: the launcher and the ranks it starts on this node (`--nproc-per-node`); None: one process
+    launcher: str | None = None
+    nproc_per_node: int | None = None
 
 
 def parse_command(command: list[str]) -> Script:
@@ -48,11 +52,13 @@ def parse_command(command: list[str]) -> Script:
         if j < len(rest):
             inner = parse_command(rest[j:])
             return Script(command, prog, inner.script, inner.name)
-    if base in ("torchrun",) or ("-m" in rest and rest[rest.index("-m") + 1:][:1] in
-                                 (["torch.distributed.run"], ["torch.distributed.launch"])):
-        raise BenchbenchError("torchrun starts several ranks: attach measures one process. Attach one rank's "
-                              "command (`python train.py` with WORLD_SIZE=1), or measure DDP with a suite's "
-                              "world_size")
+    if base == "torchrun":
+        return _torchrun(command, prog, rest)
+    if base.startswith(PYTHONS) and "-m" in rest and rest[rest.index("-m") + 1:][:1] == ["torch.distributed.run"]:
+        return _torchrun(command, prog, rest[rest.index("-m") + 2:])
+    if base.startswith(PYTHONS) and "-m" in rest and rest[rest.index("-m") + 1:][:1] == ["torch.distributed.launch"]:
+        raise BenchbenchError("torch.distributed.launch is deprecated and passes --local-rank to the script: "
+                              "attach the same command with `torchrun` (or `python -m torch.distributed.run`)")
     if base.startswith(PYTHONS):
         i = 0
         while i < len(rest) and rest[i].startswith("-") and rest[i] not in ("-m", "-c"):
@@ -70,6 +76,37 @@ def parse_command(command: list[str]) -> Script:
             raise BenchbenchError(f"{rest[i]}: no such script")
         return Script(command, prog, path.resolve(), path.name)
     return Script(command, prog, Path(prog), base)
+
+
+def _torchrun(command: list[str], prog: str, args: list[str]) -> Script:
+    """torchrun's own parser reads its options (no list of ours to fall behind torch's); the script its ranks run
+    is checked as a `python script.py` command would be."""
+    import io
+
+    from torch.distributed.run import get_args_parser
+
+    parser = get_args_parser()
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):
+            ns = parser.parse_args(args)
+    except SystemExit:  # argparse's usage error: its own last line says what is wrong
+        why = (said.getvalue().strip().splitlines() or ["cannot read them"])[-1].split("error: ", 1)[-1]
+        raise BenchbenchError(f"torchrun {' '.join(args)}: {why}") from None
+    n = str(ns.nproc_per_node)
+    if not n.isdigit() or int(n) < 1:
+        raise BenchbenchError(f"--nproc-per-node {n}: attach needs a number of ranks (not auto/gpu/cpu: "
+                              "how many ranks it should wait for is then the machine's to say)")
+    if str(ns.nnodes) not in ("1", "1:1"):
+        raise BenchbenchError(f"--nnodes {ns.nnodes}: attach measures the ranks of one node (their clocks are "
+                              "one clock); attach each node's torchrun on its own")
+    if ns.no_python:
+        inner = Script([ns.training_script, *ns.training_script_args], prog, None, Path(ns.training_script).name)
+    elif ns.module:
+        inner = parse_command(["python", "-m", ns.training_script, *ns.training_script_args])
+    else:
+        inner = parse_command(["python", ns.training_script, *ns.training_script_args])
+    return Script(command, prog, inner.script, inner.name, "torchrun", int(n))
 
 
 def module_file(name: str) -> Path | None:

@@ -14,6 +14,7 @@ from typing import Any
 from benchbench.runner.attach.frames import call_site, is_user_file
 from benchbench.runner.attach.knobs import _override, _torch_settings, val_loader_settings
 from benchbench.runner.attach.probe import Probe
+from benchbench.runner.attach.ranks import RANKS_ENV, RankClock, prepare
 from benchbench.runner.attach.summary import _AMP
 
 
@@ -21,6 +22,8 @@ def install(config_path: str) -> None:
     """Called before the script's first line: read the launcher's settings, put every hook in place."""
     with open(config_path) as f:
         cfg = json.load(f)
+    if os.environ.get(RANKS_ENV):
+        prepare(cfg)  # one of torchrun's ranks: its own output, the warm-up every rank shares
     probe = Probe(cfg)
 
     import torch
@@ -190,6 +193,9 @@ def install(config_path: str) -> None:
         probe.phase = "child"
 
     os.register_at_fork(after_in_child=in_child)
+    if cfg.get("rank"):
+        probe.rank_clock = RankClock(probe)
+        probe.rank_clock.install()  # outside the probe's own backward: a rank's step on the node's clock
     probe.progress("installed")
 
 

@@ -25,8 +25,9 @@ from benchbench.errors import BenchbenchError
 from benchbench.policy import ATTACH
 from benchbench.runner.attach.command import Script, parse_command
 from benchbench.runner.attach.probe import CONFIG_ENV, PROGRESS_SUFFIX
+from benchbench.runner.attach.ranks import RANKS_ENV
 from benchbench.runner.attach.record import attached_cell_id, to_record
-from benchbench.runner.attach.stopping import Stopped, end_group, exit_code, raise_stopped, stop_signals_to
+from benchbench.runner.attach.stopping import Stopped, end_group, end_groups, exit_code, raise_stopped, stop_signals_to
 
 BOOT = Path(__file__).resolve().parent / "boot"
 
@@ -67,6 +68,7 @@ class Outcome:
     boot_error: str | None
     signal: int | None = None  # the signal benchbench received while the script ran (SIGTERM, SIGHUP, SIGINT)
     stderr_tail: list[str] = field(default_factory=list)  # its last stderr lines (AttachOptions.keep_stderr)
+    ranks: dict[int, dict[str, Any]] = field(default_factory=dict)  # under torchrun: each rank's document
 
 
 def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
@@ -89,6 +91,8 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     env["PYTHONPATH"] = os.pathsep.join([str(BOOT), *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
     if opts.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
+    if script.launcher:
+        env[RANKS_ENV] = "1"  # torchrun's agent installs nothing; each rank it starts is attached (`ranks`)
     t0 = time.monotonic()
     proc: subprocess.Popen[Any] | None = None
     tee = None
@@ -113,11 +117,16 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     except KeyboardInterrupt:
         stopped = int(signal.SIGINT)
     finally:
-        if proc is not None:
-            with stop_signals_to(signal.SIG_IGN):  # a second Ctrl-C does not cut the cleanup short
+        with stop_signals_to(signal.SIG_IGN):  # a second Ctrl-C does not cut the cleanup short
+            if proc is not None:
                 end_group(proc)
+            # torchrun's ranks are sessions of their own: any the agent left (it was killed) ended here
+            end_groups([int(p.read_text()) for p in tmp.glob("result.json.rank*.pid") if p.read_text().isdigit()])
     assert proc is not None
     wall = time.monotonic() - t0
+    ranks = _rank_docs(tmp) if script.launcher else {}
+    if ranks:  # the record is told from the rank that failed first, else rank 0; every rank is folded in it
+        out = tmp / f"result.json.rank{_lead_rank(ranks)}"
     doc = _read_json(out)
     progress = _read_json(Path(str(out) + PROGRESS_SUFFIX))
     if doc is None and progress and progress.get("partial") and "snapshot_error" not in progress:
@@ -127,7 +136,32 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
         boot = Path(str(cfg) + ".boot-error").read_text()
     shutil.rmtree(tmp, ignore_errors=True)
     tail = tee.close(proc.stderr) if tee is not None else []
-    return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped, tail)
+    return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped, tail, ranks)
+
+
+def _rank_docs(tmp: Path) -> dict[int, dict[str, Any]]:
+    """Each rank's document: its result, or what it streamed before it ended without one."""
+    docs = {}
+    for p in tmp.glob("result.json.rank*"):
+        if p.suffix in (".pid", PROGRESS_SUFFIX) or not p.name.rsplit("rank", 1)[1].isdigit():
+            continue
+        r = int(p.name.rsplit("rank", 1)[1])
+        d = _read_json(p) or _read_json(Path(str(p) + PROGRESS_SUFFIX))
+        if d is not None:
+            docs[r] = d
+    for p in tmp.glob(f"result.json.rank*{PROGRESS_SUFFIX}"):  # a rank that wrote no result at all
+        r_s = p.name.removesuffix(PROGRESS_SUFFIX).rsplit("rank", 1)[1]
+        if r_s.isdigit() and int(r_s) not in docs and (d := _read_json(p)) is not None:
+            docs[int(r_s)] = d
+    return dict(sorted(docs.items()))
+
+
+def _lead_rank(docs: dict[int, dict[str, Any]]) -> int:
+    """The rank whose own error the record carries (the script raised there), else rank 0 (the lowest)."""
+    failed = [r for r, d in docs.items() if d.get("error") and d.get("phase") != "done"]
+    if not failed:
+        return min(docs)
+    return min(failed, key=lambda r: ((docs[r].get("rank") or {}).get("error_t") or float("inf"), r))
 
 
 class _Tee:

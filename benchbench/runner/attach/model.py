@@ -19,6 +19,11 @@ def _param_count(module: Any) -> int:
     return sum(p.numel() for p in module.parameters() if not isinstance(p, UninitializedParameter))
 
 
+def unwrap(model: Any) -> Any:
+    """The module a DistributedDataParallel or DataParallel wraps (their `.module`); any other model itself."""
+    return model.module if type(model).__name__ in ("DistributedDataParallel", "DataParallel") else model
+
+
 def _facts(model: Any, optimizer: Any) -> dict[str, Any]:
     """What the model and the stepping optimizer say of themselves — classes, encoder, decoder width, learning
     rate — each only where it can be read (a reader that fails leaves it out: never a default)."""
@@ -100,12 +105,14 @@ class ModelFinder:
         self.model = module
         if where:
             self.lines["model_forward"] = where
-        inner = getattr(module, "_orig_mod", None)
+        base = unwrap(module)  # DDP's own module: what was built is the model, DDP is how it trains
+        inner = getattr(base, "_orig_mod", None)
         # `torch.compile(model)` wraps it (`_orig_mod`); `model.compile()` compiles it in place
         # (`_compiled_call_impl`): either way, hooks added to its modules would recompile it
-        compiled = inner is not None or getattr(module, "_compiled_call_impl", None) is not None
-        info: dict[str, Any] = {"class": type(inner or module).__name__, "params": int(n),
-                                "compiled": compiled, "forward_calls_seen": calls}
+        compiled = inner is not None or getattr(base, "_compiled_call_impl", None) is not None
+        info: dict[str, Any] = {"class": type(inner or base).__name__, "params": int(n), "compiled": compiled,
+                                "forward_calls_seen": calls, "wrapped_in": type(module).__name__ if base is not
+                                module else None}
         if compiled and inner is None:
             info["compiled_in_place"] = True
         with contextlib.suppress(StopIteration):
@@ -115,7 +122,7 @@ class ModelFinder:
             info["device"] = dev.type
         if x is not None:
             info["input_shape"], info["channels_last"] = x
-        info.update(_facts(inner or module, self.optimizer))
+        info.update(_facts(inner or base, self.optimizer))
         self.model_info = info
         for h in self.global_handles:
             h.remove()

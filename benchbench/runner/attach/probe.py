@@ -282,7 +282,7 @@ class Probe(ModelFinder, Timing, Window, EpochPhase, Summary):
     def _start(self) -> None:
         import torch
 
-        if _distributed():
+        if _distributed() and not self.cfg.get("rank"):  # torchrun's ranks: each is attached (`ranks`)
             self.fail_refused("the script runs torch.distributed with more than one rank: attach measures one "
                               "process (run one rank with WORLD_SIZE=1, or a suite with world_size)")
             return

@@ -136,7 +136,59 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
         if doc.get("error") and doc.get("phase") != "refused" else None,
         "elapsed_s": doc.get("elapsed_s"), "batches_per_step": doc.get("batches_per_step"),
     }
+    if outcome.ranks:
+        rec["distributed"] = fold_ranks(script, outcome.ranks)
+        _job_step(rec, rec["distributed"])
+        first = rec["distributed"]["failed_first"]
+        if rec["status"] == "ok" and first is not None:  # a rank raised after the others' window
+            rec["status"], code = "error", 1
+            why = next(r["error"] for r in rec["distributed"]["ranks"] if r["rank"] == first)
+            rec["error"] = f"rank {first} raised {why}"
+        elif first is not None and rec.get("error"):
+            rec["error"] = f"rank {first}: {rec['error']}"
     return Record.of(clean_nans(rec)), code
+
+
+def _job_step(rec: dict[str, Any], dist: dict[str, Any]) -> None:
+    """The job's step, as a suite's DDP cell has it: each step as long as its slowest rank, and every rank's
+    batch in it (`params.world_size`; `batch_size` stays one rank's)."""
+    from benchbench.record import summarize
+
+    rec["params"]["world_size"] = dist["world_size"]
+    steps = [r["step_s"] for r in dist["ranks"]]
+    if rec.get("step_time_s") and steps and all(steps) and len({len(s) for s in steps}) == 1:
+        slowest = [max(v) for v in zip(*steps, strict=True)]
+        rec["step_time_s"] = {**rec["step_time_s"], **summarize(slowest)}
+        images = int(rec["params"]["batch_size"]) * dist["world_size"]
+        rec["throughput_img_s"] = images / float(rec["step_time_s"]["median"])
+
+
+def fold_ranks(script: Script, docs: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Every rank's document, as `record.ranks.Distributed` keeps it: what each rank measured, how it ended."""
+    ranks, ddp = [], None
+    raised = {r: (d.get("rank") or {}).get("error_t") or float("inf") for r, d in docs.items()
+              if d.get("error") and d.get("phase") != "done"}
+    first = min(raised, key=lambda r: (raised[r], r)) if raised else None
+    for r, d in docs.items():
+        info = d.get("rank") or {}
+        tf = d.get("timing_fields") or {}
+        err = d.get("error")
+        ranks.append({
+            "rank": r, "local_rank": info.get("local_rank"), "pid": info.get("pid"), "host": info.get("host"),
+            # the rank that raised first is the cause; a rank that raised after it had its collective broken
+            "status": "ok" if d.get("phase") == "done" else "error" if r == first else "broken" if r in raised
+            else "stopped",
+            "error": (f"{err}" + (f" (at {d['error_where']})" if d.get("error_where") else "")) if err else None,
+            "step_s": ((tf.get("step_time_s") or {}).get("samples")) or [],
+            "data_wait_s": ((tf.get("data_wait_s") or {}).get("samples")) or [],
+            "clock": info.get("clock"), "clock_note": info.get("clock_note"), "threads": info.get("threads"),
+            "cores": info.get("cores"), "workers": (d.get("loader") or {}).get("num_workers"),
+            "backend": info.get("backend"), "steps_seen": int(d.get("steps_seen") or 0)})
+        ddp = ddp or info.get("ddp")
+    world = next((int(d["rank"]["world_size"]) for d in docs.values() if (d.get("rank") or {}).get("world_size")),
+                 script.nproc_per_node or len(docs))
+    return {"launcher": script.launcher or "torchrun", "world_size": world, "nproc_per_node": script.nproc_per_node,
+            "ranks": ranks, "ddp": ddp, "failed_first": first}
 
 
 def _status(doc: dict[str, Any], o: Outcome, opts: AttachOptions) -> tuple[str, str | None, int, str]:

@@ -60,6 +60,24 @@ def end_group(proc: subprocess.Popen[Any]) -> None:
             return
 
 
+def end_groups(pgids: list[int], grace_s: float = 3.0) -> None:
+    """Process groups that are not our children (torchrun's ranks, each a session of its own): TERM, a grace
+    period, KILL — whichever are still alive."""
+    import time
+
+    alive = [g for g in pgids if group_alive(g)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for g in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(g, sig)
+        deadline = time.monotonic() + grace_s
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [g for g in alive if group_alive(g)]
+        if not alive:
+            return
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

@@ -91,6 +91,8 @@ class Summary:
             doc["epochs"] = self.epoch_doc(final=not partial)
         if getattr(self, "epochs_error", None):
             doc["epochs_error"] = self.epochs_error
+        if getattr(self, "rank_clock", None) is not None:  # one of torchrun's ranks (`ranks.RankClock`)
+            doc["rank"] = self.rank_clock.doc()
         stages = getattr(self, "stages_read", {})
         if stages:
             best = max(stages, key=lambda k: self.batches_by_loader.get(k, 0))

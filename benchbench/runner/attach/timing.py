@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from benchbench.runner.attach.ranks import sibling_groups
 from benchbench.runner.attach.summary import _cuda_peak
 
 
@@ -57,7 +58,8 @@ class Timing:
             torch.cuda.synchronize(self.device)
             # the peak of the timed steps alone, on the model's own GPU
             torch.cuda.reset_peak_memory_stats(self.device)
-        self.trackers = _enter_trackers(self.device, int((self._loader() or {}).get("num_workers") or 0))
+        self.trackers = _enter_trackers(self.device, int((self._loader() or {}).get("num_workers") or 0),
+                                        sibling_groups(self.out) if self.cfg.get("rank") else [])
         if self.cuda:
             self.block_t0 = time.perf_counter()
             self.events = [self._event()]
@@ -108,7 +110,7 @@ class Timing:
 
 
 
-def _enter_trackers(device: Any, workers: int) -> Any:
+def _enter_trackers(device: Any, workers: int, own_groups: list[int]) -> Any:
     """The trackers `run` enters around a cell's timed block (`measure.trackers.TRACKERS`: the GPU's conditions
     from NVML, other processes on the cores, ...), entered around the script's timed steps — every one that
     applies, so a tracker added there is an attached run's too. The script's input stages are read by attach
@@ -118,8 +120,8 @@ def _enter_trackers(device: Any, workers: int) -> Any:
     from benchbench.measure.trackers import TRACKERS, TrackerContext, Trackers
 
     registry = {k: v for k, v in TRACKERS.items() if k != "input_stages"}
-    t = Trackers(TrackerContext(device or torch.device("cpu"), {"num_workers": workers}, torch.get_num_threads()),
-                 registry)
+    t = Trackers(TrackerContext(device or torch.device("cpu"), {"num_workers": workers, "own_groups": own_groups},
+                                torch.get_num_threads()), registry)
     try:
         t.__enter__()
     except Exception as exc:  # a tracker that cannot start never stops the script

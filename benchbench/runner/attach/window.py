@@ -16,7 +16,9 @@ def _modules(model: Any, of_interest: Any) -> dict[str, Any]:
     model may call `for m in self.model: x = m(x)`, as Ultralytics' does, never the list itself)."""
     from torch import nn
 
-    out = dict(of_interest(model))
+    from benchbench.runner.attach.model import unwrap
+
+    out = dict(of_interest(unwrap(model)))  # a DDP model's parts are its module's (DDP has one child: `module`)
     for name, child in list(out.items()):
         if isinstance(child, (nn.Sequential, nn.ModuleList)) and len(child) > 4:
             for i, sub in enumerate(child):

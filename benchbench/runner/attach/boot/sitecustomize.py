@@ -21,6 +21,8 @@ def _chain() -> None:
 
 
 _cfg = os.environ.get("BENCHBENCH_ATTACH")
+if _cfg and os.environ.get("BENCHBENCH_ATTACH_RANKS") and os.environ.get("RANK") is None:
+    _cfg = None  # torchrun's agent: it trains nothing; the ranks it starts inherit the variable and are attached
 if _cfg:
     try:
         from benchbench.runner.attach.install import install
@@ -33,6 +35,6 @@ if _cfg:
         except OSError:
             pass
     finally:
-        # the script's children (torchrun's ranks aside, which refuse themselves) are not attached again
+        # the script's children are not attached again (a rank's own, too)
         os.environ.pop("BENCHBENCH_ATTACH", None)
 _chain()

@@ -1,0 +1,100 @@
+"""A user's DDP training script, as the PyTorch DDP tutorial writes it, launched by
+`torchrun --nproc-per-node 2 train_ddp.py --data …`: the process group from torchrun's environment (gloo on a
+CPU), a DistributedSampler, the model wrapped in DistributedDataParallel, a plain loop.
+
+benchbench's rank tests run it unmodified; its flags make what users of DDP meet: one rank's data slower
+(`--slow-rank`: that rank's images come from a slow disk), a head whose output the loss never uses with
+`find_unused_parameters=True`, a rank that raises at a step.
+"""
+
+import argparse
+import glob
+import os
+import time
+
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+import torch.distributed as dist
+from PIL import Image
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+
+class CamVidDataset(Dataset):
+    def __init__(self, root, size=32, delay_s=0.0):
+        self.images = sorted(glob.glob(os.path.join(root, "train", "*.png")))
+        self.masks = [os.path.join(root, "trainannot", os.path.basename(p)) for p in self.images]
+        self.size = size
+        self.delay_s = delay_s
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        if self.delay_s:
+            time.sleep(self.delay_s)  # this rank's copy of the data set sits on a slow network disk
+        image = Image.open(self.images[i]).convert("RGB").resize((self.size, self.size))
+        mask = Image.open(self.masks[i]).resize((self.size, self.size), Image.NEAREST)
+        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+        return x, torch.from_numpy(np.array(mask)).long()
+
+
+class WithAuxHead(torch.nn.Module):
+    """A model with an auxiliary head the loss does not use (kept from an experiment): DDP needs
+    find_unused_parameters=True for it, and pays a traversal of the graph every step."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+        self.aux = torch.nn.Conv2d(12, 12, 3, padding=1)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--epochs", type=int, default=50)
+    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--size", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=0)
+    ap.add_argument("--slow-rank", type=int, default=None)
+    ap.add_argument("--slow-s", type=float, default=0.05, help="seconds an image on the slow rank")
+    ap.add_argument("--aux-head", action="store_true", help="an unused head, find_unused_parameters=True")
+    ap.add_argument("--crash-rank", type=int, default=None)
+    ap.add_argument("--crash-at", type=int, default=3)
+    args = ap.parse_args()
+
+    dist.init_process_group("gloo")
+    rank = dist.get_rank()
+    torch.manual_seed(0)
+    net = smp.Unet("resnet18", encoder_weights=None, classes=12)
+    model = DDP(WithAuxHead(net), find_unused_parameters=True) if args.aux_head else DDP(net)
+    data = CamVidDataset(args.data, args.size, args.slow_s if rank == args.slow_rank else 0.0)
+    sampler = DistributedSampler(data, shuffle=True)
+    loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,
+                        drop_last=True)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = torch.nn.CrossEntropyLoss()
+
+    step = 0
+    for epoch in range(args.epochs):
+        sampler.set_epoch(epoch)
+        for images, masks in loader:
+            if rank == args.crash_rank and step == args.crash_at:
+                raise RuntimeError(f"rank {rank}: bad batch at step {step}")
+            optimizer.zero_grad()
+            loss = criterion(model(images), masks)
+            loss.backward()
+            optimizer.step()
+            if rank == 0:
+                print(f"epoch {epoch} step {step} loss {loss.item():.4f}", flush=True)
+            step += 1
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
