@@ -1,0 +1,230 @@
+"""`attach -- torchrun --nproc-per-node 2 train.py`: a user's DDP script, unmodified, on two gloo ranks of this
+CPU — every rank attached, one record with each rank's steps, the straggler named with its cause (or none), the
+exposed all-reduce, DDP's settings as built, a failing rank's error as its own, nothing left running.
+
+The record's derivations are also checked on constructed clocks, where the answer is known exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from benchbench.analysis.findings import find_all
+from benchbench.errors import BenchbenchError
+from benchbench.record import Record
+from benchbench.record.ranks import Distributed
+from benchbench.runner.attach.command import parse_command
+
+SCRIPTS = Path(__file__).parent / "scripts"
+DDP = SCRIPTS / "train_ddp.py"
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+
+
+@pytest.fixture(scope="module")
+def camvid(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import make_camvid
+
+    return make_camvid(tmp_path_factory.mktemp("ranks") / "camvid", n=16)
+
+
+def attach(cli, tmp_path: Path, *args: str, steps: int = 8) -> tuple[int, str, str, Record | None]:
+    js = tmp_path / "rec.json"
+    code, out, err = cli("attach", "--results-dir", tmp_path / "res", "-o", tmp_path / "rep", "--json", js,
+                         "--timeout", "300", "--steps", str(steps), "--", *TORCHRUN, str(DDP), *args)
+    rec = Record.of(json.loads(js.read_text())) if js.exists() else None
+    return code, out, err, rec
+
+
+def leftover(marker: str) -> list[int]:
+    from test_signals import leftover as find
+
+    return find(marker)
+
+
+# ---------------------------------------------------------------------- the command
+def test_torchrun_commands_are_read_with_torchruns_own_parser() -> None:
+    s = parse_command(["torchrun", "--standalone", "--nproc-per-node", "2", str(DDP), "--data", "x"])
+    assert (s.launcher, s.nproc_per_node, s.script, s.name) == ("torchrun", 2, DDP.resolve(), "train_ddp.py")
+    s = parse_command([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(DDP)])
+    assert (s.launcher, s.nproc_per_node, s.script) == ("torchrun", 2, DDP.resolve())
+    for bad, said in ((["torchrun", "--bogus", "2", str(DDP)], "unrecognized arguments: --bogus"),
+                      (["torchrun", "--nproc-per-node", "2", "nope.py"], "nope.py: no such script"),
+                      (["torchrun", "--nproc-per-node", "gpu", str(DDP)], "needs a number of ranks"),
+                      (["torchrun", "--nnodes", "2", "--nproc-per-node", "2", str(DDP)], "the ranks of one node"),
+                      ([sys.executable, "-m", "torch.distributed.launch", str(DDP)], "deprecated")):
+        with pytest.raises(BenchbenchError, match=said):
+            parse_command(bad)
+
+
+def test_a_bad_torchrun_command_is_exit_2_before_anything_runs(cli, tmp_path: Path) -> None:
+    code, _, err = cli("attach", "--results-dir", tmp_path / "res", "--", "torchrun", "--nproc-per-node", "0",
+                       str(DDP))
+    assert code == 2 and "number of ranks" in err and "Traceback" not in err
+
+
+# ---------------------------------------------------------------------- derived from constructed clocks
+def _dist(n: int, lag: dict[int, dict[int, float]], broadcast: bool = True, compute: float = 0.1,
+          exposed: float = 0.02) -> Distributed:
+    """Two ranks' clocks over n steps: rank r's batch comes `lag[r][i]` late at step i; every rank leaves each
+    collective at one instant (the last arrival's, plus the all-reduce left exposed)."""
+    rows: dict[int, list[list[float | None]]] = {0: [], 1: []}
+    t = 0.0
+    for i in range(n):
+        ex = {r: lag.get(r, {}).get(i, 0.0) for r in rows}
+        wait = {r: 0.001 + ex[r] for r in rows}
+        s0 = {r: t + wait[r] + 0.001 for r in rows} if broadcast else None
+        rel = max(s0.values()) + 0.0005 if s0 else None
+        g = {r: (rel if rel else t + wait[r]) + 0.01 + compute for r in rows}
+        b1 = max(g.values()) + exposed
+        for r in rows:
+            rows[r].append([t, wait[r], (rel if rel else t + wait[r]) + 0.01, g[r], b1, b1 + 0.005,
+                            s0[r] if s0 else None, rel])
+        t = b1 + 0.005
+    return Distributed.model_validate({
+        "launcher": "torchrun", "world_size": 2, "ranks": [
+            {"rank": r, "status": "ok", "host": "h", "step_s": [x[5] - x[0] for x in v], "clock": v,
+             "threads": 1, "cores": 2, "workers": 1} for r, v in rows.items()]})
+
+
+def test_a_rank_whose_data_is_late_is_named_with_its_cause_and_the_others_wait_is_stated() -> None:
+    d = _dist(12, {1: dict.fromkeys(range(12), 0.05)})  # rank 1 waits 50 ms more for every batch
+    s = d.straggler()
+    assert s["named"] and s["rank"] == 1 and s["cause"] == "data" and s["at"] == "buffer broadcast"
+    assert s["last_in"] == 11 and s["lag_s"] == pytest.approx(0.05, abs=1e-6)
+    assert s["parts_s"]["data"] == pytest.approx(0.05, abs=1e-6) and abs(s["parts_s"]["compute"]) < 1e-6
+    w = d.waits()
+    assert w[0]["wait_for_slowest_s"] == pytest.approx(0.05, abs=1e-6) and w[1]["wait_for_slowest_s"] == 0
+    assert d.exposed_allreduce_s() == pytest.approx(0.02, abs=1e-6)
+
+
+def test_ranks_that_take_turns_being_last_name_no_straggler() -> None:
+    d = _dist(12, {0: dict.fromkeys(range(0, 12, 2), 0.01), 1: dict.fromkeys(range(1, 12, 2), 0.01)},
+              broadcast=False)
+    s = d.straggler()
+    assert s is not None and not s["named"] and s["p_value"] >= 0.5
+    assert s["at"] == "gradient all-reduce"
+    assert d.exposed_allreduce_s() == pytest.approx(0.02, abs=1e-6)
+    # steps 1-11 are judged: rank 0 waits 10 ms in the 6 where rank 1 is late, rank 1 in 5 of them
+    assert d.waits()[0]["wait_for_slowest_s"] == pytest.approx(0.01, abs=1e-6)
+    assert d.waits()[1]["wait_for_slowest_s"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_no_clock_no_figure() -> None:
+    """A GPU rank keeps no host clock (its host times are enqueue times): nothing is derived, nothing invented."""
+    d = _dist(8, {})
+    d.ranks[1].clock = None
+    d.ranks[1].clock_note = "on a GPU ..."
+    assert d.steps() == [] and d.straggler() is None and d.waits() == {} and d.exposed_allreduce_s() is None
+
+
+def test_the_cores_asked_for_against_the_cores_there() -> None:
+    d = _dist(8, {})
+    assert d.oversubscribed() == {"cores": 2, "wanted": 4, "ranks": 2, "oversubscribed": True}
+
+
+# ---------------------------------------------------------------------- real ranks
+@pytest.mark.slow
+def test_balanced_ranks_name_no_straggler_and_state_the_exposed_allreduce(cli, tmp_path: Path,
+                                                                          camvid: Path) -> None:
+    code, _, err, rec = attach(cli, tmp_path, "--data", str(camvid))
+    assert code == 0, err
+    assert rec is not None and rec.ok and rec.distributed is not None
+    d = rec.distributed
+    assert d.world_size == 2 and [r.rank for r in d.ranks] == [0, 1] and {r.status for r in d.ranks} == {"ok"}
+    assert all(len(r.step_s) == 8 and len(r.clock or []) == 8 and r.backend == "gloo" for r in d.ranks)
+    assert len({r.pid for r in d.ranks}) == 2 and len({r.host for r in d.ranks}) == 1
+    # DDP as the script built it; every parameter got a gradient
+    assert d.ddp.find_unused_parameters is False and d.ddp.bucket_cap_mb == 25.0 and d.ddp.unused_params == 0
+    assert rec.attached.model == "Unet" and rec.params["world_size"] == 2 and rec.params["batch_size"] == 2
+    assert rec.throughput == pytest.approx(4 / rec.median, rel=1e-6)  # both ranks' batches a step
+    s = d.straggler()
+    assert s is not None and not s["named"], s  # two balanced ranks take turns
+    assert "rank_straggler" not in {f.kind for f in find_all([rec])}
+    exposed = d.exposed_allreduce_s()
+    assert exposed is not None and exposed > 0
+    # the other rank's CPU time is the job's own, not contention
+    assert rec.cpu_contention is not None and not rec.cpu_contention.contended, rec.cpu_contention.why
+    report = next((tmp_path / "rep").rglob("*.md")).read_text()
+    assert "## The ranks" in report and "straggler: none" in report
+
+
+@pytest.mark.slow
+def test_a_rank_with_slow_data_is_named_as_the_straggler_with_its_data_as_the_cause(cli, tmp_path: Path,
+                                                                                  camvid: Path) -> None:
+    code, out, err, rec = attach(cli, tmp_path, "--data", str(camvid), "--slow-rank", "1", "--slow-s", "0.05")
+    assert code == 0, err
+    s = rec.distributed.straggler()
+    assert s["named"] and s["rank"] == 1 and s["cause"] == "data", s
+    assert s["parts_s"]["data"] == pytest.approx(0.1, rel=0.3)  # 2 images at 50 ms, more than rank 0's
+    assert rec.distributed.waits()[0]["wait_for_slowest_s"] > 0.07  # rank 0 waits for it
+    [f] = [f for f in find_all([rec]) if f.kind == "rank_straggler"]
+    assert "rank 1 arrives last" in f.sentence and "its data" in f.sentence and "rank 0 waits" in f.sentence
+    assert "1. [stragglers" in out  # the headline leads with it
+
+
+@pytest.mark.slow
+def test_find_unused_parameters_with_an_unused_head_is_stated(cli, tmp_path: Path, camvid: Path) -> None:
+    code, _, err, rec = attach(cli, tmp_path, "--data", str(camvid), "--aux-head", steps=6)
+    assert code == 0, err
+    ddp = rec.distributed.ddp
+    assert ddp.find_unused_parameters is True and ddp.unused_params == 2 and ddp.params == 94
+    [f] = [f for f in find_all([rec]) if f.kind == "ddp_unused"]
+    assert "2 of the model's 94 parameters get no gradient" in f.sentence
+    assert rec.attached.model == "WithAuxHead"
+
+
+@pytest.mark.slow
+def test_a_rank_that_raises_stops_every_rank_and_its_error_is_the_records(tmp_path: Path, camvid: Path) -> None:
+    marker = uuid.uuid4().hex
+    js = tmp_path / "rec.json"
+    env = {**os.environ, "BB_TEST_MARKER": marker}
+    p = subprocess.run([sys.executable, "-m", "benchbench", "attach", "--results-dir", str(tmp_path / "res"),
+                        "-o", str(tmp_path / "rep"), "--json", str(js), "--timeout", "300", "--", *TORCHRUN,
+                        str(DDP), "--data", str(camvid), "--crash-rank", "1", "--crash-at", "3"],
+                       env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 1, p.stderr
+    rec = Record.of(json.loads(js.read_text()))
+    assert rec.status == "error" and rec.error.startswith("rank 1: the script raised RuntimeError: rank 1: bad "
+                                                          "batch at step 3"), rec.error
+    d = rec.distributed
+    assert d.failed_first == 1
+    by = {r.rank: r for r in d.ranks}
+    assert by[1].status == "error" and "train_ddp.py:" in by[1].error
+    assert by[0].status in ("broken", "stopped"), by[0]  # its all-reduce lost the peer, or torchrun ended it
+    time.sleep(0.5)
+    assert leftover(marker) == []
+
+
+@pytest.mark.slow
+def test_attach_under_torchrun_stopped_by_sigterm_keeps_each_ranks_steps_and_leaves_nothing(
+        tmp_path: Path, camvid: Path) -> None:
+    marker = uuid.uuid4().hex
+    js = tmp_path / "rec.json"
+    env = {**os.environ, "BB_TEST_MARKER": marker, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "benchbench", "attach", "--results-dir", str(tmp_path / "res"),
+                             "-o", str(tmp_path / "rep"), "--json", str(js), "--steps", "500", "--", *TORCHRUN,
+                             str(DDP), "--data", str(camvid), "--epochs", "500"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = 0
+    assert proc.stdout is not None
+    while seen < 14:  # rank 0 prints each step: warm-up over, timed steps running
+        line = proc.stdout.readline()
+        assert line, proc.stderr.read() if proc.stderr else ""
+        seen += line.startswith("epoch ")
+    time.sleep(1.0)  # a snapshot of the timed steps is written at most every 0.5 s
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    time.sleep(0.5)
+    assert leftover(marker) == []
+    rec = Record.of(json.loads(js.read_text()))
+    assert "SIGTERM" in (rec.error or "")
+    assert all(len(r.step_s) >= 4 for r in rec.distributed.ranks), [len(r.step_s) for r in rec.distributed.ranks]
