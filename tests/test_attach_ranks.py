@@ -228,3 +228,20 @@ def test_attach_under_torchrun_stopped_by_sigterm_keeps_each_ranks_steps_and_lea
     rec = Record.of(json.loads(js.read_text()))
     assert "SIGTERM" in (rec.error or "")
     assert all(len(r.step_s) >= 4 for r in rec.distributed.ranks), [len(r.step_s) for r in rec.distributed.ranks]
+
+
+@pytest.mark.slow
+def test_a_lightning_trainer_with_strategy_ddp_under_torchrun(cli, tmp_path: Path, camvid: Path) -> None:
+    """Lightning makes its own DistributedSampler by re-making the script's DataLoader from the arguments its
+    `__init__` names: benchbench's wrapper keeps that signature (behind `*a, **k` the batch size was lost and
+    the model got a batch of 1)."""
+    js = tmp_path / "rec.json"
+    code, _, err = cli("attach", "--results-dir", tmp_path / "res", "-o", tmp_path / "rep", "--json", js,
+                       "--timeout", "300", "--steps", "6", "--", *TORCHRUN, str(SCRIPTS / "train_lightning.py"),
+                       "--data", str(camvid), "--workers", "0", "--devices", "2", "--strategy", "ddp")
+    assert code == 0, err
+    rec = Record.of(json.loads(js.read_text()))
+    d = rec.distributed
+    assert rec.ok and [r.status for r in d.ranks] == ["ok", "ok"] and all(len(r.step_s) == 6 for r in d.ranks)
+    assert rec.params["batch_size"] == 2 and rec.params["world_size"] == 2
+    assert d.ddp is not None and d.ddp.unused_params == 0 and d.exposed_allreduce_s() is not None

@@ -91,6 +91,8 @@ def main():
     ap.add_argument("--val-check-interval", type=float, default=1.0)
     ap.add_argument("--checkpoint-dir", default=None, help="save a checkpoint every epoch (ModelCheckpoint) here")
     ap.add_argument("--log", default=None, help="also append the epoch timers to this file")
+    ap.add_argument("--devices", type=int, default=1)
+    ap.add_argument("--strategy", default="auto", help="ddp: under torchrun, one process a device")
     args = ap.parse_args()
     epoch_clock.LOG = args.log
     train_aug = A.Compose([A.RandomCrop(args.size, args.size), A.HorizontalFlip(p=0.5),
@@ -103,7 +105,8 @@ def main():
     callbacks = [timers]
     if args.checkpoint_dir:
         callbacks.append(TimedCheckpoint(dirpath=args.checkpoint_dir, save_top_k=-1, every_n_epochs=1))
-    trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False,
+    trainer = pl.Trainer(max_epochs=args.epochs, accelerator="cpu", devices=args.devices, strategy=args.strategy,
+                         logger=False,
                          enable_checkpointing=bool(args.checkpoint_dir), callbacks=callbacks,
                          val_check_interval=args.val_check_interval,
                          enable_model_summary=False, enable_progress_bar=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from benchbench.runner.attach.frames import call_site, is_user_file
 from benchbench.runner.attach.knobs import _override, _torch_settings, val_loader_settings
 from benchbench.runner.attach.probe import Probe
 from benchbench.runner.attach.ranks import RANKS_ENV, RankClock, prepare
+from benchbench.runner.attach.stages import stage_profile
 from benchbench.runner.attach.summary import _AMP
 
 
@@ -107,7 +109,9 @@ def install(config_path: str) -> None:
         orig_init(self, *a, **k)
         self.__dict__["_bb_where"] = call_site()  # the line that built it: where batch_size is changed
 
-    dl.DataLoader.__init__ = __init__
+    # its signature kept (`__wrapped__`): Lightning re-makes a loader from the arguments its signature names,
+    # to give it a DistributedSampler; behind `*a, **k` the batch size was lost (a batch of 1 under DDP)
+    dl.DataLoader.__init__ = functools.update_wrapper(__init__, orig_init)
     _torch_settings(cfg.get("torch") or {})
 
     orig_get = dl.DataLoader._get_iterator
@@ -117,7 +121,7 @@ def install(config_path: str) -> None:
     def _get_iterator(self: Any) -> Any:
         if val_overrides and probe.train_loader is not None and id(self) != probe.train_loader:
             val_loader_settings(self, val_overrides)  # advise's validation-loader knobs (training has stepped)
-        prof = _stage_profile(self, probe) if cfg.get("stages", True) else None
+        prof = stage_profile(self, probe) if cfg.get("stages", True) else None
         epochs = probe.phase == "epochs"
         if epochs:
             probe.epoch_before(id(self))
@@ -263,37 +267,3 @@ def _patch_update(cls: type, probe: Probe) -> None:
 
     update._bb = True  # type: ignore[attr-defined]
     cls.update, cls.scale = update, scale
-
-
-def _stage_profile(loader: Any, probe: Probe) -> Any:
-    """Time this loader's samples stage by stage where they are made (its workers, or here): its data set
-    timed item by item in place (a subclass swapped in: the script's isinstance checks still hold), its
-    collate and worker initialiser wrapped. Workers must fork (a spawned worker would need the swapped class
-    importable): otherwise the stages are not timed, and the record says why."""
-    import multiprocessing as mp
-
-    from benchbench.measure.stage_profile import StageProfile, TimedCollate, WorkerInit, time_items_in_place
-
-    if getattr(loader, "_bb_stages", None) is not None:
-        return loader._bb_stages
-    ctx = loader.multiprocessing_context
-    method = (ctx.get_start_method() if ctx is not None and not isinstance(ctx, str) else ctx) or \
-        mp.get_start_method(allow_none=True) or "fork"
-    if loader.num_workers > 0 and method != "fork":
-        probe.stage_note = f"its DataLoader starts workers by {method}: the stages are timed only in forked ones"
-        return None
-    try:
-        prof = StageProfile(loader.dataset)
-        if not time_items_in_place(loader.dataset):
-            probe.stage_note = f"{type(loader.dataset).__name__} cannot be timed in place (a C-level class)"
-            return None
-        loader.collate_fn = TimedCollate(loader.collate_fn)
-        if loader.num_workers > 0:
-            loader.worker_init_fn = WorkerInit(prof, loader.worker_init_fn)
-        else:
-            prof.start_main(loader.dataset)
-    except Exception as exc:
-        probe.stage_note = f"{type(exc).__name__}: {exc}"
-        return None
-    loader.__dict__["_bb_stages"] = prof
-    return prof
