@@ -71,6 +71,10 @@ def advise(
     epochs: Annotated[int | None, typer.Option(help="--attach: judge each knob on the script's whole epoch "
                                                     "(N epochs a run, accounted): the validation loader's knobs "
                                                     "too, and the epoch's code changes with their bounds.")] = None,
+    ranks: Annotated[str | None, typer.Option("--ranks", help="--attach with a torchrun command: run it at each of "
+                                              "these process counts (--nproc-per-node), e.g. 1,2,4, and state the "
+                                              "scaling efficiency with the loss in measured parts (--min-runs "
+                                              "runs a count).")] = None,
     budget_min: Annotated[float | None, typer.Option("--budget-min", help="Stop starting runs after M "
                                                      "minutes (what was measured is kept).")] = None,
     repeat_max: Annotated[int | None, typer.Option(help=f"Most runs a side per knob [default: {ADVISE.repeat_max}]."
@@ -99,10 +103,21 @@ def advise(
         if away:
             raise BenchbenchError(f"{', '.join(away)}: a suite's option{'s' if len(away) > 1 else ''}, not "
                                   "--attach's (the script is the one cell, run as it is)")
+        if ranks is not None:
+            if knobs or vary or epochs:
+                raise BenchbenchError("--ranks measures the process counts alone: --knobs, --vary and --epochs "
+                                      "are their own advise runs")
+            from benchbench.cli.advise_ranks import advise_ranks
+
+            raise typer.Exit(advise_ranks(list(suite_path or []), ranks, min_runs or DEFAULTS["min_runs"], output,
+                                          json_out, results_dir, steps, timeout))
         raise typer.Exit(advise_attached(list(suite_path or []), knobs, repeat_max or DEFAULTS["repeat_max"],
                                          min_runs or DEFAULTS["min_runs"], min_effect or DEFAULTS["min_effect"],
                                          output, json_out, results_dir, steps, timeout, budget_min, vary or [],
                                          epochs))
+    if ranks is not None:
+        raise BenchbenchError("--ranks runs a torchrun command at each process count: use it with --attach -- "
+                              "torchrun …")
     if epochs is not None:
         raise BenchbenchError("--epochs accounts a script's whole epochs: use it with --attach -- COMMAND...")
     if vary:

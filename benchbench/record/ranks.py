@@ -98,11 +98,11 @@ class Distributed(Part):
     failed_first: int | None = None  # the rank that raised first: the run's error is its own
 
     # ------------------------------------------------------------------ derived from the clocks
-    def clocks(self) -> dict[int, list[list[Any]]] | None:
+    def clocks(self, least: int = 2) -> dict[int, list[list[Any]]] | None:
         """Each rank's clock rows, aligned step by step (every rank stops at the same step), where every rank of
-        one host kept one."""
+        one host kept one (and there are at least `least` ranks to compare)."""
         rows = {r.rank: r.clock for r in self.ranks if r.clock}
-        if len(rows) < 2 or len(rows) != len(self.ranks) or len({r.host for r in self.ranks}) > 1:
+        if len(rows) < least or len(rows) != len(self.ranks) or len({r.host for r in self.ranks}) > 1:
             return None
         n = min(len(v) for v in rows.values())
         return {k: v[:n] for k, v in rows.items()} if n else None
@@ -112,7 +112,7 @@ class Distributed(Part):
         there by part): DDP's buffer broadcast at the forward's start (where the script's DDP has one), then the
         gradient all-reduce (arrival: the last gradient). Every rank leaves a collective together, so the way to
         the next one starts at one instant for all, and a later arrival is a longer way."""
-        rows = self.clocks() or {}
+        rows = self.clocks(1) or {}
         cur = {r: v[i] for r, v in rows.items()}
         prev = {r: v[i - 1] for r, v in rows.items()}
         host = {r: prev[r][END] - prev[r][B1] for r in rows}  # the previous step's optimizer, after its backward
@@ -198,6 +198,31 @@ class Distributed(Part):
             for r in rows:
                 per[r]["wait_for_slowest_s"].append(waited[r])
         return {r: {k: statistics.median(v) for k, v in d.items()} for r, d in per.items() if d["exposed_allreduce_s"]}
+
+    def step_parts(self) -> dict[str, float] | None:
+        """The mean step of a rank (over ranks and timed steps from the second), partitioned: its data wait, its
+        wait for the slowest rank at the step's collectives, the all-reduce exposed after the last arrival, its
+        host code after backward (the optimizer step), and the rest — its own compute (forward, backward,
+        the code between). Means, so the parts add up to the mean step exactly. One rank's too (`--ranks 1`)."""
+        rows = self.clocks(1)
+        if rows is None:
+            return None
+        n = len(next(iter(rows.values())))
+        acc = dict.fromkeys(("step", "data", "straggler_wait", "exposed_allreduce", "host", "compute"), 0.0)
+        count = 0
+        for i in range(1, n):
+            syncs = self.syncs(i)
+            for r, v in rows.items():
+                c = v[i]
+                waited = sum(max(a.values()) - a[r] for _, a, _, _ in syncs)
+                last = max(syncs[-1][1].values())
+                part = {"step": c[END] - c[START], "data": c[WAIT], "straggler_wait": waited,
+                        "exposed_allreduce": max(0.0, c[B1] - last), "host": c[END] - c[B1]}
+                part["compute"] = part["step"] - sum(part[k] for k in part if k != "step")
+                for k, x in part.items():
+                    acc[k] += x
+                count += 1
+        return {k: x / count for k, x in acc.items()} if count else None
 
     def exposed_allreduce_s(self) -> float | None:
         """The all-reduce backward did not hide: the median over ranks of each one's median exposed part."""
