@@ -245,3 +245,65 @@ def test_a_lightning_trainer_with_strategy_ddp_under_torchrun(cli, tmp_path: Pat
     assert rec.ok and [r.status for r in d.ranks] == ["ok", "ok"] and all(len(r.step_s) == 6 for r in d.ranks)
     assert rec.params["batch_size"] == 2 and rec.params["world_size"] == 2
     assert d.ddp is not None and d.ddp.unused_params == 0 and d.exposed_allreduce_s() is not None
+
+
+# ---------------------------------------------------------------------- the scaling answer
+def test_the_process_count_is_set_in_torchruns_own_option() -> None:
+    from benchbench.advise.scaling import parse_ranks, with_nproc
+
+    assert with_nproc(["torchrun", "--nproc-per-node", "4", "t.py", "--nproc-per-node", "9"], 2) == \
+        ["torchrun", "--nproc-per-node", "2", "t.py", "--nproc-per-node", "9"]  # the script's own flag untouched
+    assert with_nproc(["python", "-m", "torch.distributed.run", "--nproc_per_node=4", "t.py"], 1)[3] == \
+        "--nproc_per_node=1"
+    with pytest.raises(BenchbenchError, match="give it in the command"):
+        with_nproc(["torchrun", "t.py"], 2)
+    assert parse_ranks("2, 1,4") == [1, 2, 4]
+    for bad in ("2", "0,1", "a,b"):
+        with pytest.raises(BenchbenchError, match="two or more process counts"):
+            parse_ranks(bad)
+
+
+def test_ranks_needs_a_torchrun_command(cli, tmp_path: Path) -> None:
+    code, _, err = cli("advise", "--attach", "--ranks", "1,2", "--results-dir", tmp_path, "--", sys.executable,
+                       str(DDP))
+    assert code == 2 and "give a torchrun command" in err
+    code, _, err = cli("advise", "--ranks", "1,2", str(tmp_path / "s.yaml"))
+    assert code == 2 and "use it with --attach" in err
+
+
+def test_the_efficiency_lost_is_the_sum_of_its_parts_on_constructed_clocks() -> None:
+    from benchbench.advise.scaling import scaling, sentence
+
+    def rec(d: Distributed) -> Record:
+        from benchbench.record import base_record
+
+        return Record.of({**base_record("s", "r", f"c{d.world_size}", "t", {"batch_size": 2,
+                                                                             "world_size": d.world_size}),
+                          "status": "ok", "step_time_s": {"samples": d.ranks[0].step_s},
+                          "distributed": d.model_dump()})
+
+    one = _dist(8, {})
+    one = one.model_copy(update={"world_size": 1, "ranks": one.ranks[:1]})
+    two = _dist(8, {1: dict.fromkeys(range(8), 0.03)}, compute=0.12, exposed=0.03)
+    ans = scaling({1: [rec(one)], 2: [rec(two)]})
+    row = ans["rows"][1]
+    assert row["efficiency"] == pytest.approx(ans["rows"][0]["step_s"] / row["step_s"])
+    assert sum(row["lost"].values()) == pytest.approx(1 - row["efficiency"], abs=1e-9)
+    assert row["lost"]["compute"] > 0 and row["lost"]["exposed_allreduce"] > 0 and row["lost"]["straggler_wait"] > 0
+    assert "1 -> 2 ranks" in sentence(row, 1) and "efficient" in sentence(row, 1)
+
+
+@pytest.mark.slow
+def test_advise_ranks_states_the_scaling_efficiency_in_parts(cli, tmp_path: Path, camvid: Path) -> None:
+    js = tmp_path / "a.json"
+    code, out, err = cli("advise", "--attach", "--ranks", "1,2", "--min-runs", "1", "--steps", "6", "--results-dir",
+                         tmp_path / "res", "-o", tmp_path / "rep", "--json", js, "--", *TORCHRUN, str(DDP), "--data",
+                         str(camvid))
+    assert code == 0, err
+    ans = json.loads(js.read_text())
+    one, two = ans["rows"]
+    assert (one["ranks"], two["ranks"]) == (1, 2) and one["runs"] == two["runs"] == 1
+    assert two["speedup"] == pytest.approx(2 * two["efficiency"])
+    assert sum(two["lost"].values()) == pytest.approx(1 - two["efficiency"], abs=1e-9)
+    assert "1 -> 2 ranks" in out and "efficient" in out
+    assert next((tmp_path / "rep").glob("*-ranks.md")).read_text().count("| 2 |") == 1
