@@ -307,3 +307,45 @@ def test_advise_ranks_states_the_scaling_efficiency_in_parts(cli, tmp_path: Path
     assert sum(two["lost"].values()) == pytest.approx(1 - two["efficiency"], abs=1e-9)
     assert "1 -> 2 ranks" in out and "efficient" in out
     assert next((tmp_path / "rep").glob("*-ranks.md")).read_text().count("| 2 |") == 1
+
+
+# ---------------------------------------------------------------------- DDP's own knobs
+def test_ddps_knobs_are_offered_where_the_ranks_show_them_safe_and_worth_it() -> None:
+    from benchbench.advise.attached import ddp_knobs
+    from benchbench.record import base_record
+
+    def rec(**ddp: object) -> Record:
+        d = _dist(8, {}, exposed=0.03)
+        d = d.model_copy(update={"ddp": {"bucket_cap_mb": 25.0, "find_unused_parameters": False,
+                                         "static_graph": False, "gradient_as_bucket_view": False, "params": 94,
+                                         "unused_params": 0, **ddp}})
+        return Record.of({**base_record("s", "r", "c", "t", {"batch_size": 2, "world_size": 2}), "status": "ok",
+                          "step_time_s": {"samples": d.ranks[0].step_s}, "distributed": d.model_dump()})
+
+    names = {k.name: k for k in ddp_knobs(rec(find_unused_parameters=True))}
+    assert names["ddp_find_unused_parameters"].torch == {"ddp": {"find_unused_parameters": False}}
+    assert "ddp_static_graph" not in names  # with find_unused_parameters on, not offered
+    assert names["ddp_bucket_cap_mb"].to == 6.25 and "ddp_gradient_as_bucket_view" in names
+    names = {k.name for k in ddp_knobs(rec(find_unused_parameters=True, unused_params=2))}
+    assert "ddp_find_unused_parameters" not in names  # 2 parameters do go without a gradient: never assumed
+    names = {k.name for k in ddp_knobs(rec())}
+    assert "ddp_static_graph" in names and "ddp_find_unused_parameters" not in names
+
+
+@pytest.mark.slow
+def test_advise_measures_find_unused_parameters_off_in_every_rank(cli, tmp_path: Path, camvid: Path) -> None:
+    js = tmp_path / "a.json"
+    code, _, err = cli("advise", "--attach", "--knobs", "ddp_find_unused_parameters", "--min-runs", "2",
+                       "--repeat-max", "2", "--steps", "6", "--results-dir", tmp_path / "res", "-o", tmp_path / "rep",
+                       "--json", js, "--", *TORCHRUN, str(DDP), "--data", str(camvid), "--find-unused")
+    assert code == 0, err
+    doc = json.loads(js.read_text())
+    [m] = [m for m in doc["measured"] if m["knob"] == "ddp_find_unused_parameters"]
+    assert m["runs"] == 2 and m["verdict"] in ("faster", "slower", "unchanged", "noisy"), m
+    assert m["numerics"]["verdict"] == "unchanged", m["numerics"]  # the same training, step by step
+    from benchbench.results import read_records
+
+    recs = read_records(list((tmp_path / "res").rglob("advise-*.jsonl")))
+    cand = [r for r in recs if "ddp_find_unused_parameters=False" in r.label]
+    assert len(cand) == 2 and all(r.distributed.ddp.find_unused_parameters is False for r in cand)
+    assert all(r.distributed.ddp.find_unused_parameters is True for r in recs if r not in cand)

@@ -27,7 +27,8 @@ from benchbench.analysis.trust import runs_warning
 from benchbench.record import Record
 
 OUTSIDE_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_factor", "fused_optimizer",
-                 "cudnn_benchmark", "tf32", "val_num_workers", "val_pin_memory", "val_persistent_workers")
+                 "cudnn_benchmark", "tf32", "val_num_workers", "val_pin_memory", "val_persistent_workers",
+                 "ddp_find_unused_parameters", "ddp_gradient_as_bucket_view", "ddp_bucket_cap_mb", "ddp_static_graph")
 CODE_KNOBS = ("amp", "channels_last", "compile", "batch_size", "cache", "resolution")
 TOLERANCE_FLOOR = 0.01
 FUSABLE = ("Adam", "AdamW", "SGD")
@@ -61,7 +62,9 @@ def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
     loader = (a.loader if a else None) or {}
     cuda = rec.params.get("device") == "cuda"
     cores = cores or os.cpu_count() or 1
-    out: list[Knob] = []
+    if rec.distributed is not None:  # every rank has its own loaders: the node's cores are shared between them
+        cores = max(1, cores // max(1, rec.distributed.world_size))
+    out: list[Knob] = ddp_knobs(rec)
     w = int(loader.get("num_workers") or 0)
     stall = rec.input_stall.fraction or 0.0
     if loader:
@@ -90,6 +93,36 @@ def outside_knobs(rec: Record, cores: int | None = None) -> list[Knob]:
         out.append(Knob("cudnn_benchmark", True, torch={"cudnn_benchmark": True}, why="cuDNN picks its algorithms "
                         "by timing them once per shape"))
         out.append(Knob("tf32", True, torch={"tf32": True}, why="float32 matmuls in TF32"))
+    return out
+
+
+def ddp_knobs(rec: Record) -> list[Knob]:
+    """DistributedDataParallel's own arguments, set from outside in every rank (`attach -- torchrun …`), each
+    where what the ranks measured says it may help — and, for the arguments that are only safe on some models,
+    where the record shows it safe (every parameter got a gradient in every warm-up and timed step)."""
+    d = rec.distributed
+    ddp = d.ddp if d is not None else None
+    if ddp is None:
+        return []
+    out = []
+    all_used = ddp.unused_params == 0
+    if ddp.find_unused_parameters and all_used:
+        out.append(Knob("ddp_find_unused_parameters", False, torch={"ddp": {"find_unused_parameters": False}},
+                        why=f"every one of the {ddp.params} parameters got a gradient (checked): the search for "
+                            "unused ones finds none, each step"))
+    if not ddp.gradient_as_bucket_view:
+        out.append(Knob("ddp_gradient_as_bucket_view", True, torch={"ddp": {"gradient_as_bucket_view": True}},
+                        why="gradients are copied into the all-reduce buckets each step"))
+    exposed, step = d.exposed_allreduce_s(), d.median_step_s()
+    if exposed and step and ddp.bucket_cap_mb and exposed / step >= 0.05:
+        to = max(1.0, ddp.bucket_cap_mb / 4)
+        out.append(Knob("ddp_bucket_cap_mb", to, torch={"ddp": {"bucket_cap_mb": to}},
+                        why=f"the all-reduce is exposed {exposed * 1e3:.0f} ms a step after the last gradient: "
+                            "smaller buckets start it earlier in backward"))
+    if not ddp.static_graph and all_used and not ddp.find_unused_parameters:
+        out.append(Knob("ddp_static_graph", True, torch={"ddp": {"static_graph": True}},
+                        why="the same parameters got gradients in every step observed (static_graph is safe only "
+                            "where that holds for the whole run)"))
     return out
 
 

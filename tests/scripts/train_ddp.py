@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--slow-rank", type=int, default=None)
     ap.add_argument("--slow-s", type=float, default=0.05, help="seconds an image on the slow rank")
     ap.add_argument("--aux-head", action="store_true", help="an unused head, find_unused_parameters=True")
+    ap.add_argument("--find-unused", action="store_true", help="find_unused_parameters=True, 'just in case'")
     ap.add_argument("--crash-rank", type=int, default=None)
     ap.add_argument("--crash-at", type=int, default=3)
     args = ap.parse_args()
@@ -72,7 +73,10 @@ def main():
     rank = dist.get_rank()
     torch.manual_seed(0)
     net = smp.Unet("resnet18", encoder_weights=None, classes=12)
-    model = DDP(WithAuxHead(net), find_unused_parameters=True) if args.aux_head else DDP(net)
+    if args.aux_head:
+        model = DDP(WithAuxHead(net), find_unused_parameters=True)
+    else:
+        model = DDP(net, find_unused_parameters=args.find_unused)
     data = CamVidDataset(args.data, args.size, args.slow_s if rank == args.slow_rank else 0.0)
     sampler = DistributedSampler(data, shuffle=True)
     loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler, num_workers=args.workers,

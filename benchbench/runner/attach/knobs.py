@@ -28,6 +28,21 @@ def _torch_settings(t: dict[str, Any]) -> None:
                 _orig(self, params, *a, **k)
 
             cls.__init__ = init
+    if t.get("ddp"):
+        _ddp_settings(t["ddp"])
+
+
+def _ddp_settings(overrides: dict[str, Any]) -> None:
+    """advise's DDP knobs (`bucket_cap_mb`, `gradient_as_bucket_view`, `static_graph`,
+    `find_unused_parameters`): given to every DistributedDataParallel the script builds, in each rank."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    orig = DDP.__init__
+
+    def init(self: Any, module: Any, *a: Any, **k: Any) -> None:
+        orig(self, module, *a, **{**k, **overrides})
+
+    DDP.__init__ = init
 
 
 def _override(args: tuple[Any, ...], kwargs: dict[str, Any], overrides: dict[str, Any],

@@ -73,7 +73,9 @@ def to_record(script: Script, opts: AttachOptions, outcome: Outcome, run_id: str
     doc = outcome.doc or {}
     cell = attached_cell_id(script, opts)
     params = _params(doc, opts, script)
-    overrides = {**opts.loader, **opts.torch, **{f"val_{k}": v for k, v in opts.val_loader.items()}}
+    overrides = {**opts.loader, **{k: v for k, v in opts.torch.items() if k != "ddp"},
+                 **{f"ddp_{k}": v for k, v in (opts.torch.get("ddp") or {}).items()},
+                 **{f"val_{k}": v for k, v in opts.val_loader.items()}}
     label = script.name + "".join(f" {k}={v}" for k, v in sorted(overrides.items()))
     rec = base_record(f"attach-{Path(script.name).stem}", run_id, cell, label, params)
     rec["started_at"] = started_at
