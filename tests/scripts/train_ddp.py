@@ -67,6 +67,8 @@ def main():
     ap.add_argument("--find-unused", action="store_true", help="find_unused_parameters=True, 'just in case'")
     ap.add_argument("--crash-rank", type=int, default=None)
     ap.add_argument("--crash-at", type=int, default=3)
+    ap.add_argument("--speed-from", type=int, default=None, help="rank 0 prints steps/s from this step on")
+    ap.add_argument("--speed-steps", type=int, default=50)
     args = ap.parse_args()
 
     dist.init_process_group("gloo")
@@ -85,6 +87,7 @@ def main():
     criterion = torch.nn.CrossEntropyLoss()
 
     step = 0
+    t_speed = None
     for epoch in range(args.epochs):
         sampler.set_epoch(epoch)
         for images, masks in loader:
@@ -97,6 +100,13 @@ def main():
             if rank == 0:
                 print(f"epoch {epoch} step {step} loss {loss.item():.4f}", flush=True)
             step += 1
+            if args.speed_from is not None and step == args.speed_from:
+                t_speed = time.perf_counter()
+            elif t_speed is not None and step == args.speed_from + args.speed_steps:  # every rank stops here
+                if rank == 0:
+                    print(f"speed: {args.speed_steps / (time.perf_counter() - t_speed):.3f} steps/s", flush=True)
+                dist.destroy_process_group()
+                return
     dist.destroy_process_group()
 
 
