@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from slurm_cluster import slurm_cluster  # noqa: F401 - the fixture
 
 from benchbench.analysis.findings import find_all
 from benchbench.errors import BenchbenchError
@@ -55,7 +56,12 @@ def test_torchrun_commands_are_read_with_torchruns_own_parser() -> None:
     assert (s.launcher, s.nproc_per_node, s.script, s.name) == ("torchrun", 2, DDP.resolve(), "train_ddp.py")
     s = parse_command([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", str(DDP)])
     assert (s.launcher, s.nproc_per_node, s.script) == ("torchrun", 2, DDP.resolve())
+    s = parse_command(["srun", "-l", "--ntasks=2", "-c", "1", "--kill-on-bad-exit", sys.executable, str(DDP)])
+    assert (s.launcher, s.nproc_per_node, s.script) == ("srun", 2, DDP.resolve())
+    assert parse_command(["srun", "-n2", sys.executable, str(DDP)]).nproc_per_node == 2
     for bad, said in ((["torchrun", "--bogus", "2", str(DDP)], "unrecognized arguments: --bogus"),
+                      (["srun", "--ntasks", "2", "--nodes", "2", sys.executable, str(DDP)], "the ranks of one node"),
+                      (["srun", "--ntasks", "2"], "no program to run"),
                       (["torchrun", "--nproc-per-node", "2", "nope.py"], "nope.py: no such script"),
                       (["torchrun", "--nproc-per-node", "gpu", str(DDP)], "needs a number of ranks"),
                       (["torchrun", "--nnodes", "2", "--nproc-per-node", "2", str(DDP)], "the ranks of one node"),
@@ -349,3 +355,28 @@ def test_advise_measures_find_unused_parameters_off_in_every_rank(cli, tmp_path:
     cand = [r for r in recs if "ddp_find_unused_parameters=False" in r.label]
     assert len(cand) == 2 and all(r.distributed.ddp.find_unused_parameters is False for r in cand)
     assert all(r.distributed.ddp.find_unused_parameters is True for r in recs if r not in cand)
+
+
+@pytest.mark.slow
+def test_ranks_started_by_srun_on_slurm(tmp_path: Path, camvid: Path, slurm_cluster) -> None:  # noqa: F811
+    """`srun --ntasks 2 python train.py` on the tests' real single-node SLURM: the tasks are the ranks
+    (SLURM_PROCID), each attached, one record."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    marker = uuid.uuid4().hex
+    js = tmp_path / "rec.json"
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "BB_TEST_MARKER": marker}
+    p = subprocess.run([sys.executable, "-m", "benchbench", "attach", "--results-dir", str(tmp_path / "res"),
+                        "-o", str(tmp_path / "rep"), "--json", str(js), "--timeout", "300", "--steps", "6", "--",
+                        "srun", "--ntasks", "2", sys.executable, str(DDP), "--data", str(camvid)],
+                       env=env, capture_output=True, text=True, timeout=400, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    rec = Record.of(json.loads(js.read_text()))
+    d = rec.distributed
+    assert d.launcher == "srun" and d.world_size == 2 and [r.status for r in d.ranks] == ["ok", "ok"]
+    assert all(len(r.step_s) == 6 and r.clock for r in d.ranks) and d.exposed_allreduce_s() is not None
+    time.sleep(0.5)
+    assert leftover(marker) == []

@@ -1,6 +1,7 @@
 """A user's DDP training script, as the PyTorch DDP tutorial writes it, launched by
-`torchrun --nproc-per-node 2 train_ddp.py --data …`: the process group from torchrun's environment (gloo on a
-CPU), a DistributedSampler, the model wrapped in DistributedDataParallel, a plain loop.
+`torchrun --nproc-per-node 2 train_ddp.py --data …` (or `srun --ntasks 2 python train_ddp.py …` with
+MASTER_ADDR/MASTER_PORT exported, as a SLURM batch script does): the process group from the launcher's
+environment (gloo on a CPU), a DistributedSampler, the model wrapped in DistributedDataParallel, a plain loop.
 
 benchbench's rank tests run it unmodified; its flags make what users of DDP meet: one rank's data slower
 (`--slow-rank`: that rank's images come from a slow disk), a head whose output the loss never uses with
@@ -71,7 +72,11 @@ def main():
     ap.add_argument("--speed-steps", type=int, default=50)
     args = ap.parse_args()
 
-    dist.init_process_group("gloo")
+    if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:  # srun: the tasks are the ranks
+        dist.init_process_group("gloo", rank=int(os.environ["SLURM_PROCID"]),
+                                world_size=int(os.environ["SLURM_NTASKS"]))
+    else:  # torchrun: rank, world size and the rendezvous from its environment
+        dist.init_process_group("gloo")
     rank = dist.get_rank()
     torch.manual_seed(0)
     net = smp.Unet("resnet18", encoder_weights=None, classes=12)

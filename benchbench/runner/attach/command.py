@@ -54,6 +54,8 @@ def parse_command(command: list[str]) -> Script:
             return Script(command, prog, inner.script, inner.name)
     if base == "torchrun":
         return _torchrun(command, prog, rest)
+    if base == "srun":
+        return _srun(command, prog, rest)
     if base.startswith(PYTHONS) and "-m" in rest and rest[rest.index("-m") + 1:][:1] == ["torch.distributed.run"]:
         return _torchrun(command, prog, rest[rest.index("-m") + 2:])
     if base.startswith(PYTHONS) and "-m" in rest and rest[rest.index("-m") + 1:][:1] == ["torch.distributed.launch"]:
@@ -107,6 +109,43 @@ def _torchrun(command: list[str], prog: str, args: list[str]) -> Script:
     else:
         inner = parse_command(["python", ns.training_script, *ns.training_script_args])
     return Script(command, prog, inner.script, inner.name, "torchrun", int(n))
+
+
+#: srun's short options that take a value (`-n 2`, `-n2`), and its long options that take none
+SRUN_SHORT_VALUE = set("ADMCScdexBGiJLFwNnopqrTtW")
+SRUN_LONG_FLAGS = {"--label", "--unbuffered", "--exclusive", "--overcommit", "--kill-on-bad-exit", "--pty",
+                   "--quiet", "--verbose", "--no-kill", "--oversubscribe", "--hold", "--immediate", "--exact",
+                   "--overlap", "--disable-status", "--preserve-env", "--test-only", "--wait-all-nodes"}
+
+
+def _srun(command: list[str], prog: str, args: list[str]) -> Script:
+    """`srun --ntasks N python train.py …` on this node: its tasks are the ranks (SLURM_PROCID)."""
+    opts: dict[str, str] = {}
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        a = args[i]
+        if a.startswith("--"):
+            name, eq, val = a.partition("=")
+            if not eq and name not in SRUN_LONG_FLAGS:
+                val, i = (args[i + 1] if i + 1 < len(args) else ""), i + 1
+            opts[name] = val
+        elif len(a) >= 2 and a[1] in SRUN_SHORT_VALUE:
+            if len(a) > 2:
+                opts[a[:2]] = a[2:]
+            else:
+                opts[a], i = (args[i + 1] if i + 1 < len(args) else ""), i + 1
+        i += 1
+    if i >= len(args):
+        raise BenchbenchError(f"srun {' '.join(args)}: no program to run")
+    n = opts.get("--ntasks") or opts.get("-n") or "1"
+    nodes = opts.get("--nodes") or opts.get("-N") or "1"
+    if not n.isdigit() or int(n) < 1:
+        raise BenchbenchError(f"srun --ntasks {n}: attach needs a number of tasks")
+    if nodes not in ("1", "1-1"):
+        raise BenchbenchError(f"srun --nodes {nodes}: attach measures the ranks of one node (their clocks are "
+                              "one clock)")
+    inner = parse_command(args[i:])
+    return Script(command, prog, inner.script, inner.name, "srun", int(n))
 
 
 def module_file(name: str) -> Path | None:

@@ -92,7 +92,7 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     if opts.device == "cpu":
         env["CUDA_VISIBLE_DEVICES"] = ""
     if script.launcher:
-        env[RANKS_ENV] = "1"  # torchrun's agent installs nothing; each rank it starts is attached (`ranks`)
+        env[RANKS_ENV] = script.launcher  # torchrun's agent installs nothing; each rank is attached (`ranks`)
     t0 = time.monotonic()
     proc: subprocess.Popen[Any] | None = None
     tee = None
@@ -121,7 +121,7 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
             if proc is not None:
                 end_group(proc)
             # torchrun's ranks are sessions of their own: any the agent left (it was killed) ended here
-            end_groups([int(p.read_text()) for p in tmp.glob("result.json.rank*.pid") if p.read_text().isdigit()])
+            end_ranks(tmp)
     assert proc is not None
     wall = time.monotonic() - t0
     ranks = _rank_docs(tmp) if script.launcher else {}
@@ -137,6 +137,30 @@ def run_script(script: Script, opts: AttachOptions, cell_id: str) -> Outcome:
     shutil.rmtree(tmp, ignore_errors=True)
     tail = tee.close(proc.stderr) if tee is not None else []
     return Outcome(doc, proc.returncode, timed_out, wall, progress, boot, stopped, tail, ranks)
+
+
+def end_ranks(tmp: Path) -> None:
+    """Ranks still alive after the launcher ended: a torchrun rank leads its own group (it and its DataLoader
+    workers are ended together); an srun task is ended alone (its group is slurmstepd's)."""
+    groups, pids = [], []
+    for p in tmp.glob("result.json.rank*.pid"):
+        with contextlib.suppress(OSError, ValueError):
+            pid, pgid = map(int, p.read_text().split())
+            (groups if pgid == pid else pids).append(pid)
+    end_groups(groups)
+    for sig in (signal.SIGTERM, signal.SIGKILL):  # TERM first: its hooks write what it measured
+        alive = []
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+                alive.append(pid)
+        if not alive or sig == signal.SIGKILL:
+            return
+        deadline = time.monotonic() + 3.0
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+            alive = [p for p in alive if Path(f"/proc/{p}").exists()]
+        pids = alive
 
 
 def _rank_docs(tmp: Path) -> dict[int, dict[str, Any]]:

@@ -27,26 +27,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-RANKS_ENV = "BENCHBENCH_ATTACH_RANKS"
+RANKS_ENV = "BENCHBENCH_ATTACH_RANKS"  # the launcher: torchrun or srun
 #: the warm-up every rank takes when none is given (an auto warm-up is each rank's own decision)
 RANK_WARMUP = 5
 
 
+#: the variable that names a rank, by launcher: torchrun's RANK, srun's SLURM_PROCID (its tasks are the ranks)
+RANK_VARS = {"torchrun": "RANK", "srun": "SLURM_PROCID"}
+
+
+def rank_var() -> str:
+    return RANK_VARS.get(os.environ.get(RANKS_ENV, ""), "RANK")
+
+
 def rank_of_env() -> int | None:
-    r = os.environ.get("RANK")
+    r = os.environ.get(rank_var())
     return int(r) if r is not None and r.isdigit() else None
 
 
 def prepare(cfg: dict[str, Any]) -> None:
     """Before the probe is made: this rank's own output and pid file, a warm-up every rank shares."""
     rank = rank_of_env()
-    cfg["rank"] = {"rank": rank, "local_rank": _int_env("LOCAL_RANK"), "world_size": _int_env("WORLD_SIZE"),
+    slurm = rank_var() == "SLURM_PROCID"
+    cfg["rank"] = {"rank": rank, "local_rank": _int_env("SLURM_LOCALID" if slurm else "LOCAL_RANK"),
+                   "world_size": _int_env("SLURM_NTASKS" if slurm else "WORLD_SIZE"),
                    "pid": os.getpid(), "host": socket.gethostname()}
     cfg["out"] = f"{cfg['out']}.rank{rank}"
     if cfg.get("warmup", "auto") in (None, "auto"):
         cfg["warmup"] = RANK_WARMUP
     with contextlib.suppress(OSError):
-        Path(cfg["out"] + ".pid").write_text(str(os.getpid()))
+        # its process group where it leads one (torchrun's ranks: a session each), else itself (an srun task)
+        Path(cfg["out"] + ".pid").write_text(f"{os.getpid()} {os.getpgid(0)}")
 
 
 def _int_env(name: str) -> int | None:
@@ -61,9 +72,9 @@ def sibling_groups(out: str) -> list[int]:
     pids = []
     for p in Path(base).parent.glob(Path(base).name + ".rank*.pid"):
         with contextlib.suppress(OSError, ValueError):
-            pid = int(p.read_text())
-            if pid != os.getpid():
-                pids.append(os.getpgid(pid))
+            pid, pgid = map(int, p.read_text().split())
+            if pid != os.getpid() and pgid == pid:
+                pids.append(pgid)
     return pids
 
 

@@ -21,7 +21,8 @@ def _chain() -> None:
 
 
 _cfg = os.environ.get("BENCHBENCH_ATTACH")
-if _cfg and os.environ.get("BENCHBENCH_ATTACH_RANKS") and os.environ.get("RANK") is None:
+_launcher = os.environ.get("BENCHBENCH_ATTACH_RANKS")
+if _cfg and _launcher and os.environ.get("SLURM_PROCID" if _launcher == "srun" else "RANK") is None:
     _cfg = None  # torchrun's agent: it trains nothing; the ranks it starts inherit the variable and are attached
 if _cfg:
     try:
