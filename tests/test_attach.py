@@ -178,7 +178,8 @@ def test_a_crash_before_the_first_step_is_the_scripts_error(cli, tmp_path: Path,
     ((), "nothing to attach to"),
     (("no-such-program-xyz",), "no such program on PATH"),
     ((sys.executable, "missing_train.py"), "missing_train.py: no such script"),
-    (("torchrun", "--nproc-per-node", "2", "train.py"), "torchrun starts several ranks"),
+    (("torchrun", "--nproc-per-node", "2", "train.py"), "train.py: no such script"),  # the ranks' script, checked
+    (("torchrun", "--nproc-per-node", "gpu", "train.py"), "needs a number of ranks"),
 ])
 def test_a_command_that_cannot_be_attached_is_a_message_and_exit_2(cli, tmp_path: Path, command, message) -> None:
     if command and command[0] == "torchrun" and not __import__("shutil").which("torchrun"):

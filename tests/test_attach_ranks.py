@@ -380,3 +380,55 @@ def test_ranks_started_by_srun_on_slurm(tmp_path: Path, camvid: Path, slurm_clus
     assert all(len(r.step_s) == 6 and r.clock for r in d.ranks) and d.exposed_allreduce_s() is not None
     time.sleep(0.5)
     assert leftover(marker) == []
+
+
+# ---------------------------------------------------------------------- GPU ranks: NCCL in their traces
+def _nccl_rank(late: float, steps: int = 8) -> object:
+    """One rank's profiler window in kineto's format: per 1000 us step, forward and backward kernels, and the
+    gradient all-reduce's NCCL kernel launched as the last bucket is ready. Both ranks' all-reduces end at 900 us
+    (when the later one has arrived, plus 100 us of transfer): this rank arrives `late` us after rank 0 (650 us),
+    its backward running on to 700 + late."""
+    from test_syncs import Trace
+
+    from benchbench.timeline.gpu import summarize_gpu
+    from benchbench.timeline.reader import build_timeline
+
+    t = Trace()
+    for i in range(steps):
+        o = i * 1000.0
+        t.host("bb.step", o, 1000, "user_annotation")
+        t.kernel(o + 1, o + 10, 290)  # forward
+        t.kernel(o + 5, o + 300, 400 + late)  # backward
+        arrive = o + 650 + late
+        t.call("cudaLaunchKernel", arrive - 2, 2,
+               ("kernel", "ncclDevKernel_AllReduce_Sum_f32_RING_LL(ncclDevComm*, unsigned long, ncclWork*)",
+                arrive, o + 900 - arrive))
+    return summarize_gpu(build_timeline({"traceEvents": t.events}))
+
+
+def test_a_gpu_ranks_collectives_give_its_exposed_communication_and_the_straggler() -> None:
+    early, late = _nccl_rank(0.0), _nccl_rank(150.0)
+    # rank 0: its all-reduce 650-900 us, compute to 700: 200 us exposed; rank 1: 800-900, compute to 850: 50 us
+    assert early.comm_s == pytest.approx(250e-6) and early.comm_exposed_s == pytest.approx(200e-6)
+    assert late.comm_s == pytest.approx(100e-6) and late.comm_exposed_s == pytest.approx(50e-6)
+    assert len(early.collectives_s) == 8
+    d = Distributed.model_validate({"launcher": "torchrun", "world_size": 2, "ranks": [
+        {"rank": r, "status": "ok", "host": "h", "step_s": [1e-3] * 8, "data_wait_s": [1e-5] * 8,
+         "clock_note": "on a GPU …", "gpu_comm_s": g.comm_s, "gpu_comm_exposed_s": g.comm_exposed_s,
+         "gpu_collectives_s": g.collectives_s} for r, g in ((0, early), (1, late))]})
+    s = d.straggler()
+    assert s["named"] and s["rank"] == 1 and s["unit"] == "collectives" and s["last_in"] == 8
+    assert s["lag_s"] == pytest.approx(150e-6) and s["cause"] == "compute_or_host" and s["at"] == "NCCL collective"
+    assert d.waits()[0]["wait_for_slowest_s"] == pytest.approx(150e-6)
+    assert d.exposed_allreduce_s() == pytest.approx(125e-6)  # the median of the ranks' 200 and 50 us
+    from benchbench.analysis.findings import find_all
+
+    [f] = [f for f in find_all([_rec_with(d)]) if f.kind == "rank_straggler"]
+    assert "in 8 of 8 collectives" in f.sentence and "a GPU trace's kernels do not tell which" in f.sentence
+
+
+def _rec_with(d: Distributed) -> Record:
+    from benchbench.record import base_record
+
+    return Record.of({**base_record("s", "r", "c", "t", {"batch_size": 2, "world_size": 2}), "status": "ok",
+                      "step_time_s": {"samples": [1e-3] * 8}, "distributed": d.model_dump()})

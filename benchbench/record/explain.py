@@ -117,6 +117,9 @@ class GpuTimeline(Part):
     #: how the syncs' lines were named where that was not the window that gave the figures (attach: a second
     #: window with Python stacks)
     sync_lines_basis: str | None = None
+    comm_s: float | None = None  # NCCL collectives a step (a DDP rank's trace), their union
+    comm_exposed_s: float | None = None  # ... the part of it no compute kernel overlapped
+    collectives_s: list[float] | None = None  # every collective kernel's duration, in order
 
     def idle(self, cause: str) -> float:
         return (self.idle_breakdown_s or {}).get(cause) or 0.0

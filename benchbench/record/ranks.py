@@ -35,7 +35,8 @@ STRAGGLER_P = 0.01
 #: ... and its median lag is at least this share of the median step
 STRAGGLER_SHARE = 0.05
 CAUSES = {"data": "its data (the wait for its batch)", "compute": "its compute (forward and backward)",
-          "host": "its host code after backward (optimizer step, logging)"}
+          "host": "its host code after backward (optimizer step, logging)",
+          "compute_or_host": "its compute or host code (a GPU trace's kernels do not tell which)"}
 #: indexes into a clock row
 START, WAIT, B0, GRAD, B1, END, S0, S1 = range(8)
 
@@ -71,6 +72,11 @@ class RankRun(Part):
     workers: int | None = None  # its training DataLoader's workers
     backend: str | None = None
     steps_seen: int = 0
+    #: a GPU rank's NCCL collectives from its profiler window (`timeline.comm`): a step's, the part no compute
+    #: kernel hid, and every collective kernel's duration in order
+    gpu_comm_s: float | None = None
+    gpu_comm_exposed_s: float | None = None
+    gpu_collectives_s: list[float] | None = None
 
     @property
     def median_s(self) -> float | None:
@@ -133,13 +139,43 @@ class Distributed(Part):
                          "compute": {r: c[GRAD] - c[START] - c[WAIT] for r, c in cur.items()}}))
         return out
 
+    def gpu_collectives(self) -> dict[int, list[float]] | None:
+        """GPU ranks: each rank's NCCL collective kernels, aligned by order (every rank runs the same ones)."""
+        got = {r.rank: r.gpu_collectives_s for r in self.ranks if r.gpu_collectives_s}
+        if len(got) < 2 or len(got) != len(self.ranks):
+            return None
+        n = min(len(v) for v in got.values())
+        return {k: v[:n] for k, v in got.items()} if n else None
+
+    def _gpu_steps(self) -> list[Straggle]:
+        """From the GPU ranks' collectives: a collective kernel lasts from its rank's launch until every rank
+        has launched it, so the rank whose kernel is shortest arrived last, behind the others by their median
+        duration less its own. Its cause is its data where its data wait exceeds the others' by half that lag;
+        else its compute or host (the kernels alone do not tell which)."""
+        cols = self.gpu_collectives()
+        if cols is None:
+            return []
+        dw = {r.rank: statistics.median(r.data_wait_s) if r.data_wait_s else 0.0 for r in self.ranks}
+        out = []
+        for i in range(len(next(iter(cols.values())))):
+            dur = {r: v[i] for r, v in cols.items()}
+            last = min(dur, key=lambda r: dur[r])
+            others = [r for r in dur if r != last]
+            lag = statistics.median(dur[o] for o in others) - dur[last]
+            data = dw[last] - statistics.median(dw[o] for o in others)
+            parts = {"data": data, "compute": 0.0, "host": 0.0}
+            out.append(Straggle(step=i, rank=last, lag_s=lag, cause="data" if data >= 0.5 * lag else
+                                "compute_or_host", parts_s=parts, at="NCCL collective"))
+        return out
+
     def steps(self) -> list[Straggle]:
         """Per timed step (from the second: the first has no previous step's host part), the rank the others
         waited for longest, at the collective where it was latest, and the part of its way there that was
-        longest against the others' median."""
+        longest against the others' median. GPU ranks (no host clock): per collective kernel, from the
+        profiler window's trace."""
         rows = self.clocks()
         if rows is None:
-            return []
+            return self._gpu_steps()
         out = []
         for i in range(1, len(next(iter(rows.values())))):
             best: Straggle | None = None
@@ -170,20 +206,31 @@ class Distributed(Part):
         p = float(binomtest(counts[rank], len(steps), 1 / self.world_size, alternative="greater").pvalue)
         lag = statistics.median(s.lag_s for s in mine)
         step = self.median_step_s() or 0.0
-        causes = {c: sum(1 for s in mine if s.cause == c) for c in CAUSES}
+        causes = {c: sum(1 for s in mine if s.cause == c) for c in CAUSES if any(s.cause == c for s in mine)}
         cause = max(causes, key=lambda c: causes[c])
         return {"rank": rank, "last_in": counts[rank], "steps": len(steps), "p_value": p, "lag_s": lag,
+                "unit": "steps" if self.clocks() is not None else "collectives",
                 "lag_share": lag / step if step else None, "cause": cause, "cause_steps": causes[cause],
                 "at": statistics.mode(s.at for s in mine),
-                "parts_s": {c: statistics.median(s.parts_s[c] for s in mine) for c in CAUSES},
+                "parts_s": {c: statistics.median(s.parts_s.get(c, 0.0) for s in mine) for c in ("data", "compute",
+                                                                                                   "host")},
                 "named": bool(p < STRAGGLER_P and step > 0 and lag >= STRAGGLER_SHARE * step)}
 
     def waits(self) -> dict[int, dict[str, float]]:
         """Per rank, medians over the timed steps: its wait for the last rank to arrive (at every collective of
-        the step), and the all-reduce left exposed once the last rank's gradients were there."""
+        the step), and the all-reduce left exposed once the last rank's gradients were there. GPU ranks: per
+        collective kernel, its duration less the shortest rank's (the wait inside it), and the rank's exposed
+        collective time a step from its trace."""
         rows = self.clocks()
         if rows is None:
-            return {}
+            cols = self.gpu_collectives()
+            if cols is None:
+                return {}
+            n = len(next(iter(cols.values())))
+            exposed = {r.rank: r.gpu_comm_exposed_s or 0.0 for r in self.ranks}
+            return {r: {"wait_for_slowest_s": statistics.median(v[i] - min(c[i] for c in cols.values())
+                                                                for i in range(n)),
+                        "exposed_allreduce_s": exposed[r]} for r, v in cols.items()}
         n = len(next(iter(rows.values())))
         per: dict[int, dict[str, list[float]]] = {r: {"wait_for_slowest_s": [], "exposed_allreduce_s": []}
                                                    for r in rows}
@@ -225,9 +272,13 @@ class Distributed(Part):
         return {k: x / count for k, x in acc.items()} if count else None
 
     def exposed_allreduce_s(self) -> float | None:
-        """The all-reduce backward did not hide: the median over ranks of each one's median exposed part."""
+        """The all-reduce backward did not hide: the median over ranks of each one's median exposed part (GPU
+        ranks: the collective time no compute kernel overlapped, from each rank's trace)."""
         w = self.waits()
-        return statistics.median(x["exposed_allreduce_s"] for x in w.values()) if w else None
+        if w:
+            return statistics.median(x["exposed_allreduce_s"] for x in w.values())
+        gpu = [r.gpu_comm_exposed_s for r in self.ranks if r.gpu_comm_exposed_s is not None]
+        return statistics.median(gpu) if gpu else None
 
     def median_step_s(self) -> float | None:
         meds = [m for m in (r.median_s for r in self.ranks) if m is not None]

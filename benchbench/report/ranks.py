@@ -32,9 +32,9 @@ def rank_cells(records: list[Record]) -> list[dict[str, Any]]:
                          "note": x.clock_note or ""})
         s = d.straggler()
         if s is None:
-            strag = "not judged (fewer than 5 aligned steps with every rank's clock)"
+            strag = "not judged (fewer than 5 aligned steps or collectives with every rank's figures)"
         elif s["named"]:
-            strag = (f"rank {s['rank']}: last at the {s['at']} in {s['last_in']} of {s['steps']} steps (binomial "
+            strag = (f"rank {s['rank']}: last at the {s['at']} in {s['last_in']} of {s['steps']} {s['unit']} (binomial "
                      f"p={s['p_value']:.2g}), {s['lag_s'] * 1e3:.1f} ms behind; cause {CAUSES[s['cause']]}")
         else:
             strag = (f"none: the last rank to arrive changes from step to step (rank {s['rank']} in "

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import median
 from typing import Any
 
+from benchbench.timeline.comm import comm_figures, merge
 from benchbench.timeline.idle import _classify_gaps, apply_step_time
 from benchbench.timeline.names import short_name
 from benchbench.timeline.reader import ApiCall, DeviceOp, HostRange, Timeline
@@ -54,16 +55,7 @@ class StepGPU:
     ops_s: dict[str, float] = field(default_factory=dict)
     launch_api_s: float = 0.0  # host time spent inside launch calls
     launch_delays_s: list[float] = field(default_factory=list)  # kernel start - its launch call's return
-
-
-def _union(intervals: list[tuple[float, float]]) -> tuple[float, list[tuple[float, float]]]:
-    merged: list[list[float]] = []
-    for s, e in sorted(intervals):
-        if merged and s <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], e)
-        else:
-            merged.append([s, e])
-    return sum(e - s for s, e in merged), [(s, e) for s, e in merged]
+    comm: dict[str, Any] = field(default_factory=dict)  # NCCL collectives (`timeline.comm.comm_figures`)
 
 
 def _phase_of(tl: Timeline, c: ApiCall, first_backward: float | None) -> str:
@@ -90,7 +82,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
         ph = _phase_of(tl, c, first_bwd)
         for d in c.device_ops:
             work.append((d, c, ph))
-    busy, merged = _union([(d.ts, d.end) for d, _, _ in work])
+    busy, merged = merge([(d.ts, d.end) for d, _, _ in work])
     phases: dict[str, float] = dict.fromkeys(GPU_PHASES, 0.0)
     modules: dict[str, dict[str, float]] = defaultdict(lambda: {"forward": 0.0, "backward": 0.0})
     by_kernel: dict[str, float] = defaultdict(float)
@@ -119,6 +111,7 @@ def analyze_step(tl: Timeline, index: int, step: HostRange, excluded: Counter[st
         ops_s={k: v * 1e-6 for k, v in by_op.items()},
         launch_api_s=sum(c.end - c.ts for c in launches) * 1e-6,
         launch_delays_s=[(d.ts - c.end) * 1e-6 for c in launches for d in c.device_ops if d.kind == "kernel"],
+        comm=comm_figures([d for d, _, _ in work]),
     )
 
 
@@ -151,6 +144,11 @@ class GpuSummary:
     gpu_idle_s: float | None = None
     gpu_idle_fraction: float | None = None
     idle_breakdown_s: dict[str, float] | None = None
+    #: NCCL collectives a step (medians; a rank of a DDP job): their time, the part no compute kernel hid, and
+    #: every collective kernel's duration in order (the ranks' are compared side by side)
+    comm_s: float | None = None
+    comm_exposed_s: float | None = None
+    collectives_s: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,6 +200,10 @@ def summarize_gpu(tl: Timeline, step_time_s: float | None = None, data_wait_s: f
         launch_delay_median_s=float(median(delays)) if delays else None,
         launch_queue_empty_share=sum(d <= QUEUE_EMPTY_S for d in delays) / len(delays) if delays else None,
     )
+    if any(p.comm.get("collectives_s") for p in per):
+        out.comm_s = med(lambda p: p.comm["comm_s"])
+        out.comm_exposed_s = med(lambda p: p.comm["exposed_s"])
+        out.collectives_s = [x for p in per for x in p.comm["collectives_s"]]
     if step_time_s:
         apply_step_time(out, step_time_s, data_wait_s, step_time_source or "given")
     return out

@@ -17,6 +17,8 @@ FIXES = {
     "compute": "work against the others': images of other sizes in its batches (group batches by size), or "
                "cores it shares",
     "host": "code after backward that runs on it alone (logging, metrics, a checkpoint on rank 0)",
+    "compute_or_host": "work against the others' (its batches' sizes, its GPU's clocks and neighbours) or code "
+                       "that runs on it alone",
 }
 
 
@@ -37,13 +39,16 @@ def _straggler(r: Record, d: Distributed, step: float | None, t: Thresholds) -> 
         return []
     waits = d.waits()
     others = {k: v["wait_for_slowest_s"] for k, v in waits.items() if k != s["rank"]}
-    waited = (", ".join(f"rank {k} waits {v * 1e3:.0f} ms a step for it" for k, v in others.items())) or ""
+    each = "a step" if s["unit"] == "steps" else "a collective"
+    waited = (", ".join(f"rank {k} waits {v * 1e3:.0f} ms {each} for it" for k, v in others.items())) or ""
     parts = s["parts_s"]
+    unit = s["unit"]
+    cause = (f"{CAUSES[s['cause']]}: {parts[s['cause']] * 1e3:+.0f} ms against the others' median" if s["cause"] in
+             parts else CAUSES[s["cause"]])
     sentence = (f"{label(r)}: rank {s['rank']} arrives last at the {s['at']} in {s['last_in']} of {s['steps']} "
-                f"steps, {s['lag_s'] * 1e3:.0f} ms behind the others ({s['lag_share']:.0%} of the "
-                f"{step * 1e3:.0f} ms step); the cause is {CAUSES[s['cause']]}: "
-                f"{parts[s['cause']] * 1e3:+.0f} ms against the others' median in {s['cause_steps']} of those "
-                f"steps" + (f"; {waited}" if waited else ""))
+                f"{unit}, {s['lag_s'] * 1e3:.0f} ms behind the others ({s['lag_share']:.0%} of the "
+                f"{step * 1e3:.0f} ms step); the cause is {cause} in {s['cause_steps']} of those {unit}"
+                + (f"; {waited}" if waited else ""))
     return [Finding("rank_straggler", [r.cell_id], sentence,
                     {"rank": s["rank"], "last_in": s["last_in"], "steps": s["steps"], "p_value": s["p_value"],
                      "lag_s": s["lag_s"], "share": s["lag_share"], "cause": s["cause"], "at": s["at"],

@@ -174,6 +174,7 @@ def fold_ranks(script: Script, docs: dict[int, dict[str, Any]]) -> dict[str, Any
     for r, d in docs.items():
         info = d.get("rank") or {}
         tf = d.get("timing_fields") or {}
+        gpu = (d.get("breakdown") or {}).get("gpu")
         err = d.get("error")
         ranks.append({
             "rank": r, "local_rank": info.get("local_rank"), "pid": info.get("pid"), "host": info.get("host"),
@@ -185,7 +186,8 @@ def fold_ranks(script: Script, docs: dict[int, dict[str, Any]]) -> dict[str, Any
             "data_wait_s": ((tf.get("data_wait_s") or {}).get("samples")) or [],
             "clock": info.get("clock"), "clock_note": info.get("clock_note"), "threads": info.get("threads"),
             "cores": info.get("cores"), "workers": (d.get("loader") or {}).get("num_workers"),
-            "backend": info.get("backend"), "steps_seen": int(d.get("steps_seen") or 0)})
+            "backend": info.get("backend"), "steps_seen": int(d.get("steps_seen") or 0),
+            **{f"gpu_{k}": (gpu or {}).get(k) for k in ("comm_s", "comm_exposed_s", "collectives_s")}})
         ddp = ddp or info.get("ddp")
     world = next((int(d["rank"]["world_size"]) for d in docs.values() if (d.get("rank") or {}).get("world_size")),
                  script.nproc_per_node or len(docs))

@@ -96,7 +96,9 @@ class Window:
             path = os.path.join(self._tmp.name, "trace-lines.json")
         elif self.cfg.get("trace_dir"):
             os.makedirs(self.cfg["trace_dir"], exist_ok=True)
-            path = os.path.join(self.cfg["trace_dir"], f"{self.cfg.get('cell_id', 'attached')}.json")
+            rank = (self.cfg.get("rank") or {}).get("rank")  # a DDP job: a trace a rank, side by side
+            path = os.path.join(self.cfg["trace_dir"], f"{self.cfg.get('cell_id', 'attached')}"
+                                + (f".rank{rank}" if rank is not None else "") + ".json")
         else:
             path = os.path.join(self._tmp.name, "trace.json")
         self.window_path = path
