@@ -432,3 +432,25 @@ def _rec_with(d: Distributed) -> Record:
 
     return Record.of({**base_record("s", "r", "c", "t", {"batch_size": 2, "world_size": 2}), "status": "ok",
                       "step_time_s": {"samples": [1e-3] * 8}, "distributed": d.model_dump()})
+
+
+# ---------------------------------------------------------------------- a suite's DDP cells
+@pytest.mark.slow
+def test_a_suites_ddp_cell_gets_the_same_per_rank_analysis(cli, tmp_path: Path) -> None:
+    """`world_size: 2` in a suite: every rank keeps its clock as an attached rank does (not rank 0 alone), so
+    the cell has the stragglers' test, each rank's waits and the exposed all-reduce."""
+    suite = tmp_path / "s.yaml"
+    suite.write_text("name: ddp\narch: Unet\nencoder: resnet18\nresolution: 32\nbatch_size: 2\nclasses: 3\n"
+                     "device: cpu\nwarmup: 2\nsteps: 8\nworld_size: 2\n")
+    out = tmp_path / "r.jsonl"
+    code, _, err = cli("run", suite, "--no-explain", "--output", out, "--reports-dir", tmp_path / "rep")
+    assert code == 0, err
+    [rec] = [Record.of(json.loads(x)) for x in out.read_text().splitlines()]
+    d = rec.distributed
+    assert d is not None and d.launcher == "suite" and d.world_size == 2
+    assert [r.rank for r in d.ranks] == [0, 1] and all(len(r.clock or []) == 8 for r in d.ranks)
+    assert len({r.pid for r in d.ranks}) == 2 and d.ddp is not None and d.ddp.unused_params == 0
+    assert d.straggler() is not None and d.exposed_allreduce_s() is not None
+    parts = d.step_parts()
+    assert parts["step"] == pytest.approx(sum(v for k, v in parts.items() if k != "step"))
+    assert "## The ranks" in next((tmp_path / "rep").rglob("*.md")).read_text()

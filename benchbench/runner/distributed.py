@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import socket
 import time
 from typing import Any
 
@@ -36,7 +37,29 @@ def _free_port() -> int:
 
 
 class DdpRanks(Ranks):
-    """A rank of a process group: steadiness agreed by all-reduce, the model trained through DDP."""
+    """A rank of a process group: steadiness agreed by all-reduce, the model trained through DDP, each step kept
+    on the node's clock (`measure.rank_clock`) as an attached rank's is, for the same per-rank analysis."""
+
+    def __init__(self, rank: int, world: int) -> None:
+        from benchbench.measure.rank_clock import StepClock
+
+        super().__init__(rank, world)
+        self.clock = StepClock()
+        self.asked = self.got = 0.0
+        self.cpu = True
+
+    def batches(self, it: Any) -> Any:
+        def timed() -> Any:
+            while True:
+                self.asked = time.perf_counter()
+                batch = next(it)
+                self.got = time.perf_counter()
+                yield batch
+
+        return timed()
+
+    def on_step(self, phase: str, i: int) -> None:
+        self.clock.step(self.asked, self.got - self.asked, time.perf_counter(), keep=phase == "timed" and self.cpu)
 
     def agree(self, steady: bool) -> bool:
         import torch
@@ -53,6 +76,12 @@ class DdpRanks(Ranks):
 
         self.device = device
         step.model = DistributedDataParallel(step.model, device_ids=[self.rank] if device.type == "cuda" else None)
+        import torch
+
+        self.cpu = device.type != "cuda"
+        self.clock.counting = True
+        self.clock.hook(step.model, not self.cpu)
+        torch.autograd.backward = self.clock.wrap_backward(torch.autograd.backward)
         # Compiled around DDP, as a user would (TorchDynamo's DDPOptimizer splits graphs at bucket bounds).
         step.forward_fn = compiled(step.model, params["compile"]) if params.get("compile") else step.model
         step.compiled = bool(params.get("compile"))
@@ -73,7 +102,9 @@ def _rank_main(rank: int, world: int, port: int, payload: dict[str, Any], params
         torch.set_num_threads(params.get("threads") or max(1, (os.cpu_count() or 1) // world))
         dist.init_process_group("nccl" if cuda else "gloo", rank=rank, world_size=world)
         rec: dict[str, Any] = {}
-        timing = measure(payload, {**params, "threads": None}, rec, DdpRanks(rank, world))
+        ranks = DdpRanks(rank, world)
+        timing = measure(payload, {**params, "threads": None}, rec, ranks)
+        out["clock"] = {**ranks.clock.doc(), "pid": os.getpid(), "host": socket.gethostname()}
         if rec.get("status") == "ok":
             dist.barrier()
         out.update(record=rec, timing=timing)
@@ -211,4 +242,23 @@ def gather_ranks(rec: dict[str, Any], results: list[dict[str, Any]], params: dic
                     "median_step_s": medians, "slowest_rank": int(max(range(world), key=lambda i: medians[i])),
                     "step_s": [t.step_s for t in timings], "warmup_steps": [len(t.warmup_s) for t in timings],
                     "losses": [(r.get("training") or {}).get("losses") for r in recs]}
+    rec["distributed"] = distributed_part(results, timings, params, world)
     rec["status"] = "ok"
+
+
+def distributed_part(results: list[dict[str, Any]], timings: list[Any], params: dict[str, Any],
+                     world: int) -> dict[str, Any]:
+    """Every rank as an attached DDP run has it (`record.ranks.Distributed`): its steps, data wait and clock,
+    DDP's settings as built, a GPU rank's NCCL collectives from its trace — the same per-rank analysis."""
+    ranks = []
+    for i, (res, t) in enumerate(zip(results, timings, strict=True)):
+        c = res.get("clock") or {}
+        gpu = ((res.get("record") or {}).get("breakdown") or {}).get("gpu") or {}
+        ranks.append({"rank": i, "local_rank": i, "pid": c.get("pid"), "host": c.get("host"), "status": "ok",
+                      "step_s": list(t.step_s), "data_wait_s": list(t.data_wait_s), "clock": c.get("clock"),
+                      "clock_note": c.get("clock_note"), "threads": c.get("threads"), "cores": c.get("cores"),
+                      "workers": int(params.get("num_workers") or 0), "backend": c.get("backend"),
+                      "steps_seen": len(t.warmup_s) + len(t.step_s),
+                      **{f"gpu_{k}": gpu.get(k) for k in ("comm_s", "comm_exposed_s", "collectives_s")}})
+    ddp = next((r["clock"]["ddp"] for r in results if (r.get("clock") or {}).get("ddp")), None)
+    return {"launcher": "suite", "world_size": world, "nproc_per_node": world, "ranks": ranks, "ddp": ddp}

@@ -43,6 +43,13 @@ class Ranks:
     def wrap(self, step: Any, params: dict[str, Any], device: Any) -> None:
         """Turn the step's model into what the ranks train (DDP wraps it); one process keeps it."""
 
+    def batches(self, it: Any) -> Any:
+        """The batches the timed loop asks for (a rank times each ask: `DdpRanks`); one process: as they are."""
+        return it
+
+    def on_step(self, phase: str, i: int) -> None:
+        """Each step's end (a rank keeps it on its clock); one process: nothing."""
+
     @property
     def main(self) -> bool:
         return self.rank == 0
@@ -94,8 +101,8 @@ def measure(payload: dict[str, Any], params: dict[str, Any], rec: dict[str, Any]
             torch.cuda.reset_peak_memory_stats(device)
         rec["build_s"] = time.perf_counter() - t_start
         trackers = Trackers(TrackerContext(device, params, torch.get_num_threads(), source))
-        timing = timed_loop(iter(source), source.to_device, step, device, params["warmup"], params["steps"],
-                            agree=ranks.agree, tracker=trackers)
+        timing = timed_loop(ranks.batches(iter(source)), source.to_device, step, device, params["warmup"],
+                            params["steps"], on_step=ranks.on_step, agree=ranks.agree, tracker=trackers)
         images = params["batch_size"] * ranks.world
         rec.update(timing_fields(timing, images))
         rec.update(trackers.results(images * params["steps"]))
