@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from benchbench.advise.numerics import distance, losses
+from benchbench.advise.numerics import numerics
 from benchbench.advise.vary import trained_change
 from benchbench.analysis.gate_stats import judge
 from benchbench.analysis.trust import runs_warning
@@ -30,7 +30,6 @@ OUTSIDE_KNOBS = ("num_workers", "pin_memory", "persistent_workers", "prefetch_fa
                  "cudnn_benchmark", "tf32", "val_num_workers", "val_pin_memory", "val_persistent_workers",
                  "ddp_find_unused_parameters", "ddp_gradient_as_bucket_view", "ddp_bucket_cap_mb", "ddp_static_graph")
 CODE_KNOBS = ("amp", "channels_last", "compile", "batch_size", "cache", "resolution")
-TOLERANCE_FLOOR = 0.01
 FUSABLE = ("Adam", "AdamW", "SGD")
 
 
@@ -280,21 +279,3 @@ def degraded_runs(base: Record, results: list[Result]) -> list[str]:
     out = [runs_warning("the unmodified script's explained run", [base])]
     out += [runs_warning(r.knob.name, r.base + r.runs) for r in results]
     return [w for w in out if w]
-
-
-def numerics(base: list[Record], cand: list[Record]) -> dict[str, Any]:
-    """The candidate's losses against the base's, with two base runs' distance (floored) as the tolerance."""
-    lb = losses(base[0]) if base else []
-    lc = losses(cand[0]) if cand else []
-    tol_runs = distance(lb, losses(base[1])) if len(base) > 1 else None
-    tol = max(tol_runs or 0.0, TOLERANCE_FLOOR)
-    d = distance(lb, lc)
-    out: dict[str, Any] = {"distance": d, "tolerance": tol, "base_runs_distance": tol_runs,
-                           "steps": min(len(lb), len(lc))}
-    if d is None:
-        out.update(verdict="unknown", why="no loss trajectory recorded (the script's backward took no scalar loss)")
-    elif d <= tol:
-        out.update(verdict="unchanged", why=f"loss moved {d * 100:.2g}%, within {tol * 100:.2g}%")
-    else:
-        out.update(verdict="changes the numerics", why=f"loss moved {d * 100:.2g}%, more than {tol * 100:.2g}%")
-    return out

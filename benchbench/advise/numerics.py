@@ -139,3 +139,26 @@ def verdict(base: Record, other_seed: Record | None, cand: Record, kind: str) ->
     if skip_note and out.get("why") and not skip_bad:
         out["why"] += "; " + skip_note
     return out
+
+
+#: the numerics tolerance's floor: a deterministic CPU script repeats itself exactly, and a fused optimizer's
+#: rounding alone moves the loss by far less than 1%
+TOLERANCE_FLOOR = 0.01
+
+
+def numerics(base: list[Record], cand: list[Record]) -> dict[str, Any]:
+    """The candidate's losses against the base's, with two base runs' distance (floored) as the tolerance."""
+    lb = losses(base[0]) if base else []
+    lc = losses(cand[0]) if cand else []
+    tol_runs = distance(lb, losses(base[1])) if len(base) > 1 else None
+    tol = max(tol_runs or 0.0, TOLERANCE_FLOOR)
+    d = distance(lb, lc)
+    out: dict[str, Any] = {"distance": d, "tolerance": tol, "base_runs_distance": tol_runs,
+                           "steps": min(len(lb), len(lc))}
+    if d is None:
+        out.update(verdict="unknown", why="no loss trajectory recorded (the script's backward took no scalar loss)")
+    elif d <= tol:
+        out.update(verdict="unchanged", why=f"loss moved {d * 100:.2g}%, within {tol * 100:.2g}%")
+    else:
+        out.update(verdict="changes the numerics", why=f"loss moved {d * 100:.2g}%, more than {tol * 100:.2g}%")
+    return out
