@@ -76,7 +76,10 @@ def scaling(points: dict[int, list[Record]]) -> dict[str, Any]:
         s = [r.distributed.straggler() for r in good if r.distributed.world_size > 1]
         named = [x for x in s if x and x["named"]]
         threads = sorted(x.threads for r in good for x in r.distributed.ranks if x.threads)
+        by_median = statistics.median(r.throughput for r in good if r.throughput)
         rows[n] = {"ranks": n, "runs": len(good), "batch_per_rank": batch, "step_s": mean["step"], "parts": mean,
+                   # as a suite's DDP cell reports it: each step as long as its slowest rank, the median step
+                   "throughput_median_step": by_median,
                    "threads_per_rank": threads[len(threads) // 2] if threads else None,
                    "throughput": n * batch / mean["step"], "throughput_runs": tps,
                    "straggler": (f"rank {named[0]['rank']}, {CAUSES[named[0]['cause']]}" if named else None)}
@@ -86,6 +89,7 @@ def scaling(points: dict[int, list[Record]]) -> dict[str, Any]:
         if n == n0:
             continue
         row["efficiency"] = base["step_s"] / row["step_s"]
+        row["efficiency_median_step"] = row["throughput_median_step"] / (n / n0 * base["throughput_median_step"])
         row["lost"] = {k: (row["parts"][k] - base["parts"][k]) / row["step_s"] for k in PARTS}
         row["speedup"] = row["throughput"] / base["throughput"]
         row["ideal_speedup"] = n / n0
