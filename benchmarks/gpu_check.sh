@@ -44,6 +44,7 @@ if [ "$REHEARSE" = 1 ]; then
     LAUNCH_BATCH=2                # gpu_launch's cpu profile
     FIDELITY="--device cpu --resolution 64 --batch-size 2 --amp none --blocks 2 --steps 2"
     CAMVID="n=8, size=(40, 48)"; ATTACH_ARGS="--size 32 --batch-size 2 --epochs 20"; ATTACH_STEPS=4
+    RANKS_ARGS="--size 32 --batch-size 2 --epochs 20"
     OOM_SIZE="encoder: resnet18
 resolution: 32
 batch_size: 2"
@@ -53,11 +54,12 @@ else
     LAUNCH_BATCH=16
     FIDELITY="--blocks 6 --steps 30"
     CAMVID="n=64, size=(256, 320)"; ATTACH_ARGS="--size 256 --batch-size 8 --epochs 50"; ATTACH_STEPS=20
+    RANKS_ARGS="--size 256 --batch-size 4 --epochs 50 --workers 2"
     OOM_SIZE="encoder: resnet50
 resolution: 1024
 batch_size: 512"
 fi
-mkdir -p "$OUT/traces" "$OUT/micro" "$OUT/attach"
+mkdir -p "$OUT/traces" "$OUT/micro" "$OUT/attach" "$OUT/ranks/traces"
 summary="$OUT/summary.txt"
 : > "$summary"
 export PYTHONUNBUFFERED=1 KINETO_LOG_LEVEL=5 BENCHBENCH_CACHE="$OUT/.cache"
@@ -73,7 +75,7 @@ BB="$PY -m benchbench"
 
 archive() {
     [ -n "$ARCHIVE" ] || return 0
-    gzip -f "$OUT"/traces/*.json "$OUT"/micro/trace-*.json "$OUT"/attach/*.json 2>/dev/null
+    gzip -f "$OUT"/traces/*.json "$OUT"/micro/trace-*.json "$OUT"/attach/*.json "$OUT"/ranks/traces/*.json 2>/dev/null
     gzip -d "$OUT"/attach/record.json.gz 2>/dev/null
     rm -rf "$OUT/camvid"
     rm -rf "$OUT/.cache"
@@ -133,6 +135,13 @@ $BB attach --steps $ATTACH_STEPS --timeout 100 --trace '$OUT/attach' --json '$OU
 --data '$OUT/camvid' --device $DEVICE --workers 2 --amp fp16 $ATTACH_ARGS"
 # 4. The CUDA-only tests (they skip on CPU machines; here they must run), attach's on CUDA among them.
 step cuda-tests 150 "$PY -m pytest -q -p no:cacheprovider -rs $CUDA_TESTS"
+# 4b. attach under torchrun on the GPU: one NCCL rank (its collectives in its trace), then two gloo ranks sharing
+#     the one GPU (NCCL refuses two ranks on one device) — the ranks' step clock with CUDA work in flight.
+step ranks 100 "for spec in 'nccl 1' 'gloo 2'; do set -- \$spec; \
+$BB attach --steps $ATTACH_STEPS --timeout 45 --trace '$OUT/ranks/traces' --json \"$OUT/ranks/record-\$1.json\" \
+--output '$OUT/ranks/ranks.jsonl' --reports-dir '$OUT/reports' -- $PY -m torch.distributed.run --standalone \
+--nproc-per-node \$2 tests/scripts/train_ddp.py --data '$OUT/camvid' --device $DEVICE \
+--backend \$([ $DEVICE = cuda ] && echo \$1 || echo gloo) $RANKS_ARGS || exit 1; done"
 # 5. NVML under load (raw reason bits of every sample), the tracker's own cost, a SLURM job's cell alone (each
 #    case in a process of its own).
 step conditions 120 "$PY benchmarks/gpu_conditions.py --device $DEVICE --out '$OUT/conditions.json'"

@@ -70,18 +70,25 @@ def main():
     ap.add_argument("--crash-at", type=int, default=3)
     ap.add_argument("--speed-from", type=int, default=None, help="rank 0 prints steps/s from this step on")
     ap.add_argument("--speed-steps", type=int, default=50)
+    ap.add_argument("--device", default="cpu", help="cuda: each rank on cuda:LOCAL_RANK")
+    ap.add_argument("--backend", default=None, help="nccl on CUDA, gloo on a CPU unless given")
     args = ap.parse_args()
 
+    backend = args.backend or ("nccl" if args.device == "cuda" else "gloo")
     if "SLURM_PROCID" in os.environ and "RANK" not in os.environ:  # srun: the tasks are the ranks
-        dist.init_process_group("gloo", rank=int(os.environ["SLURM_PROCID"]),
+        dist.init_process_group(backend, rank=int(os.environ["SLURM_PROCID"]),
                                 world_size=int(os.environ["SLURM_NTASKS"]))
     else:  # torchrun: rank, world size and the rendezvous from its environment
-        dist.init_process_group("gloo")
+        dist.init_process_group(backend)
     rank = dist.get_rank()
+    device = torch.device("cpu")
+    if args.device == "cuda":  # one GPU a rank; ranks sharing one GPU need gloo (NCCL refuses a duplicate GPU)
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
     torch.manual_seed(0)
-    net = smp.Unet("resnet18", encoder_weights=None, classes=12)
+    net = smp.Unet("resnet18", encoder_weights=None, classes=12).to(device)
     if args.aux_head:
-        model = DDP(WithAuxHead(net), find_unused_parameters=True)
+        model = DDP(WithAuxHead(net).to(device), find_unused_parameters=True)
     else:
         model = DDP(net, find_unused_parameters=args.find_unused)
     data = CamVidDataset(args.data, args.size, args.slow_s if rank == args.slow_rank else 0.0)
@@ -98,6 +105,8 @@ def main():
         for images, masks in loader:
             if rank == args.crash_rank and step == args.crash_at:
                 raise RuntimeError(f"rank {rank}: bad batch at step {step}")
+            images = images.to(device, non_blocking=True)
+            masks = masks.to(device, non_blocking=True)
             optimizer.zero_grad()
             loss = criterion(model(images), masks)
             loss.backward()
