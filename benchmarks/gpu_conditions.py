@@ -80,7 +80,7 @@ def soak(dev: torch.device, seconds: float = 8.0) -> dict[str, Any]:
             "ok": r.get("throttled") is False}
 
 
-def cost(dev: torch.device, blocks: int = 8, steps: int = 300) -> dict[str, Any]:
+def cost(dev: torch.device, blocks: int = 16, steps: int = 300) -> dict[str, Any]:
     if dev.type != "cuda":
         blocks, steps = 2, 5
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 3, 1)).to(dev)
@@ -103,8 +103,27 @@ def cost(dev: torch.device, blocks: int = 8, steps: int = 300) -> dict[str, Any]
         out = timed_loop(itertools.repeat((x, y)), lambda t: t, step, dev, warmup=0, steps=steps, tracker=t)
         walls[side].append(out.block_wall_s)
     ratio = statistics.median(walls["on"]) / statistics.median(walls["off"])
-    return {"case": "tracker_cost", "block_wall_s": walls, "ratio_on_off": ratio,
+    pairs = [a / b for a, b in zip(walls["on"], walls["off"])]  # each on block against the off block after it
+    slower = sum(r > 1 for r in pairs)
+    # one sample's NVML calls, timed alone (the GPU idle) and while the host-bound loop runs in this thread
+    t = _tracker(dev)
+    sample_ms = []
+    if t is not None:
+        for _ in range(30):
+            t0 = time.perf_counter()
+            t._sample()
+            sample_ms.append((time.perf_counter() - t0) * 1e3)
+    return {"case": "tracker_cost", "block_wall_s": walls, "ratio_on_off": ratio, "pair_ratios": pairs,
+            "pairs_slower_on": slower, "sign_test_p": _sign_p(slower, len(pairs)),
+            "sample_ms": sorted(sample_ms), "interval_s": getattr(t, "interval_s", None),
             "step_ms_off": statistics.median(walls["off"]) / steps * 1e3, "ok": ratio <= 1.01}
+
+
+def _sign_p(k: int, n: int) -> float:
+    """Two-sided sign test: the chance of k or more of n pairs (or as few) on one side when neither is slower."""
+    from scipy.stats import binomtest
+
+    return float(binomtest(k, n, 0.5).pvalue) if n else 1.0
 
 
 def slurm_job(dev: torch.device) -> dict[str, Any]:

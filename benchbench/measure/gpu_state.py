@@ -97,6 +97,8 @@ class GpuConditions:
         self._energy0: int | None = None
         self._energy1: int | None = None
         self._reasons_api: str | None = None
+        #: this job's other processes (a DDP job's sibling ranks sharing the GPU): the job's own, not others
+        self.own_pids: set[int] = set()
 
     def _reasons(self) -> int | None:
         """The clock-event reasons, from the R535+ call, or the older one where the driver lacks it."""
@@ -157,7 +159,8 @@ class GpuConditions:
         others = None
         if procs is not None:
             pids = {int(getattr(p, "pid", -1)) for p in procs}
-            others = len(pids - {mine}) if mine in pids else max(0, len(pids) - 1)
+            # (in a container NVML's host pids match none of ours: a sibling rank then counts as another)
+            others = len(pids - {mine} - self.own_pids) if mine in pids else max(0, len(pids) - 1)
         mig = _call(n.nvmlDeviceGetMigMode, gpu)
         limit = _call(n.nvmlDeviceGetEnforcedPowerLimit, gpu)
         energy = (self._energy1 - self._energy0) / 1000 if self._energy0 is not None and self._energy1 is not None \
@@ -235,4 +238,7 @@ def for_cell(ctx: Any) -> GpuConditions | None:
 
     index = ctx.device.index if ctx.device.index is not None else torch.cuda.current_device()
     uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
-    return open_tracker(index, str(uuid) if uuid is not None else None)
+    tracker = open_tracker(index, str(uuid) if uuid is not None else None)
+    if tracker is not None:  # a DDP rank's siblings (each leads its process group: the group is its pid)
+        tracker.own_pids = {int(g) for g in (ctx.params or {}).get("own_groups") or ()}
+    return tracker

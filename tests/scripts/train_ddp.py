@@ -83,7 +83,7 @@ def main():
     rank = dist.get_rank()
     device = torch.device("cpu")
     if args.device == "cuda":  # one GPU a rank; ranks sharing one GPU need gloo (NCCL refuses a duplicate GPU)
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
         torch.cuda.set_device(device)
     torch.manual_seed(0)
     net = smp.Unet("resnet18", encoder_weights=None, classes=12).to(device)
