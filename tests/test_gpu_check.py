@@ -119,7 +119,7 @@ def test_micro_dry_run_and_bad_case() -> None:
     assert bad.returncode == 2 and "unknown case" in bad.stderr
 
 
-STEPS = ("env", "micro", "attach", "cuda-tests", "conditions", "fidelity", "gpu-launch-fp16", "oom", "graphs",
+STEPS = ("env", "micro", "attach", "cuda-tests", "ranks", "conditions", "fidelity", "gpu-launch-fp16", "oom", "graphs",
          "explain-traces")
 
 
@@ -153,6 +153,11 @@ def test_the_gpu_check_rehearsal_runs_every_step_on_this_cpu(tmp_path: Path) -> 
     assert rec.training and all(v is None or v < 50 for v in rec.training.losses), rec.training.losses
     launch = [Record.of(json.loads(x)) for x in (out / "gpu_launch_fp16.jsonl").read_text().splitlines()]
     assert launch and all(x.ok for x in launch)
+    # attach under torchrun: one rank, then two, each rank's steps kept
+    for name, world in (("nccl", 1), ("gloo", 2)):
+        ranks = Record.of(json.loads((out / "ranks" / f"record-{name}.json").read_text()))
+        assert ranks.ok and ranks.distributed and ranks.distributed.world_size == world
+        assert all(len(r.step_s) == 4 for r in ranks.distributed.ranks)
 
 
 @pytest.mark.slow

@@ -158,6 +158,16 @@ def test_a_shared_gpu_and_mig_mode() -> None:
     assert run_block(FakeNvml(mig=[1, 1]))["mig"] is True
 
 
+def test_a_ddp_jobs_sibling_ranks_on_the_gpu_are_its_own() -> None:
+    """Two torchrun ranks sharing the one GPU (gloo, on the lent H200): NVML lists both, and the other rank
+    was counted as another process — the record said "shared", the run unfit. Its pid is the job's own."""
+    tracker = open_tracker(0, "GPU-1234", nvml=FakeNvml(procs=3), interval_s=0.01)
+    tracker.own_pids = {90_001}  # the sibling rank; 90_002 is someone else's
+    with tracker:
+        time.sleep(0.02)
+    assert tracker.result(8)["other_processes"] == 1
+
+
 def test_an_old_driver_falls_back_and_no_reasons_is_unknown() -> None:
     old = run_block(FakeNvml(reasons=0x20, old_driver=True))
     assert old["reasons_api"] == "nvmlDeviceGetCurrentClocksThrottleReasons" and old["throttled"] is True

@@ -100,8 +100,8 @@ def impact(f: Finding) -> tuple[float, str]:
         if not e.get("resolved", True) or e.get("grew_most", "decoder") != "decoder":
             return 1.0, "context"  # within the noise, or not the decoder's doing: never "measured"
         return max(st) / min(st), "measured"
-    if f.verified_by and f.verified_by.get("speedup"):
-        return float(f.verified_by["speedup"]), "measured"
+    if f.verified_by and f.verified_by.get("speedup") and f.verified_by.get("resolved") is not False:
+        return float(f.verified_by["speedup"]), "measured"  # a verification within the noise measures nothing
     if f.kind == "input_capacity":  # the capacity model's prediction: a bound, never a measurement
         at = e.get("at_stake") or 1.0
         return (at, "bound") if e.get("input_bound") and at > 1 else (1.0, "context")

@@ -19,6 +19,11 @@ from typing import Any
 
 NO_CLOCK_ON_GPU = ("on a GPU the host's backward returns before its all-reduce has run: the step's arrivals and "
                    "waits are read from the ranks' traces, not the host's clock")
+#: A CUDA rank whose collectives are not NCCL's (gloo over CUDA tensors, ranks sharing one GPU): no clock either,
+#: and its traces hold no collective kernel to read (seen on the lent H200: `gloo:all_reduce` on the host only).
+NO_CLOCK_GLOO_ON_GPU = ("on a GPU the host's backward returns before its gradients are computed, and the {backend} "
+                        "backend's collectives run on the host (no collective kernel in the traces): no per-rank "
+                        "arrival or wait is measured")
 
 
 class StepClock:
@@ -70,7 +75,8 @@ class StepClock:
             if dist.is_available() and dist.is_initialized():
                 self.backend = str(dist.get_backend())
             if cuda:
-                self.note = NO_CLOCK_ON_GPU
+                self.note = (NO_CLOCK_ON_GPU if self.backend is None or "nccl" in self.backend
+                             else NO_CLOCK_GLOO_ON_GPU.format(backend=self.backend))
                 return
             if ddp is not None:
                 self._time_buffer_sync(ddp)

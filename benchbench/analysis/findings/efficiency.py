@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchbench.analysis.records import (
     Finding,
     Thresholds,
+    effect_text,
     label,
     ok,
     verifier,
@@ -92,5 +93,5 @@ def _layout_per_cell(records: list[Record], t: Thresholds) -> list[Finding]:
                            f"{label(r)}: {lay / total:.0%} of operator time is copies and layout conversions",
                            {"layout_share": lay / total}, (
                                f"channels_last {verified['from']} -> {verified['to']} measured: "
-                               f"{verified['speedup']:.2f}x" if verified else "try channels_last"), verified))
+                               f"{effect_text(verified)}" if verified else "try channels_last"), verified))
     return out

@@ -11,6 +11,7 @@ from typing import Any
 from benchbench.analysis.records import (
     Finding,
     Thresholds,
+    effect_text,
     label,
     ok,
     step_s,
@@ -127,7 +128,7 @@ def launch_bound(records: list[Record], t: Thresholds) -> list[Finding]:
             extra = ""
             if og and og.gpu_idle_fraction is not None and g.gpu_idle_fraction is not None:
                 extra = f", GPU idle {g.gpu_idle_fraction:.0%} -> {og.gpu_idle_fraction:.0%}"
-            f.suggestion = f"{v['axis']} {v['from']} -> {v['to']} measured: {v['speedup']:.2f}x faster per image{extra}"
+            f.suggestion = f"{v['axis']} {v['from']} -> {v['to']} measured: {effect_text(v)}{extra}"
         out.append(f)
     return out
 
@@ -186,7 +187,7 @@ def host_sync(records: list[Record], t: Thresholds) -> list[Finding]:
         f.verified_by = verifier(records, r, "optimizer", "any")
         v = f.verified_by
         if v:
-            f.suggestion = f"optimizer {v['from']} -> {v['to']} measured: {v['speedup']:.2f}x faster per image"
+            f.suggestion = f"optimizer {v['from']} -> {v['to']} measured: {effect_text(v)}"
         out.append(f)
     return out
 

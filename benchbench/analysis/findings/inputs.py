@@ -7,6 +7,7 @@ from benchbench.analysis.findings.gpu import _ms
 from benchbench.analysis.records import (
     Finding,
     Thresholds,
+    effect_text,
     groups_along,
     label,
     ok,
@@ -77,7 +78,7 @@ def data_wait(records: list[Record], t: Thresholds) -> list[Finding]:
                       "look for contention (other processes, I/O) around the spikes")
         if verified:
             suggestion = (f"{verified['axis']} {verified['from']} -> {verified['to']} measured: "
-                          f"{verified['speedup']:.2f}x faster per image")
+                          f"{effect_text(verified)}")
         boundary = host.epoch_boundary_s
         if boundary is not None and shape.median_s is not None:
             host_txt += (f"; a new epoch's first batch waits {boundary * 1e3:.1f} ms (measured apart from the timed "

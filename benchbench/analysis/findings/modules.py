@@ -5,6 +5,7 @@ from __future__ import annotations
 from benchbench.analysis.records import (
     Finding,
     Thresholds,
+    effect_text,
     label,
     ok,
     verifier,
@@ -85,7 +86,7 @@ def dominant_module(records: list[Record], t: Thresholds) -> list[Finding]:
             if verified:
                 suggestion += (
                     f" (decoder_channels {verified['from']} -> {verified['to']} measured: "
-                    f"{verified['speedup']:.1f}x faster per image)"
+                    f"{effect_text(verified, 1)})"
                 )
             elif est:  # one cell (an attached script): the bound and the estimate from its own breakdown
                 suggestion += (f" ({width} -> {width // 2}: at most {est[2]:.2f}x, the decoder taking no time; its "
