@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,16 @@ def leftover(marker: str) -> list[int]:
         if f"BB_TEST_MARKER={marker}".encode() in env and "zombie" not in state:
             found.append(int(d.name))
     return found
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_as_at_a_terminal() -> Iterator[None]:
+    """Ctrl-C raising KeyboardInterrupt here, as at a terminal: a test run started in the background by a shell
+    without job control inherits SIGINT ignored (and Python then installs no handler for it). Caught here, it is
+    back to its default in every process these tests start (exec resets a caught signal, keeps an ignored one)."""
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, saved)
 
 
 def start(args: list[str], marker: str, cwd: Path) -> subprocess.Popen[str]:
