@@ -9,7 +9,17 @@ compare, history check, the report's history section.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """Where benchbench keeps what it made to reuse (generated data sets, the device's peak): BENCHBENCH_CACHE,
+    else the user's cache folder."""
+    root = os.environ.get("BENCHBENCH_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "benchbench")
+    return Path(root)
 
 
 @dataclass(frozen=True)

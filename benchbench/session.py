@@ -210,15 +210,17 @@ class Session:
     def inline(self) -> bool:
         return self.executor_name == "inline"
 
-    def environment(self, calibrate: bool, extra_dtypes: tuple[str, ...] = ()) -> dict[str, Any]:
-        """The environment fingerprint, and the device's measured peak when asked (in a child process, unless
-        the executor measures both where its cells run)."""
+    def environment(self, calibrate: bool, extra_dtypes: tuple[str, ...] = (), recalibrate: bool = False
+                    ) -> dict[str, Any]:
+        """The environment fingerprint, and the device's measured peak when asked: kept from an earlier run on
+        this machine, or measured in a child process (unless the executor measures both where its cells run)."""
         from benchbench.measure.env import environment
         from benchbench.runner import calibrate_peak
 
         env = dict(environment(self.suite.device))
         if calibrate and not spec(self.executor_name).capabilities.measures_env_on_node:
-            env["peak_flops"] = calibrate_peak(self.suite, "inline" if self.inline else "process", extra_dtypes)
+            env["peak_flops"] = calibrate_peak(self.suite, "inline" if self.inline else "process", extra_dtypes,
+                                               env.get("fingerprint"), recalibrate)
         return env
 
     # ------------------------------------------------------------------ measuring

@@ -157,7 +157,10 @@ def advise(
         # Every output before the first run is measured, not after an 8-minute experiment.
         session.check_outputs(Outputs().folder(report_dir, "the advise report (--output)")
                               .file(json_out, "the JSON (--json)"))
-        preflight([base], session.executor_name)
+        from benchbench.runner.server import server_early
+
+        with server_early(session.executor_name == "process"):  # the runs' fork server imports torch meanwhile
+            preflight([base], session.executor_name)
         _experiment(session, base, budget_min, report_dir, json_out, device)
     finally:
         session.close()

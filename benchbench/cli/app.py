@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -114,6 +115,40 @@ def _executor_help() -> str:
 
 
 ExecutorOpt = Annotated[str, typer.Option("--executor", "--isolation", help=_executor_help())]
+
+
+_IMPORTED = time.monotonic()
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (the interpreter's start-up and every import included), from the
+    kernel's record of its start; since the CLI was imported where there is none."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        started = int(stat.rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+        return max(0.0, float(Path("/proc/uptime").read_text().split()[0]) - started)
+    except (OSError, ValueError, IndexError):
+        return time.monotonic() - _IMPORTED
+
+
+class Parts:
+    """A command's wall time from the process's start, in the parts it marks: what came before the first part
+    (the interpreter, the imports, reading the suite) is the start-up."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[str, float]] = [("start-up", process_age_s())]
+        self._last = time.monotonic()
+
+    def mark(self, name: str) -> None:
+        now = time.monotonic()
+        self.parts.append((name, now - self._last))
+        self._last = now
+
+    def line(self, verbose: bool) -> str:
+        """`elapsed 9.1 s`, the process's wall time so far; with the parts where `verbose`."""
+        total = sum(s for _, s in self.parts) + time.monotonic() - self._last
+        text = f"elapsed {total:.1f} s"
+        return text + " (" + ", ".join(f"{n} {s:.1f} s" for n, s in self.parts) + ")" if verbose else text
 
 
 def _suite(path: Path, device: str, filters: list[str] | None, available: bool = True) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +21,7 @@ from benchbench.cli.app import (
     DeviceOpt,
     ExecutorOpt,
     FilterOpt,
+    Parts,
     _suite,
     app,
     console,
@@ -90,7 +90,9 @@ def run(
                                                     "calibration; default 1; a resumed run keeps its own).")] = None,
     shard: Annotated[str | None, typer.Option(help="Run shard K/N of the cells (deterministic, "
                                                    "cost-balanced).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print library warnings as they come.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print library warnings as they come, and "
+                                                                    "where the run's time went.")] = False,
+    recalibrate: Annotated[bool, typer.Option(help="Measure the device's peak matmul rate again.")] = False,
     retry_contended: Annotated[int, typer.Option(help="Re-measure a cell timed on CPU cores another process held "
                                                       "(or a throttled or shared GPU) up to N times, each once the "
                                                       "machine is quiet again.")] = 0,
@@ -127,17 +129,20 @@ def run(
                            defaults={"repeat": 1, "explain": True}, executor=isolation, executor_options=chosen,
                            output=output, results_dir=results_dir, resume=resume)
     try:
-        _run(session, device, reports_dir, trace, allow_failures, verbose, (retry_contended, retry_wait))
+        _run(session, device, reports_dir, trace, allow_failures, verbose, (retry_contended, retry_wait),
+             recalibrate)
     finally:
         session.close()
 
 
 def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow_failures: bool,
-         verbose: bool, retry: tuple[int, float] = (0, 0.0)) -> None:
+         verbose: bool, retry: tuple[int, float] = (0, 0.0), recalibrate: bool = False) -> None:
     from benchbench import results as res
+    from benchbench.measure.peak_cache import all_kept
     from benchbench.outputs import Outputs
     from benchbench.runner import RunOptions, preflight
     from benchbench.runner.loop import plan, run_planned
+    from benchbench.runner.server import server_early
 
     suite, opts = session.suite, session.options
     if session.note:
@@ -145,17 +150,21 @@ def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow
     if opts.get("shard") and not suite.cells:
         console.print(f"shard {opts['shard']} has no cells (the suite has fewer cells than shards)")
         return
-    with console.status(f"validating {len(suite.cells)} cells (building each model on the meta device)"):
-        preflight(suite.cells, session.executor_name)
-    # Every output before the first cell is measured, not after: the results, the reports' folder, the traces'.
-    session.check_outputs(Outputs().folder(Path(reports_dir) / suite.slug, "the reports (--reports-dir)")
-                          .folder(trace, "the traces (--trace)"))
-    done_count = res.completed_runs(session.prior)
-    todo = plan(suite.cells, opts["repeat"], done_count)
-    done = {c for c, n in done_count.items() if n >= opts["repeat"]}
-    with console.status("calibrating the device's peak matmul rate"):
-        env_info = session.environment(calibrate=bool(opts["explain"] and todo))
-    t0 = time.monotonic()
+    parts = Parts()
+    # the cells' fork server imports torch and SMP beside the preflight and the calibration (ended if they fail)
+    with server_early(session.executor_name == "process"):
+        with console.status(f"validating {len(suite.cells)} cells (building each model on the meta device)"):
+            preflight(suite.cells, session.executor_name)
+        parts.mark("preflight")
+        # Every output before the first cell is measured, not after: the results, the reports' and traces' folders.
+        session.check_outputs(Outputs().folder(Path(reports_dir) / suite.slug, "the reports (--reports-dir)")
+                              .folder(trace, "the traces (--trace)"))
+        done_count = res.completed_runs(session.prior)
+        todo = plan(suite.cells, opts["repeat"], done_count)
+        done = {c for c, n in done_count.items() if n >= opts["repeat"]}
+        with console.status("calibrating the device's peak matmul rate"):
+            env_info = session.environment(calibrate=bool(opts["explain"] and todo), recalibrate=recalibrate)
+        parts.mark("calibration" + (" (kept)" if all_kept(env_info.get("peak_flops")) else ""))
     options = RunOptions(isolation=session.executor_name, explain=opts["explain"],
                          trace_dir=str(trace) if trace else None)
     # The first line says measuring begins: a stop from here on is told as one, with the command that resumes.
@@ -172,8 +181,10 @@ def _run(session: Any, device: str, reports_dir: Path, trace: Path | None, allow
                     _log_warnings(session.out_path, rec, progress.console if verbose else None)
                 progress.advance(task)
             _retry_contended(session, env_info, options, retry, progress.console)
+    parts.mark("cells")
     report_failed = _report(session, reports_dir)
-    console.print(f"elapsed {time.monotonic() - t0:.1f} s", highlight=False)
+    parts.mark("reports")
+    console.print(parts.line(verbose), highlight=False)
     _warn_unexplained(session.records, session.out_path, verbose)
     if outcome.stopped:
         stopped(session, outcome, len(session.records), len(todo), "run", device,

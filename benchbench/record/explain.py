@@ -51,6 +51,8 @@ class Flops(Part):
     math_modes: dict[str, str] | None = None
     utilization: float | None = None
     fvcore_error: str | None = None
+    #: counted on an earlier cell of the same model shape (`runner.passes.flops`): which, and when
+    kept_from: str | None = None
 
 
 class ModuleTime(Part):

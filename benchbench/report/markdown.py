@@ -110,7 +110,9 @@ def render_markdown(data: Any) -> str:
         for dtype, peak in (env.get("peak_flops") or {}).items():
             if peak.get("flops_per_s"):
                 lines.append(f"| measured peak {md_escape(dtype)} | {peak['flops_per_s'] / 1e9:.1f} GFLOP/s "
-                             f"({peak['n']}^3 matmul, median of {len(peak.get('block_rates') or [1])} blocks) |")
+                             f"({peak['n']}^3 matmul, median of {len(peak.get('block_rates') or [1])} blocks"
+                             + (f"; kept from {peak.get('calibrated_at') or 'an earlier run'} on this machine"
+                                if peak.get("cached") else "") + ") |")
         lines.append("")
     return "\n".join(lines)
 

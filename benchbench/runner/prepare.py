@@ -59,16 +59,28 @@ def check_commands(cells: list[Cell]) -> None:
     raise BenchbenchError(f"the command cannot run in any cell: {first}")
 
 
-def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The device's measured matmul peak per dtype the suite uses (and `extra`), in a process of its own."""
-    from benchbench.measure.calibrate import dtypes_of
+def calibrate_peak(suite: Suite, isolation: str = "process", extra: tuple[str, ...] = (),
+                   fingerprint: str | None = None, recalibrate: bool = False) -> dict[str, Any]:
+    """The device's measured matmul peak per dtype the suite uses (and `extra`): kept from an earlier run on
+    this machine (`measure.peak_cache`, by its environment `fingerprint`) unless `recalibrate`, else measured
+    in a process of its own and kept for the next."""
+    from benchbench.measure import peak_cache
+    from benchbench.measure.calibrate import dtypes_of, modes
 
     dtypes = sorted(set(dtypes_of([c.params for c in suite.cells])) | set(extra))
+    if fingerprint and not recalibrate:
+        kept = peak_cache.load(fingerprint, modes(suite.device, dtypes))
+        if kept is not None:
+            return kept
     if isolation == "inline":
         from benchbench.measure.calibrate import calibrate
 
-        return calibrate(suite.device, dtypes)
-    return calibrate_in_child(suite.device, dtypes)
+        peaks = calibrate(suite.device, dtypes)
+    else:
+        peaks = calibrate_in_child(suite.device, dtypes)
+    if fingerprint:
+        peak_cache.save(fingerprint, peaks)
+    return peaks
 
 
 def calibrate_in_child(device: str, dtypes: list[str], timeout_s: float = PROCESS.calibrate_timeout_s

@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from benchbench.errors import BenchbenchError
+from benchbench.policy import cache_dir
 
 IGNORE_INDEX = 255
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -29,13 +30,6 @@ SYNTH_VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 EXPLAIN_STEPS = 16  # batches the explanation passes draw after the timed steps (profile, memory, FLOPs)
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("BENCHBENCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "benchbench"
-    )
-    return Path(root)
 
 
 # ---------------------------------------------------------------- synthetic-disk
