@@ -1,3 +1,3 @@
-from benchbench.cli import main
+from benchbench.cli import entry
 
-main()
+entry()

@@ -8,6 +8,6 @@ per family of commands; importing them registers their commands on `app`.
 # Importing registers the commands, in this order in --help.
 from benchbench.cli import listing, run  # noqa: F401, I001
 from benchbench.cli import attach, tune, report, gate, trace, history, advise  # noqa: F401
-from benchbench.cli.app import app, console, err_console, main
+from benchbench.cli.app import app, console, entry, err_console, main
 
-__all__ = ["app", "console", "err_console", "main"]
+__all__ = ["app", "console", "entry", "err_console", "main"]

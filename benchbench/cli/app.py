@@ -205,5 +205,28 @@ def main() -> None:
         sys.exit(3)
 
 
+def entry() -> None:
+    """The console command: `main`, then the process ends without unloading torch, which takes a second or more
+    on a CPU after everything is written, closed and flushed (the atexit handlers run first, as at any exit).
+    Where a thread other than the main one is still alive, the interpreter ends as usual, joining it."""
+    import atexit
+    import threading
+
+    try:
+        main()
+        code: Any = 0
+    except SystemExit as exc:
+        code = exc.code
+    if threading.active_count() > 1:
+        sys.exit(code)
+    if isinstance(code, str):  # sys.exit("message"): said on stderr, exit 1, as the interpreter does
+        print(code, file=sys.stderr)
+        code = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else 0)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

@@ -10,7 +10,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from benchbench.analysis.gate_stats import ALPHA, ci_label
 from benchbench.cli.app import (
     _records,
     app,
@@ -18,6 +17,7 @@ from benchbench.cli.app import (
     err_console,
 )
 from benchbench.errors import BenchbenchError
+from benchbench.policy import GATE
 
 
 @app.command()
@@ -28,8 +28,9 @@ def compare(
     threshold: Annotated[float | None, typer.Option(
         help="Minimum effect that counts (0.05 = 5%); overrides the cells' gate_threshold. Default: each cell's "
              "gate_threshold, else 5%.")] = None,
-    alpha: Annotated[float, typer.Option(help=f"1 - the interval's confidence (default {ALPHA}: a {1 - ALPHA:.0%} "
-                                              "interval, the setting the false-alarm rate was measured at).")] = ALPHA,
+    alpha: Annotated[float, typer.Option(help=f"1 - the interval's confidence (default {GATE.alpha}: a "
+                                              f"{1 - GATE.alpha:.0%} interval, the setting the false-alarm rate was "
+                                              "measured at).")] = GATE.alpha,
     run_cv: Annotated[float | None, typer.Option(
         "--run-cv", help="This machine's known run-to-run CV of a cell's median (0.01 = 1%): lets one run a side "
                          "be judged.")] = None,
@@ -77,7 +78,7 @@ def compare(
     table = Table(title=f"compare ({1 - alpha:.0%} intervals over runs)")
     cols = ("verdict", "cell", "change", "interval", "threshold", "MDE", "runs", "reason")
     for col in cols:
-        table.add_column(ci_label(alpha) if col == "interval" else col, overflow="fold")
+        table.add_column(_ci_label(alpha) if col == "interval" else col, overflow="fold")
     colors = {"slower": "red", "failed": "red", "faster": "green", "noisy": "yellow", "incomparable": "yellow"}
     for r in rows(verdicts):
         table.add_row(*(escape(str(r[c])) for c in cols), style=colors.get(r["verdict"]))
@@ -204,3 +205,9 @@ def upgrade(
         recs = read_records([path])
         write_text(target, "".join(record_line(r) for r in recs), "the upgraded results")
         console.print(f"{len(recs)} records -> {target} ({SCHEMA})", highlight=False)
+
+
+def _ci_label(alpha: float) -> str:
+    from benchbench.analysis.gate_stats import ci_label  # scipy: imported by the commands that judge, not by all
+
+    return ci_label(alpha)

@@ -13,22 +13,20 @@ import contextlib
 import multiprocessing as mp
 import os
 import signal
-import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from benchbench.policy import PROCESS
 from benchbench.record import base_record
+from benchbench.runner.server import _context, _main_hidden
 
 # Kineto (the profiler's backend) logs every start/stop and, without a GPU, a
 # device-count error; cells inherit this from the fork server.
 os.environ.setdefault("KINETO_LOG_LEVEL", "5")
 
-PRELOAD = ["torch", "segmentation_models_pytorch", "benchbench.runner.cell"]
 KILL_GRACE_S = PROCESS.kill_grace_s
 STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -76,19 +74,6 @@ def _child_entry(conn: Any, payload: dict[str, Any]) -> None:
     os._exit(0)  # skip atexit/finalizers of a possibly-wedged runtime: the record is sent
 
 
-_CTX: Any = None
-
-
-def _context() -> Any:
-    global _CTX
-    if _CTX is None:
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        _CTX = mp.get_context(method)
-        if method == "forkserver":
-            _CTX.set_forkserver_preload(PRELOAD)
-    return _CTX
-
-
 def _kill_group(proc: Any) -> None:
     for target in ("group", "proc"):
         try:
@@ -98,23 +83,6 @@ def _kill_group(proc: Any) -> None:
                 proc.kill()
         except (ProcessLookupError, PermissionError, OSError):
             pass
-
-
-@contextlib.contextmanager
-def _main_hidden() -> Iterator[None]:
-    """Start children without re-running the caller's __main__ (a script, pytest, the CLI).
-
-    multiprocessing re-imports the parent's main module in every child; the
-    cell's code lives in importable modules, so the child needs none of it,
-    and a script without an `if __name__ == "__main__"` guard would recurse.
-    """
-    saved = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if saved is not None:
-            sys.modules["__main__"] = saved
 
 
 @contextlib.contextmanager

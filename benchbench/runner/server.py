@@ -1,15 +1,53 @@
-"""The cells' fork server started early: its preload (torch and SMP, seconds on a CPU) runs beside what precedes
-the first cell in the caller (the preflight, the fingerprint, the calibration) instead of after it, and it is
-ended if that work fails, so an exit 2 leaves nothing running."""
+"""The cells' fork server: one process that imported torch and SMP once, from which every cell is forked
+(`runner.isolation`). Started early (`server_early`), its preload (seconds on a CPU) runs beside what precedes the
+first cell in the caller — the preflight, the fingerprint, the calibration — instead of after it; ended if that
+fails, and at the caller's exit, killed: it holds no cell by then, and left to itself it would spend a second or
+more unloading torch while holding the caller's stdout and stderr (a pipeline, a CI log, waits for them)."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import multiprocessing as mp
 import os
 import signal
+import sys
+import types
 from collections.abc import Iterator
+from typing import Any
 
-from benchbench.runner.isolation import _context, _main_hidden
+PRELOAD = ["torch", "segmentation_models_pytorch", "benchbench.runner.cell"]
+
+
+_CTX: Any = None
+
+
+def _context() -> Any:
+    global _CTX
+    if _CTX is None:
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        _CTX = mp.get_context(method)
+        if method == "forkserver":
+            _CTX.set_forkserver_preload(PRELOAD)
+            atexit.register(_stop_server)
+    return _CTX
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Start children without re-running the caller's __main__ (a script, pytest, the CLI).
+
+    multiprocessing re-imports the parent's main module in every child; the
+    cell's code lives in importable modules, so the child needs none of it,
+    and a script without an `if __name__ == "__main__"` guard would recurse.
+    """
+    saved = sys.modules.get("__main__")
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        if saved is not None:
+            sys.modules["__main__"] = saved
 
 
 def start_server() -> bool:
@@ -30,8 +68,9 @@ def start_server() -> bool:
 
 
 def _stop_server() -> None:
-    """End the fork server now (it holds no cell: started early, nothing ran in it). Without this it would
-    finish importing torch before it saw its parent gone: a process left running seconds after an exit 2."""
+    """End the fork server now: it holds no cell (every cell's group is killed and reaped by `run_child`).
+    Left to itself it would first finish its preload (an exit 2 from the preflight: a process left running for
+    seconds) or unload torch (at exit: the caller's output pipes held open for a second or more)."""
     from multiprocessing import forkserver
 
     server = getattr(forkserver, "_forkserver", None)
