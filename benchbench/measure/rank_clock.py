@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import time
 from typing import Any
 
@@ -119,9 +120,7 @@ class StepClock:
             import torch
 
             out["threads"] = torch.get_num_threads()
-        with contextlib.suppress(Exception):
-            import os
-
+        with contextlib.suppress(AttributeError, OSError):  # no affinity call off Linux
             out["cores"] = len(os.sched_getaffinity(0))
         return out
 

@@ -60,22 +60,26 @@ def start_server() -> bool:
         return False
     from multiprocessing import forkserver
 
-    server = getattr(forkserver, "_forkserver", None)
-    running = getattr(server, "_forkserver_pid", None) is not None
+    running = _server()[1] is not None
     with _main_hidden():  # what the server preloads is decided here: never the caller's __main__
         forkserver.ensure_running()
     return not running
+
+
+def _server() -> tuple[Any, int | None]:
+    """multiprocessing's fork server object and its process's pid (None while none runs)."""
+    from multiprocessing import forkserver
+
+    server = getattr(forkserver, "_forkserver", None)
+    return server, getattr(server, "_forkserver_pid", None)
 
 
 def _stop_server() -> None:
     """End the fork server now: it holds no cell (every cell's group is killed and reaped by `run_child`).
     Left to itself it would first finish its preload (an exit 2 from the preflight: a process left running for
     seconds) or unload torch (at exit: the caller's output pipes held open for a second or more)."""
-    from multiprocessing import forkserver
-
-    server = getattr(forkserver, "_forkserver", None)
-    pid = getattr(server, "_forkserver_pid", None)
-    if server is None or pid is None:
+    server, pid = _server()
+    if pid is None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError, OSError):
         os.kill(pid, signal.SIGKILL)
