@@ -326,3 +326,30 @@ def test_an_ab_measured_on_contended_cores_says_so_in_every_output() -> None:
     [aw] = degraded_runs(run(10, True), [knob])[1:]
     assert degraded_runs(run(10), [Result(Knob("x", 1), base=[run(1)], runs=[run(1)])]) == []
     assert aw.startswith("fused_optimizer: 1 of 2 runs")
+
+
+def test_a_predicted_steps_bound_is_set_against_the_ab_base_runs_and_a_shares_is_not() -> None:
+    """A capacity bound is the base's step over a predicted step: against the explained run alone (10 ms) it
+    read 2.00x while the A/B's own base runs took 11 ms, and the 2.15x measured over it was flagged "exceeded";
+    against the runs the speed-up was measured on it is 2.20x and holds. An Amdahl bound on a share does not move."""
+    from benchbench.advise.candidates import Candidate
+    from benchbench.advise.experiment import AdviseResult, Outcome
+    from benchbench.report import advise as render
+    from benchbench.suite import Cell
+
+    def run(ms: float):
+        return record(cell_id="c", status="ok", step_time_s={"median": ms / 1e3, "samples": [ms / 1e3] * 3})
+
+    cache = Candidate("cache", "none", "ram", 2.0, "capacity model: 5 ms a step", floor_s=0.005)
+    share = Candidate("channels_last", False, True, 1.3, "convolution 23% of the step")
+    base = [run(11), run(10.8), run(11.2)]
+    oc = Outcome(cache, base_runs=base, runs=[run(5.1)] * 3, verdict="faster", speedup=2.15, interval=(2.1, 2.2))
+    os_ = Outcome(share, base_runs=base, runs=[run(10)] * 3, verdict="faster", speedup=1.1, interval=(1.05, 1.15))
+    assert oc.bound == pytest.approx(11 / 5) and os_.bound == 1.3
+    assert Outcome(cache).bound == 2.0  # nothing measured yet: the explained run's
+    res = AdviseResult(Cell("c", "unet", {"batch_size": 1}), base_record=run(10))
+    res.candidates, res.outcomes = [cache, share], [oc, os_]
+    doc = render.to_json(res)
+    assert {c["knob"]: c["bound"] for c in doc["candidates"]} == {"cache": pytest.approx(2.2), "channels_last": 1.3}
+    md = render.markdown(res, 0.05)
+    assert "exceeded" not in md and "≤ 2.20x" in md and "set against the A/B's own base runs: ≤ 2.20x" in md

@@ -14,6 +14,7 @@ Every run is a normal record (with an `advise` tag) streamed to the results file
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -53,6 +54,12 @@ class Outcome:
     mde: float | None = None
     numerics: dict[str, Any] = field(default_factory=dict)
     memory_ratio: float | None = None
+
+    @property
+    def bound(self) -> float | None:
+        """The candidate's bound set against the base runs its speed-up was measured on (`Candidate.rebased`)."""
+        steps = [r.median for r in self.base_runs if r.ok and r.median]
+        return self.candidate.rebased(statistics.median(steps) if steps else None)
 
     @property
     def recommended(self) -> bool:

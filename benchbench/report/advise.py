@@ -26,9 +26,9 @@ def row(o: Outcome) -> dict[str, str]:
             and not num.startswith("changes the optimisation"):
         num += f" ({o.numerics['why']})"
     return {"knob": c.knob, "from → to": f"{_fmt(c.frm)} → {_fmt(c.to)}" if c.knob != "combined" else str(c.to),
-            "bound": (f"≤ {c.bound:.2f}x" if c.bound is not None else "—") + (
+            "bound": (f"≤ {o.bound:.2f}x" if o.bound is not None else "—") + (
                 " (exceeded: the share it came from was understated)"
-                if c.bound is not None and o.interval is not None and o.interval[0] > c.bound else ""),
+                if o.bound is not None and o.interval is not None and o.interval[0] > o.bound else ""),
             "measured speed-up": meas,
             "verdict": o.verdict + (" (recommended)" if o.recommended else "")
             + (f": {o.reason}" if o.verdict in ("skipped", "failed", "not measured", "diverges") else ""),
@@ -66,7 +66,8 @@ def suite_yaml(res: AdviseResult, suite_name: str) -> str:
 
 def to_json(res: AdviseResult) -> dict[str, Any]:
     def out(o: Outcome) -> dict[str, Any]:
-        return {**o.candidate.to_dict(), "speedup": o.speedup, "interval": list(o.interval) if o.interval else None,
+        return {**o.candidate.to_dict(), "bound": o.bound, "speedup": o.speedup,
+                "interval": list(o.interval) if o.interval else None,
                 "verdict": o.verdict, "reason": o.reason, "numerics": o.numerics, "memory_ratio": o.memory_ratio,
                 "mde": o.mde, "runs": {"base": len(o.base_runs), "candidate": len(o.runs)},
                 "recommended": o.recommended}
@@ -93,7 +94,10 @@ def markdown(res: AdviseResult, alpha: float) -> str:
               "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(md_escape(r[c]) for c in COLUMNS) + " |" for r in rows(res)]
     lines += ["", "Where each bound comes from:", ""]
-    lines += [f"- {md_escape(c.knob)} → {md_escape(_fmt(c.to))}: {md_escape(c.why)}" for c in res.candidates]
+    rebased = {id(o.candidate): o.bound for o in res.outcomes if o.candidate.floor_s and o.bound}
+    lines += [f"- {md_escape(c.knob)} → {md_escape(_fmt(c.to))}: {md_escape(c.why)}"
+              + (f"; set against the A/B's own base runs: ≤ {rebased[id(c)]:.2f}x" if id(c) in rebased else "")
+              for c in res.candidates]
     if res.budget_spent:
         lines += ["", "_The budget was spent before every candidate was measured._"]
     return "\n".join(lines) + "\n"
@@ -106,7 +110,7 @@ def bound_vs_measured(res: AdviseResult) -> str | None:
     names = [_safe(f"{o.candidate.knob}={_fmt(o.candidate.to)}") for o in outs]
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(outs) + 1.2))
     ys = range(len(outs))
-    ax.barh([y + 0.2 for y in ys], [o.candidate.bound or 0 for o in outs], height=0.4, color="#c6dbef",
+    ax.barh([y + 0.2 for y in ys], [o.bound or 0 for o in outs], height=0.4, color="#c6dbef",
             label="bound (from the base's measurement)")
     ax.barh([y - 0.2 for y in ys], [o.speedup for o in outs], height=0.4, color="#3182bd", label="measured",
             xerr=[[o.speedup - o.interval[0] for o in outs], [o.interval[1] - o.speedup for o in outs]])
