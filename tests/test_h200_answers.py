@@ -42,3 +42,56 @@ def test_a_cuda_rank_over_gloo_says_no_arrival_is_measured_rather_than_pointing_
         assert "gloo backend's collectives run on the host" in clock.note and "traces" in clock.note
     finally:
         dist.destroy_process_group()
+
+
+def _leases() -> tuple[list, list]:
+    return (read_records([H200 / "gpu-launch-fp16.jsonl"]), read_records([H200 / "gpu-launch-fp16-lease2.jsonl"]))
+
+
+def test_the_same_fix_buys_more_on_a_slower_host() -> None:
+    """Two leases of the same H200 (same fingerprint) ran the same fp16 pair: the GPU's busy time per step the
+    same (32.2 / 32.3 ms), the steps 48.3 and 58.3 ms — a slower host under a launch-bound step. Fused AdamW,
+    which launches fewer kernels as well as dropping GradScaler's sync, bought 1.02x on the first host (within
+    the noise: unresolved) and 1.13x on the second (resolved): the verifier's answer follows the host."""
+    one, two = _leases()
+    assert {r.env.fingerprint for r in one + two} == {"49660f9c6bd7"}
+    by = {(i, r.params["optimizer"]): r for i, recs in enumerate((one, two)) for r in recs}
+    for opt in ("adamw", "adamw-fused"):
+        a, b = by[(0, opt)], by[(1, opt)]
+        assert abs(b.gpu.gpu_busy_s / a.gpu.gpu_busy_s - 1) < 0.02  # the GPU's work: the same
+    assert by[(1, "adamw")].median / by[(0, "adamw")].median > 1.15  # the step: the host's
+    [first] = [f for f in find_all(one) if f.kind == "host_sync"]
+    [second] = [f for f in find_all(two) if f.kind == "host_sync"]
+    assert first.verified_by["resolved"] is False and 1.0 < first.verified_by["speedup"] < 1.05
+    assert second.verified_by["resolved"] is True and 1.10 < second.verified_by["speedup"] < 1.16
+    assert "measured: 1.13x faster per image" in second.suggestion
+
+
+def test_a_gate_across_two_leases_says_the_host_moved_when_both_sides_timed_it() -> None:
+    """The nightly gate on those two leases' records says the AdamW cell is +21% slower (at the H200's run CV):
+    a regression no code made. The records predate the host probe, so nothing in them can say so and the gate
+    says nothing more. Given each side's host figures (constructed here: the dispatch and Python times a host
+    1.2x slower gives), the verdict stands — the code may have changed too — and a warning sets the host's change
+    beside the cell's own figures: the GPU's busy time flat, its wait on the host grown."""
+    from benchbench.analysis.compare import compare
+
+    one, two = _leases()
+    [v] = [v for v in compare(one, two, known_run_cv=0.026) if "optimizer=adamw " in v.label + " "]
+    assert v.verdict == "slower" and v.ratio > 1.15
+    assert not any("host" in w for w in v.warnings) and "host" not in v.why
+
+    def probed(recs: list, dispatch_us: float, python_ns: float) -> list:
+        return [r.model_copy(update={"trackers": {**(r.trackers or {}), "host_speed": {
+            "dispatch_us": dispatch_us, "python_ns": python_ns}}}) for r in recs]
+
+    [v] = [v for v in compare(probed(one, 2.0, 40.0), probed(two, 2.4, 47.0), known_run_cv=0.026)
+           if "optimizer=adamw " in v.label + " "]
+    assert v.verdict == "slower"
+    [w] = [w for w in v.warnings if "host" in w]
+    assert "1.20x slower in the candidate's runs" in w and "2.00 -> 2.40 µs" in w
+    assert "the GPU's busy time per step 32.2 -> 32.3 ms" in w and "waited on the host 16.2 -> 25.9 ms" in w
+    assert v.why["host"]["dispatch_ratio"] == 1.2
+    # the same host on both sides (within the probe's spread): nothing said
+    [v] = [v for v in compare(probed(one, 2.0, 40.0), probed(two, 2.1, 41.0), known_run_cv=0.026)
+           if "optimizer=adamw " in v.label + " "]
+    assert not any("host" in w for w in v.warnings)

@@ -31,6 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from benchbench.advise.capacity import capacity_bounds
 from benchbench.analysis.findings.efficiency import LAYOUT_OPS, _is_matmul, is_conv
 from benchbench.record import Record
 
@@ -129,47 +130,6 @@ class Shares:
 
         samples = self.m.input_stall.samples
         return characterize(samples, steps_per_epoch(rec)) if samples else None
-
-
-def capacity_bounds(rec: Record) -> dict[str, Any]:
-    """The input knobs' bounds from the capacity model (`record.inputs`), when the cell has one: the step it
-    predicts at the best worker count, and with the stages a RAM cache removes gone, each against the step the
-    cell measured. A prediction is a lower bound on a step (it leaves out the workers' contention with the model:
-    `benchmarks/capacity_check.py`), so the measured step over it bounds the speed-up from above; the model's own
-    prediction for the cell in the numerator would not (on CPU it fell 0.2% short of a measured cache gain)."""
-    from benchbench.analysis.findings.capacity import without
-
-    cap, st = rec.input_capacity, rec.input_stages or (rec.input_capacity.stages_alone if rec.input_capacity
-                                                        else None)
-    if cap is None or not cap.predicted:
-        return {}
-    w = rec.params.get("num_workers")
-    if w is None:  # an attached script without a DataLoader: no worker count to move
-        return {}
-    own, best = cap.at(min(w, cap.cores)), cap.best()
-    if own is None or best is None:
-        return {}
-    out: dict[str, Any] = {}
-    base = rec.median or own.step_s
-    if best.workers != w:
-        out["num_workers"] = (best.workers, base / best.step_s,
-                              f"capacity model: {best.workers} workers predicted {best.step_s * 1e3:.0f} ms a step "
-                              f"against {base * 1e3:.0f} ms measured at {w} ({best.bound}-bound)", best.step_s)
-    if st is not None:
-        # What a RAM cache leaves running per sample: benchbench's own folder data set caches the decoded pair
-        # (its read, decode and own code go; its transforms still run); a user's data set is cached whole
-        # (`workload.userdata.Cached`: only collate is left).
-        kept = {"collate"} if rec.params["data"]["kind"] == "dataset" else {"transform", "collate"}
-        gone = [s for s in st.stages if s.kind not in kept]
-        if gone:
-            names = "+".join(dict.fromkeys(s.kind for s in gone))
-            merged = gone[0].model_copy(update={"per_sample_s": sum(s.per_sample_s for s in gone), "name": names})
-            ratio, steps = without(cap, st, merged)
-            step = steps.get(min(w, cap.cores), own.step_s)
-            out["cache"] = (base / step, f"capacity model: what a cache removes ({names}) is "
-                            f"{merged.per_sample_s * 1e3:.1f} ms of {st.per_sample_s * 1e3:.1f} ms a sample; without "
-                            f"it the supply is {ratio:.1f}x and the step {step * 1e3:.0f} ms", step)
-    return out
 
 
 def _pct(x: float) -> str:

@@ -20,6 +20,7 @@ from benchbench.analysis.gate_stats import (  # noqa: F401 - the gate's statisti
     judge,
     run_medians,
 )
+from benchbench.analysis.host import host_change
 from benchbench.analysis.records import breakdown_deltas, images_per_step
 from benchbench.errors import BenchbenchError
 from benchbench.measure.env import FINGERPRINT_KEYS, env_diff
@@ -182,9 +183,12 @@ def compare(baseline: list[Record], candidate: list[Record], threshold: float | 
         res = judge(mb, mc, thr, alpha, known_run_cv, (nights_cv or {}).get(cid))
         v = CellVerdict(cid, label, res.pop("verdict"), reason=res.pop("reason"), runs_baseline=len(mb),
                         runs_candidate=len(mc), **res)
-        v.warnings = warn
+        host = host_change(ok_b, c)
+        v.warnings = warn + ([host["text"]] if host else [])
         if v.verdict in ("slower", "faster", "noisy"):
             v.why = _why(ok_b[-1], c[-1])
+        if host:
+            v.why["host"] = {k: host[k] for k in ("dispatch_ratio", "python_ratio", "baseline", "candidate")}
         out.append(v)
     for v in out:
         v.alpha = alpha

@@ -46,6 +46,12 @@ def _cpu_contention(ctx: TrackerContext) -> Tracker | None:
     return for_cell(ctx)
 
 
+def _host_speed(ctx: TrackerContext) -> Tracker | None:
+    from benchbench.measure.host_speed import for_cell
+
+    return for_cell(ctx)
+
+
 class InputStages:
     """The input pipeline's stages as the workers timed them during the timed block (`measure.stages`).
 
@@ -81,6 +87,8 @@ def _input_stages(ctx: TrackerContext) -> Tracker | None:
 
 #: record field -> factory. Order is entry order (the last entered is the first closed).
 TRACKERS: dict[str, Callable[[TrackerContext], Tracker | None]] = {
+    # first in, so last out: its fixed host work runs after every other tracker's window has closed
+    "host_speed": _host_speed,  # the host's own speed, timed on a fixed workload once the block is over
     "gpu_conditions": _gpu_conditions,  # NVML: clocks, throttling, power, other processes, energy
     "cpu_contention": _cpu_contention,  # /proc: other processes' CPU time on the cell's cores, load, steal
     "input_stages": _input_stages,  # the input pipeline's stages, timed inside the DataLoader's workers
