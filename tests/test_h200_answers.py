@@ -95,3 +95,24 @@ def test_a_gate_across_two_leases_says_the_host_moved_when_both_sides_timed_it()
     [v] = [v for v in compare(probed(one, 2.0, 40.0), probed(two, 2.1, 41.0), known_run_cv=0.026)
            if "optimizer=adamw " in v.label + " "]
     assert not any("host" in w for w in v.warnings)
+
+
+def test_within_one_lease_the_hosts_speed_swings_and_the_launch_bound_step_follows_it() -> None:
+    """Two runs of the AdamW cell in one lease, each with its host probe (`measure.host_speed`): the host ran the
+    fixed work 1.8x faster in the second (dispatch 2.03 -> 1.11 µs), the GPU's busy time was the same and its
+    wait on the host shrank with it; the second probe caught the host slowing again mid-probe (its Python loop
+    38 ns, then 64-79 ns) — a moment's speed, which is why the gate asks for the sides' ranges to be apart."""
+    from benchbench.analysis.compare import compare
+    from benchbench.analysis.host import side_speed, unsteady
+
+    first, second = read_records([H200 / "gpu-launch-adamw-lease3.jsonl"])
+    p1, p2 = first.trackers["host_speed"], second.trackers["host_speed"]
+    assert 1.9 < p1["dispatch_us"] < 2.2 and 1.0 < p2["dispatch_us"] < 1.2
+    assert not unsteady(p1) and unsteady(p2) and side_speed([second])["unsteady"] == 1
+    assert abs(second.gpu.gpu_busy_s / first.gpu.gpu_busy_s - 1) < 0.01 and second.median < first.median
+    [v] = compare([first], [second], known_run_cv=0.026)
+    [w] = [w for w in v.warnings if "host" in w]
+    assert "1.82x faster in the candidate's runs" in w and "1 probe(s) saw the host change speed" in w
+    assert "the GPU's busy time per step 32.4 -> 32.4 ms, the time it waited on the host 11.3 -> 8.1 ms" in w
+    # both runs on one side: their range spans the other side's figure, so nothing is said
+    assert not [w for w in compare([first, second], [second], known_run_cv=0.026)[0].warnings if "host" in w]

@@ -1,11 +1,13 @@
 """Whether two sets of runs had the same host under them: the fixed host work every cell times as its block ends
 (`measure.host_speed`), set side against side.
 
-A fingerprint names the machine's parts, not its speed: a lent machine's host (a VM's share of a CPU) can run the
-same code a fifth slower from one lease to the next. A launch-bound or input-bound step moves with it, a GPU-bound
-one does not. This module says when the host moved, by how much, and what the cell's own figures say about it
-(the GPU's busy time unchanged while its idle grew is the host's signature); it never changes a verdict: a code
-change and a host change can come together, and only the code's own runs on one host can separate them.
+A fingerprint names the machine's parts, not its speed. On the lent H200 (`results/gpu/h200-20261204b`) a CPU
+thread ran in one of two states about 2x apart (torch op dispatch 1.1 or 2.0-2.5 µs, a Python loop 38 or 70-80
+ns an iteration), for whole leases or switching within 10 ms; a launch-bound step followed it (40.4 and 43.6 ms in
+one lease, 48.3 and 58.3 ms across two) while the GPU's busy time stayed at 32.2-32.4 ms. A GPU-bound step does not
+move with the host. This module says when the host moved between the sides, by how much, and what the cell's own
+figures say (the GPU's busy time flat while its wait on the host grew is the host's signature). It never changes
+a verdict: a code change and a host change can come together, and only runs on one host can separate them.
 """
 
 from __future__ import annotations
@@ -15,44 +17,58 @@ from typing import Any
 
 from benchbench.record import Record
 
-#: a side's median dispatch time beyond this ratio of the other's is a different host: the probe's own spread
-#: across fresh processes on this 2-core VM is ~3% (median of 7 blocks; 12 processes), its rare outliers are
-#: contended runs (`measure.contention` flags those), and the lease-to-lease change that prompted it was ~20%
+#: the sides' median dispatch times this far apart, and no run of one side inside the other's range, is a host
+#: that moved: the probe's spread across fresh processes is ~3% on a steady host (this 2-core VM: 0.96 µs, 12
+#: processes), while the H200's two states are ~2x apart
 HOST_CHANGE = 0.10
+#: a probe whose blocks spread wider than this (max / min, either workload) caught the host changing speed
+#: while it was timed (seen on the H200: a Python loop at 38 ns an iteration for 4 blocks, then 64-79)
+UNSTEADY = 1.25
 
 
 def _probes(recs: list[Record]) -> list[dict[str, Any]]:
     return [p for r in recs if (p := (r.trackers or {}).get("host_speed")) and p.get("dispatch_us")]
 
 
-def side_speed(recs: list[Record]) -> dict[str, float] | None:
-    """A side's host: the median over its runs of each run's dispatch (µs an op) and Python (ns an iteration)."""
+def unsteady(p: dict[str, Any]) -> bool:
+    """Whether one probe's blocks say the host changed speed while it was being timed."""
+    return any(len(bl) > 1 and min(bl) > 0 and max(bl) / min(bl) > UNSTEADY
+               for bl in (p.get("dispatch_blocks_us") or [], p.get("python_blocks_ns") or []))
+
+
+def side_speed(recs: list[Record]) -> dict[str, Any] | None:
+    """A side's host: the median over its runs of each run's dispatch (µs an op) and Python (ns an iteration),
+    the range of the dispatch figures, and how many probes caught the host changing speed."""
     ps = _probes(recs)
     if not ps:
         return None
-    return {"dispatch_us": statistics.median(p["dispatch_us"] for p in ps),
-            "python_ns": statistics.median(p["python_ns"] for p in ps), "runs": len(ps)}
+    d = [p["dispatch_us"] for p in ps]
+    return {"dispatch_us": statistics.median(d), "python_ns": statistics.median(p["python_ns"] for p in ps),
+            "dispatch_range_us": [min(d), max(d)], "runs": len(ps), "unsteady": sum(map(unsteady, ps))}
 
 
 def host_change(base: list[Record], cand: list[Record]) -> dict[str, Any] | None:
-    """The host's change from baseline to candidate, when both sides timed it and it moved beyond HOST_CHANGE:
-    the ratios (candidate / baseline) and a sentence that sets the cell's own GPU figures beside them."""
+    """The host's change from baseline to candidate, when both sides timed it and it moved (HOST_CHANGE, ranges
+    apart): the ratios (candidate / baseline) and a sentence that sets the cell's own GPU figures beside them."""
     b, c = side_speed(base), side_speed(cand)
     if b is None or c is None:
         return None
     d = c["dispatch_us"] / b["dispatch_us"]
     py = c["python_ns"] / b["python_ns"]
-    if abs(d - 1) < HOST_CHANGE:
+    (b_lo, b_hi), (c_lo, c_hi) = b["dispatch_range_us"], c["dispatch_range_us"]
+    if abs(d - 1) < HOST_CHANGE or (c_lo <= b_hi and b_lo <= c_hi):
         return None
     way = "slower" if d > 1 else "faster"
     text = (f"the host ran benchbench's fixed host work {max(d, 1 / d):.2f}x {way} in the candidate's runs "
             f"(torch op dispatch {b['dispatch_us']:.2f} -> {c['dispatch_us']:.2f} µs, Python loop "
-            f"{b['python_ns']:.0f} -> {c['python_ns']:.0f} ns; {b['runs']} and {c['runs']} run(s))")
+            f"{b['python_ns']:.0f} -> {c['python_ns']:.0f} ns; {b['runs']} and {c['runs']} run(s)")
+    shaky = b["unsteady"] + c["unsteady"]
+    text += f"; {shaky} probe(s) saw the host change speed while timed)" if shaky else ")"
     gpu = _gpu_split(base, cand)
     if gpu:
         text += "; " + gpu
-    text += (": the machine changed under the same fingerprint, so a host-bound step's difference may be the "
-             "host's, not the code's — compare runs made on one host")
+    text += (": the machine's speed changed under the same fingerprint, so a host-bound step's difference may be "
+             "the host's, not the code's — compare runs made on one host")
     return {"dispatch_ratio": d, "python_ratio": py, "baseline": b, "candidate": c, "text": text}
 
 

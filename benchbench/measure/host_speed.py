@@ -2,13 +2,15 @@
 
 Two leases of the same lent H200 (same fingerprint: CPU model string, core count, GPU, driver, torch) ran the
 same launch-bound cell 48.3 and 58.3 ms a step, the GPU's busy time 32.2 and 32.3 ms: the whole difference was
-the host, which spent 21% more CPU time on the same steps (`results/gpu/h200-20261204b`). A gate comparing the
-two nights said +20.6% slower, and nothing in either record could tell the machine from the code.
+the host, which spent 21% more CPU time on the same steps (`results/gpu/h200-20261204b`), and a gate comparing
+the two said +20.6% slower. Nothing in either record could tell the machine from the code. Measured with this
+probe on a third lease, the host's thread ran in two states about 2x apart, sometimes switching mid-probe.
 
 So each cell times a fixed host workload after its timed block (never inside it): tiny torch CPU ops, one at a
 time (the per-op dispatch cost that sets a launch-bound step's pace), and a pure-Python loop (the interpreter
-speed behind a data pipeline or a training script's own code). The same work on a slower host takes longer;
-`analysis.host.host_change` sets the two sides of a comparison against each other.
+speed behind a data pipeline or a training script's own code), each in blocks, every block kept (a probe whose
+blocks disagree saw the host change speed). `analysis.host.host_change` sets the two sides of a comparison
+against each other. ~13 ms on this 2-core VM, after the block: the cell's figures do not include it.
 """
 
 from __future__ import annotations
