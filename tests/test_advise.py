@@ -196,7 +196,10 @@ steps: 6
     cache = k["cache"]
     assert cache["verdict"] == "faster" and cache["interval"][0] > 1.05, cache
     assert cache["numerics"]["verdict"] == "unchanged" and cache["recommended"]
-    assert cache["bound"] >= cache["interval"][0], cache  # what was proven is within what the stall allows
+    # the bound is Amdahl's on the timed steps' own wait and stage shares: it holds the rest of the step fixed, and
+    # with the decoding gone the rest ran a little faster (0.89-0.95 of the measured gain in 5 runs here)
+    assert 0.8 <= cache["bound"] / cache["speedup"] <= 1.2, cache
+    assert "waited" in cache["why"] and "main process" in cache["why"]
     assert not k["amp"]["recommended"]
     assert doc["recommended"]["knobs"] == ["cache"]
     assert "cache: ram" in next((tmp_path / "rep").glob("*.yaml")).read_text()

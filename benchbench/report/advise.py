@@ -27,7 +27,8 @@ def row(o: Outcome) -> dict[str, str]:
         num += f" ({o.numerics['why']})"
     return {"knob": c.knob, "from → to": f"{_fmt(c.frm)} → {_fmt(c.to)}" if c.knob != "combined" else str(c.to),
             "bound": (f"≤ {o.bound:.2f}x" if o.bound is not None else "—") + (
-                " (exceeded: the share it came from was understated)"
+                " (exceeded: the share it came from understated what the knob removes, or the rest of the step ran "
+                "faster with it)"
                 if o.bound is not None and o.interval is not None and o.interval[0] > o.bound else ""),
             "measured speed-up": meas,
             "verdict": o.verdict + (" (recommended)" if o.recommended else "")
