@@ -160,10 +160,10 @@ def test_a_store_made_before_versioning_is_migrated_in_place(tmp_path) -> None:
     assert con.execute("PRAGMA user_version").fetchone()[0] == 0
     con.close()
     store = HistoryStore(db)
-    assert store.version == SCHEMA_VERSION == 5
+    assert store.version == SCHEMA_VERSION == 6
     cols = {row[1] for row in store.db.execute("PRAGMA table_info(records)")}
     assert {"gpu_throttled", "gpu_shared", "energy_j_per_image", "gpu_conditions_json", "cpu_contended",
-            "epoch_s", "epoch_parts_json"} <= cols
+            "epoch_s", "epoch_parts_json", "host_speed_json"} <= cols
     rec = {"schema": "benchbench.result/1", "suite": "s", "run_id": "night2", "cell_id": "c", "status": "ok",
            "params": {"batch_size": 4}, "started_at": "2026-11-02T00:00:00Z",
            "step_time_s": {"samples": [0.1, 0.1, 0.1], "median": 0.1},
@@ -197,3 +197,32 @@ def test_the_nightly_check_judges_each_cell_by_its_own_threshold(tmp_path: Path,
     assert code == 1 and "regression" in err, out + err
     code, out, err = cli("history", "check", "--db", db, "--last", "5", "--threshold", "0.05")
     assert code == 0, out + err  # an explicit threshold for every cell wins
+
+
+def test_a_change_that_came_with_a_slower_host_says_so(tmp_path: Path, cli) -> None:
+    """A nightly runner whose host got slower (the H200's leases: its thread ran in two states ~2x apart under
+    one fingerprint) makes a launch-bound cell +8% slower from night 12. The host figures here are constructed (the
+    H100 records predate the probe), each night's three runs spread ±2% as a steady host's are: `history check`
+    keeps the regression and says the host moved with it, in the text and the JSON; the same step with the host
+    unchanged says nothing of the host."""
+    def with_host(recs: list[dict], slower_from: int | None) -> list[dict]:
+        for k, r in enumerate(recs):
+            night = int(r["run_id"][5:])
+            d = (2.4 if slower_from and night >= slower_from else 2.0) * (1 + 0.02 * (k % 3 - 1))
+            r["trackers"] = {"host_speed": {"dispatch_us": d, "python_ns": d * 33, "dispatch_blocks_us": [d] * 7,
+                                            "python_blocks_ns": [d * 33] * 7}}
+        return recs
+
+    for slower_from, said in ((12, True), (None, False)):
+        db = tmp_path / f"h{slower_from}.db"
+        recs = with_host(nights(20, step_at=12, commit_at=12), slower_from)
+        assert cli("history", "add", write(tmp_path / "n.jsonl", recs), "--db", db)[0] == 0
+        code, out, err = cli("history", "check", "--db", db, "--last", "10", "--json", tmp_path / "c.json")
+        assert code == 1 and "regression" in err
+        [c] = json.loads((tmp_path / "c.json").read_text())["changes"]
+        if said:
+            assert c["host"].startswith("the host ran benchbench's fixed host work 1.20x slower from this night on "
+                                        "(torch op dispatch 2.00 -> 2.40 µs") and "33 and 27 run(s)" in c["host"]
+            assert "1.20x slower from this night on" in " ".join(out.split())
+        else:
+            assert c["host"] is None and "fixed host work" not in out

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from benchbench.analysis.host import MEANING, moved
 from benchbench.analysis.records import breakdown_deltas
 from benchbench.history.changepoint import ChangePoint, changes
 from benchbench.history.store import Series
@@ -30,6 +31,7 @@ class Change:
     recent: bool  # starts within the last K nights
     env_changes: dict[str, Any] = field(default_factory=dict)
     why: dict[str, Any] = field(default_factory=dict)
+    host: str | None = None  # the host's speed moved with the change (`analysis.host`): the figures, said
 
     @property
     def ratio(self) -> float:
@@ -53,6 +55,8 @@ def check_series(s: Series, threshold: float, last: int, min_size: int = 3) -> l
 def _change(s: Series, cp: ChangePoint, last: int) -> Change:
     first, prev = s.nights[cp.index], s.nights[cp.index - 1]
     diff = env_diff(prev.env, first.env)
+    host = moved([p for n in s.nights[:cp.index] for p in n.host], [p for n in s.nights[cp.index:] for p in n.host],
+                 "from this night on")
     return Change(
         suite=s.suite, cell_id=s.cell_id, label=s.label, fingerprint=s.fingerprint, night_index=cp.index,
         nights=len(s.nights), run_id=first.run_id, git_commit=first.git_commit, previous_commit=prev.git_commit,
@@ -60,6 +64,7 @@ def _change(s: Series, cp: ChangePoint, last: int) -> Change:
         recent=cp.index >= len(s.nights) - last,
         env_changes={k: {"before": a, "after": b} for k, (a, b) in diff.items()},
         why=breakdown_deltas(prev.breakdown, first.breakdown),
+        host=host["text"] + MEANING if host else None,
     )
 
 

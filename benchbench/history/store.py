@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from benchbench.analysis.host import probes, stored
 from benchbench.errors import BenchbenchError
 from benchbench.record import Record
 from benchbench.record.columns import HISTORY
@@ -63,6 +64,7 @@ MIGRATIONS: dict[int, list[tuple[str, str]]] = {
     3: [("cpu_contended", "INTEGER"), ("cpu_contention_json", "TEXT")],
     4: [("gate_threshold", "REAL")],  # the cell's own minimum effect: the nightly check judges it by it
     5: [("epoch_s", "REAL"), ("epoch_parts_json", "TEXT")],  # `attach --epochs`: the median epoch, its parts
+    6: [("host_speed_json", "TEXT")],  # the host's speed on fixed work (`measure.host_speed`): nights' hosts differ
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -143,6 +145,7 @@ class HistoryStore:
                     "epoch_s": r.epochs.wall_s if r.epochs else None,
                     "epoch_parts_json": json.dumps({p: r.epochs.part_s(p) for p in PART_NAMES})
                     if r.epochs and r.epochs.whole else None,
+                    "host_speed_json": json.dumps(stored(host[0])) if (host := probes([r])) else None,
                 }
                 cols = ",".join(row)
                 cur = self.db.execute(f"INSERT OR IGNORE INTO records ({cols}) VALUES ({','.join('?' * len(row))})",
@@ -185,6 +188,7 @@ class Night:
     breakdown: Breakdown | None
     images_per_step: int | None
     epoch_s: float | None = None  # the median whole epoch over its runs (`attach --epochs`), where accounted
+    host: list[dict[str, Any]] = field(default_factory=list)  # each run's host figures, where it timed them
 
     @property
     def median_s(self) -> float:
@@ -243,7 +247,8 @@ def series(rows: list[dict[str, Any]]) -> list[Series]:
             run_medians_s=[r["median_s"] for r in rs], p10_s=_band(rs, "p10_s"), p90_s=_band(rs, "p90_s"),
             env=json.loads(rs[-1]["env_json"] or "{}"),
             breakdown=bd, images_per_step=work,
-            epoch_s=float(np.median(eps)) if (eps := [r["epoch_s"] for r in rs if r.get("epoch_s")]) else None))
+            epoch_s=float(np.median(eps)) if (eps := [r["epoch_s"] for r in rs if r.get("epoch_s")]) else None,
+            host=[json.loads(r["host_speed_json"]) for r in rs if r.get("host_speed_json")]))
     for s in out.values():
         s.nights.sort(key=lambda n: (n.started_at, n.run_id))
     return sorted(out.values(), key=lambda s: (s.suite, s.label, s.nights[0].started_at if s.nights else ""))

@@ -24,6 +24,8 @@ def change_text(c: Change) -> str:
     parts = deltas_text(c.why)
     if parts:
         txt += "; " + "; ".join(parts)
+    if c.host:
+        txt += "; " + c.host
     return txt
 
 
