@@ -62,6 +62,10 @@ def test_a_job_slurm_kills_is_a_record(tmp_path: Path, cli, monkeypatch, slurm_c
     [rec] = read_records([out])
     assert code == 1 and rec.status == "timeout" and "time limit" in rec.error, (rec, err)
     json.dumps(rec.to_json())
+    # the time-out signal a quarter of the limit before its end: submitit's 90 s came at once for a 1-minute job,
+    # sometimes before the job had installed its handler (an `error` record in 1 of 4 CI runs)
+    [script] = (tmp_path / ".submitit").rglob("*_submission.sh")  # a failed job's folder is kept
+    assert "#SBATCH --signal=USR2@15" in script.read_text()
 
 
 @pytest.mark.slow  # a real SLURM cluster and its jobs
